@@ -1,0 +1,40 @@
+"""``build_model``: a backbone preset + a token-reduction method (+ weights) -> an eval-mode model."""
+from __future__ import annotations
+
+import os
+import typing as tp
+
+from harness.models.presets import resolve_config
+
+
+def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optional[dict] = None,
+                checkpoint: tp.Optional[str | os.PathLike] = None, **dims: tp.Any):
+    """Build a video ViT with a token-reduction method plugged in.
+
+    Args:
+        backbone: a registered preset (``harness ls backbones``) or ``"video_vit"`` with explicit dims.
+        method: a registered method name (``harness ls methods``).
+        method_args: the method's knobs, e.g. ``{"r": 16}`` for ToMe.
+        checkpoint: a fine-tuned checkpoint (official VideoMAE or mmaction2 layout), loaded strictly.
+        **dims: architecture overrides (``embed_dim, depth, num_heads, patch_size, tubelet_size,
+            num_frames, img_size, num_classes``); ``None`` keeps the preset's value.
+
+    Returns:
+        ``harness.models.video_vit.VideoViT`` in eval mode; ``model(clip)`` takes [B, 3, T, H, W].
+
+    >>> model = build_model("videomae_vit_b16", num_classes=400, method="tome", method_args={"r": 16})
+    """
+    from harness.models.checkpoint import load_checkpoint
+    from harness.models.video_vit import VideoViT
+    import methods
+
+    cfg = resolve_config(backbone, **dims)
+    spec = methods.get_method(method)
+    params = spec.make_params(method_args)
+    reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
+                                         embed_dim=cfg.embed_dim)
+    model = VideoViT(cfg, reducer)
+    model.method_name = method
+    if checkpoint is not None:
+        model.checkpoint_layout = load_checkpoint(model, checkpoint)
+    return model.eval()

@@ -1,0 +1,183 @@
+"""Command line: ``harness run | report | ls | validate | train``.
+
+User errors (a bad suite, an unknown name, a missing file) print one clear message and exit 2;
+they never show a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import typing as tp
+
+EPILOG = """examples:
+  python -m harness run suites/quickstart.yaml          # run every unfinished cell
+  python -m harness run suites/quickstart.yaml --dry-run --set eval.limit=50
+  python -m harness report --format md
+  python -m harness ls methods
+  python -m harness validate suites/quickstart.yaml
+  python -m harness train --out checkpoints/synthetic_vit_tiny.pth
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's input: printed as one message, exit code 2."""
+
+
+def cmd_run(args) -> int:
+    from harness.launch import plan, run_suite
+    from harness.report import render
+
+    overrides = list(args.set)
+    if args.limit is not None:
+        overrides.append(f"eval.limit={args.limit}")
+    suite = _load(args.suite, overrides)
+    if args.dry_run:
+        todo, done = plan(suite, args.results, args.force)
+        _print_cells(suite, todo, done)
+        return 0
+    records = run_suite(suite, executor=args.executor, store_root=args.results, force=args.force)
+    print(render(_suite_records(suite, args.results), "term"))
+    return 1 if any(r["status"] != "ok" for r in records) else 0
+
+
+def cmd_report(args) -> int:
+    from harness.report import render
+    from harness.store import ResultStore
+
+    print(render(ResultStore(args.results).records(), args.format, root=args.results))
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from tabulate import tabulate
+
+    rows, headers = _listing(args.what)
+    print(tabulate(rows, headers=headers, tablefmt="simple"))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from harness.suite import format_problems, validate_suite
+
+    problems = validate_suite(args.suite, args.set)
+    if problems:
+        print(format_problems(problems), file=sys.stderr)
+        return 2
+    suite = _load(args.suite, args.set)
+    print(f"{args.suite}: ok ({len(suite.cells())} cells)")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from harness.train import TrainConfig, train
+
+    meta = train(TrainConfig(out=args.out, epochs=args.epochs, seed=args.seed, num_train=args.num_train,
+                             num_val=args.num_val, threads=args.threads))
+    print(f"wrote {args.out}: val top-1 {meta['val_top1']:.3f} after {meta['train_wall_s']:.0f} s")
+    return 0
+
+
+def _load(path: str, overrides: tp.Sequence[str]):
+    from harness.suite import SuiteError, load_suite
+
+    try:
+        return load_suite(path, overrides)
+    except SuiteError as err:
+        raise UserError(str(err)) from None
+
+
+def _suite_records(suite, results: str) -> list:
+    from harness.store import ResultStore
+
+    keys = {c.key for c in suite.cells()}
+    return [r for r in ResultStore(results).records() if r.get("key") in keys]
+
+
+def _print_cells(suite, todo, done) -> None:
+    from tabulate import tabulate
+
+    state = {c.key: "finished (skip)" for c in done}
+    rows = [(i, c.backbone["name"], c.dataset["name"], c.label, state.get(c.key, "to run"), c.key[:12])
+            for i, c in enumerate(suite.cells())]
+    print(tabulate(rows, headers=["#", "backbone", "dataset", "method", "state", "key"]))
+    print(f"{len(rows)} cells: {len(todo)} to run, {len(done)} finished")
+
+
+def _listing(what: str):
+    if what == "methods":
+        import methods
+
+        rows = [(n, s.kind, "yes" if s.training_free else "no", "yes" if s.needs_attention_probs else "no",
+                 "yes" if s.adaptive_token_count else "no",
+                 ", ".join(f.name for f in __import__("dataclasses").fields(s.params)) or "-", s.summary)
+                for n in methods.list_methods() for s in [methods.get_method(n)]]
+        return rows, ["method", "kind", "training-free", "attn probs", "adaptive", "params", "summary"]
+    if what == "backbones":
+        from harness.models.presets import backbone_registry
+
+        rows = []
+        for n in backbone_registry.names():
+            c = backbone_registry.get(n)()
+            rows.append((n, c.embed_dim, c.depth, c.num_heads, f"{c.num_frames}x{c.img_size}",
+                         c.num_tokens, backbone_registry.meta(n).get("summary", "")))
+        return rows, ["backbone", "dim", "depth", "heads", "input", "tokens", "summary"]
+    import harness.data  # noqa: F401  (registers the datasets)
+    from harness.data.registry import dataset_registry
+
+    rows = [(n, dataset_registry.meta(n).get("summary", "")) for n in dataset_registry.names()]
+    return rows, ["dataset", "summary"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Benchmark token reduction in video "
+                                     "transformers.", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite's unfinished cells")
+    run.add_argument("suite")
+    run.add_argument("--executor", choices=("local", "debug"), default="local",
+                     help="local: a fresh process per cell (default); debug: in this process")
+    run.add_argument("--dry-run", action="store_true", help="print the expanded cell matrix and exit")
+    run.add_argument("--limit", type=int, help="evaluate only the first N videos (same as --set eval.limit=N)")
+    run.add_argument("--force", action="store_true", help="rerun finished cells too")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a suite field, e.g. eval.batch_size=4 or 'methods.1.r=[4,8]'")
+    run.add_argument("--results", default="results", help="results store (default: results/)")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="leaderboards from the results store")
+    report.add_argument("--format", choices=("term", "md", "csv", "json"), default="term")
+    report.add_argument("--results", default="results")
+    report.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("ls", help="list registered methods, backbones or datasets")
+    ls.add_argument("what", choices=("methods", "backbones", "datasets"))
+    ls.set_defaults(func=cmd_ls)
+
+    validate = sub.add_parser("validate", help="check a suite file and report every problem")
+    validate.add_argument("suite")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    validate.set_defaults(func=cmd_validate)
+
+    train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")
+    train.add_argument("--out", default="checkpoints/synthetic_vit_tiny.pth")
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--num-train", type=int, default=4000)
+    train.add_argument("--num-val", type=int, default=600)
+    train.add_argument("--threads", type=int, default=2)
+    train.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished cells are kept and `run` resumes from them", file=sys.stderr)
+        return 130

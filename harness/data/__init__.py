@@ -1,0 +1,10 @@
+"""Video data: annotations, samplers, transforms, the multi-view dataset and the synthetic set.
+
+Importing this package registers the datasets and imports no torch, decord or PyAV: those live in
+``harness.data.transforms``, ``harness.data.video_dataset`` and ``harness.data.synthetic``,
+imported when a dataset is built.
+"""
+from harness.data import datasets as _datasets  # noqa: F401  (registers the datasets)
+from harness.data.registry import VideoProtocol, data_home, dataset_registry, register_dataset
+
+__all__ = ["VideoProtocol", "data_home", "dataset_registry", "register_dataset"]

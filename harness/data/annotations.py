@@ -1,0 +1,134 @@
+"""Annotation readers: mmaction2 video lists, VideoMAE csv lists and class-name files (torch-free).
+
+Formats
+-------
+* ``mmaction``: one video per line, ``relative/path.mp4 label``, separated by any whitespace
+  (mmaction2 ``VideoDataset``). Paths may not contain whitespace.
+* ``videomae_csv``: VideoMAE's ``train.csv``/``val.csv``/``test.csv``, read there with
+  ``pd.read_csv(header=None, delimiter=' ')``: ``path label`` separated by one space. A comma
+  separator (``path,label``) is accepted too, since hand-made lists often use one.
+* ``auto``: a file whose first non-blank line holds a comma and no whitespace is ``videomae_csv``,
+  anything else ``mmaction``. Both readers accept the same space-separated lines.
+
+Blank lines and lines starting with ``#`` are skipped. A malformed line raises ``ValueError`` naming
+the file and its 1-based line number.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing as tp
+
+AnnFormat = tp.Literal["auto", "mmaction", "videomae_csv"]
+ANN_FORMATS: tuple[str, ...] = ("auto", "mmaction", "videomae_csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoItem:
+    """One annotated video: resolved path, integer label and position in the annotation file."""
+
+    path: str  # data_root joined with the listed path
+    label: int  # class index, >= 0
+    index: int  # 0-based position among the file's videos (blank/comment lines not counted)
+
+
+def _content_lines(path: str) -> list[tuple[int, str]]:
+    """(1-based line number, stripped text) for every non-blank, non-comment line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = f.read().splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"annotation file not found: {os.path.abspath(path)}") from None
+    return [(n, s.strip()) for n, s in enumerate(raw, 1) if s.strip() and not s.strip().startswith("#")]
+
+
+def detect_format(path: str) -> str:
+    """Guess ``"mmaction"`` or ``"videomae_csv"`` from the first content line of ``path``."""
+    lines = _content_lines(path)
+    if lines and "," in lines[0][1] and len(lines[0][1].split()) == 1:
+        return "videomae_csv"
+    return "mmaction"
+
+
+def _parse_label(text: str, path: str, lineno: int, line: str) -> int:
+    try:
+        label = int(text)
+    except ValueError:
+        raise ValueError(f"{path}:{lineno}: label {text!r} is not an integer in line {line!r}") from None
+    if label < 0:
+        raise ValueError(f"{path}:{lineno}: negative label {label} in line {line!r}")
+    return label
+
+
+def _split_line(fmt: str, line: str) -> list[str]:
+    if fmt == "videomae_csv" and "," in line and len(line.split()) == 1:
+        return [p.strip() for p in line.split(",")]
+    return line.split()
+
+
+def read_video_list(
+    path: str, data_root: str = "", fmt: AnnFormat = "auto", num_classes: tp.Optional[int] = None
+) -> list[VideoItem]:
+    """Read a video annotation file into ``VideoItem`` s.
+
+    Parameters
+    ----------
+    path: the annotation file.
+    data_root: prefix joined to every listed path (``os.path.join``; absolute listed paths win).
+    fmt: ``"auto"``, ``"mmaction"`` or ``"videomae_csv"`` (see the module docstring).
+    num_classes: when given, labels ``>= num_classes`` are rejected.
+
+    Raises
+    ------
+    ValueError: an unknown format or a malformed line (message ``file:line: problem``).
+    FileNotFoundError: ``path`` does not exist.
+    """
+    if fmt not in ANN_FORMATS:
+        raise ValueError(f"unknown annotation format {fmt!r}; expected one of {ANN_FORMATS}")
+    lines = _content_lines(path)
+    if fmt == "auto":
+        fmt = detect_format(path)
+    items: list[VideoItem] = []
+    for lineno, line in lines:
+        parts = _split_line(fmt, line)
+        if len(parts) != 2:
+            raise ValueError(
+                f"{path}:{lineno}: expected 'path label' ({fmt} format), got {len(parts)} fields in line {line!r}"
+            )
+        label = _parse_label(parts[1], path, lineno, line)
+        if num_classes is not None and label >= num_classes:
+            raise ValueError(f"{path}:{lineno}: label {label} >= num_classes {num_classes} in line {line!r}")
+        items.append(VideoItem(path=os.path.join(data_root, parts[0]), label=label, index=len(items)))
+    return items
+
+
+def read_label_map(path: str) -> list[str]:
+    """Read class names, one per line; the class index is the line's position (0-based).
+
+    Blank lines are rejected (they would shift every later index); duplicates too.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = f.read().splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"label map not found: {os.path.abspath(path)}") from None
+    while raw and not raw[-1].strip():  # a trailing newline or blank tail is harmless
+        raw.pop()
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(raw, 1):
+        name = line.strip()
+        if not name:
+            raise ValueError(f"{path}:{lineno}: blank class name (it would shift later class indices)")
+        if name in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate class name {name!r} (first on line {seen[name]})")
+        seen[name] = lineno
+        names.append(name)
+    return names
+
+
+def write_video_list(path: str, entries: tp.Iterable[tuple[str, int]]) -> None:
+    """Write ``(relative_path, label)`` pairs in mmaction2 list format."""
+    with open(path, "w", encoding="utf-8") as f:
+        for rel, label in entries:
+            f.write(f"{rel} {int(label)}\n")

@@ -1,0 +1,65 @@
+"""Dataset registry: each entry is a dataclass whose fields are the suite keys (torch-free).
+
+An instance is a fully resolved dataset + test protocol. ``build()`` returns the torch dataset
+(imported lazily), ``num_classes`` and ``manifest()`` describe it for records.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing as tp
+
+from harness.registry import Registry
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+dataset_registry: Registry[type] = Registry("dataset")
+
+
+def register_dataset(name: str, **meta: tp.Any):
+    def decorator(cls: type) -> type:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"@register_dataset({name!r}) must decorate a dataclass")
+        dataset_registry.add(name, cls, **meta)
+        return cls
+
+    return decorator
+
+
+def data_home() -> str:
+    """Where generated data is cached: $HARNESS_DATA, else ~/.cache/harness."""
+    return os.environ.get("HARNESS_DATA") or os.path.join(os.path.expanduser("~"), ".cache", "harness")
+
+
+@dataclasses.dataclass
+class VideoProtocol:
+    """How test views are sampled, transformed and aggregated (part of every cell's key)."""
+
+    sampler: tp.Literal["dense", "uniform"] = "dense"  # dense: clip_len x frame_interval x num_clips (K400); uniform: TSN segments (SSv2)
+    clip_len: int = 16  # frames per view
+    frame_interval: int = 4  # stride between sampled frames (dense sampler only)
+    num_clips: int = 1  # temporal views per video
+    num_crops: tp.Literal[1, 3] = 1  # 1 = centre crop, 3 = three crops along the long side
+    short_side: int = 224  # resize the short side to this many pixels
+    crop_size: int = 224  # square crop side, pixels
+    mean: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, on [0,1] pixels
+    std: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))  # per channel, on [0,1] pixels
+    aggregation: tp.Literal["prob", "score"] = "prob"  # prob = mean of softmax over views; score = mean of logits
+
+    @property
+    def views(self) -> int:
+        return self.num_clips * self.num_crops
+
+    def check(self) -> list[str]:
+        problems = []
+        for name in ("clip_len", "frame_interval", "num_clips", "short_side", "crop_size"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if self.crop_size > self.short_side:
+            problems.append(f"crop_size {self.crop_size} is larger than short_side {self.short_side}")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            problems.append("mean and std need 3 values each")
+        elif any(s <= 0 for s in self.std):
+            problems.append(f"std must be positive, got {self.std}")
+        return problems

@@ -1,0 +1,77 @@
+"""Test-time frame samplers (pure numpy). Each returns int64 indices of shape ``[num_clips, clip_len]``.
+
+Two published protocols place the same nominal views on different frames (measurement spec P21), so
+each function reproduces one reference implementation and says which.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check(num_frames: int, clip_len: int, num_clips: int) -> None:
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    if clip_len <= 0 or num_clips <= 0:
+        raise ValueError(f"clip_len and num_clips must be positive, got {clip_len}, {num_clips}")
+
+
+def dense_test_indices(num_frames: int, clip_len: int, frame_interval: int, num_clips: int) -> np.ndarray:
+    """mmaction2 ``SampleFrames(clip_len, frame_interval, num_clips, test_mode=True)`` indices.
+
+    Follows mmaction2 1.x (``mmaction/datasets/transforms/loading.py``), defaults
+    ``out_of_bound_opt='loop'``, ``twice_sample=False``, ``target_fps=None``, ``start_index=0``:
+
+    * span ``ori_clip_len = (clip_len - 1) * frame_interval + 1`` (1.x test mode; mmaction2 0.x
+      used ``clip_len * frame_interval``, which shifts offsets by up to ``frame_interval``);
+    * ``max_offset = max(num_frames - ori_clip_len, 0)``;
+    * several clips: offsets ``np.round(arange(num_clips) * max_offset / (num_clips - 1))`` (numpy
+      rounds halves to even); one clip: ``max_offset // 2`` (centred, floored);
+    * indices ``offset + arange(clip_len) * frame_interval``, then ``% num_frames``: a video shorter
+      than the span loops back to its start instead of repeating the last frame.
+    """
+    _check(num_frames, clip_len, num_clips)
+    if frame_interval <= 0:
+        raise ValueError(f"frame_interval must be positive, got {frame_interval}")
+    ori_clip_len = (clip_len - 1) * frame_interval + 1
+    max_offset = max(num_frames - ori_clip_len, 0)
+    if num_clips > 1:
+        offsets = np.round(np.arange(num_clips) * (max_offset / (num_clips - 1)))
+    else:
+        offsets = np.array([max_offset // 2])
+    inds = offsets.astype(np.int64)[:, None] + np.arange(clip_len, dtype=np.int64)[None, :] * frame_interval
+    return np.mod(inds, num_frames)
+
+
+def uniform_test_indices(num_frames: int, clip_len: int, num_clips: int) -> np.ndarray:
+    """TSN-style segment sampling as VideoMAE's SSv2 test set (``ssv2.py``, ``mode='test'``).
+
+    The video is cut into ``clip_len`` segments of ``tick = num_frames / clip_len`` frames.
+
+    * ``num_clips == 1``: segment centres ``int(tick / 2 + tick * x)`` (TSN/VideoMAE validation form).
+    * ``num_clips == 2`` (VideoMAE's 2 "chunks"): VideoMAE decodes the union of
+      ``int(tick / 2 + tick * x)`` and ``int(tick * x)``, *sorts* it and takes ``buffer[chunk::2]``;
+      since ``int(tick*x) <= int(tick*x + tick/2) <= int(tick*(x+1))`` chunk 0 is the segment starts
+      ``int(tick * x)`` and chunk 1 the centres ``int(tick / 2 + tick * x)``.
+    * ``num_clips = n > 2`` generalises that: clip ``k`` takes ``int(tick * (x + k / n))``.
+
+    Indices are clipped to ``num_frames - 1``; short videos repeat frames.
+    """
+    _check(num_frames, clip_len, num_clips)
+    tick = num_frames / float(clip_len)
+    x = np.arange(clip_len, dtype=np.float64)
+    if num_clips == 1:
+        rows = [tick / 2.0 + tick * x]
+    else:
+        rows = [tick * x + tick * (k / num_clips) for k in range(num_clips)]
+    inds = np.stack(rows).astype(np.int64)  # truncation toward zero == Python int() on these positives
+    return np.minimum(inds, num_frames - 1)
+
+
+def sample_test_indices(num_frames: int, sampler: str, clip_len: int, frame_interval: int, num_clips: int) -> np.ndarray:
+    """Dispatch on a ``VideoProtocol.sampler`` name (``"dense"`` or ``"uniform"``)."""
+    if sampler == "dense":
+        return dense_test_indices(num_frames, clip_len, frame_interval, num_clips)
+    if sampler == "uniform":
+        return uniform_test_indices(num_frames, clip_len, num_clips)
+    raise ValueError(f"unknown sampler {sampler!r}; expected 'dense' or 'uniform'")
+

@@ -1,0 +1,78 @@
+"""Accuracy of a model over a dataset's test views: decode each video once, aggregate its views."""
+from __future__ import annotations
+
+import logging
+import time
+import typing as tp
+
+import torch
+
+log = logging.getLogger("harness.evaluate")
+
+
+def aggregate_views(logits: torch.Tensor, how: str) -> torch.Tensor:
+    """[B, V, K] per-view logits -> [B, K] video scores: ``prob`` = mean of softmax, ``score`` = mean of logits."""
+    if how == "prob":
+        return logits.softmax(dim=-1).mean(dim=1)
+    if how == "score":
+        return logits.mean(dim=1)
+    raise ValueError(f"aggregation must be 'prob' or 'score', got {how!r}")
+
+
+def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    k = min(k, scores.shape[-1])
+    return (scores.topk(k, dim=-1).indices == labels[:, None]).any(dim=-1)
+
+
+def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num_workers: int = 0,
+                   limit: tp.Optional[int] = None,
+                   progress: tp.Callable[..., None] = lambda *a, **k: None) -> dict:
+    """Top-1/top-5 over the videos of ``dataset`` (a registered dataset config).
+
+    A video that fails to decode is counted and listed in ``coverage``, never replaced; metrics are
+    over the decoded videos.
+    """
+    from harness.data.video_dataset import VideoDataset, collate_views
+
+    items = dataset.items()
+    listed_total = len(items)
+    if limit is not None:
+        items = items[:limit]
+    data = VideoDataset(items, dataset)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=collate_views, shuffle=False)
+    top1 = top5 = decoded = 0
+    failed: tp.List[dict] = []
+    t0 = time.perf_counter()
+    model_s = 0.0
+    progress("evaluate", 0, len(items), force=True)
+    with torch.inference_mode():
+        for batch in loader:
+            failed.extend(batch["failed"])
+            views = batch["views"]
+            if views is not None and len(views):
+                b, v = views.shape[:2]
+                t_model = time.perf_counter()
+                logits = model(views.flatten(0, 1).to(device, non_blocking=True)).view(b, v, -1)
+                scores = aggregate_views(logits.float(), dataset.aggregation)
+                labels = batch["labels"].to(device)
+                top1 += int(topk_correct(scores, labels, 1).sum())
+                top5 += int(topk_correct(scores, labels, 5).sum())
+                model_s += time.perf_counter() - t_model
+                decoded += b
+            progress("evaluate", decoded + len(failed), len(items))
+    progress("evaluate", decoded + len(failed), len(items), force=True)
+    for f in failed:
+        log.warning("could not decode %s: %s", f["path"], f["error"])
+    if decoded == 0:
+        raise RuntimeError(f"no video of {len(items)} could be decoded (first error: "
+                           f"{failed[0]['error'] if failed else 'none'})")
+    wall = time.perf_counter() - t0
+    return {
+        "metrics": {"top1": top1 / decoded, "top5": top5 / decoded, "num_videos": decoded,
+                    "views_per_video": dataset.views, "eval_wall_s": wall, "eval_model_s": model_s,
+                    "eval_videos_per_s": decoded / wall, "aggregation": dataset.aggregation},
+        "coverage": {"listed": len(items), "listed_in_annotation": listed_total, "decoded": decoded,
+                     "failed": len(failed), "failed_videos": failed},
+        "manifest": dataset.manifest(),
+    }

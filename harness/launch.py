@@ -1,0 +1,113 @@
+"""Run a suite's cells through a submitit executor, one cell at a time, skipping finished ones.
+
+Cells run sequentially so that throughput and memory are never measured while another cell
+competes for the same cores. ``local`` runs each cell in a fresh process (clean peak-memory
+figures, no state leaking between methods); ``debug`` runs in this process (for debugging).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import typing as tp
+from pathlib import Path
+
+EXECUTORS = ("local", "debug")
+
+
+def make_executor(kind: str, folder: Path):
+    import submitit
+
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=str(folder))
+        executor.update_parameters(timeout_min=24 * 60)
+        return executor
+    if kind == "debug":
+        return submitit.DebugExecutor(folder=str(folder))
+    raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+
+
+def plan(suite, store_root: str, force: bool) -> tp.Tuple[list, list]:
+    """(cells to run, cells already finished)."""
+    from harness.store import ResultStore
+
+    store = ResultStore(store_root)
+    cells = suite.cells()
+    done = [c for c in cells if not force and store.is_finished(c.key)]
+    done_keys = {c.key for c in done}
+    return [c for c in cells if c.key not in done_keys], done
+
+
+def run_suite(suite, *, executor: str = "local", store_root: str = "results", force: bool = False,
+              out: tp.TextIO = sys.stdout) -> tp.List[dict]:
+    from tqdm import tqdm
+
+    from harness.runner import CellJob, run_cell
+
+    todo, done = plan(suite, store_root, force)
+    print(f"suite {suite.config.name}: {len(todo) + len(done)} cells, {len(done)} already finished "
+          f"(skipped; --force reruns them), {len(todo)} to run with the {executor} executor", file=out)
+    if not todo:
+        return []
+    folder = Path(store_root) / "logs" / "%j"
+    ex = make_executor(executor, folder)
+    records = []
+    suite_bar = tqdm(total=len(todo), desc="suite", unit="cell", position=0, file=out)
+    for cell in todo:
+        cell_bar = tqdm(total=1, desc=f"{cell.label}: starting", position=1, leave=False, file=out)
+        progress_file = os.path.join(store_root, "logs", f"progress-{cell.key[:16]}.json")
+        os.makedirs(os.path.dirname(progress_file), exist_ok=True)
+        job_spec = CellJob(key=cell.key, config=cell.config(), label=cell.label,
+                           suite={"name": suite.config.name, "file": str(suite.path)},
+                           store_root=os.path.abspath(store_root), progress_file=progress_file)
+        if executor == "debug":
+            def show(stage, n, total, bar=cell_bar, label=cell.label):
+                _update_bar(bar, label, stage, n, total)
+            record = ex.submit(run_cell, job_spec, show).result()
+        else:
+            job = ex.submit(run_cell, job_spec)
+            record = _wait(job, cell_bar, cell.label, progress_file, job_spec)
+        cell_bar.close()
+        records.append(record)
+        status = record["status"] if record["status"] == "ok" else \
+            f"FAILED ({record['error']['type']}: {record['error']['message'].splitlines()[0][:200]})"
+        suite_bar.write(f"  {cell.label}: {status}")
+        suite_bar.update(1)
+    suite_bar.close()
+    return records
+
+
+def _update_bar(bar, label: str, stage: str, n: int, total: int) -> None:
+    bar.set_description(f"{label}: {stage}")
+    if bar.total != total:
+        bar.reset(total=total)
+    bar.n = n
+    bar.refresh()
+
+
+def _wait(job, bar, label: str, progress_file: str, spec) -> dict:
+    while not job.done():
+        try:
+            with open(progress_file) as f:
+                p = json.load(f)
+            _update_bar(bar, label, p["stage"], p["done"], p["total"])
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    try:
+        return job.result()
+    except Exception as err:  # the worker died without writing (killed, out of memory, ...)
+        return _write_lost_job(spec, job, err)
+
+
+def _write_lost_job(spec, job, err: Exception) -> dict:
+    from harness.runner import SCHEMA, _now
+    from harness.store import ResultStore
+
+    record = {"schema": SCHEMA, "key": spec.key, "suite": spec.suite, "config": spec.config,
+              "label": spec.label, "status": "failed", "finished_at": _now(),
+              "error": {"type": type(err).__name__, "message": str(err)[-2000:],
+                        "log": str(job.paths.stderr)}}
+    ResultStore(spec.store_root).write(record)
+    return record

@@ -1,0 +1,1 @@
+"""Measurement: GMACs from token counts (cross-checked by a counter), throughput, peak memory."""

@@ -1,0 +1,106 @@
+"""GMACs per view from the token counts a forward really used, in fvcore's convention.
+
+Convention (stated once, used everywhere): one multiply-add = one MAC; the papers' "GFLOPs" are
+GMACs (VideoMAE ViT-B 16x224 = 180 G). Counted as fvcore counts them: convolution, linear layers,
+both attention matmuls (q k^T and A v, which fvcore misses when they run fused), LayerNorm at 5 per
+element, the head, and each method's own matmuls (``TokenReducer.overhead_macs``). Softmax, GELU,
+adds, gather/scatter and sorting are not counted. GFLOPs = 2 x GMACs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+NORM_MACS_PER_ELEMENT = 5  # fvcore's estimate for an affine LayerNorm
+
+# Ops fvcore does not count that are allowed in a forward: elementwise, data movement, and the
+# index/sort work of token reduction (its time is measured, its MACs are negligible).
+IGNORED_OPS = frozenset({
+    "aten::add", "aten::add_", "aten::mul", "aten::mul_", "aten::div", "aten::div_", "aten::sub",
+    "aten::softmax", "aten::gelu", "aten::mean", "aten::sum", "aten::log", "aten::norm",
+    "aten::linalg_vector_norm", "aten::gather", "aten::scatter_reduce", "aten::scatter", "aten::argsort",
+    "aten::sort", "aten::max", "aten::topk", "aten::index", "aten::ones_like", "aten::zeros_like",
+    "aten::expand", "aten::unbind", "aten::cat", "aten::flatten", "aten::transpose", "aten::permute",
+    "aten::reshape", "aten::view", "aten::slice", "aten::select", "aten::unsqueeze", "aten::eye",
+    "aten::clone", "aten::contiguous", "aten::copy_", "aten::fill_", "aten::to", "aten::type_as",
+    "aten::detach", "aten::repeat", "aten::where", "aten::dropout", "aten::exp", "aten::neg",
+})
+
+
+@dataclasses.dataclass
+class MacsCount:
+    patch_embed: int
+    linear: int  # qkv, proj, MLP
+    attention: int  # q k^T and A v
+    norm: int  # LayerNorms (5 per element)
+    overhead: int  # the reduction method's own matmuls
+    head: int  # fc_norm + classifier
+    per_block: tp.List[int]  # everything counted inside each block
+
+    @property
+    def total(self) -> int:
+        return self.patch_embed + self.linear + self.attention + self.norm + self.overhead + self.head
+
+    def as_record(self) -> dict:
+        return {"gmacs_per_view": self.total / 1e9, "gflops_per_view": 2 * self.total / 1e9,
+                "gmacs_breakdown": {k: getattr(self, k) / 1e9 for k in
+                                    ("patch_embed", "linear", "attention", "norm", "overhead", "head")},
+                "gmacs_per_block": [m / 1e9 for m in self.per_block],
+                "flops_convention": "1 MAC = 1 multiply-add (fvcore); GFLOPs = 2 x GMACs; "
+                                    "fused attention and LayerNorm (5/element) and the head included"}
+
+
+def count_macs(cfg, tokens_in: tp.Sequence[int], tokens_mlp: tp.Sequence[int],
+               overhead: tp.Callable[[int, int], int] = lambda layer, n: 0) -> MacsCount:
+    """MACs of one view, from the tokens entering each block's attention and MLP."""
+    c = cfg.embed_dim
+    hidden = int(c * cfg.mlp_ratio)
+    n0 = cfg.num_tokens
+    patch = n0 * c * cfg.in_chans * cfg.tubelet_size * cfg.patch_size ** 2
+    linear = attention = norm = extra = 0
+    per_block = []
+    for layer, (n, m) in enumerate(zip(tokens_in, tokens_mlp)):
+        block_linear = n * c * 3 * c + n * c * c + 2 * m * c * hidden
+        block_attention = 2 * n * n * c
+        block_norm = NORM_MACS_PER_ELEMENT * c * (n + m)
+        block_extra = overhead(layer, n)
+        linear, attention, norm, extra = (linear + block_linear, attention + block_attention,
+                                          norm + block_norm, extra + block_extra)
+        per_block.append(block_linear + block_attention + block_norm + block_extra)
+    head = NORM_MACS_PER_ELEMENT * c + c * cfg.num_classes
+    return MacsCount(patch, linear, attention, norm, extra, head, per_block)
+
+
+def model_macs(model) -> MacsCount:
+    """MACs of one view for ``model``'s last forward (``model.last_stats``)."""
+    stats = model.last_stats
+    return count_macs(model.cfg, stats.tokens_in, stats.tokens_mlp, model.reducer.overhead_macs)
+
+
+def fvcore_macs(model, clip) -> tp.Tuple[int, tp.Dict[str, int]]:
+    """Count ``model(clip)`` with fvcore (jit trace) plus a handle for fused attention.
+
+    Returns the total MACs and the ops fvcore skipped that are not in ``IGNORED_OPS``.
+    """
+    import torch
+    from fvcore.nn import FlopCountAnalysis
+
+    analysis = FlopCountAnalysis(model, clip)
+    analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_macs)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    with torch.inference_mode():
+        total = int(analysis.total())
+    unexpected = {op: n for op, n in analysis.unsupported_ops().items() if op not in IGNORED_OPS}
+    return total, unexpected
+
+
+def _sdpa_macs(inputs, outputs) -> int:
+    from fvcore.nn.jit_handles import get_shape
+
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    *batch, n, d = q
+    s = k[-2]
+    b = 1
+    for dim in batch:
+        b *= dim
+    return 2 * b * n * s * d  # q k^T and A v

@@ -1,0 +1,74 @@
+"""Model-only throughput on a synthetic input of the true clip shape, and peak memory.
+
+Decoding is excluded (the input is made once, on the device, before timing). Runs under
+``torch.inference_mode``; warms up for at least ``warmup_iters`` iterations and ``warmup_s`` seconds;
+each repeat times at least ``timed_iters`` iterations and ``min_timed_s`` seconds, with CUDA events
+and a synchronisation per iteration on GPU and ``perf_counter`` on CPU. The figure is the median of
+the repeats' clips/s, with its interquartile range and every per-iteration time kept.
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+import typing as tp
+
+import torch
+
+
+def measure_throughput(model, clip_shape: tp.Sequence[int], *, device: torch.device, batch_size: int,
+                       warmup_iters: int, warmup_s: float, timed_iters: int, min_timed_s: float,
+                       repeats: int, progress: tp.Callable[[int, int], None] = lambda done, total: None
+                       ) -> dict:
+    x = torch.randn(batch_size, *clip_shape, device=device)
+    step = _timed_step_cuda if device.type == "cuda" else _timed_step_cpu
+    with torch.inference_mode():
+        start, iters = time.perf_counter(), 0
+        while iters < warmup_iters or time.perf_counter() - start < warmup_s:
+            step(model, x)
+            iters += 1
+        runs: tp.List[tp.List[float]] = []
+        for rep in range(repeats):
+            times: tp.List[float] = []
+            while len(times) < timed_iters or sum(times) < min_timed_s:
+                times.append(step(model, x))
+            runs.append(times)
+            progress(rep + 1, repeats)
+    rates = [batch_size * len(t) / sum(t) for t in runs]
+    q1, _, q3 = statistics.quantiles(rates, n=4) if len(rates) > 1 else (rates[0],) * 3
+    return {"clips_per_s": statistics.median(rates), "clips_per_s_iqr": q3 - q1,
+            "clips_per_s_repeats": rates, "throughput_batch_size": batch_size,
+            "warmup_iters": iters, "iteration_times_s": runs,
+            "timer": "cuda_events" if device.type == "cuda" else "perf_counter"}
+
+
+def _timed_step_cpu(model, x) -> float:
+    t0 = time.perf_counter()
+    model(x)
+    return time.perf_counter() - t0
+
+
+def _timed_step_cuda(model, x) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    model(x)
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict:
+    """CUDA: max allocated/reserved since the last reset. CPU: this process's peak RSS so far."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return {"peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30,
+                "peak_mem_reserved_gib": torch.cuda.max_memory_reserved(device) / 2 ** 30,
+                "peak_mem_kind": "cuda_max_allocated"}
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_mem_gib": rss_kib / 2 ** 20, "peak_mem_kind": "cpu_process_peak_rss"}

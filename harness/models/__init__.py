@@ -1,0 +1,5 @@
+"""Video backbones. This package imports no torch; the model lives in ``harness.models.video_vit``."""
+from harness.models.presets import (DIM_NAMES, VideoViTConfig, backbone_registry, register_backbone,
+                                    resolve_config)
+
+__all__ = ["DIM_NAMES", "VideoViTConfig", "backbone_registry", "register_backbone", "resolve_config"]

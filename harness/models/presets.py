@@ -1,0 +1,112 @@
+"""Backbone presets: named architectures of the joint space-time video ViT (torch-free).
+
+A preset is a function returning a ``VideoViTConfig``; ``build_model`` applies keyword overrides
+on top. ``video_vit`` is the generic entry whose dims all come from the caller.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+from harness.registry import Registry
+
+
+@dataclasses.dataclass
+class VideoViTConfig:
+    """Architecture of a VideoMAE-style ViT (no CLS token, fixed sinusoid positions, mean pool)."""
+
+    embed_dim: int = 768  # channels C
+    depth: int = 12  # number of transformer blocks
+    num_heads: int = 12  # attention heads
+    patch_size: int = 16  # spatial patch side, pixels
+    tubelet_size: int = 2  # frames per temporal patch
+    num_frames: int = 16  # input frames T
+    img_size: int = 224  # input side, pixels
+    num_classes: int = 400  # classifier outputs (0 = no head)
+    in_chans: int = 3  # input channels
+    mlp_ratio: float = 4.0  # MLP hidden = mlp_ratio * C
+    qkv_bias: bool = True  # separate q and v biases, as VideoMAE (k bias is zero)
+    norm_eps: float = 1e-6  # LayerNorm epsilon
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """(T', H', W') token grid."""
+        side = self.img_size // self.patch_size
+        return self.num_frames // self.tubelet_size, side, side
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    def check(self) -> list[str]:
+        problems = []
+        for name in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size", "num_frames",
+                     "img_size", "in_chans"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if problems:
+            return problems
+        if self.embed_dim % self.num_heads:
+            problems.append(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+        if self.img_size % self.patch_size:
+            problems.append(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.num_frames % self.tubelet_size:
+            problems.append(
+                f"num_frames {self.num_frames} is not a multiple of tubelet_size {self.tubelet_size}")
+        if self.num_classes < 0:
+            problems.append(f"num_classes must be >= 0, got {self.num_classes}")
+        return problems
+
+
+DIM_NAMES = tuple(f.name for f in dataclasses.fields(VideoViTConfig))
+
+backbone_registry: Registry[tp.Callable[[], VideoViTConfig]] = Registry("backbone")
+
+
+def register_backbone(name: str, **meta: tp.Any):
+    return backbone_registry.register(name, **meta)
+
+
+def resolve_config(name: str, **overrides: tp.Any) -> VideoViTConfig:
+    """Preset ``name`` with ``overrides`` applied (``None`` values mean "keep the preset's")."""
+    preset = backbone_registry.get(name)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(overrides) - set(DIM_NAMES))
+    if unknown:
+        raise ValueError(f"backbone {name!r} has no dimension(s) {unknown}; valid: {', '.join(DIM_NAMES)}")
+    cfg = dataclasses.replace(preset(), **overrides)
+    if name == "video_vit":
+        missing = [k for k in ("embed_dim", "depth", "num_heads") if k not in overrides]
+        if missing:
+            raise ValueError(f"backbone 'video_vit' needs {', '.join(missing)} (no preset defaults)")
+    problems = cfg.check()
+    if problems:
+        raise ValueError(f"backbone {name!r}: " + "; ".join(problems))
+    return cfg
+
+
+@register_backbone("video_vit", summary="generic joint space-time ViT; give every dim")
+def video_vit() -> VideoViTConfig:
+    return VideoViTConfig()
+
+
+@register_backbone("videomae_vit_s16", summary="VideoMAE ViT-S/16, 16x224, tubelet 2 (22 M)")
+def videomae_vit_s16() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=384, depth=12, num_heads=6)
+
+
+@register_backbone("videomae_vit_b16", summary="VideoMAE ViT-B/16, 16x224, tubelet 2 (87 M)")
+def videomae_vit_b16() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=768, depth=12, num_heads=12)
+
+
+@register_backbone("videomae_vit_l16", summary="VideoMAE ViT-L/16, 16x224, tubelet 2 (304 M)")
+def videomae_vit_l16() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=1024, depth=24, num_heads=16)
+
+
+@register_backbone("synthetic_vit_tiny",
+                   summary="quickstart: 128-d, 4 blocks, 2 heads, 16x64, 12 classes (1 M)")
+def synthetic_vit_tiny() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12)

@@ -1,0 +1,84 @@
+"""The model's extension point: a ``TokenReducer`` decides what happens to the tokens in each block.
+
+The backbone calls the reducer at fixed places of every block and threads a fresh ``TokenState``
+through one forward; nothing is shared between forwards or hidden in module attributes.
+
+    x = patch_embed(clip) + pos            state = reducer.init_state(x)
+    for layer, block in enumerate(blocks):
+        a = Attn(LN1(x), bias=reducer.attention_bias(layer, state),
+                 probs/keys as reducer.attention_needs(layer) asks)
+        x = x + a.out
+        x, state = reducer.after_attention(layer, x, state, a)    # ToMe, vid-TLDR merge here
+        x = x + MLP(LN2(x))
+        x, state = reducer.after_block(layer, x, state)           # STA prunes here
+    pooled = reducer.pool(x, state)          -> fc_norm -> head
+
+The base class is the dense model (it changes nothing). A reducer is an ``nn.Module`` so that
+trained methods can own parameters. Its ``overhead_macs`` states, in MACs, the matmuls of its own
+scoring/matching for a block, so that GMACs can be computed from token counts alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+import torch
+from torch import nn
+
+ATTENTION_NEEDS = frozenset({"probs", "keys"})
+
+
+@dataclasses.dataclass
+class TokenState:
+    """Per-forward token bookkeeping, created by ``TokenReducer.init_state``."""
+
+    size: tp.Optional[torch.Tensor] = None  # [B, N, 1]: input patches each token stands for (None = all 1)
+    source: tp.Optional[torch.Tensor] = None  # [B, N, N0]: 0/1 membership of input patches (optional)
+    extras: dict = dataclasses.field(default_factory=dict)  # method-owned values for this forward only
+
+
+@dataclasses.dataclass
+class AttentionOutput:
+    out: torch.Tensor  # [B, N, C] after the output projection
+    probs: tp.Optional[torch.Tensor] = None  # [B, H, N, N] softmax(q k^T d^-1/2 + bias), if asked
+    keys: tp.Optional[torch.Tensor] = None  # [B, N, d] keys averaged over heads, if asked
+
+
+class TokenReducer(nn.Module):
+    """No reduction: the dense model. Subclasses override the hooks they need."""
+
+    def __init__(self, params: tp.Any = None, *, depth: int, num_heads: int, embed_dim: int):
+        super().__init__()
+        self.params = params
+        self.depth, self.num_heads, self.embed_dim = depth, num_heads, embed_dim
+
+    def init_state(self, x: torch.Tensor) -> TokenState:
+        return TokenState()
+
+    def attention_needs(self, layer: int) -> tp.FrozenSet[str]:
+        """Which of ``{"probs", "keys"}`` block ``layer`` must return (probs disable the fused kernel)."""
+        return frozenset()
+
+    def attention_bias(self, layer: int, state: TokenState) -> tp.Optional[torch.Tensor]:
+        """Additive attention-logit bias broadcastable to [B, H, N, N] (e.g. log size), or None."""
+        return None
+
+    def after_attention(self, layer: int, x: torch.Tensor, state: TokenState,
+                        attn: AttentionOutput) -> tp.Tuple[torch.Tensor, TokenState]:
+        return x, state
+
+    def after_block(self, layer: int, x: torch.Tensor,
+                    state: TokenState) -> tp.Tuple[torch.Tensor, TokenState]:
+        return x, state
+
+    def pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
+        """[B, N, C] -> [B, C]; the dense model takes the plain mean over tokens."""
+        return x.mean(dim=1)
+
+    def overhead_macs(self, layer: int, tokens_in: int) -> int:
+        """MACs of this method's own matmuls in block ``layer`` entered by ``tokens_in`` tokens."""
+        return 0
+
+    def describe(self) -> dict:
+        """What goes into a record about this reducer (e.g. the expanded per-layer schedule)."""
+        return {}

@@ -1,0 +1,321 @@
+"""Leaderboard tables built from cell records (torch-free, so ``harness report`` stays fast).
+
+Records are grouped by their exact ``config.backbone`` and ``config.dataset`` dicts; every group
+gets one table. Each row is compared with the group's dense baseline: the ``dense`` record with
+empty params and the same ``config.eval`` (throughput also needs the same ``config.measure``).
+Tables keep raw values (accuracies as fractions); only ``term`` and ``md`` format them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import typing as tp
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+Record = tp.Dict[str, tp.Any]
+Group = tp.Dict[str, tp.Any]
+Fmt = tp.Literal["term", "md", "csv", "json"]
+
+FORMATS: tp.Tuple[str, ...] = ("term", "md", "csv", "json")
+GROUP_COLUMNS = ["backbone", "checkpoint", "dataset", "group"]
+INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size"]
+COLUMNS = [
+    "method", "settings", "top1", "top5", "delta_top1", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
+    "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status",
+    "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
+    "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
+]
+_FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_per_video", "clips_per_s",
+                  "clips_per_s_iqr", "peak_mem_gib"]
+_FLOAT_COLUMNS = _FLOAT_METRICS + ["delta_top1", "gmacs_ratio", "speedup"]
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def empty_message(root: str | Path = "results") -> str:
+    """The one-line answer for a store with no records."""
+    return f"no records under {Path(root).as_posix()}/ — run `python -m harness run SUITE` first"
+
+
+def latest_per_key(records: tp.Iterable[Record]) -> list[Record]:
+    """One record per ``key``: the one with the latest ``finished_at`` (ties: the later one listed)."""
+    best: dict[str, Record] = {}
+    for i, rec in enumerate(records):
+        key = rec.get("key") or f"<no key #{i}>"
+        if key not in best or _finished_at(rec) >= _finished_at(best[key]):
+            best[key] = rec
+    return list(best.values())
+
+
+def leaderboard(records: tp.Iterable[Record]) -> list[tuple[Group, pd.DataFrame]]:
+    """One ``(group, table)`` per (backbone, dataset) config, ordered by title; rows: dense, then GMACs desc.
+
+    ``group`` holds ``title``, ``backbone``, ``checkpoint``, ``dataset``, ``split`` and the full
+    ``backbone_config`` / ``dataset_config`` dicts. Table columns are ``COLUMNS`` with raw values.
+    """
+    buckets: dict[tuple[str, str], list[Record]] = {}
+    for rec in latest_per_key(records):
+        buckets.setdefault(_group_id(rec), []).append(rec)
+    configs = [(_config(recs[0], "backbone"), _config(recs[0], "dataset")) for recs in buckets.values()]
+    titles = _titles(configs)
+    tables = [(_group(bb, ds, title), _table(recs))
+              for (bb, ds), title, recs in zip(configs, titles, buckets.values())]
+    return sorted(tables, key=lambda t: t[0]["title"])
+
+
+def render(records: tp.Iterable[Record], fmt: Fmt = "term", root: str | Path = "results") -> str:
+    """The leaderboard as text: ``term`` / ``md`` tables per group, or one ``csv`` / ``json`` for all.
+
+    With no records it returns ``empty_message(root)`` whatever the format.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    tables = leaderboard(records)
+    if not tables:
+        return empty_message(root)
+    return _RENDERERS[fmt](tables)
+
+
+# ---- grouping -------------------------------------------------------------------------------------
+
+def _config(rec: Record, part: str) -> dict:
+    return _dict(_dict(rec.get("config")).get(part))
+
+
+def _canon(value: tp.Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _group_id(rec: Record) -> tuple[str, str]:
+    return _canon(_config(rec, "backbone")), _canon(_config(rec, "dataset"))
+
+
+def _group(backbone: dict, dataset: dict, title: str) -> Group:
+    return {"title": title, "backbone": backbone.get("name"), "checkpoint": backbone.get("checkpoint"),
+            "dataset": dataset.get("name"), "split": dataset.get("split"),
+            "backbone_config": backbone, "dataset_config": dataset}
+
+
+def _base_title(backbone: dict, dataset: dict) -> str:
+    title = str(backbone.get("name") or "?")
+    if backbone.get("checkpoint"):
+        title += f" ({backbone['checkpoint']})"
+    title += f" on {dataset.get('name') or '?'}"
+    if dataset.get("split"):
+        title += f" [{dataset['split']}]"
+    return title
+
+
+def _titles(configs: list[tuple[dict, dict]]) -> list[str]:
+    """Base titles, with the differing config fields appended where two groups would share one."""
+    base = [_base_title(bb, ds) for bb, ds in configs]
+    titles = []
+    for title, config in zip(base, configs):
+        twins = [c for t, c in zip(base, configs) if t == title]
+        if len(twins) > 1:
+            title += " {" + _differing_fields(config, twins) + "}"
+        titles.append(title)
+    return titles
+
+
+def _flatten(value: tp.Any, prefix: str = "") -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {prefix: _canon(value)}
+    flat: dict[str, str] = {}
+    for k, v in value.items():
+        flat.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return flat
+
+
+def _differing_fields(config: tuple[dict, dict], twins: list[tuple[dict, dict]]) -> str:
+    flats = [_flatten({"backbone": bb, "dataset": ds}) for bb, ds in twins]
+    mine = _flatten({"backbone": config[0], "dataset": config[1]})
+    keys = sorted({k for f in flats for k in f if any(g.get(k) != f.get(k) for g in flats)})
+    return ", ".join(f"{k}={mine.get(k, '-')}" for k in keys)
+
+
+# ---- rows -----------------------------------------------------------------------------------------
+
+def _table(records: list[Record]) -> pd.DataFrame:
+    rows = [_row(rec) for rec in records]
+    _add_baselines(rows)
+    rows.sort(key=_sort_key)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.astype({c: "Int64" for c in INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS})
+
+
+def _dict(value: tp.Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _row(rec: Record) -> dict:
+    config = _dict(rec.get("config"))
+    method = _dict(config.get("method"))
+    name = str(method.get("name") or "?")
+    params = _dict(method.get("params"))
+    metrics = _dict(rec.get("metrics")) if rec.get("status") == "ok" else {}
+    coverage = _dict(rec.get("coverage"))
+    error = _dict(rec.get("error"))
+    return {
+        "method": name, "settings": _settings(name, params, rec.get("label")),
+        **{m: _number(metrics.get(m)) for m in _FLOAT_METRICS},
+        "coverage_decoded": _integer(coverage.get("decoded")), "coverage_listed": _integer(coverage.get("listed")),
+        "status": _status(rec), "label": rec.get("label"), "key": rec.get("key"),
+        "error_type": error.get("type"), "error_message": error.get("message"),
+        "throughput_batch_size": _integer(metrics.get("throughput_batch_size")),
+        "peak_mem_kind": metrics.get("peak_mem_kind"), "num_videos": _integer(metrics.get("num_videos")),
+        "views_per_video": _integer(metrics.get("views_per_video")), "finished_at": rec.get("finished_at"),
+        "_dense": name == "dense" and all(v is None for v in params.values()),
+        "_eval": _canon(config.get("eval")), "_measure": _canon(config.get("measure")),
+    }
+
+
+def _settings(method: str, params: dict, label: tp.Any) -> str:
+    """The label minus its leading method name if there is a label, else the params as ``k=v``."""
+    if label:
+        head, _, rest = str(label).strip().partition(" ")
+        return (rest.strip() or "-") if head == method else str(label)
+    return ", ".join(f"{k}={v if isinstance(v, str) else _canon(v)}" for k, v in params.items()) or "-"
+
+
+def _status(rec: Record) -> str:
+    status = str(rec.get("status") or "unknown")
+    if status != "failed":
+        return status
+    error_type = _dict(rec.get("error")).get("type")
+    return f"failed: {error_type}" if error_type else "failed"
+
+
+def _add_baselines(rows: list[dict]) -> None:
+    dense = [r for r in rows if r["_dense"] and r["status"] == "ok"]
+    for row in rows:
+        accuracy = _match(dense, row, "_eval", "_measure") or _match(dense, row, "_eval")
+        speed = _match(dense, row, "_eval", "_measure")
+        row["delta_top1"] = _diff(row["top1"], accuracy and accuracy["top1"])
+        row["gmacs_ratio"] = _ratio(row["gmacs_per_view"], accuracy and accuracy["gmacs_per_view"])
+        row["speedup"] = _ratio(row["clips_per_s"], speed and speed["clips_per_s"])
+
+
+def _match(dense: list[dict], row: dict, *fields: str) -> dict | None:
+    return next((d for d in dense if all(d[f] == row[f] for f in fields)), None)
+
+
+def _sort_key(row: dict) -> tuple:
+    gmacs = row["gmacs_per_view"]
+    return not row["_dense"], gmacs is None, -(gmacs or 0.0), row["method"], row["settings"]
+
+
+def _number(value: tp.Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _integer(value: tp.Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return a - b if a is not None and b is not None else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _finished_at(rec: Record) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(str(rec.get("finished_at")))
+    except ValueError:
+        return _EPOCH
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+# ---- rendering ------------------------------------------------------------------------------------
+
+def _blank_or(fmt: tp.Callable[[tp.Any], str]) -> tp.Callable[[tp.Any], str]:
+    return lambda v: "" if v is None or pd.isna(v) else fmt(v)
+
+
+def _short(v: float) -> str:
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
+
+
+def _coverage(row: pd.Series) -> str:
+    decoded, listed = row["coverage_decoded"], row["coverage_listed"]
+    return "" if pd.isna(decoded) or pd.isna(listed) else f"{decoded}/{listed}"
+
+
+_DISPLAY: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # header, alignment, cell
+    ("method", "left", lambda r: r["method"]),
+    ("settings", "left", lambda r: r["settings"]),
+    ("top-1 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"])),
+    ("top-5 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top5"])),
+    ("Δtop-1 pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1"])),
+    ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
+    ("GMACs ratio", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["gmacs_ratio"])),
+    ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
+    ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["speedup"])),
+    ("peak GiB", "right", lambda r: _blank_or(lambda v: f"{v:.2f}")(r["peak_mem_gib"])),
+    ("coverage", "right", _coverage),
+    ("status", "left", lambda r: r["status"]),
+]
+
+
+def _display_rows(df: pd.DataFrame) -> list[list[str]]:
+    return [[cell(row) for _, _, cell in _DISPLAY] for _, row in df.iterrows()]
+
+
+def _notes(df: pd.DataFrame) -> list[str]:
+    notes = []
+    sizes = sorted({int(b) for b in df["throughput_batch_size"].dropna()})
+    if sizes:
+        notes.append("clips/s at batch size " + ", ".join(map(str, sizes)))
+    kinds = sorted(set(df["peak_mem_kind"].dropna()))
+    if kinds:
+        notes.append("peak memory: " + ", ".join(kinds))
+    return ["", "; ".join(notes)] if notes else []
+
+
+def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, heading: str) -> str:
+    headers = [header for header, _, _ in _DISPLAY]
+    align = [alignment for _, alignment, _ in _DISPLAY]
+    blocks = []
+    for group, df in tables:
+        table = tabulate(_display_rows(df), headers=headers, tablefmt=tablefmt, colalign=align,
+                         disable_numparse=True)
+        blocks.append("\n".join([heading + group["title"], "", table, *_notes(df)]))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _flat_frame(tables: list[tuple[Group, pd.DataFrame]]) -> pd.DataFrame:
+    frames = []
+    for group, df in tables:
+        df = df.copy()
+        for i, col in enumerate(GROUP_COLUMNS):
+            df.insert(i, col, group["title"] if col == "group" else group[col])
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _json_value(value: tp.Any) -> tp.Any:
+    if value is None or (not isinstance(value, (dict, list)) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _render_json(tables: list[tuple[Group, pd.DataFrame]]) -> str:
+    rows = [{k: _json_value(v) for k, v in row.items()} for row in _flat_frame(tables).to_dict(orient="records")]
+    return json.dumps(rows, indent=2, allow_nan=False) + "\n"
+
+
+_RENDERERS: dict[str, tp.Callable[[list[tuple[Group, pd.DataFrame]]], str]] = {
+    "term": lambda tables: _render_tables(tables, "simple", ""),
+    "md": lambda tables: _render_tables(tables, "github", "### "),
+    "csv": lambda tables: _flat_frame(tables).to_csv(index=False),
+    "json": _render_json,
+}

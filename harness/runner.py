@@ -1,0 +1,175 @@
+"""Run one cell: build the model, evaluate it on the dataset, measure it, write its record.
+
+A cell never raises: any failure becomes a record with ``status: failed`` and the error, so that
+a suite goes on and the leaderboard shows the failure.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import time
+import traceback
+import typing as tp
+
+SCHEMA = 1
+
+
+@dataclasses.dataclass
+class CellJob:
+    """Everything a worker needs to run one cell (picklable for submitit)."""
+
+    key: str
+    config: dict  # Cell.config(): backbone, dataset, method, eval, measure
+    label: str  # e.g. "tome r=8"
+    suite: dict  # {"name": ..., "file": ...}
+    store_root: str
+    progress_file: tp.Optional[str] = None  # where the worker reports progress for the parent
+
+
+class Progress:
+    """Reports (stage, done, total) to a JSON file the parent polls, at most a few times a second."""
+
+    def __init__(self, path: tp.Optional[str], callback: tp.Optional[tp.Callable] = None):
+        self.path, self.callback, self._last = path, callback, 0.0
+
+    def __call__(self, stage: str, done: int, total: int, force: bool = False) -> None:
+        if self.callback is not None:
+            self.callback(stage, done, total)
+        now = time.monotonic()
+        if self.path is None or (not force and now - self._last < 0.3 and done < total):
+            return
+        self._last = now
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"stage": stage, "done": done, "total": total}, f)
+        os.replace(tmp, self.path)
+
+
+def run_cell(job: CellJob, callback: tp.Optional[tp.Callable] = None) -> dict:
+    """Run ``job`` and write its record to the store; returns the record."""
+    from harness.provenance import git_state, machine, package_versions
+    from harness.store import ResultStore
+
+    progress = Progress(job.progress_file, callback)
+    started = _now()
+    record: dict = {"schema": SCHEMA, "key": job.key, "suite": job.suite, "config": job.config,
+                    "label": job.label, "started_at": started}
+    try:
+        record.update(evaluate_cell(job.config, progress))
+        record["status"] = "ok"
+        record["error"] = None
+    except Exception as err:  # noqa: BLE001 -- a failed cell is a result, not a crash
+        record["status"] = "failed"
+        record["error"] = {"type": type(err).__name__, "message": str(err),
+                           "traceback": traceback.format_exc()}
+    record["provenance"] = {**git_state(), "versions": package_versions(), **machine(),
+                            **record.pop("runtime", {})}
+    record["finished_at"] = _now()
+    ResultStore(job.store_root).write(record)
+    return record
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def evaluate_cell(config: dict, progress: Progress) -> dict:
+    """The measured part of a cell: accuracy, GMACs (checked by fvcore), throughput, memory."""
+    import torch
+
+    from harness.build import build_model
+    from harness.data.registry import dataset_registry
+    from harness.evaluate import evaluate_model
+    from harness.measure.flops import fvcore_macs, model_macs
+    from harness.measure.speed import measure_throughput, peak_memory, reset_peak_memory
+    from harness.provenance import file_sha256
+
+    ev, me = config["eval"], config["measure"]
+    if me.get("threads"):
+        torch.set_num_threads(int(me["threads"]))
+    torch.manual_seed(me.get("seed", 0))
+    device = _device(ev.get("device", "auto"))
+
+    backbone = dict(config["backbone"])
+    name, checkpoint = backbone.pop("name"), backbone.pop("checkpoint", None)
+    method = config["method"]
+    progress("build model", 0, 1, force=True)
+    model = build_model(name, method=method["name"], method_args=method["params"],
+                        checkpoint=checkpoint, **backbone).to(device)
+    dataset_fields = {k: v for k, v in config["dataset"].items() if k != "name"}
+    dataset = dataset_registry.get(config["dataset"]["name"])(**dataset_fields)
+    _check_protocol(model.cfg, dataset)
+
+    reset_peak_memory(device)
+    accuracy = evaluate_model(model, dataset, device=device, batch_size=ev["batch_size"],
+                              num_workers=ev.get("num_workers", 0), limit=ev.get("limit"),
+                              progress=progress)
+    metrics = dict(accuracy.pop("metrics"))
+    stats = model.last_stats
+    macs = model_macs(model)
+    metrics.update(macs.as_record())
+    metrics["gmacs_per_video"] = metrics["gmacs_per_view"] * dataset.views
+    metrics["tokens_per_block"] = list(stats.tokens_in)
+    metrics["tokens_per_mlp"] = list(stats.tokens_mlp)
+    metrics["tokens_out"] = stats.tokens_out
+
+    clip_shape = (model.cfg.in_chans, model.cfg.num_frames, model.cfg.img_size, model.cfg.img_size)
+    flops_check = {}
+    if me.get("flops", True):
+        progress("count FLOPs (fvcore)", 0, 1, force=True)
+        counted, unexpected = fvcore_macs(model, torch.randn(1, *clip_shape, device=device))
+        analytic = model_macs(model).total  # from the same single-view forward
+        flops_check = {"counter": "fvcore.FlopCountAnalysis + SDPA handle",
+                       "gmacs_counted": counted / 1e9, "gmacs_analytic": analytic / 1e9,
+                       "unexpected_ops": unexpected}
+        if unexpected or abs(counted - analytic) > 1e-3 * analytic:
+            raise RuntimeError(f"GMACs cross-check failed: analytic {analytic / 1e9:.4f} vs fvcore "
+                               f"{counted / 1e9:.4f}, uncounted ops {unexpected}")
+    if me.get("throughput", True):
+        metrics.update(measure_throughput(
+            model, clip_shape, device=device, batch_size=me["batch_size"],
+            warmup_iters=me["warmup_iters"], warmup_s=me["warmup_s"], timed_iters=me["timed_iters"],
+            min_timed_s=me["min_timed_s"], repeats=me["repeats"],
+            progress=lambda d, t: progress("throughput", d, t, force=True)))
+    if me.get("memory", True):
+        metrics.update(peak_memory(device))
+    runtime = {"device": _device_name(device), "torch_threads": torch.get_num_threads(),
+               "seed": me.get("seed", 0), "dataset_manifest": accuracy["manifest"],
+               "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+               "checkpoint_layout": getattr(model, "checkpoint_layout", None),
+               "attention_kernel_per_block": list(stats.attention_kernel),
+               "reducer": model.reducer.describe()}
+    return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
+            "runtime": runtime}
+
+
+def _check_protocol(cfg, dataset) -> None:
+    problems = []
+    if dataset.clip_len != cfg.num_frames:
+        problems.append(f"dataset clip_len {dataset.clip_len} != backbone num_frames {cfg.num_frames}")
+    if dataset.crop_size != cfg.img_size:
+        problems.append(f"dataset crop_size {dataset.crop_size} != backbone img_size {cfg.img_size}")
+    if problems:
+        raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("eval.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def _device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from harness.provenance import machine
+
+    return f"cpu ({machine()['processor']})"

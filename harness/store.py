@@ -1,0 +1,130 @@
+"""Results store: one JSON record per benchmark cell under ``<root>/cells/<key>.json`` (torch-free).
+
+Writes are atomic (temp file in the same directory, fsync, ``os.replace``), so concurrent writers
+of different keys never lose a record and writers of the same key never leave a torn file: the
+last complete write wins. Readers skip files that do not parse instead of failing the listing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import typing as tp
+import uuid
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_TMP_SUFFIX = ".tmp"
+
+
+def json_safe(value: tp.Any) -> tp.Any:
+    """Return ``value`` with NaN/inf floats replaced by None, recursively (tuples become lists)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _encode_scalar(obj: tp.Any) -> tp.Any:
+    """``json.dumps`` fallback for numpy-like scalars (anything with ``.item()``)."""
+    if hasattr(obj, "item"):
+        return json_safe(obj.item())
+    raise TypeError(f"result records must be JSON-serializable, got {type(obj).__name__}: {obj!r}")
+
+
+def dumps_record(record: dict) -> str:
+    """Serialize a record the way the store writes it: sorted keys, indent 2, no NaN."""
+    return json.dumps(json_safe(record), sort_keys=True, indent=2, allow_nan=False, default=_encode_scalar)
+
+
+class ResultStore:
+    """Cell records keyed by run key, stored as ``<root>/cells/<key>.json``."""
+
+    def __init__(self, root: str | Path = "results"):
+        self.root = Path(root)
+        self.cells_dir = self.root / "cells"
+
+    def __repr__(self) -> str:
+        return f"ResultStore({str(self.root)!r})"
+
+    def path_for(self, key: str) -> Path:
+        """Path of the record for ``key``; raises ValueError for a key that is not a plain file stem."""
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise ValueError(f"record key must be a non-empty string of [A-Za-z0-9_-] (a hex sha256), got {key!r}")
+        return self.cells_dir / f"{key}.json"
+
+    def write(self, record: dict) -> Path:
+        """Atomically write ``record`` (which must carry ``"key"``) and return its path."""
+        if "key" not in record:
+            raise ValueError(f"record has no 'key' field; fields present: {sorted(record)}")
+        path = self.path_for(record["key"])
+        text = dumps_record(record) + "\n"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return path
+
+    def read(self, key: str) -> dict | None:
+        """The record for ``key``, or None if there is none or it does not parse (logged)."""
+        return _load(self.path_for(key))
+
+    def is_finished(self, key: str) -> bool:
+        """True when a record for ``key`` exists and its status is ``"ok"``."""
+        record = self.read(key)
+        return record is not None and record.get("status") == "ok"
+
+    def records(self) -> list[dict]:
+        """Every readable record, in file-name order; unparseable files are skipped with a warning."""
+        if not self.cells_dir.is_dir():
+            return []
+        paths = sorted(p for p in self.cells_dir.glob("*.json") if not p.name.startswith("."))
+        return [r for r in map(_load, paths) if r is not None]
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.warning("skipping unreadable result record %s: %s", path, e)
+        return None
+    try:
+        record = json.loads(data)
+    except ValueError as e:
+        log.warning("skipping result record %s: not valid JSON (%s)", path, e)
+        return None
+    if not isinstance(record, dict):
+        log.warning("skipping result record %s: top level is %s, not an object", path, type(record).__name__)
+        return None
+    return record
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself; best effort, as some filesystems refuse to open directories."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

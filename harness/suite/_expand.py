@@ -1,0 +1,357 @@
+"""Validate a merged suite tree against the schema and registries, and expand it into cells.
+
+Every check appends to one problem list and carries on, so ``validate_suite`` reports all of them.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import typing as tp
+
+from harness.suite import _registries
+from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
+from harness.suite._overrides import apply_to
+from harness.suite._schema import (ENTRY_SECTIONS, EvalConfig, MeasureConfig, Problem, SuiteConfig,
+                                   SuiteError, unknown_key_message)
+from harness.suite._types import (check_value, describe, field_default, field_types, is_list_type,
+                                  list_item_type, type_name)
+
+KEY_SCHEMA = 1  # bump when the key payload changes meaning
+MAX_VARIANTS = 4096  # per entry; a larger sweep is almost certainly a typo (split the entry)
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One benchmark run: a backbone x dataset x method combination under one eval/measure protocol."""
+
+    suite_name: str
+    suite_file: str
+    backbone: dict  # name, checkpoint and the explicitly given dims (sorted, no None)
+    dataset: dict  # name + every field of the resolved dataset dataclass (defaults filled in)
+    method: dict  # {"name": ..., "params": every field of the params dataclass}
+    eval: dict  # EvalConfig as a dict
+    measure: dict  # MeasureConfig as a dict
+    _label: str = dataclasses.field(default="", repr=False, compare=False)
+    _dataset_obj: tp.Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def config(self) -> dict:
+        """The five config parts (a deep copy): what the cell runs and how."""
+        return copy.deepcopy({"backbone": self.backbone, "dataset": self.dataset, "method": self.method,
+                              "eval": self.eval, "measure": self.measure})
+
+    @property
+    def label(self) -> str:
+        """Method name plus the params that differ from its defaults: ``"dense"``, ``"tome r=8"``."""
+        return self._label or self.method["name"]
+
+    @property
+    def key(self) -> str:
+        """sha256 of the canonical JSON of everything that determines this cell's results.
+
+        The payload is the config (without ``eval.num_workers``, which cannot change results), the
+        checkpoint file's sha256 (``"missing:<path>"`` if absent, None without a checkpoint) and the
+        dataset's ``key_material()``. It deliberately excludes the git commit (a refactor must not
+        invalidate stored results) and the suite name/file (the same cell in two suites is shared).
+        """
+        config = self.config()
+        config["eval"].pop("num_workers", None)
+        checkpoint = self.backbone.get("checkpoint")
+        material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
+        payload = {"schema": KEY_SCHEMA, "config": config,
+                   "checkpoint": file_sha256(checkpoint) if checkpoint else None, "dataset": material}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's content, cached per (path, size, mtime_ns); ``"missing:<path>"`` if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"missing:{path}"
+    cache_key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if cache_key not in _HASH_CACHE:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _HASH_CACHE[cache_key] = digest.hexdigest()
+    return _HASH_CACHE[cache_key]
+
+
+@dataclasses.dataclass
+class Suite:
+    """A validated suite: ``config`` as loaded and ``cells()`` in backbone x dataset x method order."""
+
+    config: SuiteConfig
+    path: str  # absolute path of the suite file
+    _variants: dict = dataclasses.field(default_factory=dict, repr=False)  # section -> expanded entries
+
+    def cells(self) -> list[Cell]:
+        eval_, measure = dataclasses.asdict(self.config.eval), dataclasses.asdict(self.config.measure)
+        return [
+            Cell(self.config.name, self.path, b["config"], d["config"], m["config"], eval_, measure,
+                 _label=m["label"], _dataset_obj=d["obj"])
+            for b, d, m in itertools.product(*(self._variants.get(s, []) for s in ENTRY_SECTIONS))
+        ]
+
+
+def validate_suite(path: tp.Union[str, os.PathLike], overrides: tp.Sequence[str] = ()) -> list[Problem]:
+    """Every problem in the suite at ``path`` with ``overrides`` applied; [] when it is valid."""
+    return _load(path, overrides)[1]
+
+
+def load_suite(path: tp.Union[str, os.PathLike], overrides: tp.Sequence[str] = ()) -> Suite:
+    """Load, merge, override and validate a suite; raise ``SuiteError`` listing every problem.
+
+    Precedence: CLI --set > suite file > included files > dataclass defaults (only null unsets).
+    """
+    suite, problems = _load(path, overrides)
+    if problems:
+        raise SuiteError(problems)
+    return suite
+
+
+def _load(path: tp.Any, overrides: tp.Sequence[str]) -> tuple[Suite, list[Problem]]:
+    _registries._ensure_registered()
+    problems: list[Problem] = []
+    tree = load_tree(path, problems)
+    if tree.loaded:
+        apply_to(tree.data, tree.origins, overrides, problems)
+        resolve_entry_paths(tree.data, os.getcwd())  # paths given with --set are relative to the CWD
+        checker = _Checker(tree)
+        suite = checker.run()
+        problems += checker.problems
+    else:
+        suite = Suite(SuiteConfig(), tree.root_file)
+    return suite, list(dict.fromkeys(problems))  # same problem from several sweep points: once
+
+
+class _Checker:
+    """Walks a merged tree once, collecting problems and building the typed config and variants."""
+
+    def __init__(self, tree: Tree):
+        self.tree, self.data, self.problems = tree, tree.data, []
+
+    def problem(self, path: tuple, message: str) -> None:
+        self.problems.append(Problem(self.tree.file_of(path), format_path(path), message))
+
+    def run(self) -> Suite:
+        top = field_types(SuiteConfig)
+        for key in self.data:
+            if key not in top:
+                self.problem((key,), unknown_key_message(key, top))
+        name = self._scalar("name", str) or os.path.splitext(os.path.basename(self.tree.root_file))[0]
+        raw = {key: self._scalar(key, top[key]) for key in ("version", "description")}
+        include = self.data.get("include")  # already checked while loading
+        raw["include"] = [x for x in include if isinstance(x, str)] if isinstance(include, list) else None
+        entries = {}
+        for section in ENTRY_SECTIONS:
+            value = self.data.get(section)
+            entries[section] = value if isinstance(value, list) else []
+        config = SuiteConfig(name=name, **{k: v for k, v in raw.items() if v is not None}, **entries,
+                             eval=self._section(EvalConfig, "eval"), measure=self._section(MeasureConfig, "measure"))
+        variants = {section: self._entries(section) for section in ENTRY_SECTIONS}
+        return Suite(config, self.tree.root_file, variants)
+
+    def _scalar(self, key: str, ann: tp.Any) -> tp.Any:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        ok, coerced = check_value(value, ann)
+        if not ok:
+            self.problem((key,), f"expected {type_name(ann)}, got {describe(value)}")
+            return None
+        return coerced
+
+    def _section(self, cls: type, key: str) -> tp.Any:
+        """eval/measure: typed fields, unknown keys, then the dataclass's own check()."""
+        value = self.data.get(key)
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            self.problem((key,), f"expected a mapping of {', '.join(field_types(cls))}, got {describe(value)}")
+            return cls()
+        kwargs = self._typed_fields(value, field_types(cls), (key,))
+        obj = cls(**kwargs)
+        for message in obj.check():
+            self._check_problem((key,), value, message)
+        return obj
+
+    def _typed_fields(self, mapping: dict, types: dict, path: tuple) -> dict:
+        kwargs = {}
+        for k, v in mapping.items():
+            if k not in types:
+                self.problem(path + (k,), unknown_key_message(k, types))
+            elif v is not None:  # null = unset: the default applies
+                ok, coerced = check_value(v, types[k])
+                if ok:
+                    kwargs[k] = coerced
+                else:
+                    self.problem(path + (k,), f"expected {type_name(types[k])}, got {describe(v)}")
+        return kwargs
+
+    def _check_problem(self, path: tuple, mapping: dict, message: str) -> None:
+        """A check() message, placed on its field when it starts with one the file gave (best effort)."""
+        first = message.split(" ", 1)[0]
+        self.problem(path + (first,) if first in mapping else path, message)
+
+    # -- backbones / datasets / methods ------------------------------------------------------------
+
+    def _entries(self, section: str) -> list[dict]:
+        value = self.data.get(section)
+        if value is None or value == []:
+            available = ", ".join(_registries.names(section)) or "none registered"
+            self.problem((section,), f"no {section} given; add at least one {{name: ...}} (available: {available})")
+            return []
+        if not isinstance(value, list):
+            self.problem((section,), f"expected a list of {{name: ...}} mappings, got {describe(value)}")
+            return []
+        out = []
+        for i, entry in enumerate(value):
+            out += self._entry(section, i, entry)
+        return out
+
+    def _entry(self, section: str, i: int, entry: tp.Any) -> list[dict]:
+        path = (section, i)
+        if not isinstance(entry, dict):
+            self.problem(path, f"expected a mapping {{name: ...}}, got {describe(entry)}")
+            return []
+        name = entry.get("name")
+        if not isinstance(name, str) or not name:
+            got = "it is missing" if name is None else f"got {describe(name)}"
+            self.problem(path + ("name",), f"expected a registered name ({', '.join(_registries.names(section))}); {got}")
+            return []
+        try:
+            types = _registries.entry_fields(section, name)
+        except KeyError as err:  # UnknownNameError carries "did you mean" and the available names
+            self.problem(path + ("name",), str(err))
+            return []
+        axes = self._axes(entry, types, path)
+        if axes is None:
+            return []
+        if section != "backbones" and not self._has_required(section, name, entry, path):
+            return []
+        size = 1
+        for _, options in axes:
+            size *= len(options)
+        if size > MAX_VARIANTS:
+            self.problem(path, f"sweep expands to {size} variants (more than {MAX_VARIANTS}); split the entry")
+            return []
+        build = getattr(self, f"_build_{section}")
+        out = []
+        for combo in itertools.product(*(options for _, options in axes)):
+            kwargs = {k: v for (k, _), v in zip(axes, combo)}
+            where = (" with " + " ".join(f"{k}={v!r}" for k, v in kwargs.items() if k in _swept(axes)) + ":"
+                     if _swept(axes) else "")
+            variant = build(name, kwargs, path, entry, where)
+            if variant is not None:
+                out.append(variant)
+        return out
+
+    def _axes(self, entry: dict, types: dict, path: tuple) -> tp.Optional[list]:
+        """[(key, [values...])] in file order; a list value is a sweep axis (see module docs)."""
+        axes, ok_all = [], True
+        for k, v in entry.items():
+            if k == "name":
+                continue
+            if k not in types:
+                self.problem(path + (k,), unknown_key_message(k, ["name", *types]))
+                ok_all = False
+                continue
+            if v is None:  # null = unset: the default applies
+                continue
+            ann = types[k]
+            if _is_sweep(v, ann):
+                if not v:
+                    self.problem(path + (k,), "empty list: a sweep needs at least one value "
+                                              "(nest a literal list: [[...]])")
+                    ok_all = False
+                    continue
+                items = [(path + (k, j), item) for j, item in enumerate(v)]
+            else:
+                items = [(path + (k,), v)]
+            options = []
+            for item_path, item in items:
+                ok, coerced = check_value(item, ann)
+                if ok:
+                    options.append(coerced)
+                else:
+                    ok_all = False
+                    self.problem(item_path, f"expected {type_name(ann)}, got {describe(item)}")
+            axes.append((k, options))
+        return axes if ok_all else None
+
+    def _has_required(self, section: str, name: str, entry: dict, path: tuple) -> bool:
+        missing = [f.name for f in dataclasses.fields(_registries.entry_class(section, name))
+                   if f.init and field_default(f) is dataclasses.MISSING and entry.get(f.name) is None]
+        for key in missing:
+            self.problem(path + (key,), f"missing required key {key!r} for {section[:-1]} {name!r}")
+        return not missing
+
+    def _build_backbones(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
+        dims = {k: v for k, v in kwargs.items() if k != "checkpoint"}
+        try:
+            _registries.resolve_backbone(name, dims)
+        except Exception as err:  # resolve_config raises ValueError; anything else is reported too
+            self.problem(path, f"{where} {_err(err)}".strip())
+            return None
+        return {"config": dict(sorted({"name": name, **kwargs}.items()))}
+
+    def _build_datasets(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
+        try:
+            obj = _registries.entry_class("datasets", name)(**kwargs)
+            messages = obj.check() if hasattr(obj, "check") else []
+        except Exception as err:  # a dataset's __init__/check raising is a problem in the suite, reported
+            self.problem(path, f"{where} {_err(err)}".strip())
+            return None
+        for message in messages:
+            self._check_problem(path, entry, f"{where} {message}".strip() if where else message)
+        if messages:
+            return None
+        return {"config": {"name": name, **dataclasses.asdict(obj)}, "obj": obj}
+
+    def _build_methods(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
+        spec = _registries.lookup("methods", name)
+        try:
+            params = spec.make_params(kwargs)
+        except Exception as err:  # make_params raises ValueError (TypeError for a missing field)
+            self.problem(path, f"{where} {_err(err)}".strip())
+            return None
+        values = dataclasses.asdict(params)
+        return {"config": {"name": name, "params": values}, "label": _label(name, params, values)}
+
+
+def _is_sweep(value: tp.Any, ann: tp.Any) -> bool:
+    """A list is a sweep unless the field is itself a list; then only a list of lists is."""
+    if not isinstance(value, list):
+        return False
+    if not is_list_type(ann):
+        return True
+    return bool(value) and all(isinstance(v, list) for v in value) and not is_list_type(list_item_type(ann))
+
+
+def _swept(axes: list) -> set:
+    return {k for k, options in axes if len(options) > 1}
+
+
+def _err(err: Exception) -> str:
+    text = str(err) or type(err).__name__
+    return text if isinstance(err, (ValueError, KeyError)) else f"{type(err).__name__}: {text}"
+
+
+def _label(name: str, params: tp.Any, values: dict) -> str:
+    parts = [name]
+    for f in dataclasses.fields(params):
+        default = field_default(f)
+        if default is not dataclasses.MISSING and dataclasses.is_dataclass(default):
+            default = dataclasses.asdict(default)
+        if f.name in values and (default is dataclasses.MISSING or values[f.name] != default):
+            v = values[f.name]
+            parts.append(f"{f.name}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'), default=str)}")
+    return " ".join(parts)

@@ -1,0 +1,7 @@
+"""Token-reduction methods. Importing this package registers every method (torch is not imported)."""
+from methods.registry import MethodSpec, get_method, list_methods, method_registry, register_method
+
+from methods import dense as _dense  # noqa: F401  (registration)
+from methods import tome as _tome  # noqa: F401
+
+__all__ = ["MethodSpec", "get_method", "list_methods", "method_registry", "register_method"]

@@ -1,0 +1,11 @@
+"""The unreduced model: every token through every block (the baseline of every leaderboard)."""
+import dataclasses
+
+from methods.registry import register_method
+
+
+@register_method("dense", implementation="harness.models.reduction:TokenReducer", kind="none",
+                 summary="no token reduction (baseline)", reference="-")
+@dataclasses.dataclass
+class DenseParams:
+    pass

@@ -1,0 +1,105 @@
+"""The method registry: one decorator per method, on the dataclass of its knobs.
+
+A method's registration module stays free of torch; its token-reducer class is named by
+``implementation="module:attr"`` and imported only when a model is built.
+
+    @register_method("tome", implementation="methods.tome.reducer:ToMeReducer", kind="merge")
+    @dataclasses.dataclass
+    class ToMeParams:
+        r: int = 0  # tokens merged per block
+
+The dataclass fields are the valid suite keys; a ``check(self) -> list[str]`` method, if present,
+returns extra problems (one message each) for ``harness validate``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+from harness.registry import Registry, load_object
+
+METHOD_KINDS = ("none", "merge", "prune", "halt")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: type  # dataclass of the method's knobs; its fields are the suite keys
+    implementation: str  # "module:attr" of the TokenReducer subclass
+    kind: str  # one of METHOD_KINDS
+    training_free: bool  # usable on a checkpoint trained without the method
+    needs_attention_probs: bool  # materialises softmax(qk) in some block (no fused kernel there)
+    adaptive_token_count: bool  # token count per block differs between samples
+    summary: str  # one line for `harness ls methods`
+    reference: str  # paper / official code
+
+    def make_params(self, args: tp.Mapping[str, tp.Any] | None = None) -> tp.Any:
+        """Build the params dataclass; unknown or missing keys raise one ValueError naming them all."""
+        args = dict(args or {})
+        fields = {f.name: f for f in dataclasses.fields(self.params)}
+        unknown = sorted(set(args) - set(fields))
+        if unknown:
+            raise ValueError(
+                f"method {self.name!r} has no parameter(s) {unknown}; valid: "
+                + ", ".join(f"{n} (default {_default_repr(f)})" for n, f in fields.items())
+            )
+        params = self.params(**args)
+        problems = params.check() if hasattr(params, "check") else []
+        if problems:
+            raise ValueError(f"method {self.name!r}: " + "; ".join(problems))
+        return params
+
+    def load_implementation(self) -> type:
+        return load_object(self.implementation)
+
+    def capabilities(self) -> dict[str, tp.Any]:
+        return {
+            "kind": self.kind,
+            "training_free": self.training_free,
+            "needs_attention_probs": self.needs_attention_probs,
+            "adaptive_token_count": self.adaptive_token_count,
+        }
+
+
+def _default_repr(f: dataclasses.Field) -> str:
+    if f.default is not dataclasses.MISSING:
+        return repr(f.default)
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return repr(f.default_factory())  # type: ignore[misc]
+    return "required"
+
+
+method_registry: Registry[MethodSpec] = Registry("method")
+
+
+def register_method(
+    name: str,
+    *,
+    implementation: str,
+    kind: str,
+    training_free: bool = True,
+    needs_attention_probs: bool = False,
+    adaptive_token_count: bool = False,
+    summary: str = "",
+    reference: str = "",
+) -> tp.Callable[[type], type]:
+    if kind not in METHOD_KINDS:
+        raise ValueError(f"kind must be one of {METHOD_KINDS}, got {kind!r}")
+
+    def decorator(params_cls: type) -> type:
+        if not dataclasses.is_dataclass(params_cls):
+            raise TypeError(f"@register_method({name!r}) must decorate a dataclass")
+        spec = MethodSpec(name, params_cls, implementation, kind, training_free,
+                          needs_attention_probs, adaptive_token_count, summary, reference)
+        method_registry.add(name, spec, **spec.capabilities())
+        return params_cls
+
+    return decorator
+
+
+def get_method(name: str) -> MethodSpec:
+    return method_registry.get(name)
+
+
+def list_methods() -> list[str]:
+    return method_registry.names()

@@ -1,0 +1,38 @@
+"""ToMe: Token Merging (Bolya et al., ICLR'23; facebookresearch/ToMe @ af95e4b).
+
+Registration only (no torch); the merge functions are in ``merge.py``, the model wiring in ``reducer.py``.
+"""
+import dataclasses
+import typing as tp
+
+from methods.registry import register_method
+
+
+@register_method(
+    "tome", implementation="methods.tome.reducer:ToMeReducer", kind="merge",
+    summary="bipartite soft matching on head-averaged keys, size-weighted merge, every block",
+    reference="Bolya et al., Token Merging: Your ViT but Faster, ICLR 2023; facebookresearch/ToMe",
+)
+@dataclasses.dataclass
+class ToMeParams:
+    r: tp.Union[int, tp.List[int]] = 0  # tokens merged per block: one int, or a per-block list (zero-padded)
+    inflection: float = 0.0  # with an int r: linear schedule from r(1-inflection) to r(1+inflection); -1 = decreasing
+    prop_attn: bool = False  # proportional attention (log size bias); off for off-the-shelf MAE/VideoMAE models
+    trace_source: bool = False  # keep the [B, N, N0] patch membership of every token (visualisation)
+
+    def __post_init__(self):
+        if isinstance(self.r, tuple):  # ToMe's compact (r, inflection) form
+            self.r, self.inflection = self.r
+        elif isinstance(self.r, list):
+            self.r = list(self.r)
+
+    def check(self) -> tp.List[str]:
+        values = self.r if isinstance(self.r, list) else [self.r]
+        problems = []
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
+            problems.append(f"r must be a non-negative int or a list of them, got {self.r!r}")
+        if isinstance(self.r, list) and self.inflection != 0.0:
+            problems.append("inflection applies to an int r, not to a per-block list")
+        if not -1.0 <= self.inflection <= 1.0:
+            problems.append(f"inflection must be in [-1, 1], got {self.inflection}")
+        return problems

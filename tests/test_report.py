@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from harness.report import COLUMNS, empty_message, latest_per_key, leaderboard, render
+
+TINY = {"name": "synthetic_vit_tiny", "checkpoint": "checkpoints/x.pth", "embed_dim": 192, "depth": 12}
+SMALL = {"name": "synthetic_vit_small", "checkpoint": None, "embed_dim": 384, "depth": 12}
+MOTION = {"name": "synthetic_motion", "split": "val", "num_clips": 2, "num_crops": 1}
+EVAL = {"batch_size": 4, "precision": "fp32"}
+MEASURE = {"batch_size": 8, "repeats": 3}
+
+
+def cell(key, method="dense", params=None, label=None, backbone=TINY, top1=0.80, gmacs=100.0, clips=50.0,
+         status="ok", error=None, finished_at="2024-05-01T10:00:00+00:00", **metrics):
+    metrics = {"top1": top1, "top5": min(1.0, top1 + 0.15), "num_videos": 600, "views_per_video": 2,
+               "gmacs_per_view": gmacs, "gflops_per_view": 2 * gmacs, "gmacs_per_video": 2 * gmacs,
+               "clips_per_s": clips, "clips_per_s_iqr": 1.0, "throughput_batch_size": 8,
+               "peak_mem_gib": 1.5, "peak_mem_kind": "cuda_max_allocated", **metrics}
+    return {
+        "schema": 1, "key": key, "status": status, "error": error,
+        "suite": {"name": "smoke", "file": "suites/smoke.yaml"},
+        "config": {"backbone": dict(backbone), "dataset": dict(MOTION),
+                   "method": {"name": method, "params": params or {}}, "eval": dict(EVAL), "measure": dict(MEASURE)},
+        "label": label, "metrics": metrics if status == "ok" else {},
+        "coverage": {"listed": 600, "decoded": 598, "failed": 2, "failed_videos": ["a.mp4", "b.mp4"]},
+        "provenance": {"git_hash": "abc"}, "finished_at": finished_at,
+    }
+
+
+@pytest.fixture
+def records():
+    return [
+        cell("k-tome16", "tome", {"r": 16}, label="tome r=16", top1=0.70, gmacs=40.0, clips=120.0),
+        cell("k-dense", top1=0.80, gmacs=100.0, clips=50.0),
+        cell("k-tome8", "tome", {"r": 8}, top1=0.78, gmacs=60.0, clips=80.0),
+        cell("k-fail", "halting", {"threshold": 0.9}, status="failed",
+             error={"type": "OutOfMemoryError", "message": "CUDA out of memory"}),
+        cell("k-small-tome", "tome", {"r": 8}, backbone=SMALL, top1=0.6, gmacs=30.0, clips=20.0),
+    ]
+
+
+def tiny_table(records):
+    tables = dict((g["title"], df) for g, df in leaderboard(records))
+    return tables["synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]"].set_index("settings")
+
+
+def test_one_table_per_backbone_and_dataset(records):
+    tables = leaderboard(records)
+    assert [g["title"] for g, _ in tables] == [
+        "synthetic_vit_small on synthetic_motion [val]",
+        "synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]",
+    ]
+    group, df = tables[1]
+    assert (group["backbone"], group["checkpoint"], group["dataset"]) == ("synthetic_vit_tiny", "checkpoints/x.pth",
+                                                                          "synthetic_motion")
+    assert list(df.columns) == COLUMNS
+    assert len(df) == 4
+
+
+def test_dense_first_then_gmacs_descending_failed_last(records):
+    df = tiny_table(records)
+    assert list(df["method"]) == ["dense", "tome", "tome", "halting"]
+    assert list(df.index) == ["-", "r=8", "r=16", "threshold=0.9"]
+
+
+def test_relative_columns_against_dense(records):
+    df = tiny_table(records)
+    assert df.loc["-", "delta_top1"] == pytest.approx(0.0)
+    assert df.loc["-", "speedup"] == pytest.approx(1.0)
+    assert df.loc["r=8", "delta_top1"] == pytest.approx(-0.02)
+    assert df.loc["r=16", "delta_top1"] == pytest.approx(-0.10)
+    assert df.loc["r=8", "gmacs_ratio"] == pytest.approx(0.6)
+    assert df.loc["r=16", "gmacs_ratio"] == pytest.approx(0.4)
+    assert df.loc["r=8", "speedup"] == pytest.approx(1.6)
+    assert df.loc["r=16", "speedup"] == pytest.approx(2.4)
+    assert df.loc["r=16", "top1"] == pytest.approx(0.70)  # raw fraction, not percent
+
+
+def test_no_dense_leaves_relative_columns_blank(records):
+    small = dict((g["backbone"], df) for g, df in leaderboard(records))["synthetic_vit_small"]
+    assert small["delta_top1"].isna().all() and small["speedup"].isna().all() and small["gmacs_ratio"].isna().all()
+    assert small["top1"].iloc[0] == pytest.approx(0.6)
+
+
+def test_dense_must_share_eval_settings(records):
+    other_eval = cell("k-tome8-fp16", "tome", {"r": 8}, top1=0.77, gmacs=60.0)
+    other_eval["config"]["eval"]["precision"] = "fp16"
+    df = tiny_table(records + [other_eval]).reset_index()
+    row = df[df["key"] == "k-tome8-fp16"].iloc[0]
+    assert pd.isna(row["delta_top1"]) and pd.isna(row["gmacs_ratio"])
+
+
+def test_speedup_needs_same_measure_settings(records):
+    bs32 = cell("k-tome8-bs32", "tome", {"r": 8}, top1=0.78, gmacs=60.0, clips=200.0)
+    bs32["config"]["measure"]["batch_size"] = 32
+    df = tiny_table(records + [bs32]).reset_index()
+    row = df[df["key"] == "k-tome8-bs32"].iloc[0]
+    assert row["delta_top1"] == pytest.approx(-0.02)
+    assert pd.isna(row["speedup"])
+
+
+def test_failed_cell_is_a_row_with_blanks(records):
+    row = tiny_table(records).loc["threshold=0.9"]
+    assert row["status"] == "failed: OutOfMemoryError"
+    assert row["error_message"] == "CUDA out of memory"
+    assert pd.isna(row["top1"]) and pd.isna(row["gmacs_per_view"]) and pd.isna(row["speedup"])
+    text = render(records, "term")
+    assert "failed: OutOfMemoryError" in text
+
+
+def test_failed_dense_is_not_a_baseline():
+    recs = [cell("d", status="failed", error={"type": "RuntimeError", "message": "x"}),
+            cell("t", "tome", {"r": 8}, gmacs=60.0)]
+    (_, df), = leaderboard(recs)
+    assert df["delta_top1"].isna().all()
+    assert list(df["status"]) == ["failed: RuntimeError", "ok"]
+
+
+def test_latest_record_per_key_wins(records):
+    newer = cell("k-tome8", "tome", {"r": 8}, top1=0.79, gmacs=60.0, finished_at="2024-05-02T09:00:00Z")
+    older = cell("k-tome8", "tome", {"r": 8}, top1=0.10, gmacs=60.0, finished_at="2024-04-01T09:00:00")
+    for recs in (records + [newer, older], [older, newer] + records):
+        assert tiny_table(recs).loc["r=8", "top1"] == pytest.approx(0.79)
+    assert len(latest_per_key(records + [newer, older])) == len(records)
+
+
+def test_label_gives_settings_and_params_otherwise(records):
+    df = tiny_table(records)
+    assert "r=16" in df.index  # from label "tome r=16"
+    assert "r=8" in df.index  # from params
+    custom = cell("k-custom", "tome", {"r": [8, 4]}, label="ToMe paper schedule")
+    listed = cell("k-list", "tome", {"r": [8, 4], "prop_attn": True})
+    settings = set(tiny_table([custom, listed]).index)
+    assert settings == {"ToMe paper schedule", "r=[8,4], prop_attn=true"}
+
+
+def test_groups_split_on_any_config_difference(records):
+    other = cell("k-dense-3clips")
+    other["config"]["dataset"]["num_clips"] = 3
+    titles = [g["title"] for g, _ in leaderboard(records + [other])]
+    assert len(titles) == 3 and len(set(titles)) == 3
+    assert any("dataset.num_clips=3" in t for t in titles)
+
+
+def test_missing_fields_do_not_crash():
+    odd = {"status": "failed", "error": "boom", "config": {"method": {"name": "x", "params": [1]}}}
+    tables = leaderboard([{"key": "bare"}, {"status": "ok", "metrics": {"top1": "n/a"}}, {}, odd])
+    assert len(tables) == 1
+    assert render([{"key": "bare"}], "term")
+
+
+def test_term_format(records):
+    text = render(records, "term")
+    assert "synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]" in text
+    for header in ("top-1 %", "Δtop-1 pp", "GMACs/view", "GMACs ratio", "clips/s", "speedup", "peak GiB", "coverage"):
+        assert header in text
+    assert "-2.0" in text and "0.60x" in text and "2.40x" in text and "598/600" in text and "78.0" in text
+    assert "clips/s at batch size 8" in text
+
+
+def test_md_format(records):
+    text = render(records, "md")
+    assert "### synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]" in text
+    lines = text.splitlines()
+    separator = next(i for i, line in enumerate(lines) if line.startswith("|--") or line.startswith("|:-"))
+    header = [cell.strip() for cell in lines[separator - 1].strip("|").split("|")]
+    assert header[:4] == ["method", "settings", "top-1 %", "top-5 %"] and header[-1] == "status"
+    assert text.count("### ") == 2
+
+
+def test_csv_format_parses_with_group_columns_first(records):
+    df = pd.read_csv(io.StringIO(render(records, "csv")))
+    assert list(df.columns[:3]) == ["backbone", "checkpoint", "dataset"]
+    assert len(df) == 5
+    tome16 = df[df["key"] == "k-tome16"].iloc[0]
+    assert tome16["top1"] == pytest.approx(0.70) and tome16["speedup"] == pytest.approx(2.4)
+    assert tome16["coverage_decoded"] == 598 and tome16["checkpoint"] == "checkpoints/x.pth"
+
+
+def test_json_format_parses_with_raw_values(records):
+    rows = json.loads(render(records, "json"))
+    assert len(rows) == 5
+    by_key = {r["key"]: r for r in rows}
+    assert by_key["k-tome8"]["top1"] == pytest.approx(0.78)
+    assert by_key["k-tome8"]["gmacs_ratio"] == pytest.approx(0.6)
+    assert by_key["k-tome8"]["dataset"] == "synthetic_motion"
+    assert by_key["k-tome8"]["coverage_listed"] == 600 and isinstance(by_key["k-tome8"]["coverage_listed"], int)
+    assert by_key["k-fail"]["top1"] is None and by_key["k-fail"]["status"] == "failed: OutOfMemoryError"
+    assert by_key["k-small-tome"]["checkpoint"] is None and by_key["k-small-tome"]["speedup"] is None
+
+
+@pytest.mark.parametrize("fmt", ["term", "md", "csv", "json"])
+def test_empty_store_gives_one_line_message(fmt):
+    text = render([], fmt)
+    assert text == empty_message() and "\n" not in text
+    assert "python -m harness run SUITE" in text and "results/" in text
+
+
+def test_unknown_format_is_rejected(records):
+    with pytest.raises(ValueError, match="term, md, csv, json"):
+        render(records, "html")
+
+
+def test_report_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, harness.report, harness.store; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
