@@ -10,7 +10,7 @@ import pytest
 
 from harness.data import dataset_registry
 from harness.data.annotations import read_video_list
-from harness.data.synthetic import CLASSES, clip_rng, generate, render_clip
+from harness.data.synthetic import CLASSES, _background, clip_rng, generate, render_clip
 from harness.data.video_dataset import decode_frames
 
 SMALL = dict(num_train=24, num_val=12, seed=0, progress=False)
@@ -70,55 +70,69 @@ def test_concurrent_generation(tmp_path):
     assert len([k for k in manifest["files"] if k.endswith(".mp4")]) == 12
 
 
-def object_track(frames):
-    """Per-frame centroid (x, y) and area of pixels far from the temporal median (the static background)."""
-    f = frames.astype(np.float32)
-    diff = np.abs(f - np.median(f, axis=0, keepdims=True)).sum(-1)
-    mask = diff > 40
-    ys, xs = np.mgrid[0 : f.shape[1], 0 : f.shape[2]]
+def object_track(frames, background):
+    """Per-frame centroid (x, y) and area of the pixels that differ from the clean background."""
+    mask = np.abs(frames.astype(np.float32) - background[None]).sum(-1) > 45
+    ys, xs = np.mgrid[0 : frames.shape[1], 0 : frames.shape[2]]
     area = mask.sum((1, 2))
     cx = (mask * xs).sum((1, 2)) / np.maximum(area, 1)
     cy = (mask * ys).sum((1, 2)) / np.maximum(area, 1)
     return cx, cy, area
 
 
+def clean_background(split, index, seed=0):
+    # render_clip draws the background first from the clip's generator: replay that draw, noise-free
+    return _background(clip_rng(seed, split, index), 64)
+
+
 def test_decoded_move_right_moves_right(small):
     items = [i for i in read_video_list(str(small / "train.txt"), str(small)) if CLASSES[i.label] == "move_right"]
+    assert items
     for item in items:
         frames, _, _ = decode_frames(item.path)
-        cx, cy, _ = object_track(frames)
+        cx, cy, area = object_track(frames, clean_background("train", item.index))
+        assert area.min() > 50
         assert cx[-1] - cx[0] > 0.2 * 64 and np.corrcoef(np.arange(16), cx)[0, 1] > 0.95
         assert abs(cy[-1] - cy[0]) < 3
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_every_class_does_what_its_name_says(seed):
+    t = np.arange(16)
     for label, name in enumerate(CLASSES):
-        cx, cy, area = object_track(render_clip(label, clip_rng(seed, "train", 1000 + label)))
-        t = np.arange(16)
-        trend = {"x": np.polyfit(t, cx, 1)[0], "y": np.polyfit(t, cy, 1)[0], "area": np.polyfit(t, area, 1)[0]}
+        index = 1000 + label
+        cx, cy, area = object_track(render_clip(label, clip_rng(seed, "train", index)),
+                                    clean_background("train", index, seed))
+        slope_x, slope_y = np.polyfit(t, cx, 1)[0], np.polyfit(t, cy, 1)[0]
+        moving = {"x": np.ptp(cx) > 8, "y": np.ptp(cy) > 8}
         if name == "move_right":
-            assert trend["x"] > 0.5
+            assert slope_x > 0.9 and not moving["y"]
         elif name == "move_left":
-            assert trend["x"] < -0.5
+            assert slope_x < -0.9 and not moving["y"]
         elif name == "move_down":
-            assert trend["y"] > 0.5
+            assert slope_y > 0.9 and not moving["x"]
         elif name == "move_up":
-            assert trend["y"] < -0.5
+            assert slope_y < -0.9 and not moving["x"]
         elif name in ("circle_cw", "circle_ccw"):
-            # the sign of the cross product of successive displacements gives the turning direction
-            # (positive = clockwise on screen, where y points down)
+            # z of the cross product of successive displacements: > 0 is clockwise on screen (y down)
             d = np.stack([np.diff(cx), np.diff(cy)], 1)
             turn = np.sum(d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0])
-            assert (turn > 0) == (name == "circle_cw"), (name, turn)
+            assert (turn > 0) == (name == "circle_cw") and moving["x"] and moving["y"], (name, turn)
         elif name == "grow":
-            assert area[-1] > 1.4 * area[0]
+            assert area[-1] > 1.4 * area[0] and np.all(np.diff(area) > -5)
         elif name == "shrink":
-            assert area[0] > 1.4 * area[-1]
+            assert area[0] > 1.4 * area[-1] and np.all(np.diff(area) < 5)
         elif name == "blink":
-            assert (area < 3).any() and (area > 40).any()
+            assert (area < 5).any() and (area > 50).any()
+        elif name in ("bounce_horizontal", "bounce_vertical"):
+            axis = cx if name == "bounce_horizontal" else cy
+            steps = np.sign(np.round(np.diff(axis), 1))
+            assert moving["x" if name == "bounce_horizontal" else "y"]
+            assert (steps > 0).any() and (steps < 0).any()  # it turns back
         elif name == "static":
-            assert np.ptp(area) < 0.3 * area.max() + 5
+            assert np.ptp(cx) < 1 and np.ptp(cy) < 1 and np.ptp(area) < 0.2 * area.max()
+        if name != "blink":
+            assert 0.02 * 64 * 64 < np.median(area) < 0.12 * 64 * 64, (name, area)
 
 
 def test_registered_entry(small):

@@ -13,7 +13,7 @@ import typing as tp
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from harness.data import registry as data_registry
@@ -445,7 +445,24 @@ def test_malformed_suites_give_problems_never_crashes(top, base, sets):
             suite = load_suite(path, sets)
         except SuiteError as err:
             assert err.problems == problems and problems
+            event("invalid suite")
         else:
             assert problems == []
+            event("valid suite")
             for cell in suite.cells():
                 assert len(cell.key) == 64 and cell.label
+
+
+def test_type_rules_bool_is_not_int_ints_are_floats_literals_are_strict(tmp_path):
+    top = write(tmp_path, "s.yaml", MINIMAL.replace("name: clips", "name: clips\n    num_crops: [1, 3]")
+                + "measure: {warmup_s: 1, threads: null, min_timed_s: 0.5}\n")
+    cells = load_suite(top).cells()
+    assert [c.dataset["num_crops"] for c in cells] == [1, 3]
+    assert cells[0].measure["warmup_s"] == 1.0 and isinstance(cells[0].measure["warmup_s"], float)
+    top = write(tmp_path, "t.yaml", MINIMAL.replace("name: clips", "name: clips\n    num_crops: true")
+                + "measure: {flops: 1, batch_size: 2.0, threads: yes}\n")
+    problems = validate_suite(top)
+    assert find(problems, "datasets[0].num_crops").message == "expected one of 1, 3, got bool True"
+    assert find(problems, "measure.flops").message == "expected bool, got int 1"
+    assert find(problems, "measure.batch_size").message == "expected int, got float 2.0"
+    assert find(problems, "measure.threads").message == "expected int or null, got bool True"

@@ -44,8 +44,11 @@ CLASSES: tuple[str, ...] = (
 )
 SPLITS: tuple[str, ...] = ("train", "val")
 FPS = 8
-# libx264 settings are part of the data definition: changing them changes every file
-X264_OPTIONS = {"preset": "fast", "crf": "20", "threads": "1"}
+# libx264 settings are part of the data definition: changing them changes every file.
+# mbtree=0: with macroblock-tree rate control, x264 (core 165, PyAV 18 wheel) produced different bytes
+# for the same frames in about 1 clip in 20, even with threads=1 (not with asm=0, so likely an asm
+# path reading uninitialised padding); without mbtree, 200+ repeated encodes were identical.
+X264_OPTIONS = {"preset": "fast", "crf": "22", "threads": "1", "mbtree": "0"}
 
 _SHAPES = ("disc", "square", "triangle")
 _TEXTURES = ("flat", "stripes", "checker")
@@ -219,8 +222,10 @@ def encode_mp4(path: tp.Union[str, Path], frames: np.ndarray, fps: int = FPS) ->
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1
         stream.options = dict(X264_OPTIONS)
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+        for pts, frame in enumerate(frames):
+            video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            video_frame.pts = pts
+            for packet in stream.encode(video_frame):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)

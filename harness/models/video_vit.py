@@ -30,7 +30,7 @@ def sinusoid_table(num_positions: int, dim: int) -> torch.Tensor:
     j = np.arange(dim)
     angles = pos / np.power(10000.0, 2 * (j // 2) / dim)
     table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
-    return torch.from_numpy(table).float().unsqueeze(0)
+    return torch.tensor(table, dtype=torch.float32).unsqueeze(0)  # follows a device context
 
 
 class TubeletEmbed(nn.Module):

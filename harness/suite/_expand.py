@@ -93,9 +93,10 @@ class Suite:
     _variants: dict = dataclasses.field(default_factory=dict, repr=False)  # section -> expanded entries
 
     def cells(self) -> list[Cell]:
+        """Every backbone x dataset x method variant, in that nesting order (each cell owns its dicts)."""
         eval_, measure = dataclasses.asdict(self.config.eval), dataclasses.asdict(self.config.measure)
         return [
-            Cell(self.config.name, self.path, b["config"], d["config"], m["config"], eval_, measure,
+            Cell(self.config.name, self.path, *copy.deepcopy((b["config"], d["config"], m["config"], eval_, measure)),
                  _label=m["label"], _dataset_obj=d["obj"])
             for b, d, m in itertools.product(*(self._variants.get(s, []) for s in ENTRY_SECTIONS))
         ]
@@ -244,11 +245,12 @@ class _Checker:
             self.problem(path, f"sweep expands to {size} variants (more than {MAX_VARIANTS}); split the entry")
             return []
         build = getattr(self, f"_build_{section}")
+        swept = [k for k, options in axes if len(options) > 1]
         out = []
         for combo in itertools.product(*(options for _, options in axes)):
             kwargs = {k: v for (k, _), v in zip(axes, combo)}
-            where = (" with " + " ".join(f"{k}={v!r}" for k, v in kwargs.items() if k in _swept(axes)) + ":"
-                     if _swept(axes) else "")
+            # a problem at one sweep point says which one: "with r=16: ..."
+            where = "with " + " ".join(f"{k}={kwargs[k]!r}" for k in swept) + ":" if swept else ""
             variant = build(name, kwargs, path, entry, where)
             if variant is not None:
                 out.append(variant)
@@ -334,10 +336,6 @@ def _is_sweep(value: tp.Any, ann: tp.Any) -> bool:
     if not is_list_type(ann):
         return True
     return bool(value) and all(isinstance(v, list) for v in value) and not is_list_type(list_item_type(ann))
-
-
-def _swept(axes: list) -> set:
-    return {k for k, options in axes if len(options) > 1}
 
 
 def _err(err: Exception) -> str:

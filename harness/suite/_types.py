@@ -96,7 +96,7 @@ def check_value(value: tp.Any, ann: tp.Any) -> tuple[bool, tp.Any]:
         return value is None, value
     origin = tp.get_origin(ann)
     if origin is tp.Literal:  # strict: True is not 1, 1.0 is not 1
-        return value in tp.get_args(ann), value
+        return any(value == a and type(value) is type(a) for a in tp.get_args(ann)), value
     if _is_union(ann):
         for arm in tp.get_args(ann):
             ok, coerced = check_value(value, arm)

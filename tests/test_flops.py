@@ -1,0 +1,61 @@
+"""GMACs from token counts: the published per-view figures, and agreement with counters."""
+import pytest
+import torch
+
+import harness
+from harness.measure.flops import count_macs, fvcore_macs, model_macs
+from harness.models.presets import resolve_config
+
+
+@pytest.mark.parametrize("name,gmacs", [("videomae_vit_s16", 57.0), ("videomae_vit_b16", 180.5),
+                                        ("videomae_vit_l16", 597.2)])
+def test_dense_presets_match_published_gmacs(name, gmacs):
+    cfg = resolve_config(name)
+    n = [cfg.num_tokens] * cfg.depth
+    assert count_macs(cfg, n, n).total / 1e9 == pytest.approx(gmacs, abs=0.5)
+
+
+def test_vit_b_closed_form():
+    cfg = resolve_config("videomae_vit_b16")
+    c, n, depth = 768, 1568, 12
+    matmuls = depth * (12 * c * c * n + 2 * n * n * c) + n * c * 3 * 2 * 16 * 16 + c * 400
+    norms = 5 * c * (2 * n * depth + 1)
+    assert count_macs(cfg, [n] * depth, [n] * depth).total == matmuls + norms
+
+
+@pytest.mark.parametrize("method,args", [("dense", None), ("tome", {"r": 16}),
+                                         ("tome", {"r": 8, "prop_attn": True})])
+def test_analytic_count_equals_fvcore_with_fused_attention(method, args):
+    model = harness.build_model("synthetic_vit_tiny", method=method, method_args=args)
+    clip = torch.randn(1, 3, 16, 64, 64)
+    with torch.inference_mode():
+        model(clip)
+    analytic = model_macs(model).total
+    counted, unexpected = fvcore_macs(model, clip)
+    assert unexpected == {}
+    assert counted == analytic
+
+
+def test_flop_counter_on_meta_device_agrees_with_fused_attention_included():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = harness.build_model("videomae_vit_b16")
+        clip = torch.empty(1, 3, 16, 224, 224)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(clip)
+    matmul_macs = counter.get_total_flops() / 2
+    cfg = model.cfg
+    macs = count_macs(cfg, model.token_counts, model.last_stats.tokens_mlp)
+    assert matmul_macs == macs.total - macs.norm - 5 * cfg.embed_dim  # counters skip LayerNorm
+    assert matmul_macs / 1e9 == pytest.approx(180.3, abs=0.1)
+
+
+def test_reduction_lowers_gmacs():
+    dense = harness.build_model("synthetic_vit_tiny")
+    tome = harness.build_model("synthetic_vit_tiny", method="tome", method_args={"r": 16})
+    clip = torch.randn(1, 3, 16, 64, 64)
+    with torch.inference_mode():
+        dense(clip), tome(clip)
+    assert model_macs(tome).total < 0.85 * model_macs(dense).total
+    assert model_macs(tome).overhead > 0
