@@ -40,8 +40,10 @@ def plan(suite, store_root: str, force: bool) -> tp.Tuple[list, list]:
 
 
 def run_suite(suite, *, executor: str = "local", store_root: str = "results", force: bool = False,
-              out: tp.TextIO = sys.stdout) -> tp.List[dict]:
+              out: tp.Optional[tp.TextIO] = None) -> tp.List[dict]:
     from tqdm import tqdm
+
+    out = out or sys.stdout
 
     from harness.runner import CellJob, run_cell
 
