@@ -61,7 +61,8 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
         progress_file = os.path.join(store_root, "logs", f"progress-{cell.key[:16]}.json")
         os.makedirs(os.path.dirname(progress_file), exist_ok=True)
         job_spec = CellJob(key=cell.key, config=cell.config(), label=cell.label,
-                           suite={"name": suite.config.name, "file": str(suite.path)},
+                           suite={"name": suite.config.name, "file": str(suite.path),
+                                  "version": suite.config.version},
                            store_root=os.path.abspath(store_root), progress_file=progress_file)
         if executor == "debug":
             def show(stage, n, total, bar=cell_bar, label=cell.label):

@@ -12,6 +12,7 @@ import json
 import os
 import typing as tp
 
+from harness import provenance
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
@@ -76,11 +77,7 @@ def file_sha256(path: str) -> str:
         return f"missing:{path}"
     cache_key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if cache_key not in _HASH_CACHE:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _HASH_CACHE[cache_key] = digest.hexdigest()
+        _HASH_CACHE[cache_key] = provenance.file_sha256(path)
     return _HASH_CACHE[cache_key]
 
 

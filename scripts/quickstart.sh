@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up, then run the quickstart suite end to end and print the leaderboard.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+PY=.venv/bin/python
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+if [ ! -f checkpoints/synthetic_vit_tiny.pth ]; then
+  $PY -m harness train --out checkpoints/synthetic_vit_tiny.pth
+fi
+$PY -m harness run suites/quickstart.yaml "$@"
+$PY -m harness report
