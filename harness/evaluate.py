@@ -43,6 +43,7 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
                                          collate_fn=collate_views, shuffle=False)
     top1 = top5 = decoded = 0
     failed: tp.List[dict] = []
+    samples: tp.List[dict] = []
     t0 = time.perf_counter()
     model_s = 0.0
     progress("evaluate", 0, len(items), force=True)
@@ -56,8 +57,10 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
                 logits = model(views.flatten(0, 1).to(device, non_blocking=True)).view(b, v, -1)
                 scores = aggregate_views(logits.float(), dataset.aggregation)
                 labels = batch["labels"].to(device)
-                top1 += int(topk_correct(scores, labels, 1).sum())
-                top5 += int(topk_correct(scores, labels, 5).sum())
+                hit1, hit5 = topk_correct(scores, labels, 1), topk_correct(scores, labels, 5)
+                top1 += int(hit1.sum())
+                top5 += int(hit5.sum())
+                samples.extend(_sample_rows(batch, scores, labels, hit1, hit5))
                 model_s += time.perf_counter() - t_model
                 decoded += b
             progress("evaluate", decoded + len(failed), len(items))
@@ -75,4 +78,15 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
         "coverage": {"listed": len(items), "listed_in_annotation": listed_total, "decoded": decoded,
                      "failed": len(failed), "failed_videos": failed},
         "manifest": dataset.manifest(),
+        "samples": samples,
     }
+
+
+def _sample_rows(batch, scores, labels, hit1, hit5) -> tp.List[dict]:
+    """One row per video: what the paired statistics of a report need."""
+    top5 = scores.topk(min(5, scores.shape[-1]), dim=-1).indices.tolist()
+    true_score = scores.gather(1, labels[:, None]).squeeze(1).tolist()
+    return [{"index": int(i), "path": p, "label": int(y), "pred": t[0], "top5": " ".join(map(str, t)),
+             "correct_top1": int(h1), "correct_top5": int(h5), "label_score": s}
+            for i, p, y, t, h1, h5, s in zip(batch["indices"].tolist(), batch["paths"], labels.tolist(),
+                                             top5, hit1.tolist(), hit5.tolist(), true_score)]

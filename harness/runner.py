@@ -57,7 +57,10 @@ def run_cell(job: CellJob, callback: tp.Optional[tp.Callable] = None) -> dict:
     record: dict = {"schema": SCHEMA, "key": job.key, "suite": job.suite, "config": job.config,
                     "label": job.label, "started_at": started}
     try:
-        record.update(evaluate_cell(job.config, progress))
+        result = evaluate_cell(job.config, progress)
+        samples = result.pop("samples")
+        record["samples_file"] = ResultStore(job.store_root).write_samples(job.key, samples).name
+        record.update(result)
         record["status"] = "ok"
         record["error"] = None
     except Exception as err:  # noqa: BLE001 -- a failed cell is a result, not a crash
@@ -142,7 +145,7 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
                "attention_kernel_per_block": list(stats.attention_kernel),
                "reducer": model.reducer.describe()}
     return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
-            "runtime": runtime}
+            "runtime": runtime, "samples": accuracy["samples"]}
 
 
 def _check_protocol(cfg, dataset) -> None:

@@ -6,6 +6,8 @@ last complete write wins. Readers skip files that do not parse instead of failin
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -65,20 +67,31 @@ class ResultStore:
         if "key" not in record:
             raise ValueError(f"record has no 'key' field; fields present: {sorted(record)}")
         path = self.path_for(record["key"])
-        text = dumps_record(record) + "\n"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        _atomic_write(path, dumps_record(record) + "\n")
         return path
+
+    def samples_path(self, key: str) -> Path:
+        """Path of the per-video predictions of ``key`` (CSV next to the record)."""
+        return self.path_for(key).with_suffix(".samples.csv")
+
+    def write_samples(self, key: str, rows: tp.Sequence[dict]) -> Path:
+        """Atomically write per-video rows (same keys in every row) as CSV; returns the path."""
+        buf = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        path = self.samples_path(key)
+        _atomic_write(path, buf.getvalue())
+        return path
+
+    def read_samples(self, key: str) -> list[dict]:
+        """The per-video rows of ``key`` as dicts of strings ([] if none were written)."""
+        path = self.samples_path(key)
+        if not path.is_file():
+            return []
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
 
     def read(self, key: str) -> dict | None:
         """The record for ``key``, or None if there is none or it does not parse (logged)."""
@@ -95,6 +108,22 @@ class ResultStore:
             return []
         paths = sorted(p for p in self.cells_dir.glob("*.json") if not p.name.startswith("."))
         return [r for r in map(_load, paths) if r is not None]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write via a uniquely named temp file in the same folder, fsync, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _load(path: Path) -> dict | None:

@@ -55,6 +55,9 @@ def test_run_skip_and_report(workdir, capsys):
     prov = by_label["dense"]["provenance"]
     assert prov["versions"]["torch"] and prov["torch_threads"] >= 1 and "git_commit" in prov
     assert prov["checkpoint_sha256"] and prov["dataset_manifest"]["num_videos"] == 12
+    samples = ResultStore(results).read_samples(by_label["dense"]["key"])
+    assert len(samples) == 12
+    assert sum(int(s["correct_top1"]) for s in samples) / 12 == pytest.approx(dense["top1"])
     capsys.readouterr()
 
     assert main(["run", suite, "--executor", "debug", "--results", results]) == 0

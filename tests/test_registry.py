@@ -1,0 +1,58 @@
+"""Registries: strict names, did-you-mean, and every registered method on a tiny random model."""
+import dataclasses
+
+import pytest
+import torch
+
+import harness
+import methods
+from harness.measure.flops import model_macs
+from harness.registry import Registry, UnknownNameError
+
+TINY = dict(embed_dim=32, depth=3, num_heads=2, patch_size=16, tubelet_size=2, num_frames=4,
+            img_size=64, num_classes=5)
+
+
+def test_duplicate_names_raise():
+    reg = Registry("thing")
+    reg.register("a")(object())
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a")(object())
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(UnknownNameError) as err:
+        harness.build_model("videomae_vit_b61")
+    assert "Did you mean: 'videomae_vit_b16'" in str(err.value)
+    with pytest.raises(UnknownNameError, match="Did you mean: 'tome'"):
+        harness.build_model("synthetic_vit_tiny", method="tomme")
+
+
+def test_method_registration_requires_a_dataclass():
+    with pytest.raises(TypeError):
+        methods.register_method("not_a_dataclass", implementation="x:y", kind="merge")(object)
+
+
+def test_generic_backbone_needs_its_dims():
+    with pytest.raises(ValueError, match="embed_dim, depth, num_heads"):
+        harness.build_model("video_vit")
+    with pytest.raises(ValueError, match="not divisible"):
+        harness.build_model("video_vit", embed_dim=30, depth=1, num_heads=4)
+
+
+@pytest.mark.parametrize("name", methods.list_methods())
+def test_every_method_runs_and_never_adds_tokens(name):
+    spec = methods.get_method(name)
+    args = {"r": 4} if any(f.name == "r" for f in dataclasses.fields(spec.params)) else None
+    torch.manual_seed(0)
+    dense = harness.build_model("video_vit", **TINY)
+    model = harness.build_model("video_vit", method=name, method_args=args, **TINY)
+    model.load_state_dict(dense.state_dict())
+    clip = torch.randn(2, 3, 4, 64, 64)
+    with torch.inference_mode():
+        out = model(clip)
+        dense(clip)
+    assert out.shape == (2, 5) and torch.isfinite(out).all()
+    counts = model.token_counts + [model.last_stats.tokens_out]
+    assert counts[0] == 32 and all(a >= b for a, b in zip(counts, counts[1:]))
+    assert model_macs(model).total <= model_macs(dense).total + model_macs(model).overhead
