@@ -6,6 +6,7 @@ they never show a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import typing as tp
 
@@ -178,6 +179,9 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("interrupted; finished cells are kept and `run` resumes from them", file=sys.stderr)
         return 130

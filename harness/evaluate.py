@@ -1,13 +1,10 @@
 """Accuracy of a model over a dataset's test views: decode each video once, aggregate its views."""
 from __future__ import annotations
 
-import logging
 import time
 import typing as tp
 
 import torch
-
-log = logging.getLogger("harness.evaluate")
 
 
 def aggregate_views(logits: torch.Tensor, how: str) -> torch.Tensor:
@@ -65,8 +62,6 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
                 decoded += b
             progress("evaluate", decoded + len(failed), len(items))
     progress("evaluate", decoded + len(failed), len(items), force=True)
-    for f in failed:
-        log.warning("could not decode %s: %s", f["path"], f["error"])
     if decoded == 0:
         raise RuntimeError(f"no video of {len(items)} could be decoded (first error: "
                            f"{failed[0]['error'] if failed else 'none'})")
