@@ -122,8 +122,11 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
     flops_check = {}
     if me.get("flops", True):
         progress("count FLOPs (fvcore)", 0, 1, force=True)
-        counted, unexpected = fvcore_macs(model, torch.randn(1, *clip_shape, device=device))
-        analytic = model_macs(model).total  # from the same single-view forward
+        clip = torch.randn(1, *clip_shape, device=device)
+        with torch.inference_mode():
+            model(clip)  # a plain forward: during fvcore's jit trace shapes are tensors
+        analytic = model_macs(model).total
+        counted, unexpected = fvcore_macs(model, clip)
         flops_check = {"counter": "fvcore.FlopCountAnalysis + SDPA handle",
                        "gmacs_counted": counted / 1e9, "gmacs_analytic": analytic / 1e9,
                        "unexpected_ops": unexpected}
