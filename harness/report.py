@@ -102,7 +102,7 @@ def _group(backbone: dict, dataset: dict, title: str) -> Group:
 def _base_title(backbone: dict, dataset: dict) -> str:
     title = str(backbone.get("name") or "?")
     if backbone.get("checkpoint"):
-        title += f" ({backbone['checkpoint']})"
+        title += f" ({Path(str(backbone['checkpoint'])).name})"
     title += f" on {dataset.get('name') or '?'}"
     if dataset.get("split"):
         title += f" [{dataset['split']}]"

@@ -46,14 +46,14 @@ def records():
 
 def tiny_table(records):
     tables = dict((g["title"], df) for g, df in leaderboard(records))
-    return tables["synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]"].set_index("settings")
+    return tables["synthetic_vit_tiny (x.pth) on synthetic_motion [val]"].set_index("settings")
 
 
 def test_one_table_per_backbone_and_dataset(records):
     tables = leaderboard(records)
     assert [g["title"] for g, _ in tables] == [
         "synthetic_vit_small on synthetic_motion [val]",
-        "synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]",
+        "synthetic_vit_tiny (x.pth) on synthetic_motion [val]",
     ]
     group, df = tables[1]
     assert (group["backbone"], group["checkpoint"], group["dataset"]) == ("synthetic_vit_tiny", "checkpoints/x.pth",
@@ -156,7 +156,7 @@ def test_missing_fields_do_not_crash():
 
 def test_term_format(records):
     text = render(records, "term")
-    assert "synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]" in text
+    assert "synthetic_vit_tiny (x.pth) on synthetic_motion [val]" in text
     for header in ("top-1 %", "Δtop-1 pp", "GMACs/view", "GMACs ratio", "clips/s", "speedup", "peak GiB", "coverage"):
         assert header in text
     assert "-2.0" in text and "0.60x" in text and "2.40x" in text and "598/600" in text and "78.0" in text
@@ -165,7 +165,7 @@ def test_term_format(records):
 
 def test_md_format(records):
     text = render(records, "md")
-    assert "### synthetic_vit_tiny (checkpoints/x.pth) on synthetic_motion [val]" in text
+    assert "### synthetic_vit_tiny (x.pth) on synthetic_motion [val]" in text
     lines = text.splitlines()
     separator = next(i for i, line in enumerate(lines) if line.startswith("|--") or line.startswith("|:-"))
     header = [cell.strip() for cell in lines[separator - 1].strip("|").split("|")]
