@@ -146,6 +146,7 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
                "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
                "checkpoint_layout": getattr(model, "checkpoint_layout", None),
                "attention_kernel_per_block": list(stats.attention_kernel),
+               "numerics": _numerics(device),
                "reducer": model.reducer.describe()}
     return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
             "runtime": runtime, "samples": accuracy["samples"]}
@@ -159,6 +160,21 @@ def _check_protocol(cfg, dataset) -> None:
         problems.append(f"dataset crop_size {dataset.crop_size} != backbone img_size {cfg.img_size}")
     if problems:
         raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
+
+
+def _numerics(device) -> dict:
+    """Precision and the kernel switches that change speed or results."""
+    import torch
+
+    out = {"precision": "fp32", "matmul_precision": torch.get_float32_matmul_precision()}
+    if device.type == "cuda":
+        out.update({"allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+                    "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                    "sdpa_flash": torch.backends.cuda.flash_sdp_enabled(),
+                    "sdpa_mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
+                    "sdpa_math": torch.backends.cuda.math_sdp_enabled(),
+                    "cuda": torch.version.cuda})
+    return out
 
 
 def _device(name: str):
