@@ -143,5 +143,5 @@ def test_registered_entry(small):
     sample = ds[0]
     assert sample["error"] is None and sample["views"].shape == (1, 3, 16, 64, 64)
     assert cfg.manifest()["num_videos"] == 12
-    assert cfg.key_material()["generator_version"] == "synthetic_motion-v1"
+    assert cfg.key_material()["generator_version"] == "synthetic_motion-v2"
     assert len(cfg.items("train")) == 24

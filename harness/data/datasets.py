@@ -110,7 +110,7 @@ class SyntheticMotionDataset(VideoProtocol):
     """Generated motion classes (``harness.data.synthetic``), 64x64x16 H.264 clips, trainable on CPU."""
 
     split: tp.Literal["train", "val"] = "val"  # which list to evaluate
-    root: str = ""  # "" = data_home()/synthetic_motion-v1 (suffixed when counts/seed differ from defaults)
+    root: str = ""  # "" = data_home()/synthetic_motion-v2 (suffixed when counts/seed differ from defaults)
     num_train: int = 4000  # training clips
     num_val: int = 600  # validation clips
     seed: int = 0  # generation seed
@@ -145,7 +145,7 @@ class SyntheticMotionDataset(VideoProtocol):
         """Where the generated files live."""
         if self.root:
             return self.root
-        name = "synthetic_motion-v1"
+        name = "synthetic_motion-v2"
         if (self.num_train, self.num_val, self.seed) != (4000, 600, 0):
             name += f"-s{self.seed}-t{self.num_train}-v{self.num_val}"  # never overwrite the default set
         return os.path.join(data_home(), name)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-GENERATOR_VERSION = "synthetic_motion-v1"
+GENERATOR_VERSION = "synthetic_motion-v2"
 CLASSES: tuple[str, ...] = (
     "move_right",
     "move_left",
@@ -125,7 +125,7 @@ def _trajectory(label: int, rng: np.random.Generator, size: int, num_frames: int
 
     cx, cy = np.full(num_frames, uniform_pos()), np.full(num_frames, uniform_pos())
     if name.startswith("move_"):
-        dist = rng.uniform(0.25, 0.45) * size
+        dist = rng.uniform(0.4, 0.6) * size
         start = rng.uniform(lo, max(hi - dist, lo))
         forward = start + dist * t
         backward = start + dist * (1.0 - t)
@@ -138,14 +138,14 @@ def _trajectory(label: int, rng: np.random.Generator, size: int, num_frames: int
         else:
             cy = backward
     elif name.startswith("circle_"):
-        radius = rng.uniform(0.12, 0.2) * size
+        radius = rng.uniform(0.18, 0.26) * size
         cx0, cy0 = uniform_pos(radius), uniform_pos(radius)
         turns = rng.uniform(0.5, 0.9)
         sign = 1.0 if name == "circle_cw" else -1.0  # +angle is clockwise on screen (y down)
         angle = rng.uniform(0, 2 * math.pi) + sign * 2 * math.pi * turns * t
         cx, cy = cx0 + radius * np.cos(angle), cy0 + radius * np.sin(angle)
     elif name.startswith("bounce_"):
-        amp = rng.uniform(0.15, 0.25) * size
+        amp = rng.uniform(0.2, 0.3) * size
         centre = uniform_pos(amp)
         wave = centre + amp * _tri(rng.uniform(1.0, 2.0) * t + rng.uniform(0, 1))
         if name == "bounce_horizontal":
