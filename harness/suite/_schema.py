@@ -40,7 +40,7 @@ class MeasureConfig:
     min_timed_s: float = 2.0  # ... and at least this many seconds per repeat
     repeats: int = 5  # independent timing repeats (median and spread are reported)
     threads: tp.Optional[int] = None  # torch CPU threads; None = leave as is
-    flops: bool = True  # count GMACs per clip
+    flops: bool = True  # cross-check the analytic GMACs with fvcore (one traced forward); GMACs are always recorded
     memory: bool = True  # record peak memory, GiB
     seed: int = 0  # RNG seed of the synthetic timing input
 
