@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")
     train.add_argument("--out", default="checkpoints/synthetic_vit_tiny.pth")
-    train.add_argument("--epochs", type=int, default=30)
+    train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--num-train", type=int, default=4000)
     train.add_argument("--num-val", type=int, default=600)

@@ -26,7 +26,7 @@ BACKBONE = "synthetic_vit_tiny"
 @dataclasses.dataclass
 class TrainConfig:
     out: str = "checkpoints/synthetic_vit_tiny.pth"  # where the checkpoint goes
-    epochs: int = 30  # passes over the training split
+    epochs: int = 50  # passes over the training split
     num_train: int = 4000  # training clips generated
     num_val: int = 600  # validation clips generated
     data_seed: int = 0  # synthetic dataset seed
