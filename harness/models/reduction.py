@@ -10,7 +10,7 @@ through one forward; nothing is shared between forwards or hidden in module attr
         x = x + a.out
         x, state = reducer.after_attention(layer, x, state, a)    # ToMe, vid-TLDR merge here
         x = x + MLP(LN2(x))
-        x, state = reducer.after_block(layer, x, state)           # STA prunes here
+        x, state = reducer.after_block(layer, x, state, a)        # STA prunes here
     pooled = reducer.pool(x, state)          -> fc_norm -> head
 
 The base class is the dense model (it changes nothing). A reducer is an ``nn.Module`` so that
@@ -40,7 +40,7 @@ class TokenState:
 @dataclasses.dataclass
 class AttentionOutput:
     out: torch.Tensor  # [B, N, C] after the output projection
-    probs: tp.Optional[torch.Tensor] = None  # [B, H, N, N] softmax(q k^T d^-1/2 + bias), if asked
+    probs: tp.Optional[torch.Tensor] = None  # [B, H, N, N] softmax(q k^T d^-1/2), before any bias, if asked
     keys: tp.Optional[torch.Tensor] = None  # [B, N, d] keys averaged over heads, if asked
 
 
@@ -56,7 +56,11 @@ class TokenReducer(nn.Module):
         return TokenState()
 
     def attention_needs(self, layer: int) -> tp.FrozenSet[str]:
-        """Which of ``{"probs", "keys"}`` block ``layer`` must return (probs disable the fused kernel)."""
+        """Which of ``{"probs", "keys"}`` block ``layer`` must return (probs disable the fused kernel).
+
+        ``probs`` are the softmax of the unbiased logits (what saliency scores such as vid-TLDR's read);
+        the block output still uses the biased attention when ``attention_bias`` returns a bias.
+        """
         return frozenset()
 
     def attention_bias(self, layer: int, state: TokenState) -> tp.Optional[torch.Tensor]:
@@ -67,8 +71,9 @@ class TokenReducer(nn.Module):
                         attn: AttentionOutput) -> tp.Tuple[torch.Tensor, TokenState]:
         return x, state
 
-    def after_block(self, layer: int, x: torch.Tensor,
-                    state: TokenState) -> tp.Tuple[torch.Tensor, TokenState]:
+    def after_block(self, layer: int, x: torch.Tensor, state: TokenState,
+                    attn: AttentionOutput) -> tp.Tuple[torch.Tensor, TokenState]:
+        """After the MLP residual; ``attn`` is this block's attention (keys/probs of its input tokens)."""
         return x, state
 
     def pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:

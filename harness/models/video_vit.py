@@ -72,10 +72,8 @@ class Attention(nn.Module):
         probs = None
         if "probs" in needs:
             logits = (q * self.scale) @ k.transpose(-2, -1)
-            if bias is not None:
-                logits = logits + bias
             probs = logits.softmax(dim=-1)
-            out = probs @ v
+            out = (probs if bias is None else (logits + bias).softmax(dim=-1)) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = self.proj(out.transpose(1, 2).reshape(B, N, C))
@@ -104,7 +102,7 @@ class Block(nn.Module):
         x, state = reducer.after_attention(layer, x, state, a)
         stats.tokens_mlp.append(x.shape[1])
         x = x + self.mlp(self.norm2(x))
-        return reducer.after_block(layer, x, state)
+        return reducer.after_block(layer, x, state, a)
 
 
 @dataclasses.dataclass
