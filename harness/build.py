@@ -24,6 +24,7 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
 
     >>> model = build_model("videomae_vit_b16", num_classes=400, method="tome", method_args={"r": 16})
     """
+    from harness.compatibility import method_problems
     from harness.models.checkpoint import load_checkpoint
     from harness.models.video_vit import VideoViT
     import methods
@@ -31,6 +32,9 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
     cfg = resolve_config(backbone, **dims)
     spec = methods.get_method(method)
     params = spec.make_params(method_args)
+    problems = method_problems(method, params, cfg)
+    if problems:
+        raise ValueError("; ".join(problems))
     reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
                                          embed_dim=cfg.embed_dim)
     model = VideoViT(cfg, reducer)

@@ -83,6 +83,7 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
     import torch
 
     from harness.build import build_model
+    from harness.compatibility import protocol_problems
     from harness.data.registry import dataset_registry
     from harness.evaluate import evaluate_model
     from harness.measure.flops import fvcore_macs, model_macs
@@ -103,7 +104,9 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
                         checkpoint=checkpoint, **backbone).to(device)
     dataset_fields = {k: v for k, v in config["dataset"].items() if k != "name"}
     dataset = dataset_registry.get(config["dataset"]["name"])(**dataset_fields)
-    _check_protocol(model.cfg, dataset)
+    problems = protocol_problems(dataset, model.cfg)
+    if problems:
+        raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
 
     reset_peak_memory(device)
     accuracy = evaluate_model(model, dataset, device=device, batch_size=ev["batch_size"],
@@ -150,16 +153,6 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
                "reducer": model.reducer.describe()}
     return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
             "runtime": runtime, "samples": accuracy["samples"]}
-
-
-def _check_protocol(cfg, dataset) -> None:
-    problems = []
-    if dataset.clip_len != cfg.num_frames:
-        problems.append(f"dataset clip_len {dataset.clip_len} != backbone num_frames {cfg.num_frames}")
-    if dataset.crop_size != cfg.img_size:
-        problems.append(f"dataset crop_size {dataset.crop_size} != backbone img_size {cfg.img_size}")
-    if problems:
-        raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
 
 
 def _numerics(device) -> dict:

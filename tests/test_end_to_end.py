@@ -68,16 +68,26 @@ def test_run_skip_and_report(workdir, capsys):
 
 
 def test_failed_cell_is_recorded_and_the_suite_goes_on(workdir, capsys):
-    # clip_len 8 does not fit a 16-frame model: that cell fails, the suite still finishes
-    suite = write_suite(workdir, "- name: dense", "{name: synthetic_motion, root: data, num_train: 0, "
-                        "num_val: 12, clip_len: [16, 8]}")
+    # the second checkpoint does not exist: that cell fails at run time, the suite still finishes
+    suite = write_suite(workdir, "- name: dense", SYNTH)
+    data = yaml.safe_load(open(suite))
+    data["backbones"][0]["checkpoint"] = ["tiny.pth", "missing.pth"]
+    open(suite, "w").write(yaml.safe_dump(data))
     results = str(workdir / "results_fail")
     assert main(["run", suite, "--executor", "debug", "--results", results]) == 1
     statuses = sorted(r["status"] for r in ResultStore(results).records())
     assert statuses == ["failed", "ok"]
     failed = [r for r in ResultStore(results).records() if r["status"] == "failed"][0]
-    assert "clip_len 8" in failed["error"]["message"]
+    assert "checkpoint not found" in failed["error"]["message"]
     assert "failed" in capsys.readouterr().out.lower()
+
+
+def test_validate_rejects_a_protocol_that_does_not_fit_the_backbone(workdir, capsys):
+    suite = write_suite(workdir, "- name: dense\n- {name: tome, r: [4, 8]}",
+                        "{name: synthetic_motion, root: data, num_train: 0, num_val: 12, clip_len: 8}")
+    assert main(["validate", suite]) == 2
+    err = capsys.readouterr().err
+    assert err.count("dataset clip_len 8 != backbone num_frames 16") == 1
 
 
 def test_corrupt_video_is_counted_not_replaced(workdir):

@@ -76,7 +76,7 @@ def fake_registries():
         mp.setattr(data_registry, "dataset_registry", Registry("dataset"))
         mreg.register_method("dense", implementation="x:y", kind="none")(DenseParams)
         mreg.register_method("tome", implementation="x:y", kind="merge")(MergeParams)
-        tiny = lambda: VideoViTConfig(embed_dim=64, depth=2, num_heads=2, img_size=32, num_classes=5)  # noqa: E731
+        tiny = lambda: VideoViTConfig(embed_dim=64, depth=2, num_heads=2, num_classes=5)  # noqa: E731
         presets.register_backbone("tiny_vit")(tiny)
         presets.register_backbone("synthetic_vit_tiny")(tiny)
         data_registry.register_dataset("clips")(Clips)

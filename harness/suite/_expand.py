@@ -155,7 +155,26 @@ class _Checker:
         config = SuiteConfig(name=name, **{k: v for k, v in raw.items() if v is not None}, **entries,
                              eval=self._section(EvalConfig, "eval"), measure=self._section(MeasureConfig, "measure"))
         variants = {section: self._entries(section) for section in ENTRY_SECTIONS}
+        self._check_combinations(variants)
         return Suite(config, self.tree.root_file, variants)
+
+    def _check_combinations(self, variants: dict) -> None:
+        """Cells that cannot run: a protocol that does not fit the backbone, a method the backbone cannot take."""
+        from harness.compatibility import cell_problems
+
+        seen = set()
+        for b, d, m in itertools.product(*(variants.get(s, []) for s in ENTRY_SECTIONS)):
+            try:
+                problems = cell_problems(b["config"], d["obj"], m["config"])
+            except Exception:  # noqa: BLE001 -- an invalid entry; its own check reported it
+                continue
+            for message in problems:
+                is_method = message.startswith("method")
+                where = f"{b['config']['name']} x {d['config']['name']}" + (f" x {m['label']}" if is_method else "")
+                text = f"{where}: {message}"
+                if text not in seen:
+                    seen.add(text)
+                    self.problem(("methods",) if is_method else ("datasets",), text)
 
     def _scalar(self, key: str, ann: tp.Any) -> tp.Any:
         value = self.data.get(key)

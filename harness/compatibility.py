@@ -1,0 +1,35 @@
+"""Whether a backbone, a dataset protocol and a method can form a cell (torch-free).
+
+Used by ``harness validate`` (so impossible cells are rejected before anything runs), by
+``build_model`` (backbone x method) and by the runner (protocol x backbone).
+"""
+from __future__ import annotations
+
+import typing as tp
+
+
+def method_problems(method_name: str, params: tp.Any, cfg: tp.Any) -> tp.List[str]:
+    """The method's own requirements on the backbone (``params.check_backbone(cfg)``, if it has one)."""
+    check = getattr(params, "check_backbone", None)
+    return [f"method {method_name!r}: {p}" for p in check(cfg)] if check else []
+
+
+def protocol_problems(dataset: tp.Any, cfg: tp.Any) -> tp.List[str]:
+    """The test views must have the shape the backbone was built for."""
+    problems = []
+    if dataset.clip_len != cfg.num_frames:
+        problems.append(f"dataset clip_len {dataset.clip_len} != backbone num_frames {cfg.num_frames}")
+    if dataset.crop_size != cfg.img_size:
+        problems.append(f"dataset crop_size {dataset.crop_size} != backbone img_size {cfg.img_size}")
+    return problems
+
+
+def cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]:
+    """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
+    import methods
+    from harness.models.presets import resolve_config
+
+    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
+    cfg = resolve_config(backbone["name"], **dims)
+    params = methods.get_method(method["name"]).params(**method["params"])
+    return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)

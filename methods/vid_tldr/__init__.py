@@ -1,0 +1,51 @@
+"""vid-TLDR: training-free, saliency-aware token merging (Choi et al., CVPR'24; mlvlab/vid-TLDR @ a25051d).
+
+Registration only (no torch); the pure functions are in ``merge.py``, the model wiring in ``reducer.py``.
+
+``r`` is the official ``vidTLDR_r`` per-block list: an entry ``< 1`` is a fraction of the tokens entering
+that block (``int(N * r)``), an entry ``>= 1`` an absolute count; every count is capped at ``N // 2``;
+the list is zero-padded to the model depth; ``[]`` (or all zeros) is the dense model. In a suite a flat
+list is one value of this knob and a list of lists is a sweep.
+"""
+import dataclasses
+import math
+import typing as tp
+
+from methods.registry import register_method
+
+
+@register_method(
+    "vid_tldr", implementation="methods.vid_tldr.reducer:VidTLDRReducer", kind="merge",
+    needs_attention_probs=True,
+    summary="attention-entropy saliency; bipartite matching on hidden states; background sources "
+            "dropped, foreground merged with saliency weights; per-block r list",
+    reference="Choi et al., vid-TLDR: Training Free Token merging for Light-weight Video Transformer, "
+              "CVPR 2024; mlvlab/vid-TLDR multi_modality/utils/vid_TLDR.py",
+)
+@dataclasses.dataclass
+class VidTLDRParams:
+    r: tp.List[float] = dataclasses.field(default_factory=list)  # per block: <1 fraction, >=1 count
+    pool: tp.Literal["mean", "size_weighted"] = "mean"  # official: plain mean over the merged tokens
+
+    def __post_init__(self):
+        if isinstance(self.r, tuple):
+            self.r = list(self.r)
+
+    def check(self) -> tp.List[str]:
+        problems = []
+        if not isinstance(self.r, list):
+            problems.append(f"r must be a list of per-block values, got {self.r!r}")
+        else:
+            for v in self.r:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                    problems.append(f"r entries must be finite numbers >= 0, got {v!r} in {self.r!r}")
+                elif v >= 1 and v != int(v):
+                    problems.append(f"r entries >= 1 are token counts and must be whole, got {v!r}")
+        if self.pool not in ("mean", "size_weighted"):
+            problems.append(f"pool must be 'mean' or 'size_weighted', got {self.pool!r}")
+        return problems
+
+    def check_backbone(self, cfg: tp.Any) -> tp.List[str]:
+        if isinstance(self.r, list) and len(self.r) > cfg.depth:
+            return [f"r has {len(self.r)} entries but the backbone has {cfg.depth} blocks"]
+        return []

@@ -1,0 +1,121 @@
+"""vid-TLDR's scoring and merging as pure tensor functions (our implementation of
+mlvlab/vid-TLDR multi_modality/utils/vid_TLDR.py: get_objective_score, vidTLDR, merging, merge_wavg).
+
+Shapes: ``x`` [B, N, C] hidden states, ``probs`` [B, H, N, N] attention probabilities before any size
+bias, ``saliency`` and ``size`` [B, N, 1]. No Python loop over samples and no host synchronisation:
+the token count after a merge depends only on N and r, so every sample of a batch keeps the same
+count and gets exactly what it would get alone (up to batched-matmul rounding).
+"""
+from __future__ import annotations
+
+import typing as tp
+
+import torch
+
+
+def parse_r(depth: int, r: tp.Sequence[float]) -> tp.List[float]:
+    """The per-block r list zero-padded to ``depth`` (ValueError if it is longer)."""
+    r = list(r)
+    if len(r) > depth:
+        raise ValueError(f"vid_tldr: r has {len(r)} entries but the model has {depth} blocks")
+    if any(v < 0 for v in r):
+        raise ValueError(f"vid_tldr: r entries must be >= 0, got {r}")
+    return [float(v) if v < 1 else int(v) for v in r] + [0] * (depth - len(r))
+
+
+def merge_count(num_tokens: int, r: float) -> int:
+    """Tokens merged away in a block entered by ``num_tokens`` tokens (official rule).
+
+    ``r < 1``: ``int(N * r)`` (a fraction of the current tokens); ``r >= 1``: ``r`` itself; then
+    clipped to ``[0, N // 2]``.
+    """
+    count = int(num_tokens * r) if r < 1 else int(r)
+    return max(min(count, num_tokens // 2), 0)
+
+
+def saliency(probs: torch.Tensor) -> torch.Tensor:
+    """Per-token saliency [B, N, 1] from attention probabilities [B, H, N, N] (taken before any bias).
+
+    1. head average ``P = mean_h probs``; sharpness ``e_i = sum_j P_ij log P_ij`` (negative entropy);
+    2. background removal: ``e`` min-max normalised over the tokens of each sample; tokens below the
+       per-sample mean of the normalised value are background;
+    3. foreground sharpening: ``(e - mean) / max(e - mean)``, background set to 0.
+    Result: 0 for background, in (0, 1] for foreground (the sharpest token gets 1).
+
+    NaN guards (the official code has none; both guards are inactive, i.e. the result is bit-identical,
+    wherever the official result is finite):
+    * a probability that underflows to exactly 0 contributes ``0 log 0 = 0`` (official: NaN);
+    * if every token of a sample has the same sharpness (both normalisers are 0; official: 0/0 = NaN)
+      no token is background and every saliency is 1, so the merge becomes a plain size-weighted average.
+    """
+    p = probs.mean(dim=1)
+    plogp = torch.where(p > 0, p * p.log(), torch.zeros((), dtype=p.dtype, device=p.device))
+    e = plogp.sum(dim=2).unsqueeze(-1)  # [B, N, 1], <= 0
+
+    e = e - e.amin(dim=1, keepdim=True)
+    spread = e.amax(dim=1, keepdim=True)
+    degenerate = spread <= 0  # [B, 1, 1]: all tokens equally sharp (then e == 0 everywhere)
+    e = e / torch.where(degenerate, torch.ones_like(spread), spread)
+    background = e < e.mean(dim=1, keepdim=True)  # never true in the degenerate case
+
+    f = e - e.mean(dim=1, keepdim=True)
+    top = f.amax(dim=1, keepdim=True)  # > 0 unless degenerate
+    f = f / torch.where(degenerate, torch.ones_like(top), top)
+    f = torch.where(degenerate, torch.ones_like(f), f)
+    return f.masked_fill(background, 0.0)
+
+
+def bipartite_match(x: torch.Tensor, r: int) -> tp.Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Match even tokens (set A) to their most similar odd token (set B) by cosine of the hidden states.
+
+    Returns ``(keep, src, dst)`` as [B, k, 1] index tensors into A (kept, ascending), into A (the r
+    sources, by descending best similarity) and into B (the destination of each source).
+    The score is the official ``(cos + 1) / 2`` (same values, same rounding, hence the same ties).
+    """
+    with torch.no_grad():
+        metric = x / x.norm(dim=-1, keepdim=True)
+        a, b = metric[:, ::2], metric[:, 1::2]
+        scores = (a @ b.transpose(-1, -2) + 1) / 2
+        best, best_dst = scores.max(dim=-1)  # [B, NA]
+        order = best.argsort(dim=-1, descending=True)[..., None]  # [B, NA, 1]
+        src = order[:, :r]
+        keep = order[:, r:].sort(dim=1)[0]
+        dst = best_dst[..., None].gather(dim=1, index=src)
+    return keep, src, dst
+
+
+def _reduce(y: torch.Tensor, keep: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+            weight: torch.Tensor) -> torch.Tensor:
+    """[kept A rows, B rows + sum of their weighted sources], computed in float32, cast back."""
+    dtype = y.dtype
+    y = y.float()
+    a, b = y[:, ::2], y[:, 1::2]
+    c = y.shape[-1]
+    kept = a.gather(dim=1, index=keep.expand(-1, -1, c))
+    moved = a.gather(dim=1, index=src.expand(-1, -1, c)) * weight
+    b = b.scatter_reduce(1, dst.expand(-1, -1, c), moved, reduce="sum")
+    return torch.cat([kept, b], dim=1).to(dtype)
+
+
+def saliency_merge(x: torch.Tensor, sal: torch.Tensor, size: tp.Optional[torch.Tensor],
+                   r: int) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+    """Merge ``r`` tokens of ``x`` with saliency weights; returns ``(x', size')`` with N - r tokens.
+
+    Matching on ``x`` itself (``bipartite_match``); each source i -> destination j contributes with
+    weight ``sal_i * size_i``: ``size'_j = size_j + sum sal_i size_i`` and
+    ``x'_j = (size_j x_j + sum sal_i size_i x_i) / size'_j``. A background source (sal = 0) disappears
+    without a trace. Kept A tokens come first (ascending index), then all B tokens. ``size`` None = ones.
+    The arithmetic follows the official order (inputs pre-scaled by size / max size) so that the
+    result agrees with it to the last bit.
+    """
+    if size is None:
+        size = torch.ones_like(x[..., :1])
+    if r <= 0:
+        return x, size
+    keep, src, dst = bipartite_match(x, r)
+    weight = sal[:, ::2].gather(dim=1, index=src).float()  # [B, r, 1]
+    size_max = size.amax(dim=1, keepdim=True)
+    x = _reduce(x * (size / size_max), keep, src, dst, weight)
+    size = _reduce(size, keep, src, dst, weight)
+    return x / (size / size_max), size
+
