@@ -52,6 +52,9 @@ class TokenReducer(nn.Module):
         self.params = params
         self.depth, self.num_heads, self.embed_dim = depth, num_heads, embed_dim
 
+    def bind(self, cfg: tp.Any) -> None:
+        """Called once by the model with its ``VideoViTConfig`` (for reducers that need the input grid)."""
+
     def init_state(self, x: torch.Tensor) -> TokenState:
         return TokenState()
 

@@ -126,6 +126,7 @@ class VideoViT(nn.Module):
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.reducer = reducer if reducer is not None else TokenReducer(
             depth=cfg.depth, num_heads=cfg.num_heads, embed_dim=cfg.embed_dim)
+        self.reducer.bind(cfg)
         self.last_stats = ForwardStats()
         self.apply(_init_weights)
 

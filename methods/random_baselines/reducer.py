@@ -1,0 +1,108 @@
+"""Random token removal on the schedule of another method.
+
+The schedule (tokens after the attention slot and after each block) is read once, in ``bind``, from
+a forward of the matched method on the meta device: no data, no cost, exact counts for methods
+whose counts do not depend on the input. Which tokens go is decided by seeded random scores per
+block and token position, the same for every video: batch size cannot change a sample's output,
+and no host synchronisation happens in the forward.
+"""
+from __future__ import annotations
+
+import typing as tp
+
+import torch
+
+from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
+from methods.tome.merge import merge_wavg
+
+
+def plan_from_method(spec, params, cfg) -> tp.List[tp.Tuple[int, int]]:
+    """Per block: (tokens after its attention slot, tokens after the block) for ``spec`` on ``cfg``."""
+    from harness.models.video_vit import VideoViT
+
+    matched = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
+                                         embed_dim=cfg.embed_dim)
+    with torch.device("meta"):
+        model = VideoViT(cfg, matched)
+        with torch.no_grad():
+            model(torch.empty(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size))
+    stats = model.last_stats
+    return list(zip(stats.tokens_mlp, stats.tokens_in[1:] + [stats.tokens_out]))
+
+
+def random_keep(n: int, keep: int, generator: torch.Generator) -> torch.Tensor:
+    """``keep`` of ``n`` positions chosen uniformly at random, in ascending order."""
+    return torch.randperm(n, generator=generator)[:keep].sort().values
+
+
+def random_merge_fn(n: int, r: int, generator: torch.Generator):
+    """A ToMe-style ``merge(x, mode)``: r random sources into random destinations among the others."""
+    perm = torch.randperm(n, generator=generator)
+    src_idx, dst_pos = perm[:r], perm[r:].sort().values
+    dst_of_src = torch.randint(0, n - r, (r,), generator=generator)
+
+    def merge(x: torch.Tensor, mode: str = "sum") -> torch.Tensor:
+        idx = lambda i: i.to(x.device)[None, :, None].expand(x.shape[0], -1, x.shape[-1])  # noqa: E731
+        dst = x.gather(1, idx(dst_pos))
+        return dst.scatter_reduce(1, idx(dst_of_src), x.gather(1, idx(src_idx)), reduce=mode)
+
+    return merge
+
+
+class _RandomReducer(TokenReducer):
+    def bind(self, cfg) -> None:
+        from methods.registry import get_method
+
+        spec = get_method(self.params.match)
+        self.plan = plan_from_method(spec, self.params.matched_params(), cfg)
+        gen = torch.Generator().manual_seed(self.params.seed)
+        n = cfg.num_tokens
+        self.actions: tp.Dict[tp.Tuple[int, str], tp.Any] = {}
+        for layer, (after_attn, after_block) in enumerate(self.plan):
+            for slot, target in (("attn", after_attn), ("block", after_block)):
+                if target < n:
+                    self.actions[(layer, slot)] = self.make_action(n, target, gen)
+                n = target
+
+    def make_action(self, n: int, keep: int, gen: torch.Generator):
+        raise NotImplementedError
+
+    def reduce(self, action, x: torch.Tensor, state: TokenState) -> tp.Tuple[torch.Tensor, TokenState]:
+        raise NotImplementedError
+
+    def after_attention(self, layer, x, state, attn: AttentionOutput):
+        action = self.actions.get((layer, "attn"))
+        return (x, state) if action is None else self.reduce(action, x, state)
+
+    def after_block(self, layer, x, state, attn: AttentionOutput):
+        action = self.actions.get((layer, "block"))
+        return (x, state) if action is None else self.reduce(action, x, state)
+
+    def describe(self) -> dict:
+        return {"match": self.params.match, "tokens_after_attention_and_block": self.plan}
+
+
+class RandomDropReducer(_RandomReducer):
+    """Keeps random positions; plain mean pooling over the survivors."""
+
+    def make_action(self, n, keep, gen):
+        return random_keep(n, keep, gen)
+
+    def reduce(self, keep, x, state):
+        return x[:, keep.to(x.device)], state
+
+
+class RandomMergeReducer(_RandomReducer):
+    """Merges random sources into random destinations (size-weighted); size-weighted pooling."""
+
+    def make_action(self, n, keep, gen):
+        return random_merge_fn(n, n - keep, gen)
+
+    def reduce(self, merge, x, state):
+        x, size = merge_wavg(merge, x, state.size)
+        return x, TokenState(size=size, source=None, extras=state.extras)
+
+    def pool(self, x, state):
+        if state.size is None:
+            return x.mean(dim=1)
+        return (x * state.size).sum(dim=1) / state.size.sum(dim=1)
