@@ -150,9 +150,16 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
                "checkpoint_layout": getattr(model, "checkpoint_layout", None),
                "attention_kernel_per_block": list(stats.attention_kernel),
                "numerics": _numerics(device),
-               "reducer": model.reducer.describe()}
+               "reducer": model.reducer.describe(),
+               "method_capabilities": _capabilities(method["name"])}
     return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
             "runtime": runtime, "samples": accuracy["samples"]}
+
+
+def _capabilities(name: str) -> dict:
+    import methods
+
+    return methods.get_method(name).capabilities()
 
 
 def _numerics(device) -> dict:

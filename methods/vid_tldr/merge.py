@@ -33,6 +33,18 @@ def merge_count(num_tokens: int, r: float) -> int:
     return max(min(count, num_tokens // 2), 0)
 
 
+def token_schedule(num_tokens: int, schedule: tp.Sequence[float]) -> tp.List[int]:
+    """Tokens entering each block, then the tokens left after the last one (len(schedule) + 1 values).
+
+    >>> token_schedule(2352, [600, 200, 100, 0])
+    [2352, 1752, 1552, 1452, 1452]
+    """
+    counts = [num_tokens]
+    for r in schedule:
+        counts.append(counts[-1] - merge_count(counts[-1], r))
+    return counts
+
+
 def saliency(probs: torch.Tensor) -> torch.Tensor:
     """Per-token saliency [B, N, 1] from attention probabilities [B, H, N, N] (taken before any bias).
 
