@@ -366,15 +366,6 @@ def test_structural_problems(tmp_path):
     assert "no datasets given" in find(problems, "datasets").message
 
 
-def test_quickstart_suite_expands_to_three_cells():
-    suite = load_suite(os.path.join(REPO, "suites", "quickstart.yaml"))
-    cells = suite.cells()
-    assert suite.config.name == "quickstart"
-    assert [c.label for c in cells] == ["dense", "tome r=8", "tome r=16"]
-    assert cells[0].backbone["checkpoint"] == os.path.join(REPO, "checkpoints", "synthetic_vit_tiny.pth")
-    assert (cells[0].eval["batch_size"], cells[0].measure["batch_size"], cells[0].measure["repeats"]) == (16, 8, 5)
-
-
 def test_ensure_registered_reraises_import_errors(monkeypatch):
     monkeypatch.setattr(_registries, "_REGISTRATION_MODULES", ("harness_no_such_module_xyz",))
     with pytest.raises(ImportError, match="harness_no_such_module_xyz"):

@@ -359,6 +359,15 @@ def _err(err: Exception) -> str:
     return text if isinstance(err, (ValueError, KeyError)) else f"{type(err).__name__}: {text}"
 
 
+def _whole_floats_as_ints(value: tp.Any) -> tp.Any:
+    """For display: ``[16.0, 0.25]`` reads ``[16,0.25]``."""
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _label(name: str, params: tp.Any, values: dict) -> str:
     parts = [name]
     for f in dataclasses.fields(params):
@@ -366,6 +375,6 @@ def _label(name: str, params: tp.Any, values: dict) -> str:
         if default is not dataclasses.MISSING and dataclasses.is_dataclass(default):
             default = dataclasses.asdict(default)
         if f.name in values and (default is dataclasses.MISSING or values[f.name] != default):
-            v = values[f.name]
+            v = _whole_floats_as_ints(values[f.name])
             parts.append(f"{f.name}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'), default=str)}")
     return " ".join(parts)

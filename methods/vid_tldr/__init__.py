@@ -5,7 +5,8 @@ Registration only (no torch); the pure functions are in ``merge.py``, the model 
 ``r`` is the official ``vidTLDR_r`` per-block list: an entry ``< 1`` is a fraction of the tokens entering
 that block (``int(N * r)``), an entry ``>= 1`` an absolute count; every count is capped at ``N // 2``;
 the list is zero-padded to the model depth; ``[]`` (or all zeros) is the dense model. In a suite a flat
-list is one value of this knob and a list of lists is a sweep.
+list is one value of this knob and a list of lists is a sweep. From Python, a bare number is also
+accepted and means that r in every block (ToMe's convention; the official code only takes a list).
 """
 import dataclasses
 import math
@@ -25,6 +26,7 @@ from methods.registry import register_method
 @dataclasses.dataclass
 class VidTLDRParams:
     r: tp.List[float] = dataclasses.field(default_factory=list)  # per block: <1 fraction, >=1 count
+    # (a bare number from Python = the same r in every block)
     pool: tp.Literal["mean", "size_weighted"] = "mean"  # official: plain mean over the merged tokens
 
     def __post_init__(self):
@@ -33,14 +35,11 @@ class VidTLDRParams:
 
     def check(self) -> tp.List[str]:
         problems = []
-        if not isinstance(self.r, list):
-            problems.append(f"r must be a list of per-block values, got {self.r!r}")
-        else:
-            for v in self.r:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                    problems.append(f"r entries must be finite numbers >= 0, got {v!r} in {self.r!r}")
-                elif v >= 1 and v != int(v):
-                    problems.append(f"r entries >= 1 are token counts and must be whole, got {v!r}")
+        for v in self.r if isinstance(self.r, list) else [self.r]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                problems.append(f"r entries must be finite numbers >= 0, got {v!r} in r={self.r!r}")
+            elif v >= 1 and v != int(v):
+                problems.append(f"r entries >= 1 are token counts and must be whole, got {v!r}")
         if self.pool not in ("mean", "size_weighted"):
             problems.append(f"pool must be 'mean' or 'size_weighted', got {self.pool!r}")
         return problems

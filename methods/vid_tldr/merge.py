@@ -13,14 +13,15 @@ import typing as tp
 import torch
 
 
-def parse_r(depth: int, r: tp.Sequence[float]) -> tp.List[float]:
-    """The per-block r list zero-padded to ``depth`` (ValueError if it is longer)."""
-    r = list(r)
+def parse_r(depth: int, r: tp.Union[float, tp.Sequence[float]]) -> tp.List[float]:
+    """The per-block r list zero-padded to ``depth`` (ValueError if it is longer); a bare number is
+    used in every block."""
+    r = [r] * depth if isinstance(r, (int, float)) else list(r)
     if len(r) > depth:
         raise ValueError(f"vid_tldr: r has {len(r)} entries but the model has {depth} blocks")
     if any(v < 0 for v in r):
         raise ValueError(f"vid_tldr: r entries must be >= 0, got {r}")
-    return [float(v) if v < 1 else int(v) for v in r] + [0] * (depth - len(r))
+    return [0 if v == 0 else float(v) if v < 1 else int(v) for v in r] + [0] * (depth - len(r))
 
 
 def merge_count(num_tokens: int, r: float) -> int:
@@ -127,10 +128,11 @@ def saliency_merge(x: torch.Tensor, sal: torch.Tensor, size: tp.Optional[torch.T
         size = torch.ones_like(x[..., :1])
     if r <= 0:
         return x, size
+    dtype = x.dtype
     keep, src, dst = bipartite_match(x, r)
     weight = sal[:, ::2].gather(dim=1, index=src).float()  # [B, r, 1]
     size_max = size.max(dim=1, keepdim=True).values
     x = _reduce(x * (size / size_max), keep, src, dst, weight)
     size = _reduce(size, keep, src, dst, weight)
-    return x / (size / size_max), size
+    return (x / (size / size_max)).to(dtype), size
 

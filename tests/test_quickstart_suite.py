@@ -1,0 +1,27 @@
+"""The shipped quickstart suite, against the real registries."""
+import os
+
+from harness.suite import load_suite, validate_suite
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATH = os.path.join(REPO, "suites", "quickstart.yaml")
+
+
+def test_quickstart_is_valid_and_expands_to_every_method():
+    assert validate_suite(PATH) == []
+    suite = load_suite(PATH)
+    labels = [c.label for c in suite.cells()]
+    assert labels == ["dense", "tome r=8", "tome r=16", "vid_tldr r=[16,16]", "vid_tldr r=[32,32]",
+                      "sta r=2", "sta r=4", "random_drop match=sta r=4", "random_merge match=sta r=4"]
+    cell = suite.cells()[0]
+    assert cell.backbone["checkpoint"] == os.path.join(REPO, "checkpoints", "synthetic_vit_tiny.pth")
+    assert os.path.isfile(cell.backbone["checkpoint"])
+    assert (cell.eval["batch_size"], cell.measure["batch_size"], cell.measure["repeats"]) == (16, 8, 5)
+
+
+def test_sta_on_a_backbone_without_8_slices_is_rejected_by_validate():
+    problems = validate_suite(PATH, ["backbones.0.num_frames=8", "datasets.0.clip_len=8"])
+    text = "\n".join(map(str, problems))
+    assert "STA needs 8 temporal token slices" in text
+    assert "random_drop" in text  # it follows STA's schedule, so it inherits the requirement
+    assert not any(" x tome" in str(p) for p in problems)  # ToMe has no such requirement
