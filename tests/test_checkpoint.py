@@ -93,3 +93,11 @@ def test_pickled_code_is_not_executed(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         harness.build_model("video_vit", checkpoint=str(tmp_path / "nope.pth"), **DIMS)
+
+
+def test_unfused_attention_reproduces_the_reference_bit_for_bit(reference, clip, tmp_path):
+    path = tmp_path / "official_exact.pth"
+    torch.save({"module": reference.state_dict()}, path)
+    model = harness.build_model("video_vit", checkpoint=str(path), fused_attention=False, **DIMS)
+    with torch.no_grad():
+        assert torch.equal(model(clip), reference(clip))

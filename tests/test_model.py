@@ -40,3 +40,19 @@ def test_keys_are_the_head_mean_of_the_k_projection_without_bias():
         keys = attn(x, needs=frozenset({"keys"})).keys
     k = (x @ attn.qkv.weight[16:32].T).view(1, 5, 2, 8).mean(2)
     assert torch.allclose(keys, k, atol=1e-6)
+
+
+def test_unfused_backbone_runs_the_explicit_path_everywhere():
+    import harness
+
+    dims = dict(embed_dim=32, depth=2, num_heads=2, patch_size=16, tubelet_size=2, num_frames=4,
+                img_size=32, num_classes=3)
+    torch.manual_seed(0)
+    fused = harness.build_model("video_vit", **dims)
+    explicit = harness.build_model("video_vit", fused_attention=False, **dims)
+    explicit.load_state_dict(fused.state_dict())
+    clip = torch.randn(2, 3, 4, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(fused(clip), explicit(clip), atol=1e-5)
+    assert fused.last_stats.attention_kernel == ["sdpa", "sdpa"]
+    assert explicit.last_stats.attention_kernel == ["explicit", "explicit"]

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import harness
-from methods.random_baselines.reducer import random_keep, random_merge_fn
+from methods.random_baselines.reducer import random_keep, random_merge_fn, random_merge_indices
 from methods.tome.merge import merge_wavg
 
 TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=2, num_frames=4,
@@ -39,7 +39,7 @@ def test_random_keep_is_a_sorted_subset():
 
 
 def test_random_merge_conserves_sizes_and_averages():
-    merge = random_merge_fn(10, 4, torch.Generator().manual_seed(0))
+    merge = random_merge_fn(*random_merge_indices(10, 4, torch.Generator().manual_seed(0)))
     x = torch.randn(2, 10, 3)
     merged, size = merge_wavg(merge, x)
     assert merged.shape == (2, 6, 3) and torch.equal(size.sum(1), torch.full((2, 1), 10.0))

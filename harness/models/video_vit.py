@@ -48,8 +48,9 @@ class TubeletEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with VideoMAE's separate q/v biases (the k bias is zero)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, fused: bool = True):
         super().__init__()
+        self.fused = fused  # False: always the explicit softmax path (bit-compatible with the official models)
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
@@ -70,10 +71,12 @@ class Attention(nn.Module):
         qkv = F.linear(x, self.qkv.weight, qkv_bias).reshape(B, N, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         probs = None
-        if "probs" in needs:
+        if "probs" in needs or not self.fused:
             logits = (q * self.scale) @ k.transpose(-2, -1)
-            probs = logits.softmax(dim=-1)
-            out = (probs if bias is None else (logits + bias).softmax(dim=-1)) @ v
+            weights = logits.softmax(dim=-1)
+            if "probs" in needs:
+                probs = weights
+            out = (weights if bias is None else (logits + bias).softmax(dim=-1)) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         out = self.proj(out.transpose(1, 2).reshape(B, N, C))
@@ -88,7 +91,7 @@ class Block(nn.Module):
         super().__init__()
         dim = cfg.embed_dim
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = Attention(dim, cfg.num_heads, qkv_bias=cfg.qkv_bias)
+        self.attn = Attention(dim, cfg.num_heads, qkv_bias=cfg.qkv_bias, fused=cfg.fused_attention)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), act_layer=nn.GELU)
 
@@ -96,7 +99,7 @@ class Block(nn.Module):
                 stats: "ForwardStats") -> tp.Tuple[torch.Tensor, TokenState]:
         needs = reducer.attention_needs(layer)
         stats.tokens_in.append(x.shape[1])
-        stats.attention_kernel.append("explicit" if "probs" in needs else "sdpa")
+        stats.attention_kernel.append("sdpa" if self.attn.fused and "probs" not in needs else "explicit")
         a = self.attn(self.norm1(x), bias=reducer.attention_bias(layer, state), needs=needs)
         x = x + a.out
         x, state = reducer.after_attention(layer, x, state, a)

@@ -35,14 +35,17 @@ def random_keep(n: int, keep: int, generator: torch.Generator) -> torch.Tensor:
     return torch.randperm(n, generator=generator)[:keep].sort().values
 
 
-def random_merge_fn(n: int, r: int, generator: torch.Generator):
-    """A ToMe-style ``merge(x, mode)``: r random sources into random destinations among the others."""
+def random_merge_indices(n: int, r: int, generator: torch.Generator) -> tp.Tuple[torch.Tensor, ...]:
+    """(sources, kept positions, destination of each source among the kept): r random sources."""
     perm = torch.randperm(n, generator=generator)
-    src_idx, dst_pos = perm[:r], perm[r:].sort().values
-    dst_of_src = torch.randint(0, n - r, (r,), generator=generator)
+    return perm[:r], perm[r:].sort().values, torch.randint(0, n - r, (r,), generator=generator)
+
+
+def random_merge_fn(src_idx: torch.Tensor, dst_pos: torch.Tensor, dst_of_src: torch.Tensor):
+    """A ToMe-style ``merge(x, mode)`` merging ``src_idx`` tokens into ``dst_pos[dst_of_src]``."""
 
     def merge(x: torch.Tensor, mode: str = "sum") -> torch.Tensor:
-        idx = lambda i: i.to(x.device)[None, :, None].expand(x.shape[0], -1, x.shape[-1])  # noqa: E731
+        idx = lambda i: i[None, :, None].expand(x.shape[0], -1, x.shape[-1])  # noqa: E731
         dst = x.gather(1, idx(dst_pos))
         return dst.scatter_reduce(1, idx(dst_of_src), x.gather(1, idx(src_idx)), reduce=mode)
 
@@ -57,7 +60,8 @@ class _RandomReducer(TokenReducer):
         self.plan = plan_from_method(spec, self.params.matched_params(), cfg)
         gen = torch.Generator().manual_seed(self.params.seed)
         n = cfg.num_tokens
-        self.actions: tp.Dict[tp.Tuple[int, str], tp.Any] = {}
+        self.actions: tp.Dict[tp.Tuple[int, str], tp.Tuple[torch.Tensor, ...]] = {}
+        self._on_device: tp.Dict[torch.device, dict] = {}
         for layer, (after_attn, after_block) in enumerate(self.plan):
             for slot, target in (("attn", after_attn), ("block", after_block)):
                 if target < n:
@@ -70,12 +74,21 @@ class _RandomReducer(TokenReducer):
     def reduce(self, action, x: torch.Tensor, state: TokenState) -> tp.Tuple[torch.Tensor, TokenState]:
         raise NotImplementedError
 
+    def _action(self, key, device: torch.device):
+        """The index tensors of ``key`` on ``device``, copied there once (no copy per forward)."""
+        if key not in self.actions:
+            return None
+        cached = self._on_device.setdefault(device, {})
+        if key not in cached:
+            cached[key] = tuple(t.to(device) for t in self.actions[key])
+        return cached[key]
+
     def after_attention(self, layer, x, state, attn: AttentionOutput):
-        action = self.actions.get((layer, "attn"))
+        action = self._action((layer, "attn"), x.device)
         return (x, state) if action is None else self.reduce(action, x, state)
 
     def after_block(self, layer, x, state, attn: AttentionOutput):
-        action = self.actions.get((layer, "block"))
+        action = self._action((layer, "block"), x.device)
         return (x, state) if action is None else self.reduce(action, x, state)
 
     def describe(self) -> dict:
@@ -86,20 +99,20 @@ class RandomDropReducer(_RandomReducer):
     """Keeps random positions; plain mean pooling over the survivors."""
 
     def make_action(self, n, keep, gen):
-        return random_keep(n, keep, gen)
+        return (random_keep(n, keep, gen),)
 
-    def reduce(self, keep, x, state):
-        return x[:, keep.to(x.device)], state
+    def reduce(self, action, x, state):
+        return x[:, action[0]], state
 
 
 class RandomMergeReducer(_RandomReducer):
     """Merges random sources into random destinations (size-weighted); size-weighted pooling."""
 
     def make_action(self, n, keep, gen):
-        return random_merge_fn(n, n - keep, gen)
+        return random_merge_indices(n, n - keep, gen)
 
-    def reduce(self, merge, x, state):
-        x, size = merge_wavg(merge, x, state.size)
+    def reduce(self, action, x, state):
+        x, size = merge_wavg(random_merge_fn(*action), x, state.size)
         return x, TokenState(size=size, source=None, extras=state.extras)
 
     def pool(self, x, state):
