@@ -31,7 +31,7 @@ import typing as tp
 import torch
 
 from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
-from methods.sta import STAGE_GROUPS, stage_layers, stage_token_counts
+from methods.sta import NUM_SLICES, STAGE_GROUPS, stage_layers, stage_token_counts
 
 # (groups, visiting order) of the three stages (official ``merge``: T = 8 / 4 / 2, perm)
 STAGES: tp.Tuple[tp.Tuple[int, tp.Tuple[int, ...]], ...] = (
@@ -142,11 +142,10 @@ class STAReducer(TokenReducer):
         self.r = int(params.r)
         # layer -> (groups, visiting order); none at r = 0 (the official model skips ``merge`` then)
         self.stages = {layer: STAGES[stage] for layer, stage in stage_layers(depth)} if self.r > 0 else {}
-        self._tokens_seen: tp.Optional[int] = None  # input length of the last forward, for describe()
+        self._num_tokens = NUM_SLICES * 196  # the model's input length, set by bind(); 16x224 until then
 
-    def init_state(self, x: torch.Tensor) -> TokenState:
-        self._tokens_seen = int(x.shape[1])
-        return TokenState()
+    def bind(self, cfg) -> None:
+        self._num_tokens = cfg.num_tokens
 
     def attention_needs(self, layer: int) -> tp.FrozenSet[str]:
         return _KEYS if layer in self.stages else frozenset()
@@ -166,8 +165,7 @@ class STAReducer(TokenReducer):
         return sta_stage_macs(tokens_in, self.r, stage[0], self.embed_dim // self.num_heads)
 
     def describe(self) -> dict:
-        tokens = self._tokens_seen
-        per_slice = tokens // STAGES[0][0] if tokens is not None else 196
+        per_slice = self._num_tokens // STAGES[0][0]
         return {
             "r": self.r,
             "stage_layers": sorted(self.stages),
