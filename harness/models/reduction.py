@@ -44,6 +44,14 @@ class AttentionOutput:
     keys: tp.Optional[torch.Tensor] = None  # [B, N, d] keys averaged over heads, if asked
 
 
+def size_weighted_mean(x: torch.Tensor, size: tp.Optional[torch.Tensor]) -> torch.Tensor:
+    """[B, N, C] -> [B, C]: sum_i s_i x_i / sum_i s_i (the plain mean when ``size`` is None)."""
+    if size is None:
+        return x.mean(dim=1)
+    size = size.to(x.dtype)
+    return (x * size).sum(dim=1) / size.sum(dim=1)
+
+
 class TokenReducer(nn.Module):
     """No reduction: the dense model. Subclasses override the hooks they need."""
 

@@ -12,7 +12,7 @@ import typing as tp
 
 import torch
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
+from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, size_weighted_mean
 from methods.tome.merge import merge_wavg
 
 
@@ -116,6 +116,4 @@ class RandomMergeReducer(_RandomReducer):
         return x, TokenState(size=size, source=None, extras=state.extras)
 
     def pool(self, x, state):
-        if state.size is None:
-            return x.mean(dim=1)
-        return (x * state.size).sum(dim=1) / state.size.sum(dim=1)
+        return size_weighted_mean(x, state.size)

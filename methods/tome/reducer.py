@@ -16,7 +16,7 @@ import typing as tp
 
 import torch
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
+from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, size_weighted_mean
 from methods.tome.merge import bipartite_soft_matching, merge_source, merge_wavg, parse_r
 
 _KEYS = frozenset({"keys"})
@@ -46,9 +46,7 @@ class ToMeReducer(TokenReducer):
         return x, TokenState(size=size, source=source, extras=state.extras)
 
     def pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
-        if state.size is None:
-            return x.mean(dim=1)
-        return (x * state.size).sum(dim=1) / state.size.sum(dim=1)
+        return size_weighted_mean(x, state.size)
 
     def overhead_macs(self, layer: int, tokens_in: int) -> int:
         r = min(self.schedule[layer], tokens_in // 2)

@@ -16,7 +16,7 @@ import typing as tp
 
 import torch
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
+from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, size_weighted_mean
 from methods.vid_tldr.merge import merge_count, parse_r, saliency, saliency_merge
 
 _PROBS = frozenset({"probs"})
@@ -46,10 +46,7 @@ class VidTLDRReducer(TokenReducer):
         return x, TokenState(size=size, source=None, extras=state.extras)
 
     def pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
-        if self.params.pool == "mean" or state.size is None:
-            return x.mean(dim=1)
-        size = state.size.to(x.dtype)
-        return (x * size).sum(dim=1) / size.sum(dim=1)
+        return x.mean(dim=1) if self.params.pool == "mean" else size_weighted_mean(x, state.size)
 
     def overhead_macs(self, layer: int, tokens_in: int) -> int:
         """The cosine scores of the matching, ``a @ b^T`` on C-dim hidden states (fvcore counts them).
