@@ -37,7 +37,9 @@ def cmd_run(args) -> int:
         _print_cells(suite, todo, done)
         return 0
     records = run_suite(suite, executor=args.executor, store_root=args.results, force=args.force)
-    print(render(_suite_records(suite, args.results), "term"))
+    from harness.store import ResultStore
+
+    print(render(_suite_records(suite, args.results), "term", samples=ResultStore(args.results).read_samples))
     return 1 if any(r["status"] != "ok" for r in records) else 0
 
 
@@ -45,7 +47,8 @@ def cmd_report(args) -> int:
     from harness.report import render
     from harness.store import ResultStore
 
-    print(render(ResultStore(args.results).records(), args.format, root=args.results))
+    store = ResultStore(args.results)
+    print(render(store.records(), args.format, root=args.results, samples=store.read_samples))
     return 0
 
 

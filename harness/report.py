@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from harness.stats import paired_comparison, wilson_interval
+
 Record = tp.Dict[str, tp.Any]
 Group = tp.Dict[str, tp.Any]
 Fmt = tp.Literal["term", "md", "csv", "json"]
@@ -24,14 +26,17 @@ FORMATS: tp.Tuple[str, ...] = ("term", "md", "csv", "json")
 GROUP_COLUMNS = ["backbone", "checkpoint", "dataset", "group"]
 INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size"]
 COLUMNS = [
-    "method", "settings", "top1", "top5", "delta_top1", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
+    "method", "settings", "top1", "top1_ci_low", "top1_ci_high", "top5", "delta_top1", "p_vs_dense",
+    "agreement_vs_dense", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
     "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status",
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
 ]
 _FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_per_video", "clips_per_s",
                   "clips_per_s_iqr", "peak_mem_gib"]
-_FLOAT_COLUMNS = _FLOAT_METRICS + ["delta_top1", "gmacs_ratio", "speedup"]
+_FLOAT_COLUMNS = _FLOAT_METRICS + ["delta_top1", "gmacs_ratio", "speedup", "top1_ci_low", "top1_ci_high",
+                                   "p_vs_dense", "agreement_vs_dense"]
+Samples = tp.Optional[tp.Callable[[str], tp.List[dict]]]  # record key -> per-video rows (ResultStore.read_samples)
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
@@ -50,30 +55,33 @@ def latest_per_key(records: tp.Iterable[Record]) -> list[Record]:
     return list(best.values())
 
 
-def leaderboard(records: tp.Iterable[Record]) -> list[tuple[Group, pd.DataFrame]]:
+def leaderboard(records: tp.Iterable[Record], samples: Samples = None) -> list[tuple[Group, pd.DataFrame]]:
     """One ``(group, table)`` per (backbone, dataset) config, ordered by title; rows: dense, then GMACs desc.
 
     ``group`` holds ``title``, ``backbone``, ``checkpoint``, ``dataset``, ``split`` and the full
     ``backbone_config`` / ``dataset_config`` dicts. Table columns are ``COLUMNS`` with raw values.
+    With ``samples``, each row is also compared with its dense baseline on the same videos (exact McNemar
+    p-value and agreement of top-1 predictions); top-1 always gets a 95% Wilson interval.
     """
     buckets: dict[tuple[str, str], list[Record]] = {}
     for rec in latest_per_key(records):
         buckets.setdefault(_group_id(rec), []).append(rec)
     configs = [(_config(recs[0], "backbone"), _config(recs[0], "dataset")) for recs in buckets.values()]
     titles = _titles(configs)
-    tables = [(_group(bb, ds, title), _table(recs))
+    tables = [(_group(bb, ds, title), _table(recs, samples))
               for (bb, ds), title, recs in zip(configs, titles, buckets.values())]
     return sorted(tables, key=lambda t: t[0]["title"])
 
 
-def render(records: tp.Iterable[Record], fmt: Fmt = "term", root: str | Path = "results") -> str:
+def render(records: tp.Iterable[Record], fmt: Fmt = "term", root: str | Path = "results",
+           samples: Samples = None) -> str:
     """The leaderboard as text: ``term`` / ``md`` tables per group, or one ``csv`` / ``json`` for all.
 
     With no records it returns ``empty_message(root)`` whatever the format.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    tables = leaderboard(records)
+    tables = leaderboard(records, samples)
     if not tables:
         return empty_message(root)
     return _RENDERERS[fmt](tables)
@@ -139,9 +147,9 @@ def _differing_fields(config: tuple[dict, dict], twins: list[tuple[dict, dict]])
 
 # ---- rows -----------------------------------------------------------------------------------------
 
-def _table(records: list[Record]) -> pd.DataFrame:
+def _table(records: list[Record], samples: Samples = None) -> pd.DataFrame:
     rows = [_row(rec) for rec in records]
-    _add_baselines(rows)
+    _add_baselines(rows, samples)
     rows.sort(key=_sort_key)
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df.astype({c: "Int64" for c in INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS})
@@ -162,6 +170,7 @@ def _row(rec: Record) -> dict:
     return {
         "method": name, "settings": _settings(name, params, rec.get("label")),
         **{m: _number(metrics.get(m)) for m in _FLOAT_METRICS},
+        **_top1_interval(metrics),
         "coverage_decoded": _integer(coverage.get("decoded")), "coverage_listed": _integer(coverage.get("listed")),
         "status": _status(rec), "label": rec.get("label"), "key": rec.get("key"),
         "error_type": error.get("type"), "error_message": error.get("message"),
@@ -189,10 +198,23 @@ def _status(rec: Record) -> str:
     return f"failed: {error_type}" if error_type else "failed"
 
 
-def _add_baselines(rows: list[dict]) -> None:
+def _top1_interval(metrics: dict) -> dict:
+    top1, n = _number(metrics.get("top1")), _integer(metrics.get("num_videos"))
+    if top1 is None or not n:
+        return {"top1_ci_low": None, "top1_ci_high": None}
+    low, high = wilson_interval(round(top1 * n), n)
+    return {"top1_ci_low": low, "top1_ci_high": high}
+
+
+def _add_baselines(rows: list[dict], samples: Samples = None) -> None:
     dense = [r for r in rows if r["_dense"] and r["status"] == "ok"]
     for row in rows:
         accuracy = _match(dense, row, "_eval", "_measure") or _match(dense, row, "_eval")
+        paired = None
+        if samples is not None and accuracy is not None and row["key"] != accuracy["key"] and row["status"] == "ok":
+            paired = paired_comparison(samples(row["key"]), samples(accuracy["key"]))
+        row["p_vs_dense"] = paired and paired["p_mcnemar"]
+        row["agreement_vs_dense"] = paired and paired["agreement"]
         speed = _match(dense, row, "_eval", "_measure")
         row["delta_top1"] = _diff(row["top1"], accuracy and accuracy["top1"])
         row["gmacs_ratio"] = _ratio(row["gmacs_per_view"], accuracy and accuracy["gmacs_per_view"])
@@ -254,8 +276,12 @@ _DISPLAY: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # header, al
     ("method", "left", lambda r: r["method"]),
     ("settings", "left", lambda r: r["settings"]),
     ("top-1 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"])),
+    ("95% CI", "right", lambda r: "" if pd.isna(r["top1_ci_low"]) else
+     f"{100 * r['top1_ci_low']:.1f}-{100 * r['top1_ci_high']:.1f}"),
     ("top-5 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top5"])),
     ("Δtop-1 pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1"])),
+    ("p vs dense", "right", lambda r: _blank_or(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}")(r["p_vs_dense"])),
+    ("agree %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["agreement_vs_dense"])),
     ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
     ("GMACs ratio", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["gmacs_ratio"])),
     ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
@@ -278,6 +304,8 @@ def _notes(df: pd.DataFrame) -> list[str]:
     kinds = sorted(set(df["peak_mem_kind"].dropna()))
     if kinds:
         notes.append("peak memory: " + ", ".join(kinds))
+    if df["p_vs_dense"].notna().any():
+        notes.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense")
     return ["", "; ".join(notes)] if notes else []
 
 

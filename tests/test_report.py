@@ -169,7 +169,7 @@ def test_md_format(records):
     lines = text.splitlines()
     separator = next(i for i, line in enumerate(lines) if line.startswith("|--") or line.startswith("|:-"))
     header = [cell.strip() for cell in lines[separator - 1].strip("|").split("|")]
-    assert header[:4] == ["method", "settings", "top-1 %", "top-5 %"] and header[-1] == "status"
+    assert header[:5] == ["method", "settings", "top-1 %", "95% CI", "top-5 %"] and header[-1] == "status"
     assert text.count("### ") == 2
 
 
@@ -212,3 +212,18 @@ def test_report_does_not_import_torch():
 
     code = "import sys, harness.report, harness.store; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_wilson_interval_and_paired_test_against_dense(records):
+    # dense right on videos 0-9; tome r=16 right on 0-1 and 10-11: 8 discordant for dense, 2 for tome
+    rows = {"k-dense": [{"index": i, "pred": 0 if i < 10 else 1, "correct_top1": int(i < 10)} for i in range(12)],
+            "k-tome16": [{"index": i, "pred": 0 if i < 2 or i >= 10 else 2, "correct_top1": int(i < 2 or i >= 10)}
+                         for i in range(12)]}
+    table = dict((g["title"], df) for g, df in leaderboard(records, samples=lambda k: rows.get(k, [])))
+    df = table["synthetic_vit_tiny (x.pth) on synthetic_motion [val]"].set_index("key")
+    tome16 = df.loc["k-tome16"]
+    assert tome16["p_vs_dense"] == pytest.approx(2 * (1 + 10 + 45) / 1024)  # exact McNemar, b=2, c=8
+    assert tome16["agreement_vs_dense"] == pytest.approx(2 / 12)
+    assert pd.isna(df.loc["k-dense"]["p_vs_dense"]) and pd.isna(df.loc["k-tome8"]["p_vs_dense"])  # no samples
+    assert tome16["top1_ci_low"] < 0.70 < tome16["top1_ci_high"]
+    assert "McNemar" in render(records, "term", samples=lambda k: rows.get(k, []))

@@ -1,0 +1,30 @@
+import math
+
+import pytest
+
+from harness.stats import mcnemar_exact, paired_comparison, wilson_interval
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(81, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.7222, 0.8749)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_mcnemar_exact_known_table():
+    # 10 videos right only for A, 2 right only for B: p = 2 * P(X <= 2 | n=12, 1/2) = 2 * 79 / 4096
+    assert mcnemar_exact(10, 2) == pytest.approx(158 / 4096)
+    assert mcnemar_exact(2, 10) == mcnemar_exact(10, 2)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(5, 5) == 1.0
+
+
+def test_paired_comparison_uses_common_videos_only():
+    method = [{"index": i, "pred": p, "correct_top1": c} for i, p, c in
+              [(0, 1, 1), (1, 2, 0), (2, 3, 1), (3, 0, 1), (9, 9, 1)]]
+    dense = [{"index": str(i), "pred": str(p), "correct_top1": str(c)} for i, p, c in
+             [(0, 1, 1), (1, 1, 1), (2, 3, 1), (3, 2, 0)]]
+    out = paired_comparison(method, dense)
+    assert out["n_common"] == 4 and out["only_this_correct"] == 1 and out["only_baseline_correct"] == 1
+    assert out["agreement"] == 0.5 and out["p_mcnemar"] == 1.0
+    assert paired_comparison(method, []) is None
