@@ -48,7 +48,28 @@ def cmd_report(args) -> int:
     from harness.store import ResultStore
 
     store = ResultStore(args.results)
-    print(render(store.records(), args.format, root=args.results, samples=store.read_samples))
+    filters = {k: getattr(args, k) for k in ("suite", "backbone", "dataset", "method") if getattr(args, k)}
+    records = list(store.records())
+    try:
+        text = render(records, args.format, root=args.results, samples=store.read_samples, budget=args.budget,
+                      filters=filters, sort=args.sort)
+        if args.plots and records:
+            from harness.report import make_plots, prepare
+
+            tables = prepare(records, store.read_samples, filters, args.sort)
+            written = [p for paths in make_plots(tables, args.plots).values() for p in paths]
+            print(f"wrote {len(written)} plot files under {args.plots}", file=sys.stderr)
+    except ValueError as err:
+        raise UserError(str(err)) from err
+    out = args.out or ("results/report.html" if args.format == "html" else None)
+    if out is None or out == "-":
+        print(text, end="" if text.endswith("\n") else "\n")
+        return 0
+    from pathlib import Path
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -151,8 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="leaderboards from the results store")
-    report.add_argument("--format", choices=("term", "md", "csv", "json"), default="term")
+    report.add_argument("--format", choices=("term", "md", "csv", "json", "latex", "html"), default="term",
+                        help="html: one self-contained page with plots (default file results/report.html)")
     report.add_argument("--results", default="results")
+    report.add_argument("--out", metavar="PATH", help="write to PATH instead of stdout ('-': stdout)")
+    report.add_argument("--plots", metavar="DIR", help="also write PNG + SVG accuracy-cost plots per group to DIR")
+    report.add_argument("--budget", metavar="NAME=VALUE",
+                        help="add accuracy at a matched budget per method, e.g. gmacs=0.12 or clips_per_s=400")
+    for name in ("suite", "backbone", "dataset", "method"):
+        report.add_argument(f"--{name}", action="append", metavar="NAME",
+                            help=f"only this {name} (exact name; repeat for several)")
+    report.add_argument("--sort", metavar="COLUMN",
+                        help="order rows by a table column, e.g. top1 (--sort=-top1: descending)")
     report.set_defaults(func=cmd_report)
 
     ls = sub.add_parser("ls", help="list registered methods, backbones or datasets")

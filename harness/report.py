@@ -3,7 +3,8 @@
 Records are grouped by their exact ``config.backbone`` and ``config.dataset`` dicts; every group
 gets one table. Each row is compared with the group's dense baseline: the ``dense`` record with
 empty params and the same ``config.eval`` (throughput also needs the same ``config.measure``).
-Tables keep raw values (accuracies as fractions); only ``term`` and ``md`` format them.
+Tables keep raw values (accuracies as fractions); only ``term``, ``md``, ``latex`` and ``html`` format them.
+The ``pareto`` column marks the rows on the group's accuracy-cost frontier (top-1 vs GMACs/view).
 """
 from __future__ import annotations
 
@@ -16,19 +17,21 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from harness.pareto import at_budget, frontier, parse_budget
 from harness.stats import paired_comparison, wilson_interval
 
 Record = tp.Dict[str, tp.Any]
 Group = tp.Dict[str, tp.Any]
-Fmt = tp.Literal["term", "md", "csv", "json"]
+Fmt = tp.Literal["term", "md", "csv", "json", "latex", "html"]
 
-FORMATS: tp.Tuple[str, ...] = ("term", "md", "csv", "json")
+FORMATS: tp.Tuple[str, ...] = ("term", "md", "csv", "json", "latex", "html")
+FILTERS: tp.Tuple[str, ...] = ("suite", "backbone", "dataset", "method")
 GROUP_COLUMNS = ["backbone", "checkpoint", "dataset", "group"]
 INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size"]
 COLUMNS = [
     "method", "settings", "top1", "top1_ci_low", "top1_ci_high", "top5", "delta_top1", "p_vs_dense",
     "agreement_vs_dense", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
-    "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status",
+    "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status", "pareto",
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
 ]
@@ -74,17 +77,93 @@ def leaderboard(records: tp.Iterable[Record], samples: Samples = None) -> list[t
 
 
 def render(records: tp.Iterable[Record], fmt: Fmt = "term", root: str | Path = "results",
-           samples: Samples = None) -> str:
-    """The leaderboard as text: ``term`` / ``md`` tables per group, or one ``csv`` / ``json`` for all.
+           samples: Samples = None, budget: tp.Optional[str] = None,
+           filters: tp.Optional[tp.Mapping[str, tp.Any]] = None, sort: tp.Optional[str] = None) -> str:
+    """The leaderboard as text: ``term`` / ``md`` / ``latex`` tables per group, one ``csv`` / ``json`` for all,
+    or one self-contained ``html`` page (tables and embedded plots; needs matplotlib).
 
-    With no records it returns ``empty_message(root)`` whatever the format.
+    ``budget`` (``"gmacs=0.12"`` or ``"clips_per_s=400"``) appends to each group of the table formats an
+    "accuracy at matched budget" table (see ``harness.pareto.at_budget``). ``filters`` keeps records by exact
+    name (``suite``, ``backbone``, ``dataset``: whole records; ``method``: rows, after the comparison with
+    dense, which needs the dense rows); each value is a name or a list of names. ``sort`` orders each table
+    by a column of ``COLUMNS`` (``-column``: descending; missing values last). Pareto markers always refer
+    to the whole group. With no records it returns ``empty_message(root)`` whatever the format.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    tables = leaderboard(records, samples)
+    if budget is not None:
+        parse_budget(budget)  # fail early on a bad spec
+    tables = prepare(records, samples, filters, sort)
     if not tables:
-        return empty_message(root)
-    return _RENDERERS[fmt](tables)
+        return empty_message(root) if not filters or not _any_records(records) else _no_match(filters)
+    if fmt == "html":
+        import tempfile
+
+        from harness.html_report import render_html
+
+        with tempfile.TemporaryDirectory(prefix="harness-plots-") as tmp:
+            return render_html(tables, make_plots(tables, tmp), budget=budget)
+    if fmt in ("csv", "json"):
+        return _RENDERERS[fmt](tables)
+    return _RENDERERS[fmt](tables, budget)
+
+
+def prepare(records: tp.Iterable[Record], samples: Samples = None,
+            filters: tp.Optional[tp.Mapping[str, tp.Any]] = None,
+            sort: tp.Optional[str] = None) -> list[tuple[Group, pd.DataFrame]]:
+    """``leaderboard`` after ``filters`` and ``sort`` (see ``render``); groups left empty are dropped."""
+    filters = {k: _names(v) for k, v in (filters or {}).items() if v not in (None, [], ())}
+    unknown = sorted(set(filters) - set(FILTERS))
+    if unknown:
+        raise ValueError(f"unknown report filter(s) {', '.join(unknown)}; choose from: {', '.join(FILTERS)}")
+    if sort is not None and sort.lstrip("-") not in COLUMNS:
+        raise ValueError(f"unknown sort column {sort!r}; choose one of: {', '.join(COLUMNS)} (prefix - to reverse)")
+    records = [r for r in records if _keep(r, filters)]
+    tables = []
+    for group, df in leaderboard(records, samples):
+        if "method" in filters:
+            df = df[df["method"].isin(filters["method"])].reset_index(drop=True)
+        if sort is not None:
+            column = sort.lstrip("-")
+            df = df.sort_values(column, ascending=not sort.startswith("-"), na_position="last",
+                                kind="stable").reset_index(drop=True)
+        if len(df):
+            tables.append((group, df))
+    return tables
+
+
+def budget_table(df: pd.DataFrame, budget: str) -> pd.DataFrame:
+    """Per method: top-1 interpolated at ``budget`` (``"gmacs=0.12"`` / ``"clips_per_s=400"``) and a note."""
+    x, value, higher = parse_budget(budget)
+    return at_budget(df, value, x=x, y="top1", higher_is_better=higher)
+
+
+def make_plots(tables: list[tuple[Group, pd.DataFrame]], out_dir: str | Path) -> dict[str, list[Path]]:
+    """PNG + SVG plots per group (``harness.plots.plot_group``) under ``out_dir`` as ``group<N>_*``,
+    keyed by group title (needs matplotlib and seaborn)."""
+    from harness.plots import plot_group
+
+    out = Path(out_dir)
+    return {group["title"]: plot_group(group, df, out, f"group{i + 1}") for i, (group, df) in enumerate(tables)}
+
+
+def _names(value: tp.Any) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _keep(rec: Record, filters: dict[str, list[str]]) -> bool:
+    fields = {"suite": _dict(rec.get("suite")).get("name"), "backbone": _config(rec, "backbone").get("name"),
+              "dataset": _config(rec, "dataset").get("name")}
+    return all(fields[k] in names for k, names in filters.items() if k in fields)
+
+
+def _any_records(records: tp.Iterable[Record]) -> bool:
+    return bool(records) if isinstance(records, (list, tuple)) else True
+
+
+def _no_match(filters: tp.Mapping[str, tp.Any]) -> str:
+    shown = ", ".join(f"{k}={'|'.join(_names(v))}" for k, v in filters.items() if v not in (None, [], ()))
+    return f"no records match the filters ({shown})"
 
 
 # ---- grouping -------------------------------------------------------------------------------------
@@ -152,7 +231,9 @@ def _table(records: list[Record], samples: Samples = None) -> pd.DataFrame:
     _add_baselines(rows, samples)
     rows.sort(key=_sort_key)
     df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({c: "Int64" for c in INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS})
+    df = df.astype({c: "Int64" for c in INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS})
+    df["pareto"] = frontier(df, "gmacs_per_view", "top1")
+    return df
 
 
 def _dict(value: tp.Any) -> dict:
@@ -282,6 +363,7 @@ _DISPLAY: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # header, al
     ("Δtop-1 pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1"])),
     ("p vs dense", "right", lambda r: _blank_or(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}")(r["p_vs_dense"])),
     ("agree %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["agreement_vs_dense"])),
+    ("front", "center", lambda r: "*" if bool(r["pareto"]) else ""),
     ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
     ("GMACs ratio", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["gmacs_ratio"])),
     ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
@@ -306,17 +388,75 @@ def _notes(df: pd.DataFrame) -> list[str]:
         notes.append("peak memory: " + ", ".join(kinds))
     if df["p_vs_dense"].notna().any():
         notes.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense")
+    if df["pareto"].any():
+        notes.append("front *: on the accuracy-cost Pareto frontier (top-1 vs GMACs/view) of this group")
     return ["", "; ".join(notes)] if notes else []
 
 
-def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, heading: str) -> str:
+BUDGET_HEADERS = ["method", "top-1 % (interpolated)", "note"]
+
+
+def budget_title(budget: str) -> str:
+    x, value, _ = parse_budget(budget)
+    return f"accuracy at matched budget: {'GMACs/view' if x == 'gmacs_per_view' else 'clips/s'} = {value:g}"
+
+
+def budget_rows(df: pd.DataFrame, budget: str) -> list[list[str]]:
+    table = budget_table(df, budget)
+    return [[str(r["method"]), _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"]), str(r["note"])]
+            for _, r in table.iterrows()]
+
+
+def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, heading: str,
+                   budget: tp.Optional[str] = None) -> str:
     headers = [header for header, _, _ in _DISPLAY]
     align = [alignment for _, alignment, _ in _DISPLAY]
     blocks = []
     for group, df in tables:
         table = tabulate(_display_rows(df), headers=headers, tablefmt=tablefmt, colalign=align,
                          disable_numparse=True)
-        blocks.append("\n".join([heading + group["title"], "", table, *_notes(df)]))
+        block = [heading + group["title"], "", table, *_notes(df)]
+        if budget is not None:
+            block += ["", budget_title(budget), "",
+                      tabulate(budget_rows(df, budget), headers=BUDGET_HEADERS, tablefmt=tablefmt,
+                               colalign=("left", "right", "left"), disable_numparse=True)]
+        blocks.append("\n".join(block))
+    return "\n\n".join(blocks) + "\n"
+
+
+_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}", "Δ": r"$\Delta$"}
+
+
+def latex_escape(text: tp.Any) -> str:
+    """``text`` with LaTeX's special characters escaped (for captions and notes)."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _booktabs(rows: list[list[str]], headers: list[str], align: tp.Sequence[str]) -> str:
+    """tabulate's ``latex_booktabs`` (which escapes the cells), with Δ made valid in plain LaTeX too."""
+    return tabulate(rows, headers=headers, tablefmt="latex_booktabs", colalign=align,
+                    disable_numparse=True).replace("Δ", "$\\Delta$")
+
+
+def _render_latex(tables: list[tuple[Group, pd.DataFrame]], budget: tp.Optional[str] = None) -> str:
+    headers = [header for header, _, _ in _DISPLAY]
+    align = [alignment for _, alignment, _ in _DISPLAY]
+    blocks = ["% leaderboard: one table per group; needs \\usepackage{booktabs}"]
+    for group, df in tables:
+        block = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{latex_escape(group['title'])}}}",
+                 _booktabs(_display_rows(df), headers, align)]
+        notes = [n for n in _notes(df) if n]
+        if notes:
+            block.append(f"\\par\\smallskip{{\\footnotesize {latex_escape(notes[0])}}}")
+        block.append("\\end{table}")
+        if budget is not None:
+            block += ["\\begin{table}[ht]", "\\centering",
+                      f"\\caption{{{latex_escape(group['title'] + ': ' + budget_title(budget))}}}",
+                      _booktabs(budget_rows(df, budget), BUDGET_HEADERS, ("left", "right", "left")),
+                      "\\end{table}"]
+        blocks.append("\n".join(block))
     return "\n\n".join(blocks) + "\n"
 
 
@@ -341,9 +481,10 @@ def _render_json(tables: list[tuple[Group, pd.DataFrame]]) -> str:
     return json.dumps(rows, indent=2, allow_nan=False) + "\n"
 
 
-_RENDERERS: dict[str, tp.Callable[[list[tuple[Group, pd.DataFrame]]], str]] = {
-    "term": lambda tables: _render_tables(tables, "simple", ""),
-    "md": lambda tables: _render_tables(tables, "github", "### "),
+_RENDERERS: dict[str, tp.Callable[..., str]] = {
+    "term": lambda tables, budget=None: _render_tables(tables, "simple", "", budget),
+    "md": lambda tables, budget=None: _render_tables(tables, "github", "### ", budget),
+    "latex": _render_latex,
     "csv": lambda tables: _flat_frame(tables).to_csv(index=False),
     "json": _render_json,
 }

@@ -203,7 +203,7 @@ def test_empty_store_gives_one_line_message(fmt):
 
 def test_unknown_format_is_rejected(records):
     with pytest.raises(ValueError, match="term, md, csv, json"):
-        render(records, "html")
+        render(records, "pdf")
 
 
 def test_report_does_not_import_torch():
