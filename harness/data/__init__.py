@@ -5,6 +5,7 @@ Importing this package registers the datasets and imports no torch, decord or Py
 imported when a dataset is built.
 """
 from harness.data import datasets as _datasets  # noqa: F401  (registers the datasets)
+from harness.data import real as _real  # noqa: F401  (registers kinetics400, ssv2, ucf101)
 from harness.data.registry import VideoProtocol, data_home, dataset_registry, register_dataset
 
 __all__ = ["VideoProtocol", "data_home", "dataset_registry", "register_dataset"]

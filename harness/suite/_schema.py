@@ -76,7 +76,7 @@ class SuiteConfig:
 ENTRY_SECTIONS = ("backbones", "datasets", "methods")  # list-of-entry sections, in cell nesting order
 PATH_KEYS = {  # entry keys holding file paths, resolved against the declaring file's directory
     "backbones": ("checkpoint",),
-    "datasets": ("ann_file", "data_root", "label_map", "root"),
+    "datasets": ("ann_file", "data_root", "label_map", "root", "label_file", "class_index"),
 }
 OVERRIDE_FILE = "--set"  # Problem.file for values that came from the command line
 
