@@ -25,3 +25,12 @@ def test_sta_on_a_backbone_without_8_slices_is_rejected_by_validate():
     assert "STA needs 8 temporal token slices" in text
     assert "random_drop" in text  # it follows STA's schedule, so it inherits the requirement
     assert not any(" x tome" in str(p) for p in problems)  # ToMe has no such requirement
+
+
+def test_unset_variables_say_what_they_must_point_to(monkeypatch):
+    for var in ("VIDEOMAE_B_K400", "K400_VIDEOS", "K400_VAL_LIST"):
+        monkeypatch.delenv(var, raising=False)
+    problems = [str(p) for p in validate_suite(os.path.join(REPO, "suites", "k400_vit_b.yaml"))]
+    ckpt = [p for p in problems if "'VIDEOMAE_B_K400' is not set" in p]
+    assert len(ckpt) == 1 and "it must point to the fine-tuned VideoMAE ViT-B/16 K400 checkpoint" in ckpt[0]
+    assert any("'K400_VAL_LIST' is not set" in p and "validate.csv" in p for p in problems)

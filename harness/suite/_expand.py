@@ -145,7 +145,7 @@ class _Checker:
             if key not in top:
                 self.problem((key,), unknown_key_message(key, top))
         name = self._scalar("name", str) or os.path.splitext(os.path.basename(self.tree.root_file))[0]
-        raw = {key: self._scalar(key, top[key]) for key in ("version", "description")}
+        raw = {key: self._scalar(key, top[key]) for key in ("version", "description", "variables")}
         include = self.data.get("include")  # already checked while loading
         raw["include"] = [x for x in include if isinstance(x, str)] if isinstance(include, list) else None
         entries = {}

@@ -60,7 +60,10 @@ def _load_file(file: str, stack: tuple, problems: list) -> tuple[tp.Optional[dic
     raw = _read_mapping(file, problems)
     if raw is None:
         return None, {}, None
-    raw = _clean(raw, (), file, problems, set())
+    variables = raw.get("variables")
+    hints = {k: v for k, v in variables.items() if isinstance(k, str) and isinstance(v, str)} \
+        if isinstance(variables, dict) else {}
+    raw = _clean(raw, (), file, problems, set(), hints)
     resolve_entry_paths(raw, os.path.dirname(file))
     include = raw.pop("include", None)
     merged: dict = {}
@@ -127,7 +130,8 @@ def _include_list(include: tp.Any, file: str, problems: list) -> list[str]:
     return good
 
 
-def _clean(value: tp.Any, path: Path, file: str, problems: list, active: set) -> tp.Any:
+def _clean(value: tp.Any, path: Path, file: str, problems: list, active: set,
+           hints: tp.Optional[dict] = None) -> tp.Any:
     """Copy ``value``: expand ``${VAR}`` in strings, drop non-string keys, cut recursive aliases."""
     if isinstance(value, (dict, list)):
         if id(value) in active:
@@ -141,17 +145,20 @@ def _clean(value: tp.Any, path: Path, file: str, problems: list, active: set) ->
                 problems.append(Problem(file, format_path(path + (str(k),)),
                                         f"keys must be strings, got {describe(k)}"))
                 continue
-            out[k] = _clean(v, path + (k,), file, problems, active)
+            out[k] = _clean(v, path + (k,), file, problems, active, hints)
         return out
     if isinstance(value, list):
-        return [_clean(v, path + (i,), file, problems, active) for i, v in enumerate(value)]
+        return [_clean(v, path + (i,), file, problems, active, hints) for i, v in enumerate(value)]
     if isinstance(value, str):
-        return expand_env(value, format_path(path), file, problems)
+        return expand_env(value, format_path(path), file, problems, hints)
     return value
 
 
-def expand_env(text: str, field: str, file: str, problems: list) -> str:
-    """Replace ``${VAR}`` from the environment; an unset or malformed one is a Problem."""
+def expand_env(text: str, field: str, file: str, problems: list, hints: tp.Optional[dict] = None) -> str:
+    """Replace ``${VAR}`` from the environment; an unset or malformed one is a Problem.
+
+    ``hints`` (the suite's ``variables:`` mapping) say what an unset variable must point to.
+    """
 
     def sub(match: re.Match) -> str:
         var = match.group(1)
@@ -159,7 +166,9 @@ def expand_env(text: str, field: str, file: str, problems: list) -> str:
             problems.append(Problem(file, field, f"bad variable reference ${{{var}}} in {text!r}"))
             return match.group(0)
         if var not in os.environ:
-            problems.append(Problem(file, field, f"environment variable {var!r} is not set (used in {text!r})"))
+            hint = (hints or {}).get(var)
+            problems.append(Problem(file, field, f"environment variable {var!r} is not set (used in {text!r})"
+                                    + (f"; it must point to {hint}" if hint else "")))
             return match.group(0)
         return os.environ[var]
 

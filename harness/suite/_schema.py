@@ -66,6 +66,7 @@ class SuiteConfig:
     version: int = 1  # the suite's own version, bumped when its meaning changes; stored in results
     description: str = ""  # one line for listings
     include: tp.List[str] = dataclasses.field(default_factory=list)  # files merged under this one, relative to it
+    variables: tp.Dict[str, str] = dataclasses.field(default_factory=dict)  # ${VAR} -> what it must point to (shown when unset)
     backbones: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, checkpoint?, <dims>}
     datasets: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, <dataset fields>}
     methods: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, <method params>}
