@@ -16,6 +16,7 @@ EPILOG = """examples:
   python -m harness report --format md
   python -m harness ls methods
   python -m harness validate suites/quickstart.yaml
+  python -m harness data check suites/k400_vit_b.yaml   # list missing / corrupt videos
   python -m harness train --out checkpoints/synthetic_vit_tiny.pth
 """
 
@@ -91,6 +92,65 @@ def cmd_validate(args) -> int:
     suite = _load(args.suite, args.set)
     print(f"{args.suite}: ok ({len(suite.cells())} cells)")
     return 0
+
+
+def cmd_data_check(args) -> int:
+    from tabulate import tabulate
+
+    from harness.data.check import check_items
+
+    datasets = _datasets_to_check(args)
+    bad = 0
+    for title, dataset in datasets:
+        try:
+            items = dataset.items()
+        except (OSError, ValueError) as err:
+            raise UserError(f"{title}: {err}") from None
+        result = check_items(items, frames=args.frames, workers=args.workers)
+        print(f"{title}: {result['listed']} listed, {result['ok']} ok, {result['missing']} missing, "
+              f"{result['empty']} empty, {result['corrupt']} corrupt")
+        if result["problems"]:
+            rows = [(p["index"], p["status"], p["path"], p["error"]) for p in result["problems"]]
+            print(tabulate(rows, headers=["#", "status", "path", "error"]))
+        bad += len(result["problems"])
+    return 1 if bad else 0
+
+
+def _datasets_to_check(args) -> list:
+    """(title, dataset object) pairs: every dataset of a suite file, or one registered dataset."""
+    import yaml
+
+    if os.path.isfile(args.target) or args.target.endswith((".yaml", ".yml")):
+        suite = _load(args.target, args.set)
+        seen, out = set(), []
+        for cell in suite.cells():
+            title = f"{cell.dataset['name']} ({cell.dataset.get('ann_file') or cell.dataset.get('split') or ''})"
+            if title not in seen:
+                seen.add(title)
+                out.append((title, cell._dataset_obj))
+        return out
+    import harness.data  # noqa: F401  (registers the datasets)
+    from harness.data.registry import dataset_registry
+    from harness.registry import UnknownNameError
+
+    try:
+        cls = dataset_registry.get(args.target)
+    except UnknownNameError as err:
+        raise UserError(str(err)) from None
+    fields = {}
+    for text in args.set:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise UserError(f"--set {text!r}: expected KEY=VALUE")
+        fields[key.strip()] = yaml.safe_load(value)
+    try:
+        dataset = cls(**fields)
+    except TypeError as err:
+        raise UserError(f"dataset {args.target!r}: {err}") from None
+    problems = dataset.check()
+    if problems:
+        raise UserError(f"dataset {args.target!r}: " + "; ".join(problems))
+    return [(args.target, dataset)]
 
 
 def cmd_train(args) -> int:
@@ -194,6 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("suite")
     validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     validate.set_defaults(func=cmd_validate)
+
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="list missing, unreadable and corrupt videos (changes nothing)")
+    check.add_argument("target", help="a suite file (checks its datasets) or a registered dataset name")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="suite override, or a dataset field when TARGET is a dataset name")
+    check.add_argument("--frames", type=int, default=3, help="probe frames decoded per video")
+    check.add_argument("--workers", type=int, default=2, help="decoder processes")
+    check.set_defaults(func=cmd_data_check)
 
     train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")
     train.add_argument("--out", default="checkpoints/synthetic_vit_tiny.pth")
