@@ -181,10 +181,16 @@ def _suite_records(suite, results: str) -> list:
 def _print_cells(suite, todo, done) -> None:
     from tabulate import tabulate
 
+    from harness.measure.static_cost import meta_gmacs
+
     state = {c.key: "finished (skip)" for c in done}
-    rows = [(i, c.backbone["name"], c.dataset["name"], c.label, state.get(c.key, "to run"), c.key[:12])
-            for i, c in enumerate(suite.cells())]
-    print(tabulate(rows, headers=["#", "backbone", "dataset", "method", "state", "key"]))
+    rows = []
+    for i, c in enumerate(suite.cells()):
+        gmacs = meta_gmacs(c.backbone, c.method)
+        rows.append((i, c.backbone["name"], c.dataset["name"], c.label,
+                     "adaptive" if gmacs is None else f"{gmacs:.4g}", state.get(c.key, "to run"), c.key[:12]))
+    print(tabulate(rows, headers=["#", "backbone", "dataset", "method", "GMACs/view", "state", "key"],
+                   disable_numparse=True))
     print(f"{len(rows)} cells: {len(todo)} to run, {len(done)} finished")
 
 
