@@ -4,7 +4,6 @@ matplotlib/seaborn are imported inside the functions, so importing this module s
 """
 from __future__ import annotations
 
-import typing as tp
 from pathlib import Path
 
 import numpy as np

@@ -1,6 +1,5 @@
 """Decoding through VideoDataset, failure reporting, the uint8 clip cache and annotation readers."""
 import logging
-import os
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from harness.report import render
-from tests.test_plots_html import EVIL, records  # noqa: F401  (fixture)
+from tests.test_plots_html import records  # noqa: F401  (the fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",

@@ -3,7 +3,6 @@ modeling_finetune.py, VisionTransformer with use_mean_pooling=True), written for
 official semantics: explicit softmax attention, numpy sinusoid table kept outside the state dict,
 official parameter names. It shares no code with ``harness.models``.
 """
-import math
 
 import numpy as np
 import torch
