@@ -163,9 +163,23 @@ def _whole_seconds(text: str, path: str, lineno: int, column: str) -> int:
     return int(value)
 
 
+@dataclasses.dataclass
+class _VideoMAEDenseTest(VideoProtocol):
+    """VideoMAE's K400/UCF101 test protocol: 16 frames x stride 4, 5 clips x 3 crops at 224, prob."""
+
+    sampler: tp.Literal["dense", "uniform"] = "dense"
+    clip_len: int = 16
+    frame_interval: int = 4
+    num_clips: int = 5
+    num_crops: tp.Literal[1, 3] = 3
+    short_side: int = 224
+    crop_size: int = 224
+    aggregation: tp.Literal["prob", "score"] = "prob"
+
+
 @register_dataset("kinetics400", summary="Kinetics-400 (mmaction2/VideoMAE list or official CSV), VideoMAE 16x4, 5x3 views")
 @dataclasses.dataclass
-class Kinetics400Dataset(_RealDataset, VideoProtocol):
+class Kinetics400Dataset(_RealDataset, _VideoMAEDenseTest):
     """Kinetics-400 validation set; protocol defaults = VideoMAE K400 test (dense 16x4, 5 clips x 3 crops).
 
     Layout (``data_root`` = folder of videos, flat, as written by the common downloaders)::
@@ -198,15 +212,6 @@ class Kinetics400Dataset(_RealDataset, VideoProtocol):
     label_map: tp.Optional[str] = None  # official_csv only: class names, one per line (index = line number)
     video_ext: str = "mp4"  # official_csv only: extension of the downloaded files
     num_classes: int = 400  # classifier outputs; labels must be < this
-    # VideoMAE K400 test protocol
-    sampler: tp.Literal["dense", "uniform"] = "dense"
-    clip_len: int = 16
-    frame_interval: int = 4
-    num_clips: int = 5
-    num_crops: tp.Literal[1, 3] = 3
-    short_side: int = 224
-    crop_size: int = 224
-    aggregation: tp.Literal["prob", "score"] = "prob"
 
     def _static_problems(self) -> list[str]:
         formats = ANN_FORMATS + ("official_csv",)
@@ -459,7 +464,7 @@ def read_ucf101_class_index(path: str) -> list[str]:
 
 @register_dataset("ucf101", summary="UCF-101 (official split + classInd.txt), VideoMAE 16x4, 5x3 views")
 @dataclasses.dataclass
-class UCF101Dataset(_RealDataset, VideoProtocol):
+class UCF101Dataset(_RealDataset, _VideoMAEDenseTest):
     """UCF-101 split; protocol defaults = VideoMAE UCF101 test (dense 16x4, 5 clips x 3 crops).
 
     Layout (``data_root`` = the extracted ``UCF-101`` folder)::
@@ -485,15 +490,6 @@ class UCF101Dataset(_RealDataset, VideoProtocol):
     class_index: tp.Optional[str] = None  # classInd.txt (official split files only)
     ann_format: tp.Literal["auto", "official", "mmaction", "videomae_csv"] = "auto"  # auto = official
     num_classes: int = 101
-    # VideoMAE UCF101 test protocol
-    sampler: tp.Literal["dense", "uniform"] = "dense"
-    clip_len: int = 16
-    frame_interval: int = 4
-    num_clips: int = 5
-    num_crops: tp.Literal[1, 3] = 3
-    short_side: int = 224
-    crop_size: int = 224
-    aggregation: tp.Literal["prob", "score"] = "prob"
 
     def _official(self) -> bool:
         return self.ann_format in ("auto", "official")
