@@ -20,12 +20,12 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
             num_frames, img_size, num_classes``); ``None`` keeps the preset's value.
 
     Returns:
-        ``harness.models.video_vit.VideoViT`` in eval mode; ``model(clip)`` takes [B, 3, T, H, W].
+        ``harness.models.video_vit.VideoViT`` (or the method's own network, e.g. HaltingVT) in eval
+        mode, following ``harness/models/protocol.py``; ``model(clip)`` takes [B, 3, T, H, W].
 
     >>> model = build_model("videomae_vit_b16", num_classes=400, method="tome", method_args={"r": 16})
     """
     from harness.compatibility import method_problems
-    from harness.models.checkpoint import load_checkpoint
     from harness.models.video_vit import VideoViT
     import methods
 
@@ -35,10 +35,15 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
     problems = method_problems(method, params, cfg)
     if problems:
         raise ValueError("; ".join(problems))
-    reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
-                                         embed_dim=cfg.embed_dim)
-    model = VideoViT(cfg, reducer)
+    if spec.architecture is not None:
+        from harness.registry import load_object
+
+        model = load_object(spec.architecture)(cfg, params)
+    else:
+        reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
+                                             embed_dim=cfg.embed_dim)
+        model = VideoViT(cfg, reducer)
     model.method_name = method
     if checkpoint is not None:
-        model.checkpoint_layout = load_checkpoint(model, checkpoint)
+        model.checkpoint_layout = model.load_checkpoint(checkpoint)
     return model.eval()

@@ -150,7 +150,7 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
                "checkpoint_layout": getattr(model, "checkpoint_layout", None),
                "attention_kernel_per_block": list(stats.attention_kernel),
                "numerics": _numerics(device),
-               "reducer": model.reducer.describe(),
+               "reducer": model.describe(),
                "method_capabilities": _capabilities(method["name"])}
     return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
             "runtime": runtime, "samples": accuracy["samples"]}

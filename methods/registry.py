@@ -10,6 +10,15 @@ A method's registration module stays free of torch; its token-reducer class is n
 
 The dataclass fields are the valid suite keys; a ``check(self) -> list[str]`` method, if present,
 returns extra problems (one message each) for ``harness validate``.
+
+Methods that are more than a token reducer name extra entry points (all "module:attr", imported late):
+- ``architecture``: ``build(cfg: VideoViTConfig, params) -> nn.Module`` for a method with its own
+  network (HaltingVT); the model follows the protocol in ``harness/models/protocol.py``.
+- ``train_batch``: ``expand(clips_uint8 [B,T,H,W,3], labels [B], generator) -> (clips, labels, extras)``
+  run on each training batch before augmentation (HaltingVT's static clips for its Motion Loss).
+- ``train_recipe``: optimiser/schedule defaults of the official fine-tuning configs (a plain dict).
+- ``inference_only``: knobs that do not change the trained weights (e.g. HaltingVT's ``mode``), so an
+  evaluation may change them on a fine-tuned checkpoint.
 """
 from __future__ import annotations
 
@@ -32,6 +41,11 @@ class MethodSpec:
     adaptive_token_count: bool  # token count per block differs between samples
     summary: str  # one line for `harness ls methods`
     reference: str  # paper / official code
+    display_name: str = ""  # how leaderboards name it (e.g. "STTM (re-implementation)"); default: name
+    architecture: tp.Optional[str] = None  # "module:build" when the method brings its own network
+    train_batch: tp.Optional[str] = None  # "module:expand" applied to each training batch
+    train_recipe: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict)  # fine-tuning defaults
+    inference_only: tp.Tuple[str, ...] = ()  # knobs an evaluation may change on a fine-tuned checkpoint
 
     def make_params(self, args: tp.Mapping[str, tp.Any] | None = None) -> tp.Any:
         """Build the params dataclass; unknown or missing keys raise one ValueError naming them all."""
@@ -52,12 +66,17 @@ class MethodSpec:
     def load_implementation(self) -> type:
         return load_object(self.implementation)
 
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
+
     def capabilities(self) -> dict[str, tp.Any]:
         return {
             "kind": self.kind,
             "training_free": self.training_free,
             "needs_attention_probs": self.needs_attention_probs,
             "adaptive_token_count": self.adaptive_token_count,
+            "own_architecture": self.architecture is not None,
         }
 
 
@@ -82,6 +101,11 @@ def register_method(
     adaptive_token_count: bool = False,
     summary: str = "",
     reference: str = "",
+    display_name: str = "",
+    architecture: tp.Optional[str] = None,
+    train_batch: tp.Optional[str] = None,
+    train_recipe: tp.Optional[tp.Mapping[str, tp.Any]] = None,
+    inference_only: tp.Sequence[str] = (),
 ) -> tp.Callable[[type], type]:
     if kind not in METHOD_KINDS:
         raise ValueError(f"kind must be one of {METHOD_KINDS}, got {kind!r}")
@@ -89,8 +113,14 @@ def register_method(
     def decorator(params_cls: type) -> type:
         if not dataclasses.is_dataclass(params_cls):
             raise TypeError(f"@register_method({name!r}) must decorate a dataclass")
+        fields = {f.name for f in dataclasses.fields(params_cls)}
+        unknown = sorted(set(inference_only) - fields)
+        if unknown:
+            raise ValueError(f"method {name!r}: inference_only names unknown fields {unknown}")
         spec = MethodSpec(name, params_cls, implementation, kind, training_free,
-                          needs_attention_probs, adaptive_token_count, summary, reference)
+                          needs_attention_probs, adaptive_token_count, summary, reference,
+                          display_name, architecture, train_batch, dict(train_recipe or {}),
+                          tuple(inference_only))
         method_registry.add(name, spec, **spec.capabilities())
         return params_cls
 

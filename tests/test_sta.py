@@ -35,7 +35,7 @@ def counts_224():
 def test_registered_as_training_free_pruning():
     spec = methods.get_method("sta")
     assert spec.capabilities() == {"kind": "prune", "training_free": True, "needs_attention_probs": False,
-                                   "adaptive_token_count": False}
+                                   "adaptive_token_count": False, "own_architecture": False}
     assert spec.make_params({"r": 32}).r == 32
     with pytest.raises(ValueError, match="non-negative"):
         spec.make_params({"r": -1})

@@ -72,9 +72,8 @@ def count_macs(cfg, tokens_in: tp.Sequence[int], tokens_mlp: tp.Sequence[int],
 
 
 def model_macs(model) -> MacsCount:
-    """MACs of one view for ``model``'s last forward (``model.last_stats``)."""
-    stats = model.last_stats
-    return count_macs(model.cfg, stats.tokens_in, stats.tokens_mlp, model.reducer.overhead_macs)
+    """MACs of one view that ``model``'s last forward executed (``model.view_macs()``)."""
+    return model.view_macs()
 
 
 def fvcore_macs(model, clip) -> tp.Tuple[int, tp.Dict[str, int]]:

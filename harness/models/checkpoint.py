@@ -24,12 +24,21 @@ class CheckpointError(ValueError):
     pass
 
 
-def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> str:
-    """Load ``path`` into ``model`` strictly; returns the detected layout name."""
+def load_checkpoint(model: nn.Module, path: str | os.PathLike,
+                    allow_missing_prefix: tp.Optional[str] = None) -> str:
+    """Load ``path`` into ``model`` strictly; returns the detected layout name.
+
+    ``allow_missing_prefix`` (e.g. ``"reducer."``) lets a fine-tune start from a dense checkpoint:
+    parameters under it that the file lacks keep their initialisation; nothing else may differ.
+    """
     state, layout = read_checkpoint(path)
     expected = model.state_dict()
+    if allow_missing_prefix:
+        expected = {k: v for k, v in expected.items()
+                    if not (k.startswith(allow_missing_prefix) and k not in state)}
     _check_keys(path, layout, state, expected)
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()},
+                          strict=not allow_missing_prefix)
     return layout
 
 

@@ -116,6 +116,8 @@ class ForwardStats:
     tokens_mlp: tp.List[int] = dataclasses.field(default_factory=list)  # tokens entering each MLP
     attention_kernel: tp.List[str] = dataclasses.field(default_factory=list)  # "sdpa" | "explicit"
     tokens_out: int = 0  # tokens after the last block (pooled)
+    # adaptive methods only: tokens each sample really needed entering each block, [B][L]
+    tokens_per_sample: tp.Optional[tp.List[tp.List[int]]] = None
 
 
 class VideoViT(nn.Module):
@@ -155,6 +157,39 @@ class VideoViT(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(clip))
+
+    # --- the harness protocol (harness/models/protocol.py) ---
+    def describe(self) -> dict:
+        return self.reducer.describe()
+
+    def view_macs(self):
+        from harness.measure.flops import count_macs
+
+        stats = self.last_stats
+        return count_macs(self.cfg, stats.tokens_in, stats.tokens_mlp, self.reducer.overhead_macs)
+
+    def sample_macs(self) -> tp.Optional[tp.List[float]]:
+        return None  # token counts are the same for every clip of a batch
+
+    def training_loss(self, batch: tp.Mapping[str, torch.Tensor]) -> tp.Tuple[torch.Tensor, dict]:
+        """Cross-entropy (``batch["label_smoothing"]`` optional) plus the reducer's own losses, if any."""
+        logits = self(batch["clips"])
+        smoothing = float(batch.get("label_smoothing", 0.0))
+        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=smoothing)
+        logs = {"ce": loss.item(), "top1": (logits.argmax(-1) == batch["labels"]).float().mean().item()}
+        return loss, logs
+
+    def load_checkpoint(self, path: str) -> str:
+        from harness.models.checkpoint import load_checkpoint
+
+        return load_checkpoint(self, path)
+
+    def init_from(self, path: str) -> dict:
+        """Load a checkpoint of this backbone, leaving the reducer's own parameters (if any) new."""
+        from harness.models.checkpoint import load_checkpoint
+
+        return {"layout": load_checkpoint(self, path, allow_missing_prefix="reducer."),
+                "new": sorted(k for k in self.state_dict() if k.startswith("reducer."))}
 
 
 def _init_weights(m: nn.Module) -> None:
