@@ -141,6 +141,23 @@ class SyntheticMotionDataset(VideoProtocol):
             problems.append(f"num_train and num_val must be >= 0, got {self.num_train}, {self.num_val}")
         return problems
 
+    def train_flips(self) -> list[tuple[int, list[int]]]:
+        """Label-safe training flips ``(dim of [T, H, W, 3], label permutation)``: a mirror or a time
+        reversal turns some motions into others (right <-> left, clockwise <-> anticlockwise...)."""
+        from harness.data.synthetic import CLASSES
+
+        def swapped(*pairs: tuple[str, str]) -> list[int]:
+            table = list(range(len(CLASSES)))
+            for a, b in pairs:
+                i, j = CLASSES.index(a), CLASSES.index(b)
+                table[i], table[j] = j, i
+            return table
+
+        return [(2, swapped(("move_right", "move_left"), ("circle_cw", "circle_ccw"))),
+                (1, swapped(("move_up", "move_down"), ("circle_cw", "circle_ccw"))),
+                (0, swapped(("move_right", "move_left"), ("move_up", "move_down"),
+                            ("circle_cw", "circle_ccw"), ("grow", "shrink")))]
+
     def data_dir(self) -> str:
         """Where the generated files live."""
         if self.root:

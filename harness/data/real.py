@@ -378,6 +378,10 @@ class SSv2Dataset(_RealDataset, VideoProtocol):
 
     dataset_name: tp.ClassVar[str] = "ssv2"
 
+    def train_flips(self) -> list:
+        """No flip is label-safe: SSv2 labels name directions ("from left to right")."""
+        return []
+
     data_root: str = ""  # folder holding the videos
     ann_file: str = ""  # something-something-v2-validation.json, or a mmaction2/VideoMAE list
     label_file: tp.Optional[str] = None  # something-something-v2-labels.json (official_json only)

@@ -1,0 +1,62 @@
+"""What a fine-tuning run is (torch-free): its config, the method's recipe defaults, and its key."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing as tp
+
+# The generic recipe; a method's ``train_recipe`` (official configs) overrides it, a suite overrides both.
+DEFAULT_RECIPE: tp.Dict[str, tp.Any] = {
+    "optimizer": "adamw",  # "adamw" | "adam" | "sgd"
+    "lr": 1e-4,  # peak learning rate
+    "weight_decay": 0.05,
+    "no_decay": [],  # parameter-name substrings without weight decay (biases and norms never decay)
+    "clip_grad": None,  # max gradient norm (None: no clipping)
+    "warmup_epochs": 1.0,  # linear warm-up length
+    "warmup_start_factor": 0.0,  # lr at the start of warm-up, as a fraction of the peak
+    "schedule": "cosine",  # after warm-up: "cosine" (to 0) | "constant"
+    "epochs": 5,
+    "batch_size": 16,  # clips per step, before a method adds its own (HaltingVT doubles them)
+    "label_smoothing": 0.0,
+}
+RECIPE_KEYS = tuple(DEFAULT_RECIPE)
+
+
+@dataclasses.dataclass
+class FineTuneConfig:
+    """One fine-tuning run. ``recipe`` holds only overrides; ``resolved_recipe()`` fills the rest."""
+
+    backbone: dict  # {"name", "checkpoint" (initial weights, optional), dims...}
+    method: dict  # {"name", "params": {...}}
+    dataset: dict  # a training dataset config, e.g. {"name": "synthetic_motion", "split": "train"}
+    recipe: dict = dataclasses.field(default_factory=dict)  # overrides of the method's recipe
+    val_dataset: tp.Optional[dict] = None  # evaluated (top-1) after every epoch when given
+    limit: tp.Optional[int] = None  # use only the first ``limit`` training videos
+    val_limit: tp.Optional[int] = None  # ... and validation videos
+    augment: dict = dataclasses.field(default_factory=lambda: {"scale": [0.5, 1.0], "flip": True})
+    seed: int = 0
+    threads: tp.Optional[int] = None  # torch CPU threads (results are deterministic per thread count)
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA (never on CPU)
+
+    def resolved_recipe(self) -> dict:
+        import methods
+
+        spec = methods.get_method(self.method["name"])
+        unknown = sorted(set(self.recipe) - set(RECIPE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown recipe key(s) {unknown}; valid: {', '.join(RECIPE_KEYS)}")
+        return {**DEFAULT_RECIPE, **{k: v for k, v in spec.train_recipe.items() if k in RECIPE_KEYS},
+                **self.recipe}
+
+    def key(self) -> str:
+        """Content key of everything that changes the trained weights (not device/threads/amp off CPU)."""
+        material = {"backbone": self.backbone, "method": self.method, "dataset": self.dataset,
+                    "recipe": self.resolved_recipe(), "limit": self.limit, "augment": self.augment,
+                    "seed": self.seed, "threads": self.threads}
+        digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+        return f"ft-{self.method['name']}-{digest[:12]}"
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "resolved_recipe": self.resolved_recipe()}
