@@ -35,6 +35,9 @@ def cmd_run(args) -> int:
     suite = _load(args.suite, overrides)
     if args.dry_run:
         todo, done = plan(suite, args.results, args.force)
+        if suite.finetunes():
+            _print_finetunes(suite, args.results)
+            print()
         _print_cells(suite, todo, done)
         return 0
     records = run_suite(suite, executor=args.executor, store_root=args.results, force=args.force)
@@ -151,6 +154,43 @@ def _datasets_to_check(args) -> list:
     if problems:
         raise UserError(f"dataset {args.target!r}: " + "; ".join(problems))
     return [(args.target, dataset)]
+
+
+def cmd_finetune(args) -> int:
+    from harness.launch import run_finetunes
+
+    suite = _load(args.suite, list(args.set))
+    if args.dry_run:
+        _print_finetunes(suite, args.results)
+        return 0
+    results = run_finetunes(suite, executor=args.executor, store_root=args.results)
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+def _print_finetunes(suite, results: str) -> None:
+    from tabulate import tabulate
+
+    from harness.runner import finetune_dir
+    from harness.training.loop import LOG, is_complete
+
+    rows = []
+    for ft in suite.finetunes():
+        run_dir = finetune_dir(results, ft.key())
+        recipe = ft.resolved_recipe()
+        try:
+            with open(os.path.join(run_dir, LOG)) as f:
+                epochs_done = sum(1 for _ in f)
+        except OSError:
+            epochs_done = 0
+        state = "finished" if is_complete(run_dir) else f"{epochs_done}/{recipe['epochs']} epochs"
+        params = " ".join(f"{k}={v}" for k, v in ft.method["params"].items())
+        rows.append((ft.key(), ft.backbone["name"], f"{ft.method['name']} {params}", ft.dataset["name"],
+                     recipe["epochs"], recipe["lr"], state))
+    if rows:
+        print(tabulate(rows, headers=["fine-tune", "backbone", "method", "train set", "epochs", "lr", "state"],
+                       disable_numparse=True))
+    else:
+        print("no fine-tuning runs in this suite")
 
 
 def cmd_train(args) -> int:
@@ -270,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--frames", type=int, default=3, help="probe frames decoded per video")
     check.add_argument("--workers", type=int, default=2, help="decoder processes")
     check.set_defaults(func=cmd_data_check)
+
+    finetune = sub.add_parser("finetune", help="train a suite's fine-tuning runs (run does this first anyway)")
+    finetune.add_argument("suite")
+    finetune.add_argument("--executor", choices=("local", "debug"), default="local")
+    finetune.add_argument("--dry-run", action="store_true", help="list the runs and their state")
+    finetune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    finetune.add_argument("--results", default="results")
+    finetune.set_defaults(func=cmd_finetune)
 
     train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")
     train.add_argument("--out", default="checkpoints/synthetic_vit_tiny.pth")

@@ -39,6 +39,9 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=collate_views, shuffle=False)
     top1 = top5 = decoded = 0
+    realised_macs = 0.0  # MACs the forwards executed, summed over views
+    views_run = 0
+    adaptive = False
     failed: tp.List[dict] = []
     samples: tp.List[dict] = []
     t0 = time.perf_counter()
@@ -57,7 +60,16 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
                 hit1, hit5 = topk_correct(scores, labels, 1), topk_correct(scores, labels, 5)
                 top1 += int(hit1.sum())
                 top5 += int(hit5.sum())
-                samples.extend(_sample_rows(batch, scores, labels, hit1, hit5))
+                rows = _sample_rows(batch, scores, labels, hit1, hit5)
+                realised_macs += model.view_macs().total * b * v
+                views_run += b * v
+                per_view = model.sample_macs()
+                if per_view is not None:  # adaptive: each video's cost from its own token counts
+                    adaptive = True
+                    per_video = torch.tensor(per_view, dtype=torch.float64).view(b, v).mean(dim=1)
+                    for row, macs in zip(rows, per_video.tolist()):
+                        row["gmacs_per_view"] = macs / 1e9
+                samples.extend(rows)
                 model_s += time.perf_counter() - t_model
                 decoded += b
             progress("evaluate", decoded + len(failed), len(items))
@@ -66,15 +78,29 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
         raise RuntimeError(f"no video of {len(items)} could be decoded (first error: "
                            f"{failed[0]['error'] if failed else 'none'})")
     wall = time.perf_counter() - t0
+    metrics = {"top1": top1 / decoded, "top5": top5 / decoded, "num_videos": decoded,
+               "views_per_video": dataset.views, "eval_wall_s": wall, "eval_model_s": model_s,
+               "eval_videos_per_s": decoded / wall, "aggregation": dataset.aggregation,
+               "gmacs_realised_per_view": realised_macs / views_run / 1e9}
+    if adaptive:
+        metrics["gmacs_theoretical"] = per_sample_summary([r["gmacs_per_view"] for r in samples])
     return {
-        "metrics": {"top1": top1 / decoded, "top5": top5 / decoded, "num_videos": decoded,
-                    "views_per_video": dataset.views, "eval_wall_s": wall, "eval_model_s": model_s,
-                    "eval_videos_per_s": decoded / wall, "aggregation": dataset.aggregation},
+        "metrics": metrics,
         "coverage": {"listed": len(items), "listed_in_annotation": listed_total, "decoded": decoded,
                      "failed": len(failed), "failed_videos": failed},
         "manifest": dataset.manifest(),
         "samples": samples,
     }
+
+
+def per_sample_summary(values: tp.Sequence[float]) -> dict:
+    """mean, std (population), p50, p95, min, max of per-video GMACs per view."""
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std()), "p50": float(np.percentile(a, 50)),
+            "p95": float(np.percentile(a, 95)), "min": float(a.min()), "max": float(a.max()),
+            "count": int(a.size), "unit": "GMACs per view, from each video's active-token counts"}
 
 
 def _sample_rows(batch, scores, labels, hit1, hit5) -> tp.List[dict]:

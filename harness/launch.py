@@ -39,6 +39,75 @@ def plan(suite, store_root: str, force: bool) -> tp.Tuple[list, list]:
     return [c for c in cells if c.key not in done_keys], done
 
 
+def run_finetune_job(config: dict, out_dir: str) -> dict:
+    """Worker entry point: train (or resume) one fine-tuning run; returns its meta."""
+    from harness.training import FineTuneConfig, finetune
+
+    return finetune(FineTuneConfig(**config), out_dir, progress=False)
+
+
+def run_finetunes(suite, *, executor: str = "local", store_root: str = "results",
+                  out: tp.Optional[tp.TextIO] = None, needed_by: tp.Optional[list] = None) -> tp.Dict[str, dict]:
+    """Train every fine-tune the suite's cells (or ``needed_by`` cells) use and that has not finished.
+
+    An interrupted run resumes from its last epoch checkpoint. Returns ``{key: meta or {"error": ...}}``.
+    """
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from harness.runner import finetune_dir
+    from harness.training.loop import LOG, is_complete
+
+    out = out or sys.stdout
+    configs = suite.finetunes() if needed_by is None else _distinct_finetunes(needed_by)
+    results: tp.Dict[str, dict] = {}
+    pending = [c for c in configs if not is_complete(finetune_dir(store_root, c.key()))]
+    if configs:
+        print(f"fine-tuning: {len(configs)} run(s), {len(configs) - len(pending)} finished, "
+              f"{len(pending)} to train", file=out)
+    if not pending:
+        return results
+    ex = make_executor(executor, Path(store_root) / "logs" / "%j")
+    for cfg in pending:
+        run_dir = os.path.abspath(finetune_dir(store_root, cfg.key()))
+        epochs = cfg.resolved_recipe()["epochs"]
+        bar = tqdm(total=epochs, desc=f"fine-tune {cfg.method['name']} {cfg.key()}", unit="epoch", file=out)
+        job = ex.submit(run_finetune_job, dataclasses.asdict(cfg), run_dir)
+        while not job.done():
+            bar.n = _lines(os.path.join(run_dir, LOG))
+            bar.refresh()
+            time.sleep(1.0)
+        bar.n = _lines(os.path.join(run_dir, LOG))
+        bar.close()
+        try:
+            meta = job.result()
+            results[cfg.key()] = meta
+            print(f"  {cfg.key()}: done in {meta['train_wall_s']:.0f} s", file=out)
+        except Exception as err:  # noqa: BLE001 -- the cells that need it fail with a clear message
+            results[cfg.key()] = {"error": f"{type(err).__name__}: {str(err)[-500:]}"}
+            print(f"  {cfg.key()}: FAILED ({type(err).__name__}); log: {job.paths.stderr}", file=out)
+    return results
+
+
+def _distinct_finetunes(cells: list) -> list:
+    seen, out = set(), []
+    for cell in cells:
+        ft = cell.finetune_config()
+        if ft is not None and ft.key() not in seen:
+            seen.add(ft.key())
+            out.append(ft)
+    return out
+
+
+def _lines(path: str) -> int:
+    try:
+        with open(path) as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
 def run_suite(suite, *, executor: str = "local", store_root: str = "results", force: bool = False,
               out: tp.Optional[tp.TextIO] = None) -> tp.List[dict]:
     from tqdm import tqdm
@@ -48,6 +117,7 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
     from harness.runner import CellJob, run_cell
 
     todo, done = plan(suite, store_root, force)
+    run_finetunes(suite, executor=executor, store_root=store_root, out=out, needed_by=todo)
     print(f"suite {suite.config.name}: {len(todo) + len(done)} cells, {len(done)} already finished "
           f"(skipped; --force reruns them), {len(todo)} to run with the {executor} executor", file=out)
     if not todo:

@@ -50,6 +50,21 @@ def machine() -> dict:
             "load_avg": load, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
+_SHA_CACHE: dict = {}  # (abspath, size, mtime_ns) -> sha256
+
+
+def cached_file_sha256(path: str) -> str:
+    """``file_sha256`` remembered per (path, size, mtime); ``"missing:<path>"`` when absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"missing:{path}"
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]
+
+
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -57,7 +57,7 @@ def run_cell(job: CellJob, callback: tp.Optional[tp.Callable] = None) -> dict:
     record: dict = {"schema": SCHEMA, "key": job.key, "suite": job.suite, "config": job.config,
                     "label": job.label, "started_at": started}
     try:
-        result = evaluate_cell(job.config, progress)
+        result = evaluate_cell(job.config, progress, store_root=job.store_root)
         samples = result.pop("samples")
         record["samples_file"] = ResultStore(job.store_root).write_samples(job.key, samples).name
         record.update(result)
@@ -78,7 +78,12 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def evaluate_cell(config: dict, progress: Progress) -> dict:
+def finetune_dir(store_root: str, key: str) -> str:
+    """Where fine-tuning run ``key`` keeps its checkpoints and log."""
+    return os.path.join(store_root, "finetunes", key)
+
+
+def evaluate_cell(config: dict, progress: Progress, store_root: str = "results") -> dict:
     """The measured part of a cell: accuracy, GMACs (checked by fvcore), throughput, memory."""
     import torch
 
@@ -99,6 +104,20 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
     backbone = dict(config["backbone"])
     name, checkpoint = backbone.pop("name"), backbone.pop("checkpoint", None)
     method = config["method"]
+    finetune = None
+    if method.get("finetune"):
+        from harness.training.loop import META, MODEL, is_complete
+
+        run_dir = finetune_dir(store_root, method["finetune"]["key"])
+        if not is_complete(run_dir):
+            raise RuntimeError(f"fine-tuning run {method['finetune']['name']!r} ({method['finetune']['key']}) "
+                               f"has not finished: no {os.path.join(run_dir, MODEL)}")
+        checkpoint = os.path.join(run_dir, MODEL)
+        with open(os.path.join(run_dir, META)) as f:
+            meta = json.load(f)
+        finetune = {"name": method["finetune"]["name"], "key": meta["key"], "train_wall_s": meta["train_wall_s"],
+                    "epochs": len(meta["history"]), "steps": meta["steps"], "device": meta["device"],
+                    "last_epoch": meta["history"][-1] if meta["history"] else None}
     progress("build model", 0, 1, force=True)
     model = build_model(name, method=method["name"], method_args=method["params"],
                         checkpoint=checkpoint, **backbone).to(device)
@@ -116,6 +135,10 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
     stats = model.last_stats
     macs = model_macs(model)
     metrics.update(macs.as_record())
+    # GMACs per view = what the forwards executed, averaged over the evaluation (equal to the last
+    # forward's for static methods); adaptive methods add their per-video theoretical statistics.
+    metrics["gmacs_per_view"] = metrics.pop("gmacs_realised_per_view")
+    metrics["gflops_per_view"] = 2 * metrics["gmacs_per_view"]
     metrics["gmacs_per_video"] = metrics["gmacs_per_view"] * dataset.views
     metrics["tokens_per_block"] = list(stats.tokens_in)
     metrics["tokens_per_mlp"] = list(stats.tokens_mlp)
@@ -137,11 +160,12 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
             raise RuntimeError(f"GMACs cross-check failed: analytic {analytic / 1e9:.4f} vs fvcore "
                                f"{counted / 1e9:.4f}, uncounted ops {unexpected}")
     if me.get("throughput", True):
+        real = _real_clips(dataset, me["batch_size"]) if _capabilities(method["name"])["adaptive_token_count"] else None
         metrics.update(measure_throughput(
             model, clip_shape, device=device, batch_size=me["batch_size"],
             warmup_iters=me["warmup_iters"], warmup_s=me["warmup_s"], timed_iters=me["timed_iters"],
             min_timed_s=me["min_timed_s"], repeats=me["repeats"],
-            progress=lambda d, t: progress("throughput", d, t, force=True)))
+            progress=lambda d, t: progress("throughput", d, t, force=True), inputs=real))
     if me.get("memory", True):
         metrics.update(peak_memory(device))
     runtime = {"device": _device_name(device), "torch_threads": torch.get_num_threads(),
@@ -153,7 +177,23 @@ def evaluate_cell(config: dict, progress: Progress) -> dict:
                "reducer": model.describe(),
                "method_capabilities": _capabilities(method["name"])}
     return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
-            "runtime": runtime, "samples": accuracy["samples"]}
+            "runtime": runtime, "samples": accuracy["samples"], "finetune": finetune}
+
+
+def _real_clips(dataset, n: int):
+    """``n`` test views of the dataset's first videos (timing input for data-dependent methods)."""
+    import torch
+
+    from harness.data.video_dataset import VideoDataset
+
+    data, views = VideoDataset(dataset.items(), dataset), []
+    for i in range(len(data)):
+        item = data[i]
+        if item["views"] is not None:
+            views.extend(item["views"])
+        if len(views) >= n:
+            return torch.stack(views[:n])
+    raise RuntimeError(f"fewer than {n} decodable views for timing")
 
 
 def _capabilities(name: str) -> dict:

@@ -18,9 +18,11 @@ import torch
 
 def measure_throughput(model, clip_shape: tp.Sequence[int], *, device: torch.device, batch_size: int,
                        warmup_iters: int, warmup_s: float, timed_iters: int, min_timed_s: float,
-                       repeats: int, progress: tp.Callable[[int, int], None] = lambda done, total: None
-                       ) -> dict:
-    x = torch.randn(batch_size, *clip_shape, device=device)
+                       repeats: int, progress: tp.Callable[[int, int], None] = lambda done, total: None,
+                       inputs: tp.Optional[torch.Tensor] = None) -> dict:
+    """``inputs`` (real clips, ``[batch_size, *clip_shape]``) replaces the random input: adaptive
+    methods (HaltingVT) do data-dependent work, so their speed must be timed on real clips."""
+    x = torch.randn(batch_size, *clip_shape, device=device) if inputs is None else inputs.to(device)
     step = _timed_step_cuda if device.type == "cuda" else _timed_step_cpu
     with torch.inference_mode():
         start, iters = time.perf_counter(), 0
@@ -39,6 +41,7 @@ def measure_throughput(model, clip_shape: tp.Sequence[int], *, device: torch.dev
     return {"clips_per_s": statistics.median(rates), "clips_per_s_iqr": q3 - q1,
             "clips_per_s_repeats": rates, "throughput_batch_size": batch_size,
             "warmup_iters": iters, "iteration_times_s": runs,
+            "timing_input": "random normal" if inputs is None else "real clips from the evaluated dataset",
             "timer": "cuda_events" if device.type == "cuda" else "perf_counter"}
 
 

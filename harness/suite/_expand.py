@@ -37,8 +37,15 @@ class Cell:
     method: dict  # {"name": ..., "params": every field of the params dataclass}
     eval: dict  # EvalConfig as a dict
     measure: dict  # MeasureConfig as a dict
+    finetune: tp.Optional[dict] = None  # FineTuneConfig fields of the run whose weights the cell evaluates
     _label: str = dataclasses.field(default="", repr=False, compare=False)
     _dataset_obj: tp.Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def finetune_config(self) -> tp.Any:
+        """The ``FineTuneConfig`` this cell needs trained first, or None."""
+        from harness.training import FineTuneConfig
+
+        return FineTuneConfig(**self.finetune) if self.finetune else None
 
     def config(self) -> dict:
         """The five config parts (a deep copy): what the cell runs and how."""
@@ -63,8 +70,10 @@ class Cell:
         config["eval"].pop("num_workers", None)
         checkpoint = self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
-        payload = {"schema": KEY_SCHEMA, "config": config,
-                   "checkpoint": file_sha256(checkpoint) if checkpoint else None, "dataset": material}
+        weights = file_sha256(checkpoint) if checkpoint else None
+        if self.finetune:  # the evaluated weights are the fine-tune's, identified by its content key
+            weights = "finetune:" + self.method["finetune"]["key"]
+        payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -92,11 +101,34 @@ class Suite:
     def cells(self) -> list[Cell]:
         """Every backbone x dataset x method variant, in that nesting order (each cell owns its dicts)."""
         eval_, measure = dataclasses.asdict(self.config.eval), dataclasses.asdict(self.config.measure)
-        return [
-            Cell(self.config.name, self.path, *copy.deepcopy((b["config"], d["config"], m["config"], eval_, measure)),
-                 _label=m["label"], _dataset_obj=d["obj"])
-            for b, d, m in itertools.product(*(self._variants.get(s, []) for s in ENTRY_SECTIONS))
-        ]
+        cells = []
+        for b, d, m in itertools.product(*(self._variants.get(s, []) for s in ENTRY_SECTIONS)):
+            backbone, dataset, method = copy.deepcopy((b["config"], d["config"], m["config"]))
+            finetune = None
+            if m.get("finetune") is not None:
+                finetune = finetune_fields(backbone, m["finetune"])
+                from harness.training import FineTuneConfig
+
+                method["finetune"] = {"name": m["finetune"]["name"], "key": FineTuneConfig(**finetune).key()}
+            cells.append(Cell(self.config.name, self.path, backbone, dataset, method, copy.deepcopy(eval_),
+                              copy.deepcopy(measure), finetune, _label=m["label"], _dataset_obj=d["obj"]))
+        return cells
+
+    def finetunes(self) -> list:
+        """The distinct ``FineTuneConfig``s the cells need, in cell order."""
+        seen, out = set(), []
+        for cell in self.cells():
+            ft = cell.finetune_config()
+            if ft is not None and ft.key() not in seen:
+                seen.add(ft.key())
+                out.append(ft)
+        return out
+
+
+def finetune_fields(backbone: dict, entry: dict) -> dict:
+    """``FineTuneConfig`` fields for fine-tuning ``entry`` (a checked FineTuneEntry) on ``backbone``."""
+    fields = {k: copy.deepcopy(v) for k, v in entry.items() if k != "name"}
+    return {"backbone": copy.deepcopy(backbone), **fields}
 
 
 def validate_suite(path: tp.Union[str, os.PathLike], overrides: tp.Sequence[str] = ()) -> list[Problem]:
@@ -154,6 +186,8 @@ class _Checker:
             entries[section] = value if isinstance(value, list) else []
         config = SuiteConfig(name=name, **{k: v for k, v in raw.items() if v is not None}, **entries,
                              eval=self._section(EvalConfig, "eval"), measure=self._section(MeasureConfig, "measure"))
+        self.finetunes = self._finetunes()
+        config.finetunes = list(self.data.get("finetunes") or []) if isinstance(self.data.get("finetunes"), list) else []
         variants = {section: self._entries(section) for section in ENTRY_SECTIONS}
         self._check_combinations(variants)
         return Suite(config, self.tree.root_file, variants)
@@ -276,7 +310,7 @@ class _Checker:
         """[(key, [values...])] in file order; a list value is a sweep axis (see module docs)."""
         axes, ok_all = [], True
         for k, v in entry.items():
-            if k == "name":
+            if k == "name" or (k == "finetune" and "finetune" not in types and path[0] == "methods"):
                 continue
             if k not in types:
                 self.problem(path + (k,), unknown_key_message(k, ["name", *types]))
@@ -336,13 +370,118 @@ class _Checker:
 
     def _build_methods(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
         spec = _registries.lookup("methods", name)
+        finetune = None
+        if entry.get("finetune") is not None:
+            finetune = self._finetune_for(name, spec, kwargs, entry["finetune"], path, where)
+            if finetune is None:
+                return None
+            kwargs = {**finetune["method"]["params"], **kwargs}
         try:
             params = spec.make_params(kwargs)
         except Exception as err:  # make_params raises ValueError (TypeError for a missing field)
             self.problem(path, f"{where} {_err(err)}".strip())
             return None
         values = dataclasses.asdict(params)
-        return {"config": {"name": name, "params": values}, "label": _label(name, params, values)}
+        label = _label(name, params, values) + (f" ft={finetune['name']}" if finetune else "")
+        return {"config": {"name": name, "params": values}, "label": label, "finetune": finetune}
+
+    # -- finetunes ------------------------------------------------------------------------------
+
+    def _finetune_for(self, name: str, spec: tp.Any, kwargs: dict, ref: tp.Any, path: tuple,
+                      where: str) -> tp.Optional[dict]:
+        """The checked fine-tune entry a method entry names; its knobs must be the trained ones."""
+        if not isinstance(ref, str):
+            self.problem(path + ("finetune",), f"expected the name of a finetunes entry, got {describe(ref)}")
+            return None
+        if ref not in self.finetunes:
+            import difflib
+
+            close = difflib.get_close_matches(ref, list(self.finetunes), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            self.problem(path + ("finetune",), f"no finetunes entry named {ref!r}{hint} "
+                                               f"(defined: {', '.join(self.finetunes) or 'none'})")
+            return None
+        ft = self.finetunes[ref]
+        if ft is False:
+            return None  # the entry itself is invalid and was reported
+        if ft["method"]["name"] != name:
+            self.problem(path + ("finetune",), f"finetune {ref!r} trains method {ft['method']['name']!r}, not {name!r}")
+            return None
+        trained = ft["method"]["params"]
+        for k, v in kwargs.items():
+            if k not in spec.inference_only and trained.get(k) != v:
+                self.problem(path + (k,), f"{where} {k}={v!r} differs from the fine-tuned value {trained.get(k)!r} "
+                                          f"of finetune {ref!r}; only {', '.join(spec.inference_only) or 'no'} knob(s) "
+                                          "may change at evaluation (add another finetunes entry)".strip())
+                return None
+        return ft
+
+    def _finetunes(self) -> dict:
+        """name -> checked FineTuneEntry dict (``False`` for an invalid entry, reported once)."""
+        from harness.suite._schema import FineTuneEntry
+        from harness.training.config import RECIPE_KEYS
+
+        value = self.data.get("finetunes")
+        if value is None:
+            return {}
+        if not isinstance(value, list):
+            self.problem(("finetunes",), f"expected a list of fine-tuning runs, got {describe(value)}")
+            return {}
+        out: dict = {}
+        types = field_types(FineTuneEntry)
+        for i, entry in enumerate(value):
+            path = ("finetunes", i)
+            if not isinstance(entry, dict):
+                self.problem(path, f"expected a mapping {{name, method, dataset, ...}}, got {describe(entry)}")
+                continue
+            n_before = len(self.problems)
+            kwargs = self._typed_fields(entry, types, path)
+            name = kwargs.get("name")
+            if not name:
+                self.problem(path + ("name",), "a fine-tuning run needs a name (methods refer to it)")
+                continue
+            if name in out:
+                self.problem(path + ("name",), f"duplicate finetunes name {name!r}")
+                continue
+            ft = FineTuneEntry(**kwargs)
+            method = self._ft_method(ft.method, path + ("method",))
+            dataset = self._ft_dataset(ft.dataset, path + ("dataset",))
+            val = self._ft_dataset(ft.val_dataset, path + ("val_dataset",)) if ft.val_dataset else None
+            for k in ft.recipe:
+                if k not in RECIPE_KEYS:
+                    self.problem(path + ("recipe", k), unknown_key_message(k, RECIPE_KEYS))
+            if len(self.problems) > n_before or method is None or dataset is None:
+                out[name] = False
+                continue
+            out[name] = {**dataclasses.asdict(ft), "method": method, "dataset": dataset, "val_dataset": val}
+        return out
+
+    def _ft_method(self, value: dict, path: tuple) -> tp.Optional[dict]:
+        name = value.get("name")
+        try:
+            spec = _registries.lookup("methods", name)
+        except KeyError as err:
+            self.problem(path + ("name",), str(err))
+            return None
+        try:
+            params = spec.make_params({k: v for k, v in value.items() if k != "name"})
+        except Exception as err:  # noqa: BLE001 -- reported as a suite problem
+            self.problem(path, _err(err))
+            return None
+        return {"name": name, "params": dataclasses.asdict(params)}
+
+    def _ft_dataset(self, value: dict, path: tuple) -> tp.Optional[dict]:
+        name = value.get("name")
+        try:
+            cls = _registries.entry_class("datasets", name)
+            obj = cls(**{k: v for k, v in value.items() if k != "name"})
+            messages = obj.check() if hasattr(obj, "check") else []
+        except Exception as err:  # noqa: BLE001 -- unknown dataset, bad field: a suite problem
+            self.problem(path, _err(err))
+            return None
+        for message in messages:
+            self.problem(path, message)
+        return None if messages else {"name": name, **dataclasses.asdict(obj)}
 
 
 def _is_sweep(value: tp.Any, ann: tp.Any) -> bool:

@@ -189,6 +189,13 @@ def resolve_entry_paths(data: dict, base_dir: str) -> None:
                 for key in keys:
                     if key in entry:
                         entry[key] = _resolve(entry[key], base_dir)
+    for entry in data.get("finetunes") or []:  # their training/validation datasets hold paths too
+        for part in ("dataset", "val_dataset"):
+            sub = entry.get(part) if isinstance(entry, dict) else None
+            if isinstance(sub, dict):
+                for key in PATH_KEYS["datasets"]:
+                    if key in sub:
+                        sub[key] = _resolve(sub[key], base_dir)
 
 
 def _resolve(value: tp.Any, base_dir: str) -> tp.Any:

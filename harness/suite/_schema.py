@@ -55,6 +55,26 @@ class MeasureConfig:
 
 
 @dataclasses.dataclass
+class FineTuneEntry:
+    """A fine-tuning run that evaluation cells use through ``methods[].finetune: <name>``.
+
+    It is trained once per backbone entry of the suite, starting from that backbone's checkpoint,
+    before the cells that use it; its output lives in ``<results>/finetunes/<key>/``.
+    """
+
+    name: str = ""  # referenced by methods[].finetune
+    method: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # {name, <params>} (no sweeps)
+    dataset: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # training set {name, <fields>}
+    val_dataset: tp.Optional[tp.Dict[str, tp.Any]] = None  # top-1 after every epoch (optional)
+    recipe: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=dict)  # overrides of the method's recipe
+    limit: tp.Optional[int] = None  # first N training videos only
+    val_limit: tp.Optional[int] = None  # first N validation videos only
+    augment: tp.Dict[str, tp.Any] = dataclasses.field(default_factory=lambda: {"scale": [0.5, 1.0], "flip": True})
+    seed: int = 0
+    threads: tp.Optional[int] = None  # torch CPU threads (fixes the numerics of a CPU run)
+
+
+@dataclasses.dataclass
 class SuiteConfig:
     """One suite file after includes, ``${VAR}`` expansion and ``--set`` overrides.
 
@@ -69,7 +89,8 @@ class SuiteConfig:
     variables: tp.Dict[str, str] = dataclasses.field(default_factory=dict)  # ${VAR} -> what it must point to (shown when unset)
     backbones: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, checkpoint?, <dims>}
     datasets: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, <dataset fields>}
-    methods: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, <method params>}
+    methods: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, finetune?, <method params>}
+    finetunes: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # FineTuneEntry mappings
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)  # accuracy protocol
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)  # cost protocol
 

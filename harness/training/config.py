@@ -52,7 +52,12 @@ class FineTuneConfig:
 
     def key(self) -> str:
         """Content key of everything that changes the trained weights (not device/threads/amp off CPU)."""
-        material = {"backbone": self.backbone, "method": self.method, "dataset": self.dataset,
+        from harness.provenance import cached_file_sha256
+
+        backbone = dict(self.backbone)
+        if backbone.get("checkpoint"):  # the initial weights by content, not by path
+            backbone["checkpoint"] = cached_file_sha256(backbone["checkpoint"])
+        material = {"backbone": backbone, "method": self.method, "dataset": self.dataset,
                     "recipe": self.resolved_recipe(), "limit": self.limit, "augment": self.augment,
                     "seed": self.seed, "threads": self.threads}
         digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
