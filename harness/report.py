@@ -34,10 +34,12 @@ COLUMNS = [
     "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status", "pareto",
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
+    "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95", "method_name",
 ]
 _FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_per_video", "clips_per_s",
                   "clips_per_s_iqr", "peak_mem_gib"]
-_FLOAT_COLUMNS = _FLOAT_METRICS + ["delta_top1", "gmacs_ratio", "speedup", "top1_ci_low", "top1_ci_high",
+_FLOAT_COLUMNS = _FLOAT_METRICS + ["gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95",
+                                   "delta_top1", "gmacs_ratio", "speedup", "top1_ci_low", "top1_ci_high",
                                    "p_vs_dense", "agreement_vs_dense"]
 Samples = tp.Optional[tp.Callable[[str], tp.List[dict]]]  # record key -> per-video rows (ResultStore.read_samples)
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -122,7 +124,7 @@ def prepare(records: tp.Iterable[Record], samples: Samples = None,
     tables = []
     for group, df in leaderboard(records, samples):
         if "method" in filters:
-            df = df[df["method"].isin(filters["method"])].reset_index(drop=True)
+            df = df[df["method_name"].isin(filters["method"])].reset_index(drop=True)
         if sort is not None:
             column = sort.lstrip("-")
             df = df.sort_values(column, ascending=not sort.startswith("-"), na_position="last",
@@ -248,8 +250,10 @@ def _row(rec: Record) -> dict:
     metrics = _dict(rec.get("metrics")) if rec.get("status") == "ok" else {}
     coverage = _dict(rec.get("coverage"))
     error = _dict(rec.get("error"))
+    theoretical = _dict(metrics.get("gmacs_theoretical"))
     return {
-        "method": name, "settings": _settings(name, params, rec.get("label")),
+        "method": _title(name), "method_name": name, "settings": _settings(name, params, rec.get("label")),
+        **{f"gmacs_theoretical_{k}": _number(theoretical.get(k)) for k in ("mean", "std", "p95")},
         **{m: _number(metrics.get(m)) for m in _FLOAT_METRICS},
         **_top1_interval(metrics),
         "coverage_decoded": _integer(coverage.get("decoded")), "coverage_listed": _integer(coverage.get("listed")),
@@ -261,6 +265,16 @@ def _row(rec: Record) -> dict:
         "_dense": name == "dense" and all(v is None for v in params.values()),
         "_eval": _canon(config.get("eval")), "_measure": _canon(config.get("measure")),
     }
+
+
+def _title(name: str) -> str:
+    """How leaderboards name a method (``display_name``, e.g. "STTM (re-implementation)")."""
+    import methods
+
+    try:
+        return methods.get_method(name).title
+    except KeyError:  # a record of a method this checkout does not have
+        return name
 
 
 def _settings(method: str, params: dict, label: tp.Any) -> str:
@@ -366,6 +380,9 @@ _DISPLAY: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # header, al
     ("front", "center", lambda r: "*" if bool(r["pareto"]) else ""),
     ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
     ("GMACs ratio", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["gmacs_ratio"])),
+    ("adaptive GMACs", "right", lambda r: "" if pd.isna(r["gmacs_theoretical_mean"]) else
+     f"{_short(r['gmacs_theoretical_mean'])}±{_short(r['gmacs_theoretical_std'])} "
+     f"p95 {_short(r['gmacs_theoretical_p95'])}"),
     ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
     ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["speedup"])),
     ("peak GiB", "right", lambda r: _blank_or(lambda v: f"{v:.2f}")(r["peak_mem_gib"])),
@@ -390,6 +407,9 @@ def _notes(df: pd.DataFrame) -> list[str]:
         notes.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense")
     if df["pareto"].any():
         notes.append("front *: on the accuracy-cost Pareto frontier (top-1 vs GMACs/view) of this group")
+    if df["gmacs_theoretical_mean"].notna().any():
+        notes.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "
+                     "video's active tokens (mean±std, p95), as the halting papers count it")
     return ["", "; ".join(notes)] if notes else []
 
 

@@ -227,3 +227,23 @@ def test_wilson_interval_and_paired_test_against_dense(records):
     assert pd.isna(df.loc["k-dense"]["p_vs_dense"]) and pd.isna(df.loc["k-tome8"]["p_vs_dense"])  # no samples
     assert tome16["top1_ci_low"] < 0.70 < tome16["top1_ci_high"]
     assert "McNemar" in render(records, "term", samples=lambda k: rows.get(k, []))
+
+
+def test_adaptive_gmacs_statistics_and_display_names_on_the_leaderboard(records, monkeypatch):
+    import methods
+
+    theoretical = {"mean": 31.5, "std": 4.25, "p95": 38.0, "p50": 31.0, "min": 20.0, "max": 40.0, "count": 600}
+    records.append(cell("k-halt", "dense", {}, label="halting beta=5", top1=0.75, gmacs=100.0,
+                        gmacs_theoretical=theoretical))
+    records[-1]["config"]["method"]["name"] = "tome"  # any registered method; the title comes from its spec
+    spec = methods.get_method("tome")
+    monkeypatch.setattr(type(spec), "title", property(lambda self: "ToMe (display)"))
+    df = tiny_table(records)
+    row = df.loc["halting beta=5"]
+    assert (row["gmacs_theoretical_mean"], row["gmacs_theoretical_std"], row["gmacs_theoretical_p95"]) == (31.5, 4.25, 38.0)
+    assert row["method"] == "ToMe (display)" and row["method_name"] == "tome"
+    assert pd.isna(df.loc["-", "gmacs_theoretical_mean"])
+    text = render(records, "term")
+    assert "31.5±4.25 p95 38.0" in text and "adaptive GMACs" in text
+    only = render(records, "csv", filters={"method": ["tome"]})
+    assert "ToMe (display)" in only and "halting" not in only.split("ToMe (display)")[0]
