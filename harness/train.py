@@ -39,21 +39,9 @@ class TrainConfig:
     threads: int = 2  # torch CPU threads (results are deterministic per thread count)
 
 
-def _swap_table(classes: tp.Sequence[str], pairs: tp.Sequence[tp.Tuple[str, str]]) -> torch.Tensor:
-    table = list(range(len(classes)))
-    for a, b in pairs:
-        i, j = classes.index(a), classes.index(b)
-        table[i], table[j] = j, i
-    return torch.tensor(table)
-
-
-def _augmenters(classes):
-    hflip = _swap_table(classes, [("move_right", "move_left"), ("circle_cw", "circle_ccw")])
-    vflip = _swap_table(classes, [("move_up", "move_down"), ("circle_cw", "circle_ccw")])
-    reverse = _swap_table(classes, [("move_right", "move_left"), ("move_up", "move_down"),
-                                    ("circle_cw", "circle_ccw"), ("grow", "shrink")])
-    # clip dims: [B, T, H, W, 3]
-    return [(3, hflip), (2, vflip), (1, reverse)]
+def _augmenters(dataset):
+    """Batch-level flips: the dataset's label-safe per-clip flips, shifted by the batch dimension."""
+    return [(dim + 1, torch.tensor(table)) for dim, table in dataset.train_flips()]
 
 
 def augment(clips: torch.Tensor, labels: torch.Tensor, augmenters, gen: torch.Generator):
@@ -68,10 +56,9 @@ def augment(clips: torch.Tensor, labels: torch.Tensor, augmenters, gen: torch.Ge
 
 def to_input(clips_uint8: torch.Tensor, mean, std) -> torch.Tensor:
     """uint8 [B, T, H, W, 3] -> normalised float [B, 3, T, H, W]."""
-    x = clips_uint8.permute(0, 4, 1, 2, 3).float().div_(255)
-    mean = torch.tensor(mean).view(1, 3, 1, 1, 1)
-    std = torch.tensor(std).view(1, 3, 1, 1, 1)
-    return (x - mean) / std
+    from harness.training.data import to_model_input
+
+    return to_model_input(clips_uint8, mean, std)
 
 
 def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -115,7 +102,7 @@ def train(cfg: TrainConfig) -> dict:
     steps_per_epoch = len(train_y) // cfg.batch_size
     total, warmup = steps_per_epoch * cfg.epochs, int(steps_per_epoch * cfg.warmup_epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
-    augmenters = _augmenters(CLASSES)
+    augmenters = _augmenters(data["train"])
     history, step, t0 = [], 0, time.time()
     for epoch in range(cfg.epochs):
         model.train()

@@ -28,7 +28,10 @@ def test_train_writes_a_loadable_official_checkpoint_deterministically(tmp_path,
 
 
 def test_augmentations_remap_the_labels_they_change():
-    (_, hflip), (_, vflip), (_, reverse) = _augmenters(CLASSES)
+    from harness.data.datasets import SyntheticMotionDataset
+
+    (w, hflip), (h, vflip), (t, reverse) = _augmenters(SyntheticMotionDataset())
+    assert (w, h, t) == (3, 2, 1)  # W, H, T of a [B, T, H, W, 3] batch
     name = {i: c for i, c in enumerate(CLASSES)}
     assert name[int(hflip[CLASSES.index("move_right")])] == "move_left"
     assert name[int(vflip[CLASSES.index("circle_cw")])] == "circle_ccw"
