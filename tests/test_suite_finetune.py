@@ -82,3 +82,11 @@ def test_cell_fails_clearly_when_its_finetune_is_missing(tmp_path):
     record = run_cell(CellJob(key=cell.key, config=cell.config(), label=cell.label, suite={"name": "ft"},
                               store_root=str(tmp_path / "results")))
     assert record["status"] == "failed" and "has not finished" in record["error"]["message"]
+
+
+def test_a_list_of_finetunes_is_a_sweep(tmp_path):
+    other = {**FT, "name": "tome8_long", "recipe": {**FT["recipe"], "epochs": 2}}
+    suite = load_suite(write(tmp_path, [{"name": "tome", "finetune": ["tome8", "tome8_long"]}], [FT, other]))
+    cells = suite.cells()
+    assert [c.method["finetune"]["name"] for c in cells] == ["tome8", "tome8_long"]
+    assert len({c.key for c in cells}) == 2 and len(suite.finetunes()) == 2

@@ -310,8 +310,10 @@ class _Checker:
         """[(key, [values...])] in file order; a list value is a sweep axis (see module docs)."""
         axes, ok_all = [], True
         for k, v in entry.items():
-            if k == "name" or (k == "finetune" and "finetune" not in types and path[0] == "methods"):
+            if k == "name":
                 continue
+            if k == "finetune" and path[0] == "methods" and "finetune" not in types:
+                types = {**types, "finetune": str}  # a method entry may name its fine-tune (or sweep over several)
             if k not in types:
                 self.problem(path + (k,), unknown_key_message(k, ["name", *types]))
                 ok_all = False
@@ -370,9 +372,9 @@ class _Checker:
 
     def _build_methods(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
         spec = _registries.lookup("methods", name)
-        finetune = None
-        if entry.get("finetune") is not None:
-            finetune = self._finetune_for(name, spec, kwargs, entry["finetune"], path, where)
+        finetune, ref = None, kwargs.pop("finetune", None)
+        if ref is not None:
+            finetune = self._finetune_for(name, spec, kwargs, ref, path, where)
             if finetune is None:
                 return None
             kwargs = {**finetune["method"]["params"], **kwargs}
