@@ -136,3 +136,10 @@ def test_resume_refuses_a_folder_of_another_run(tmp_path):
         finetune(_cfg(), str(tmp_path), progress=False, stop_after_steps=4)
     with pytest.raises(RuntimeError, match="belongs to run"):
         finetune(_cfg(seed=5), str(tmp_path), progress=False)
+
+
+def test_cosine_period_can_outlast_the_run_as_haltingvt_configures_it():
+    recipe = {"lr": 1.0, "epochs": 20, "warmup_epochs": 5, "warmup_start_factor": 0.1, "schedule": "cosine",
+              "cosine_t_max_epochs": 20}
+    last = lr_at(20 * 4 - 1, 4, recipe)
+    assert last == pytest.approx(0.5 * (1 + np.cos(np.pi * (59 / 80))))  # ~0.15, not 0

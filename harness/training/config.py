@@ -16,6 +16,7 @@ DEFAULT_RECIPE: tp.Dict[str, tp.Any] = {
     "warmup_epochs": 1.0,  # linear warm-up length
     "warmup_start_factor": 0.0,  # lr at the start of warm-up, as a fraction of the peak
     "schedule": "cosine",  # after warm-up: "cosine" (to 0) | "constant"
+    "cosine_t_max_epochs": None,  # cosine period in epochs (None: the epochs after warm-up; HaltingVT: all epochs)
     "epochs": 5,
     "batch_size": 16,  # clips per step, before a method adds its own (HaltingVT doubles them)
     "label_smoothing": 0.0,

@@ -32,8 +32,9 @@ def make_optimizer(model: torch.nn.Module, recipe: dict) -> torch.optim.Optimize
 def lr_at(step: int, steps_per_epoch: int, recipe: dict) -> float:
     """Learning rate of ``step``: linear warm-up from ``warmup_start_factor`` x peak, then cosine to 0.
 
-    mmengine's LinearLR(start_factor) + CosineAnnealingLR(T_max=epochs) as HaltingVT configures them,
-    evaluated per step instead of per epoch.
+    mmengine's LinearLR(start_factor) + CosineAnnealingLR(T_max) as HaltingVT configures them
+    (``cosine_t_max_epochs``: its T_max spans all epochs although the cosine starts after warm-up, so
+    the rate ends at ~15% of the peak, not 0), evaluated per step instead of per epoch.
     """
     peak, total = recipe["lr"], steps_per_epoch * recipe["epochs"]
     warmup = int(round(steps_per_epoch * recipe["warmup_epochs"]))
@@ -44,4 +45,7 @@ def lr_at(step: int, steps_per_epoch: int, recipe: dict) -> float:
         return peak
     if recipe["schedule"] != "cosine":
         raise ValueError(f"unknown schedule {recipe['schedule']!r}; expected cosine or constant")
-    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    period = total - warmup
+    if recipe.get("cosine_t_max_epochs"):  # mmengine CosineAnnealingLR(T_max) started after warm-up
+        period = steps_per_epoch * recipe["cosine_t_max_epochs"]
+    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, period)))
