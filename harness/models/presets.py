@@ -111,3 +111,11 @@ def videomae_vit_l16() -> VideoViTConfig:
                    summary="quickstart: 128-d, 4 blocks, 2 heads, 16x64, 12 classes (1 M)")
 def synthetic_vit_tiny() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12)
+
+
+@register_backbone("haltingvt_deit_s8",
+                   summary="HaltingVT's DeiT-S Joint-ST backbone: 384-d, 12 blocks, 6 heads, 8x224, "
+                           "tubelet 1, 200 classes (Mini-Kinetics); build with method=haltingvt")
+def haltingvt_deit_s8() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=384, depth=12, num_heads=6, tubelet_size=1, num_frames=8,
+                          num_classes=200)

@@ -1,0 +1,144 @@
+"""HaltingVT's blocks (our code; numerics of dun-research/HaltingVT @ 4830e2a).
+
+Token layout of a clip with T temporal positions and S patches per frame, as in the official code:
+``[CLS, patch (s, t) at 1 + s*T + t]`` (space-major, time-minor). After the Glimpser keeps k
+patches per frame, patch (rank r, t) sits at ``1 + r*T + t``.
+"""
+from __future__ import annotations
+
+import typing as tp
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness._compat import import_timm
+
+import_timm()
+from timm.layers import DropPath, Mlp  # noqa: E402  (after the torchvision fix)
+
+
+class PatchEmbed(nn.Module):
+    """[B, 3, T, H, W] -> [B, T', S, C] with a Conv3d of kernel (tubelet, p, p).
+
+    Tubelet 1 is the official per-frame Conv2d (its [C, 3, p, p] weight gains a time axis).
+    """
+
+    def __init__(self, in_chans: int, dim: int, patch_size: int, tubelet_size: int):
+        super().__init__()
+        kernel = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(in_chans, dim, kernel_size=kernel, stride=kernel)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        x = self.proj(clip)  # [B, C, T', h, w]
+        return x.flatten(3).permute(0, 2, 3, 1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention, qkv with a full bias (DeiT/TimeSformer), optional probabilities.
+
+    The explicit path scales the logits after ``q k^T`` as the official code does; the fused path
+    (``scaled_dot_product_attention``) is used when no probabilities are needed and ``fused``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, fused: bool = True):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.fused = fused
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def kernel(self, need_probs: bool) -> str:
+        return "sdpa" if self.fused and not need_probs else "explicit"
+
+    def forward(self, x: torch.Tensor, need_probs: bool = False
+                ) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        probs = None
+        if self.kernel(need_probs) == "sdpa":
+            out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            probs = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+            out = probs @ v
+        return self.proj(out.transpose(1, 2).reshape(B, N, C)), probs
+
+
+class GlimpserBlock(nn.Module):
+    """TimeSformer divided space-time block that may keep only ``keep`` patches per frame.
+
+    Modifications over TimeSformer's ``Block`` (official ``glimpser_helpers.GlimpserBlock``):
+    - with ``keep < S`` the spatial attention returns its probabilities; each frame keeps the
+      ``keep`` patches its (frame-replicated) CLS query attends to most, averaged over heads
+      (``topk``, sorted by score), taken from the residual stream after both attentions;
+    - quirk reproduced: when pruning, the new CLS is the frame-averaged CLS attention output only,
+      *without* the CLS residual; the MLP residual then applies normally.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float, keep: int,
+                 drop_path: float = 0.0, fused: bool = True):
+        super().__init__()
+        self.keep = keep  # patches kept per frame (== S: no pruning)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, fused)
+        self.temporal_norm1 = nn.LayerNorm(dim, eps=eps)
+        self.temporal_attn = Attention(dim, num_heads, fused)
+        self.temporal_fc = nn.Linear(dim, dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def prunes(self, tokens_per_frame: int) -> bool:
+        return self.keep < tokens_per_frame
+
+    def forward(self, x: torch.Tensor, frames: int) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
+        """x [B, 1 + S*T, C] -> (x [B, 1 + keep*T, C], kept patch indices [B, T, keep] or None)."""
+        B, N, C = x.shape
+        T, S = frames, (N - 1) // frames
+        cls, patches = x[:, :1], x[:, 1:]
+        res = self.temporal_attn(self.temporal_norm1(patches.reshape(B * S, T, C)))[0]
+        xt = patches + self.temporal_fc(self.drop_path(res).reshape(B, S * T, C))
+
+        per_frame = xt.reshape(B, S, T, C).transpose(1, 2).reshape(B * T, S, C)
+        xs = torch.cat((cls.expand(B, T, C).reshape(B * T, 1, C), per_frame), dim=1)
+        prune = self.prunes(S)
+        res, probs = self.attn(self.norm1(xs), need_probs=prune)
+        res = self.drop_path(res)
+        cls_res = res[:, 0].reshape(B, T, C).mean(dim=1, keepdim=True)
+        patch_res = res[:, 1:].reshape(B, T, S, C).transpose(1, 2).reshape(B, S * T, C)
+        idx = None
+        if not prune:
+            x = torch.cat((cls, xt), dim=1) + torch.cat((cls_res, patch_res), dim=1)
+        else:
+            score = probs[:, :, 0, 1:].mean(dim=1)  # [B*T, S]
+            idx = torch.topk(score, self.keep, dim=1, largest=True, sorted=True).indices
+            stream = (xt + patch_res).reshape(B, S, T, C).transpose(1, 2).reshape(B * T, S, C)
+            kept = torch.gather(stream, 1, idx.unsqueeze(-1).expand(-1, -1, C))
+            kept = kept.reshape(B, T, self.keep, C).transpose(1, 2).reshape(B, self.keep * T, C)
+            x = torch.cat((cls_res, kept), dim=1)  # the official CLS-residual quirk
+            idx = idx.reshape(B, T, self.keep)
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, idx
+
+
+class JointHaltBlock(nn.Module):
+    """Pre-norm joint space-time block that also returns the halting score of every token.
+
+    ``h = sigmoid(halt_scale * y[..., 0] - halt_center)`` from channel 0 of the block output y.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, eps: float, halt_scale: float,
+                 halt_center: float, drop_path: float = 0.0, fused: bool = True):
+        super().__init__()
+        self.halt_scale, self.halt_center = halt_scale, halt_center
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, num_heads, fused)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+
+    def forward(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        x = x + self.drop_path(self.attn(self.norm1(x))[0])
+        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x, torch.sigmoid(x[..., 0] * self.halt_scale - self.halt_center)

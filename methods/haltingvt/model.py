@@ -1,0 +1,281 @@
+"""HaltingVT's network (our code; numerics of dun-research/HaltingVT @ 4830e2a, haltingvt_model.py).
+
+    clip -> Conv3d patches [B, T', S, C] + spatial pos_embed + time_embed, CLS in front
+         -> GlimpserBlock 0 (divided space-time, keeps all) -> GlimpserBlock 1 (keeps
+            ceil(rho * S) patches per frame by CLS attention)
+         -> JointHaltBlocks 2..L-1 with per-token ACT halting (``act.py``)
+         -> LayerNorm of the CLS's ACT-weighted state -> head (fc_cls); motion_head (fc_motion) in training
+
+T' = num_frames // tubelet_size temporal positions play the role of the official frames.
+
+Two modes for the halting blocks (``HaltingVTParams.mode``; both give the same training weights):
+- ``masked`` (official): the batch stays dense; a halted token becomes an all-zero vector that is
+  still in the sequence, so nothing is saved. A zero vector leaves LayerNorm as its bias, so every
+  halted token is an extra (identical) key/value in each later attention.
+- ``packed``: each clip runs its halting blocks on its own active tokens only (a loop over the
+  batch), so compute really drops. Halted tokens have already contributed their ACT share, so the
+  only numerical difference to ``masked`` is that the active tokens no longer attend to those zero
+  vectors. When no token halts before the last block, the two modes agree.
+Training always runs ``masked``, as the official code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing as tp
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.models.presets import VideoViTConfig
+from harness.models.video_vit import ForwardStats
+from methods.haltingvt import GLIMPSER_BLOCKS, HaltingVTParams, glimpser_keep
+from methods.haltingvt import costs
+from methods.haltingvt.act import ActState, act_step
+from methods.haltingvt.layers import GlimpserBlock, JointHaltBlock, PatchEmbed
+
+
+class HaltingVTModel(nn.Module):
+    """The HaltingVT classifier, following ``harness/models/protocol.py``.
+
+    Parameter names are the official ones (``backbone.model.*`` without the prefix), with the head's
+    ``fc_cls``/``fc_motion`` as ``head``/``motion_head``. After each forward, ``last_halting`` holds
+    the per-token halting record: ``rho``, ``counter`` [B, n], ``token_nums`` [B, L_halt] (active
+    tokens entering each halting block), ``masks`` [L_halt, B, n] (running after each block),
+    ``weights`` [L_halt, B, n] (ACT weight of each block's output), ``output`` [B, n, C] (every
+    token's ACT-weighted state before the final LayerNorm), ``glimpser_idx`` [B, T', k].
+    """
+
+    def __init__(self, cfg: VideoViTConfig, params: HaltingVTParams):
+        super().__init__()
+        self.cfg, self.params = cfg, params
+        C = cfg.embed_dim
+        self.frames = cfg.num_frames // cfg.tubelet_size
+        self.per_frame = (cfg.img_size // cfg.patch_size) ** 2
+        self.keep = [self.per_frame, glimpser_keep(self.per_frame, params.keep_rate)]
+        self.patch_embed = PatchEmbed(cfg.in_chans, C, cfg.patch_size, cfg.tubelet_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.per_frame, C))
+        self.time_embed = nn.Parameter(torch.zeros(1, self.frames, C))
+        rates = torch.linspace(0, params.drop_path, cfg.depth).tolist()
+        common = dict(dim=C, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, eps=cfg.norm_eps,
+                      fused=cfg.fused_attention)
+        self.blocks = nn.ModuleList(
+            [GlimpserBlock(keep=self.keep[i], drop_path=rates[i], **common) for i in range(GLIMPSER_BLOCKS)]
+            + [JointHaltBlock(halt_scale=params.halt_scale, halt_center=params.halt_center,
+                              drop_path=rates[i], **common) for i in range(GLIMPSER_BLOCKS, cfg.depth)])
+        self.norm = nn.LayerNorm(C, eps=cfg.norm_eps)
+        self.head = nn.Linear(C, cfg.num_classes)
+        self.motion_head = nn.Linear(C, 2)
+        self.last_stats = ForwardStats()
+        self.last_halting: tp.Dict[str, tp.Any] = {}
+        self._joint_tokens: tp.Optional[tp.List[tp.List[float]]] = None  # [B][L_halt] of the last forward
+        self._packed_last = False
+        self._init_weights()
+
+    @property
+    def mode(self) -> str:
+        return self.params.mode
+
+    def set_mode(self, mode: str) -> "HaltingVTModel":
+        """Switch between "masked" and "packed" (an inference-only knob; the weights are shared)."""
+        params = dataclasses.replace(self.params, mode=mode)
+        problems = params.check()
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.params = params
+        return self
+
+    @property
+    def halting_blocks(self) -> tp.List[JointHaltBlock]:
+        return list(self.blocks[GLIMPSER_BLOCKS:])
+
+    @property
+    def token_counts(self) -> tp.List[float]:
+        """Tokens entering each block on the last forward (packed: batch mean)."""
+        return list(self.last_stats.tokens_in)
+
+    def _init_weights(self) -> None:
+        """Official initialisation: trunc-normal(0.02) linears, CLS and pos_embed; zero time_embed and
+        zero ``temporal_fc`` in every Glimpser block (TimeSformer's loop skips only the ModuleList)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        for block in self.blocks[:GLIMPSER_BLOCKS]:
+            nn.init.zeros_(block.temporal_fc.weight)
+            nn.init.zeros_(block.temporal_fc.bias)
+
+    # --- forward ---
+    def embed(self, clip: torch.Tensor) -> torch.Tensor:
+        """[B, 3, T, H, W] -> [B, 1 + S*T', C] in the official layout CLS + (1 + s*T' + t)."""
+        x = self.patch_embed(clip)  # [B, T', S, C]
+        B, T, S, C = x.shape
+        if (T, S) != (self.frames, self.per_frame):
+            raise ValueError(f"clip {tuple(clip.shape)} gives {T} x {S} patches but the model was built "
+                             f"for {self.frames} x {self.per_frame} ({self.cfg.num_frames} frames of "
+                             f"{self.cfg.img_size}px)")
+        x = (x + self.pos_embed[:, 1:].unsqueeze(1)) + self.time_embed.unsqueeze(2)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(B, 1, C)
+        return torch.cat((cls, x.transpose(1, 2).reshape(B, S * T, C)), dim=1)
+
+    def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
+        """The CLS feature [B, C] after the final LayerNorm."""
+        x = self.embed(clip)
+        stats = ForwardStats()
+        glimpser_idx = None
+        for block in self.blocks[:GLIMPSER_BLOCKS]:
+            stats.tokens_in.append(int(x.shape[1]))
+            stats.attention_kernel.append(block.attn.kernel(block.prunes(self.per_frame)))
+            x, idx = block(x, self.frames)
+            stats.tokens_mlp.append(int(x.shape[1]))
+            glimpser_idx = idx if idx is not None else glimpser_idx
+        packed = self.mode == "packed" and not self.training
+        state, record = (self._halt_packed if packed else self._halt_masked)(x)
+        self._record(stats, record, packed, int(x.shape[1]))
+        self.last_halting = {"rho": state.rho, "counter": state.counter, "output": state.output, **record,
+                             "glimpser_idx": glimpser_idx}
+        return self.norm(state.output[:, 0])
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(clip))
+
+    def _halt_masked(self, x: torch.Tensor) -> tp.Tuple[ActState, dict]:
+        """Official ACT loop: halted tokens are zeroed but stay in the batch."""
+        state, out = ActState.start(x), x
+        nums, masks, weights = [], [], []
+        blocks = self.halting_blocks
+        for i, block in enumerate(blocks):
+            nums.append(state.mask.sum(dim=-1))
+            out, h = block(out * state.mask.unsqueeze(-1))
+            if i == len(blocks) - 1:  # forced halt
+                h = torch.ones_like(h)
+            state, w = act_step(state, out, h, self.params.eps)
+            masks.append(state.mask.bool())
+            weights.append(w)
+        return state, {"token_nums": torch.stack(nums, dim=1), "masks": torch.stack(masks),
+                       "weights": torch.stack(weights)}
+
+    def _halt_packed(self, x: torch.Tensor) -> tp.Tuple[ActState, dict]:
+        """Per clip: each halting block runs on that clip's active tokens only."""
+        states, records = [], []
+        for sample in x.split(1):
+            state, record = self._halt_one(sample)
+            states.append(state)
+            records.append(record)
+        state = ActState.cat(states)
+        record = {"token_nums": torch.cat([r["token_nums"] for r in records]),
+                  "masks": torch.cat([r["masks"] for r in records], dim=1),
+                  "weights": torch.cat([r["weights"] for r in records], dim=1)}
+        return state, record
+
+    def _halt_one(self, x: torch.Tensor) -> tp.Tuple[ActState, dict]:
+        n = x.shape[1]
+        state, out = ActState.start(x), x
+        active = torch.arange(n, device=x.device)
+        nums, masks, weights = [], [], []
+        blocks = self.halting_blocks
+        for i, block in enumerate(blocks):
+            nums.append(float(active.numel()))
+            weight = x.new_zeros(1, n)
+            if active.numel():
+                out, h = block(out)
+                if i == len(blocks) - 1:  # forced halt
+                    h = torch.ones_like(h)
+                part, w = act_step(state.take(active), out, h, self.params.eps)
+                state = state.put(active, part)
+                weight = weight.index_copy(1, active, w)
+                running = part.mask[0].bool()
+                active, out = active[running], out[:, running]
+            masks.append(state.mask.bool())
+            weights.append(weight)
+        return state, {"token_nums": torch.tensor([nums], device=x.device),
+                       "masks": torch.stack(masks), "weights": torch.stack(weights)}
+
+    def _record(self, stats: ForwardStats, record: dict, packed: bool, n: int) -> None:
+        nums = record["token_nums"].tolist()  # [B][L_halt]
+        self._joint_tokens, self._packed_last = nums, packed
+        for i, block in enumerate(self.halting_blocks):
+            per_view = sum(row[i] for row in nums) / len(nums) if packed else n
+            stats.tokens_in.append(per_view)
+            stats.tokens_mlp.append(per_view)
+            stats.attention_kernel.append(block.attn.kernel(False))
+        stats.tokens_out = 1  # the head reads the CLS state only
+        fixed = stats.tokens_in[:GLIMPSER_BLOCKS]
+        stats.tokens_per_sample = [fixed + [int(v) for v in row] for row in nums]
+        self.last_stats = stats
+
+    # --- the harness protocol (harness/models/protocol.py) ---
+    def describe(self) -> dict:
+        return {"mode": self.mode, "keep_rate": self.params.keep_rate,
+                "halt_scale": self.params.halt_scale, "halt_center": self.params.halt_center,
+                "eps": self.params.eps, "glimpser_keep_per_frame": list(self.keep),
+                "temporal_positions": self.frames, "tokens_per_frame": self.per_frame,
+                "tokens_entering_halting": 1 + self.keep[-1] * self.frames,
+                "halting_blocks": list(range(GLIMPSER_BLOCKS, self.cfg.depth))}
+
+    def view_macs(self):
+        """MACs one view really executed on the last forward (``harness.measure.flops.MacsCount``).
+
+        masked: every halting block over all tokens (the dense upper bound); packed: the mean over
+        the batch of each clip's count (= the mean of ``sample_macs``). Before any forward: masked.
+        """
+        if self._joint_tokens is None or not self._packed_last:
+            n = 1 + self.keep[-1] * self.frames
+            return costs.view_macs(self.cfg, self.keep, [n] * len(self.halting_blocks))
+        return costs.mean_macs([costs.view_macs(self.cfg, self.keep, row) for row in self._joint_tokens])
+
+    def sample_macs(self) -> tp.Optional[tp.List[float]]:
+        """Theoretical MACs of each clip of the last forward (methods.md 5.6): the fixed part plus
+        f(n_l) over the halting blocks with n_l = its active tokens (CLS included) entering block l,
+        i.e. halted tokens are not counted as keys/values. Includes the final LayerNorm of the CLS
+        and the classifier, as ``count_macs`` includes the head."""
+        if self._joint_tokens is None:
+            return None
+        return [float(costs.view_macs(self.cfg, self.keep, row).total) for row in self._joint_tokens]
+
+    def training_loss(self, batch: tp.Mapping[str, torch.Tensor]) -> tp.Tuple[torch.Tensor, dict]:
+        """Official loss: CE + ponder_weight * mean(rho) + motion_weight * CE(motion).
+
+        ``batch``: "clips" [2B, 3, T, H, W] (real and static clips interleaved, see ``motion.py``),
+        "labels" [2B], "motion_labels" [2B] (needed when motion_weight > 0), "label_smoothing" optional.
+        """
+        p = self.params
+        feature = self.forward_features(batch["clips"])
+        logits = self.head(feature)
+        smoothing = float(batch.get("label_smoothing", 0.0))
+        ce = F.cross_entropy(logits, batch["labels"], label_smoothing=smoothing)
+        ponder = self.last_halting["rho"].mean()
+        loss = ce + p.ponder_weight * ponder
+        logs = {"ce": ce.item(), "ponder": ponder.item(),
+                "top1": (logits.argmax(-1) == batch["labels"]).float().mean().item(),
+                "tokens": self.last_halting["token_nums"].float().mean().item()}
+        if p.motion_weight > 0:
+            if "motion_labels" not in batch:
+                raise KeyError("HaltingVT's motion loss needs batch['motion_labels'] (the method's "
+                               "train_batch methods.haltingvt.motion:add_static_clips adds them); "
+                               "set motion_weight=0 to train without it")
+            motion = F.cross_entropy(self.motion_head(feature), batch["motion_labels"])
+            loss = loss + p.motion_weight * motion
+            logs["motion"] = motion.item()
+        return loss, logs
+
+    def load_checkpoint(self, path: str) -> str:
+        from methods.haltingvt.convert import load_haltingvt
+
+        return load_haltingvt(self, path)
+
+    def init_from(self, path: str) -> dict:
+        from methods.haltingvt.convert import init_haltingvt
+
+        return init_haltingvt(self, path)
+
+
+def build_haltingvt(cfg: VideoViTConfig, params: HaltingVTParams) -> HaltingVTModel:
+    """``build_model``'s entry point for ``architecture="methods.haltingvt.model:build_haltingvt"``."""
+    return HaltingVTModel(cfg, params)
