@@ -83,17 +83,60 @@ def finetune_dir(store_root: str, key: str) -> str:
     return os.path.join(store_root, "finetunes", key)
 
 
+def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
+    """The weights a cell evaluates: its fine-tune's output if it names one, else the backbone's."""
+    ft = config["method"].get("finetune")
+    if not ft:
+        return config["backbone"].get("checkpoint")
+    from harness.training.loop import MODEL, is_complete
+
+    run_dir = finetune_dir(store_root, ft["key"])
+    if not is_complete(run_dir):
+        raise RuntimeError(f"fine-tuning run {ft['name']!r} ({ft['key']}) has not finished: no "
+                           f"{os.path.join(run_dir, MODEL)} (run `python -m harness finetune SUITE`)")
+    return os.path.join(run_dir, MODEL)
+
+
 def evaluate_cell(config: dict, progress: Progress, store_root: str = "results") -> dict:
     """The measured part of a cell: accuracy, GMACs (checked by fvcore), throughput, memory."""
+    from harness.evaluate import evaluate_model
+    from harness.measure.flops import model_macs
+    from harness.measure.speed import reset_peak_memory
+
+    ev = config["eval"]
+    setup = prepare_cell(config, progress, store_root)
+    reset_peak_memory(setup.device)
+    accuracy = evaluate_model(setup.model, setup.dataset, device=setup.device, batch_size=ev["batch_size"],
+                              num_workers=ev.get("num_workers", 0), limit=ev.get("limit"),
+                              progress=progress)
+    stats = forward_stats(setup.model)
+    metrics = last_forward_metrics(accuracy.pop("metrics"), model_macs(setup.model).as_record(), stats,
+                                   setup.dataset.views)
+    measured, flops_check = measure_cell(setup, config, progress)
+    metrics.update(measured)
+    runtime = cell_runtime(setup, config, accuracy["manifest"], stats["attention_kernel"])
+    return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
+            "runtime": runtime, "samples": accuracy["samples"], "finetune": setup.finetune}
+
+
+@dataclasses.dataclass
+class CellSetup:
+    """A cell's built model and dataset (what evaluation and measurement share)."""
+
+    model: tp.Any  # the VideoViT (or method network) on ``device``, weights loaded
+    dataset: tp.Any  # the registered dataset config object (protocol + items())
+    device: tp.Any  # torch.device
+    checkpoint: tp.Optional[str]  # the weights file that was loaded
+    finetune: tp.Optional[dict]  # summary of the fine-tuning run whose weights are evaluated
+
+
+def prepare_cell(config: dict, progress: Progress, store_root: str = "results") -> CellSetup:
+    """Threads, seed and device; the fine-tune's checkpoint if any; the model and the dataset."""
     import torch
 
     from harness.build import build_model
     from harness.compatibility import protocol_problems
     from harness.data.registry import dataset_registry
-    from harness.evaluate import evaluate_model
-    from harness.measure.flops import fvcore_macs, model_macs
-    from harness.measure.speed import measure_throughput, peak_memory, reset_peak_memory
-    from harness.provenance import file_sha256
 
     ev, me = config["eval"], config["measure"]
     if me.get("threads"):
@@ -102,17 +145,15 @@ def evaluate_cell(config: dict, progress: Progress, store_root: str = "results")
     device = _device(ev.get("device", "auto"))
 
     backbone = dict(config["backbone"])
-    name, checkpoint = backbone.pop("name"), backbone.pop("checkpoint", None)
+    name = backbone.pop("name")
+    backbone.pop("checkpoint", None)
+    checkpoint = resolve_checkpoint(config, store_root)
     method = config["method"]
     finetune = None
     if method.get("finetune"):
-        from harness.training.loop import META, MODEL, is_complete
+        from harness.training.loop import META
 
         run_dir = finetune_dir(store_root, method["finetune"]["key"])
-        if not is_complete(run_dir):
-            raise RuntimeError(f"fine-tuning run {method['finetune']['name']!r} ({method['finetune']['key']}) "
-                               f"has not finished: no {os.path.join(run_dir, MODEL)}")
-        checkpoint = os.path.join(run_dir, MODEL)
         with open(os.path.join(run_dir, META)) as f:
             meta = json.load(f)
         finetune = {"name": method["finetune"]["name"], "key": meta["key"], "train_wall_s": meta["train_wall_s"],
@@ -126,26 +167,43 @@ def evaluate_cell(config: dict, progress: Progress, store_root: str = "results")
     problems = protocol_problems(dataset, model.cfg)
     if problems:
         raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
+    return CellSetup(model, dataset, device, checkpoint, finetune)
 
-    reset_peak_memory(device)
-    accuracy = evaluate_model(model, dataset, device=device, batch_size=ev["batch_size"],
-                              num_workers=ev.get("num_workers", 0), limit=ev.get("limit"),
-                              progress=progress)
-    metrics = dict(accuracy.pop("metrics"))
+
+def forward_stats(model) -> dict:
+    """What the model's last forward did: token counts per block and the attention kernel per block."""
     stats = model.last_stats
-    macs = model_macs(model)
-    metrics.update(macs.as_record())
-    # GMACs per view = what the forwards executed, averaged over the evaluation (equal to the last
-    # forward's for static methods); adaptive methods add their per-video theoretical statistics.
+    return {"tokens_in": list(stats.tokens_in), "tokens_mlp": list(stats.tokens_mlp),
+            "tokens_out": stats.tokens_out, "attention_kernel": list(stats.attention_kernel)}
+
+
+def last_forward_metrics(metrics: dict, macs_record: dict, stats: dict, views: int) -> dict:
+    """Accuracy metrics plus the cost fields taken from the evaluation's last forward.
+
+    GMACs per view = what the forwards executed, averaged over the evaluation (equal to the last
+    forward's for static methods); adaptive methods add their per-video theoretical statistics.
+    """
+    metrics = dict(metrics)
+    metrics.update(macs_record)
     metrics["gmacs_per_view"] = metrics.pop("gmacs_realised_per_view")
     metrics["gflops_per_view"] = 2 * metrics["gmacs_per_view"]
-    metrics["gmacs_per_video"] = metrics["gmacs_per_view"] * dataset.views
-    metrics["tokens_per_block"] = list(stats.tokens_in)
-    metrics["tokens_per_mlp"] = list(stats.tokens_mlp)
-    metrics["tokens_out"] = stats.tokens_out
+    metrics["gmacs_per_video"] = metrics["gmacs_per_view"] * views
+    metrics["tokens_per_block"] = list(stats["tokens_in"])
+    metrics["tokens_per_mlp"] = list(stats["tokens_mlp"])
+    metrics["tokens_out"] = stats["tokens_out"]
+    return metrics
 
+
+def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple[dict, dict]:
+    """(throughput and memory metrics, fvcore cross-check) of the cell's model; raises on a GMACs mismatch."""
+    import torch
+
+    from harness.measure.flops import fvcore_macs, model_macs
+    from harness.measure.speed import measure_throughput, peak_memory
+
+    me, method, model, device = config["measure"], config["method"], setup.model, setup.device
     clip_shape = (model.cfg.in_chans, model.cfg.num_frames, model.cfg.img_size, model.cfg.img_size)
-    flops_check = {}
+    metrics, flops_check = {}, {}
     if me.get("flops", True):
         progress("count FLOPs (fvcore)", 0, 1, force=True)
         clip = torch.randn(1, *clip_shape, device=device)
@@ -160,6 +218,7 @@ def evaluate_cell(config: dict, progress: Progress, store_root: str = "results")
             raise RuntimeError(f"GMACs cross-check failed: analytic {analytic / 1e9:.4f} vs fvcore "
                                f"{counted / 1e9:.4f}, uncounted ops {unexpected}")
     if me.get("throughput", True):
+        dataset = setup.dataset
         real = _real_clips(dataset, me["batch_size"]) if _capabilities(method["name"])["adaptive_token_count"] else None
         metrics.update(measure_throughput(
             model, clip_shape, device=device, batch_size=me["batch_size"],
@@ -168,16 +227,24 @@ def evaluate_cell(config: dict, progress: Progress, store_root: str = "results")
             progress=lambda d, t: progress("throughput", d, t, force=True), inputs=real))
     if me.get("memory", True):
         metrics.update(peak_memory(device))
-    runtime = {"device": _device_name(device), "torch_threads": torch.get_num_threads(),
-               "seed": me.get("seed", 0), "dataset_manifest": accuracy["manifest"],
-               "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
-               "checkpoint_layout": getattr(model, "checkpoint_layout", None),
-               "attention_kernel_per_block": list(stats.attention_kernel),
-               "numerics": _numerics(device),
-               "reducer": model.describe(),
-               "method_capabilities": _capabilities(method["name"])}
-    return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
-            "runtime": runtime, "samples": accuracy["samples"], "finetune": finetune}
+    return metrics, flops_check
+
+
+def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kernel: tp.List[str]) -> dict:
+    """The provenance fields only a worker knows (device, threads, hashes, kernels, numerics)."""
+    import torch
+
+    from harness.provenance import file_sha256
+
+    me, method = config["measure"], config["method"]
+    return {"device": _device_name(setup.device), "torch_threads": torch.get_num_threads(),
+            "seed": me.get("seed", 0), "dataset_manifest": manifest,
+            "checkpoint_sha256": file_sha256(setup.checkpoint) if setup.checkpoint else None,
+            "checkpoint_layout": getattr(setup.model, "checkpoint_layout", None),
+            "attention_kernel_per_block": list(attention_kernel),
+            "numerics": _numerics(setup.device),
+            "reducer": setup.model.describe(),
+            "method_capabilities": _capabilities(method["name"])}
 
 
 def _real_clips(dataset, n: int):

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness._compat import import_timm
+from harness.measure.regions import reduction_region
 from harness.models.presets import VideoViTConfig
 from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
 
@@ -100,12 +101,16 @@ class Block(nn.Module):
         needs = reducer.attention_needs(layer)
         stats.tokens_in.append(x.shape[1])
         stats.attention_kernel.append("sdpa" if self.attn.fused and "probs" not in needs else "explicit")
-        a = self.attn(self.norm1(x), bias=reducer.attention_bias(layer, state), needs=needs)
+        with reduction_region(f"block{layer}/attention_bias"):
+            bias = reducer.attention_bias(layer, state)
+        a = self.attn(self.norm1(x), bias=bias, needs=needs)
         x = x + a.out
-        x, state = reducer.after_attention(layer, x, state, a)
+        with reduction_region(f"block{layer}/after_attention"):
+            x, state = reducer.after_attention(layer, x, state, a)
         stats.tokens_mlp.append(x.shape[1])
         x = x + self.mlp(self.norm2(x))
-        return reducer.after_block(layer, x, state, a)
+        with reduction_region(f"block{layer}/after_block"):
+            return reducer.after_block(layer, x, state, a)
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness._compat import import_timm
+from harness.measure.regions import reduction_region
 
 import_timm()
 from timm.layers import DropPath, Mlp  # noqa: E402  (after the torchvision fix)
@@ -111,13 +112,14 @@ class GlimpserBlock(nn.Module):
         if not prune:
             x = torch.cat((cls, xt), dim=1) + torch.cat((cls_res, patch_res), dim=1)
         else:
-            score = probs[:, :, 0, 1:].mean(dim=1)  # [B*T, S]
-            idx = torch.topk(score, self.keep, dim=1, largest=True, sorted=True).indices
-            stream = (xt + patch_res).reshape(B, S, T, C).transpose(1, 2).reshape(B * T, S, C)
-            kept = torch.gather(stream, 1, idx.unsqueeze(-1).expand(-1, -1, C))
-            kept = kept.reshape(B, T, self.keep, C).transpose(1, 2).reshape(B, self.keep * T, C)
-            x = torch.cat((cls_res, kept), dim=1)  # the official CLS-residual quirk
-            idx = idx.reshape(B, T, self.keep)
+            with reduction_region("glimpser/topk_gather"):
+                score = probs[:, :, 0, 1:].mean(dim=1)  # [B*T, S]
+                idx = torch.topk(score, self.keep, dim=1, largest=True, sorted=True).indices
+                stream = (xt + patch_res).reshape(B, S, T, C).transpose(1, 2).reshape(B * T, S, C)
+                kept = torch.gather(stream, 1, idx.unsqueeze(-1).expand(-1, -1, C))
+                kept = kept.reshape(B, T, self.keep, C).transpose(1, 2).reshape(B, self.keep * T, C)
+                x = torch.cat((cls_res, kept), dim=1)  # the official CLS-residual quirk
+                idx = idx.reshape(B, T, self.keep)
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, idx
 

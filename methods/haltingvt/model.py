@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.measure.regions import reduction_region
 from harness.models.presets import VideoViTConfig
 from harness.models.video_vit import ForwardStats
 from methods.haltingvt import GLIMPSER_BLOCKS, HaltingVTParams, glimpser_keep
@@ -151,11 +152,14 @@ class HaltingVTModel(nn.Module):
         nums, masks, weights = [], [], []
         blocks = self.halting_blocks
         for i, block in enumerate(blocks):
-            nums.append(state.mask.sum(dim=-1))
-            out, h = block(out * state.mask.unsqueeze(-1))
-            if i == len(blocks) - 1:  # forced halt
-                h = torch.ones_like(h)
-            state, w = act_step(state, out, h, self.params.eps)
+            with reduction_region(f"halt{i}/mask"):
+                nums.append(state.mask.sum(dim=-1))
+                masked = out * state.mask.unsqueeze(-1)
+            out, h = block(masked)
+            with reduction_region(f"halt{i}/act"):
+                if i == len(blocks) - 1:  # forced halt
+                    h = torch.ones_like(h)
+                state, w = act_step(state, out, h, self.params.eps)
             masks.append(state.mask.bool())
             weights.append(w)
         return state, {"token_nums": torch.stack(nums, dim=1), "masks": torch.stack(masks),
@@ -185,13 +189,14 @@ class HaltingVTModel(nn.Module):
             weight = x.new_zeros(1, n)
             if active.numel():
                 out, h = block(out)
-                if i == len(blocks) - 1:  # forced halt
-                    h = torch.ones_like(h)
-                part, w = act_step(state.take(active), out, h, self.params.eps)
-                state = state.put(active, part)
-                weight = weight.index_copy(1, active, w)
-                running = part.mask[0].bool()
-                active, out = active[running], out[:, running]
+                with reduction_region(f"halt{i}/act_pack"):
+                    if i == len(blocks) - 1:  # forced halt
+                        h = torch.ones_like(h)
+                    part, w = act_step(state.take(active), out, h, self.params.eps)
+                    state = state.put(active, part)
+                    weight = weight.index_copy(1, active, w)
+                    running = part.mask[0].bool()
+                    active, out = active[running], out[:, running]
             masks.append(state.mask.bool())
             weights.append(weight)
         return state, {"token_nums": torch.tensor([nums], device=x.device),
