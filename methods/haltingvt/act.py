@@ -11,7 +11,7 @@ One step takes a block's output ``y`` and halting scores ``h`` (h = 1 at the las
 
 so a token's final state is sum_{l < halt} h_l y_l + R_halt y_halt (weights summing to 1).
 Tokens that halted earlier are left unchanged by a step (their y is zeroed and ``running`` is 0),
-which is what lets ``packed`` mode update only the active tokens.
+which is what lets ``packed`` mode update only the gathered active tokens.
 """
 from __future__ import annotations
 
@@ -37,20 +37,27 @@ class ActState:
         return cls(c=zeros, R=torch.ones_like(zeros), mask=torch.ones_like(zeros), rho=zeros,
                    counter=torch.ones_like(zeros), output=torch.zeros_like(x))
 
-    @classmethod
-    def cat(cls, states: tp.Sequence["ActState"]) -> "ActState":
-        """One batch from per-sample states."""
-        return cls(**{f.name: torch.cat([getattr(s, f.name) for s in states])
-                      for f in dataclasses.fields(cls)})
+    def gather(self, idx: torch.Tensor) -> "ActState":
+        """Tokens ``idx`` [B, m] of every sample."""
+        return ActState(**{f.name: _gather(getattr(self, f.name), idx) for f in dataclasses.fields(self)})
 
-    def take(self, idx: torch.Tensor) -> "ActState":
-        """The tokens ``idx`` of a one-sample state (``B == 1``)."""
-        return ActState(**{f.name: getattr(self, f.name)[:, idx] for f in dataclasses.fields(self)})
+    def scatter(self, idx: torch.Tensor, part: "ActState", valid: torch.Tensor) -> "ActState":
+        """A copy with tokens ``idx`` [B, m] replaced by ``part`` where ``valid`` [B, m] (padding keeps
+        the old values; ``idx`` holds distinct tokens per sample)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            old, new = getattr(self, f.name), getattr(part, f.name)
+            keep = valid.view(*valid.shape, *([1] * (new.dim() - 2)))
+            out[f.name] = old.scatter(1, _expand(idx, old), torch.where(keep, new, _gather(old, idx)))
+        return ActState(**out)
 
-    def put(self, idx: torch.Tensor, part: "ActState") -> "ActState":
-        """A copy of this one-sample state with tokens ``idx`` replaced by ``part`` (autograd-safe)."""
-        return ActState(**{f.name: getattr(self, f.name).index_copy(1, idx, getattr(part, f.name))
-                           for f in dataclasses.fields(self)})
+
+def _expand(idx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return idx.view(*idx.shape, *([1] * (like.dim() - 2))).expand(*idx.shape, *like.shape[2:])
+
+
+def _gather(value: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return torch.gather(value, 1, _expand(idx, value))
 
 
 def act_step(state: ActState, y: torch.Tensor, h: torch.Tensor, eps: float

@@ -53,15 +53,19 @@ class Attention(nn.Module):
     def kernel(self, need_probs: bool) -> str:
         return "sdpa" if self.fused and not need_probs else "explicit"
 
-    def forward(self, x: torch.Tensor, need_probs: bool = False
+    def forward(self, x: torch.Tensor, need_probs: bool = False, attn_mask: tp.Optional[torch.Tensor] = None
                 ) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
+        """``attn_mask`` (bool, broadcastable to [B, H, N, N], True = may attend) hides padded keys."""
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         probs = None
         if self.kernel(need_probs) == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         else:
-            probs = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
+            logits = (q @ k.transpose(-2, -1)) * self.scale
+            if attn_mask is not None:
+                logits = logits.masked_fill(~attn_mask, float("-inf"))
+            probs = logits.softmax(dim=-1)
             out = probs @ v
         return self.proj(out.transpose(1, 2).reshape(B, N, C)), probs
 
@@ -140,7 +144,8 @@ class JointHaltBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(self, x: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-        x = x + self.drop_path(self.attn(self.norm1(x))[0])
+    def forward(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor] = None
+                ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask)[0])
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, torch.sigmoid(x[..., 0] * self.halt_scale - self.halt_center)

@@ -12,10 +12,11 @@ Two modes for the halting blocks (``HaltingVTParams.mode``; both give the same t
 - ``masked`` (official): the batch stays dense; a halted token becomes an all-zero vector that is
   still in the sequence, so nothing is saved. A zero vector leaves LayerNorm as its bias, so every
   halted token is an extra (identical) key/value in each later attention.
-- ``packed``: each clip runs its halting blocks on its own active tokens only (a loop over the
-  batch), so compute really drops. Halted tokens have already contributed their ACT share, so the
-  only numerical difference to ``masked`` is that the active tokens no longer attend to those zero
-  vectors. When no token halts before the last block, the two modes agree.
+- ``packed``: the halting blocks run on the active tokens only, gathered per clip into a padded
+  batch (padding hidden from attention), so compute really drops. Halted tokens have already
+  contributed their ACT share, so the only numerical difference to ``masked`` is that the active
+  tokens no longer attend to those zero vectors. When no token halts before the last block, the
+  two modes agree.
 Training always runs ``masked``, as the official code.
 """
 from __future__ import annotations
@@ -72,6 +73,7 @@ class HaltingVTModel(nn.Module):
         self.last_halting: tp.Dict[str, tp.Any] = {}
         self._joint_tokens: tp.Optional[tp.List[tp.List[float]]] = None  # [B][L_halt] of the last forward
         self._packed_last = False
+        self._executed: tp.List[int] = []  # tokens per clip each halting block ran on (packed: padded max)
         self._init_weights()
 
     @property
@@ -166,47 +168,50 @@ class HaltingVTModel(nn.Module):
                        "weights": torch.stack(weights)}
 
     def _halt_packed(self, x: torch.Tensor) -> tp.Tuple[ActState, dict]:
-        """Per clip: each halting block runs on that clip's active tokens only."""
-        states, records = [], []
-        for sample in x.split(1):
-            state, record = self._halt_one(sample)
-            states.append(state)
-            records.append(record)
-        state = ActState.cat(states)
-        record = {"token_nums": torch.cat([r["token_nums"] for r in records]),
-                  "masks": torch.cat([r["masks"] for r in records], dim=1),
-                  "weights": torch.cat([r["weights"] for r in records], dim=1)}
-        return state, record
+        """Each halting block runs on the batch's active tokens only.
 
-    def _halt_one(self, x: torch.Tensor) -> tp.Tuple[ActState, dict]:
-        n = x.shape[1]
-        state, out = ActState.start(x), x
-        active = torch.arange(n, device=x.device)
-        nums, masks, weights = [], [], []
+        Per block, every clip's active tokens are gathered (in token order) into [B, m, C] with
+        m = the most active tokens of any clip of the batch; shorter clips are padded and the padding
+        is hidden from attention as keys. Halted tokens are never computed again; what runs is B x m
+        tokens per block (``view_macs``), what each clip needs is its own count (``sample_macs``).
+        """
+        B, n, C = x.shape
+        state, tokens = ActState.start(x), x  # tokens: each token's latest block output
+        nums, masks, weights, executed = [], [], [], []
         blocks = self.halting_blocks
         for i, block in enumerate(blocks):
-            nums.append(float(active.numel()))
-            weight = x.new_zeros(1, n)
-            if active.numel():
-                out, h = block(out)
-                with reduction_region(f"halt{i}/act_pack"):
+            with reduction_region(f"halt{i}/pack"):
+                active = state.mask.bool()
+                counts = active.sum(dim=1)
+                m = int(counts.max())
+                nums.append(counts.to(x.dtype))
+                executed.append(m)
+                weight = x.new_zeros(B, n)
+                if m:
+                    order = torch.argsort((~active).to(torch.uint8), dim=1, stable=True)[:, :m]
+                    valid = torch.arange(m, device=x.device) < counts[:, None]
+                    attn_mask = None if bool(valid.all()) else valid[:, None, None, :]
+                    inputs = torch.gather(tokens, 1, order[..., None].expand(B, m, C))
+            if m:
+                y, h = block(inputs, attn_mask=attn_mask)
+                with reduction_region(f"halt{i}/act"):
                     if i == len(blocks) - 1:  # forced halt
                         h = torch.ones_like(h)
-                    part, w = act_step(state.take(active), out, h, self.params.eps)
-                    state = state.put(active, part)
-                    weight = weight.index_copy(1, active, w)
-                    running = part.mask[0].bool()
-                    active, out = active[running], out[:, running]
+                    part, w = act_step(state.gather(order), y, h, self.params.eps)
+                    state = state.scatter(order, part, valid)
+                    weight = weight.scatter(1, order, torch.where(valid, w, torch.zeros_like(w)))
+                    tokens = tokens.scatter(1, order[..., None].expand(B, m, C), y)
             masks.append(state.mask.bool())
             weights.append(weight)
-        return state, {"token_nums": torch.tensor([nums], device=x.device),
-                       "masks": torch.stack(masks), "weights": torch.stack(weights)}
+        self._executed = executed
+        return state, {"token_nums": torch.stack(nums, dim=1), "masks": torch.stack(masks),
+                       "weights": torch.stack(weights)}
 
     def _record(self, stats: ForwardStats, record: dict, packed: bool, n: int) -> None:
         nums = record["token_nums"].tolist()  # [B][L_halt]
         self._joint_tokens, self._packed_last = nums, packed
         for i, block in enumerate(self.halting_blocks):
-            per_view = sum(row[i] for row in nums) / len(nums) if packed else n
+            per_view = self._executed[i] if packed else n
             stats.tokens_in.append(per_view)
             stats.tokens_mlp.append(per_view)
             stats.attention_kernel.append(block.attn.kernel(False))
@@ -227,13 +232,13 @@ class HaltingVTModel(nn.Module):
     def view_macs(self):
         """MACs one view really executed on the last forward (``harness.measure.flops.MacsCount``).
 
-        masked: every halting block over all tokens (the dense upper bound); packed: the mean over
-        the batch of each clip's count (= the mean of ``sample_macs``). Before any forward: masked.
+        masked: every halting block over all tokens (the dense upper bound); packed: every block over
+        the batch's largest active count (the padded batch). Before any forward: masked.
         """
         if self._joint_tokens is None or not self._packed_last:
             n = 1 + self.keep[-1] * self.frames
             return costs.view_macs(self.cfg, self.keep, [n] * len(self.halting_blocks))
-        return costs.mean_macs([costs.view_macs(self.cfg, self.keep, row) for row in self._joint_tokens])
+        return costs.view_macs(self.cfg, self.keep, self._executed)
 
     def sample_macs(self) -> tp.Optional[tp.List[float]]:
         """Theoretical MACs of each clip of the last forward (methods.md 5.6): the fixed part plus
