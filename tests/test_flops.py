@@ -59,3 +59,20 @@ def test_reduction_lowers_gmacs():
         dense(clip), tome(clip)
     assert model_macs(tome).total < 0.85 * model_macs(dense).total
     assert model_macs(tome).overhead > 0
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_reduced_schedule_closed_form_equals_fvcore_with_either_attention_kernel(fused):
+    model = harness.build_model("synthetic_vit_tiny", method="sta", method_args={"r": 4}, fused_attention=fused)
+    clip = torch.randn(1, 3, 16, 64, 64)
+    with torch.inference_mode():
+        model(clip)
+    c, n_in, n_mlp = 128, model.last_stats.tokens_in, model.last_stats.tokens_mlp
+    assert n_in == [128, 96, 80, 72] and n_mlp == n_in  # STA prunes 8, 4, 2 groups x 4 after blocks 0, 1, 2
+    closed = 128 * c * 3 * 2 * 16 * 16 + 5 * c + c * 12  # tubelet embedding, fc_norm, head
+    for layer, (n, m) in enumerate(zip(n_in, n_mlp)):
+        closed += 4 * n * c * c + 8 * m * c * c + 2 * n * n * c + 5 * c * (n + m)
+        closed += model.reducer.overhead_macs(layer, n)
+    counted, unexpected = fvcore_macs(model, clip)
+    assert unexpected == {} and counted == closed == model_macs(model).total
+    assert model.last_stats.attention_kernel == ["sdpa" if fused else "explicit"] * 4
