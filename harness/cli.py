@@ -1,4 +1,4 @@
-"""Command line: ``harness run | report | ls | validate | train``.
+"""Command line: ``harness run | status | report | ls | validate | train | viz`` (and more: ``--help``).
 
 User errors (a bad suite, an unknown name, a missing file) print one clear message and exit 2;
 they never show a traceback.
@@ -14,10 +14,14 @@ EPILOG = """examples:
   python -m harness run suites/quickstart.yaml          # run every unfinished cell
   python -m harness run suites/quickstart.yaml --dry-run --set eval.limit=50
   python -m harness report --format md
+  python -m harness run suites/k400_vit_b.yaml --executor slurm --profile mycluster --shards 8
+  python -m harness status suites/k400_vit_b.yaml       # each cell's state: store + squeue/sacct
   python -m harness ls methods
   python -m harness validate suites/quickstart.yaml
   python -m harness data check suites/k400_vit_b.yaml   # list missing / corrupt videos
   python -m harness train --out checkpoints/synthetic_vit_tiny.pth
+  python -m harness viz --method tome --set r=16 --index 23 --out token_map_tome.png --gif
+  python -m harness viz --suite suites/quickstart.yaml --cell "sttm motion=learned ft=sttm_k50"
 """
 
 
@@ -32,7 +36,11 @@ def cmd_run(args) -> int:
     overrides = list(args.set)
     if args.limit is not None:
         overrides.append(f"eval.limit={args.limit}")
+    if args.executor != "slurm" and (args.shards != 1 or args.profile):
+        raise UserError("--shards and --profile apply to --executor slurm only")
     suite = _load(args.suite, overrides)
+    if args.executor == "slurm" and not args.dry_run:
+        return _submit_slurm(suite, args)
     if args.dry_run:
         todo, done = plan(suite, args.results, args.force)
         if suite.finetunes():
@@ -47,10 +55,60 @@ def cmd_run(args) -> int:
     return 1 if any(r["status"] != "ok" for r in records) else 0
 
 
+def _submit_slurm(suite, args) -> int:
+    """``run --executor slurm``: submit and return; ``status`` follows the cells."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    from harness.cluster.profiles import ProfileError, check_on_cluster, load_profile
+    from harness.cluster.slurm_executor import submit_suite
+
+    try:
+        profile = load_profile(args.profile)
+        check_on_cluster(profile)
+        submit_suite(suite, profile=profile, store_root=args.results, force=args.force, num_shards=args.shards)
+    except (ProfileError, ValueError) as err:
+        raise UserError(str(err)) from None
+    except (FailedJobError, FailedSubmissionError) as err:  # sbatch refused (what was queued is on record)
+        raise UserError(f"sbatch failed: {err}") from None
+    return 0
+
+
+def cmd_status(args) -> int:
+    import time
+
+    from harness.cluster.status import cell_rows, format_rows, is_settled, wait
+
+    keys = None
+    if args.suite:
+        keys = [(c.key, c.label) for c in _load(args.suite, args.set).cells()]
+    if args.wait:
+        def show(rows, t0=time.monotonic()):
+            states = {}
+            for r in rows:
+                states[r["state"].split(":")[0]] = states.get(r["state"].split(":")[0], 0) + 1
+            print(f"[{time.monotonic() - t0:5.0f}s] " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+                  file=sys.stderr, flush=True)
+        rows, note = wait(args.results, keys, poll_s=args.poll, timeout_s=args.timeout, on_poll=show)
+    else:
+        rows, note = cell_rows(args.results, keys)
+    if not rows:
+        print(f"no submitted cells under {args.results}/ (submit with `run SUITE --executor slurm`)")
+        return 0
+    print(format_rows(rows, note))
+    if any(r["state"].startswith("failed") for r in rows):
+        return 1
+    return 0 if is_settled(rows) else 3
+
+
 def cmd_report(args) -> int:
     from harness.report import render
     from harness.store import ResultStore
 
+    if os.path.isdir(os.path.join(args.results, "slurm")):  # Slurm cells: lost jobs -> failures, late merges
+        from harness.cluster.status import sync_store
+
+        for action in sync_store(args.results):
+            print(f"synced: {action}", file=sys.stderr)
     store = ResultStore(args.results)
     filters = {k: getattr(args, k) for k in ("suite", "backbone", "dataset", "method") if getattr(args, k)}
     records = list(store.records())
@@ -111,7 +169,8 @@ def cmd_data_check(args) -> int:
             raise UserError(f"{title}: {err}") from None
         result = check_items(items, frames=args.frames, workers=args.workers)
         print(f"{title}: {result['listed']} listed, {result['ok']} ok, {result['missing']} missing, "
-              f"{result['empty']} empty, {result['corrupt']} corrupt")
+              f"{result['unreadable']} unreadable, {result['empty']} empty, {result['corrupt']} corrupt, "
+              f"{result['invalid']} invalid")
         if result["problems"]:
             rows = [(p["index"], p["status"], p["path"], p["error"]) for p in result["problems"]]
             print(tabulate(rows, headers=["#", "status", "path", "error"]))
@@ -131,6 +190,15 @@ def _datasets_to_check(args) -> list:
             if title not in seen:
                 seen.add(title)
                 out.append((title, cell._dataset_obj))
+        from harness.data.registry import dataset_registry
+
+        for ft in suite.finetunes():  # the fine-tunes' training sets too: a broken video stops a training run
+            for part in (ft.dataset, ft.val_dataset):
+                title = f"{part['name']} ({part.get('ann_file') or part.get('split') or ''})" if part else None
+                if part and title not in seen:
+                    seen.add(title)
+                    fields = {k: v for k, v in part.items() if k != "name"}
+                    out.append((title, dataset_registry.get(part["name"])(**fields)))
         return out
     import harness.data  # noqa: F401  (registers the datasets)
     from harness.data.registry import dataset_registry
@@ -211,6 +279,32 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_viz(args) -> int:
+    import yaml
+
+    from harness.viz import VizError, VizRequest, run_viz
+
+    method_args, overrides = {}, list(args.set)
+    if not args.suite:  # --set holds the method's knobs; with a suite, suite overrides
+        for text in args.set:
+            key, sep, value = text.partition("=")
+            if not sep:
+                raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. r=16")
+            method_args[key.strip()] = yaml.safe_load(value)
+        overrides = []
+    out = args.out or f"token_map_{args.method or (args.cell or 'map').split(' ')[0]}.png"
+    req = VizRequest(out=out, method=args.method, method_args=method_args, backbone=args.backbone,
+                     checkpoint=args.checkpoint, init_from=args.init_from, suite=args.suite, cell=args.cell,
+                     overrides=overrides, results=args.results, video=args.video, index=args.index,
+                     split=args.split, frame_interval=args.frame_interval, gif=args.gif, title=args.title)
+    try:
+        for path in run_viz(req):
+            print(f"wrote {path}", file=sys.stderr)
+    except VizError as err:
+        raise UserError(str(err)) from None
+    return 0
+
+
 def cmd_train(args) -> int:
     from harness.train import TrainConfig, train
 
@@ -285,8 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a suite's unfinished cells")
     run.add_argument("suite")
-    run.add_argument("--executor", choices=("local", "debug"), default="local",
-                     help="local: a fresh process per cell (default); debug: in this process")
+    run.add_argument("--executor", choices=("local", "debug", "slurm"), default="local",
+                     help="local: a fresh process per cell (default); debug: in this process; "
+                          "slurm: submit a job array and return (follow with `status`)")
+    run.add_argument("--profile", metavar="NAME",
+                     help="slurm: cluster profile, slurm/profiles/NAME.yaml or a path "
+                          "(default: $HARNESS_SLURM_PROFILE or 'local')")
+    run.add_argument("--shards", type=int, default=1, metavar="N",
+                     help="slurm: split each cell's videos into N array tasks (merged into one record)")
     run.add_argument("--dry-run", action="store_true", help="print the expanded cell matrix and exit")
     run.add_argument("--limit", type=int, help="evaluate only the first N videos (same as --set eval.limit=N)")
     run.add_argument("--force", action="store_true", help="rerun finished cells too")
@@ -309,6 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--sort", metavar="COLUMN",
                         help="order rows by a table column, e.g. top1 (--sort=-top1: descending)")
     report.set_defaults(func=cmd_report)
+
+    status = sub.add_parser("status", help="state of submitted cells (store + squeue/sacct)")
+    status.add_argument("suite", nargs="?", help="only this suite's cells (default: every submitted cell)")
+    status.add_argument("--results", default="results")
+    status.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    status.add_argument("--wait", action="store_true", help="poll until no cell is queued or running")
+    status.add_argument("--poll", type=float, default=5.0, metavar="S", help="seconds between polls (--wait)")
+    status.add_argument("--timeout", type=float, metavar="S", help="stop waiting after S seconds")
+    status.set_defaults(func=cmd_status)
 
     ls = sub.add_parser("ls", help="list registered methods, backbones or datasets")
     ls.add_argument("what", choices=("methods", "backbones", "datasets"))
@@ -362,6 +471,29 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-val", type=int, default=600)
     train.add_argument("--threads", type=int, default=2)
     train.set_defaults(func=cmd_train)
+
+    viz = sub.add_parser("viz", help="token map: which patches each reducing block keeps, merges, drops or halts",
+                         description="Draw a method's token map on one clip (docs/token_maps.md). The model "
+                                     "comes from --method (+ --set) or from a suite cell (--suite + --cell).")
+    viz.add_argument("--method", help="registered method (harness ls methods)")
+    viz.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="a method parameter with --method (r=16); a suite override with --suite")
+    viz.add_argument("--backbone", help="preset (default synthetic_vit_tiny); with --suite: which backbone's cell")
+    viz.add_argument("--checkpoint", help="trained weights (default for synthetic_vit_tiny: the committed one)")
+    viz.add_argument("--init-from", metavar="PATH",
+                     help="start from these weights as fine-tuning would (a trained method before fine-tuning)")
+    viz.add_argument("--suite", help="suite file: the cell gives backbone, method, settings and weights")
+    viz.add_argument("--cell", metavar="LABEL", help="cell label as `run SUITE --dry-run` prints it")
+    viz.add_argument("--results", default="results", help="store holding the suite's fine-tunes")
+    viz.add_argument("--video", metavar="PATH", help="a video file (decoded with the cell's or a fitted protocol)")
+    viz.add_argument("--index", "--synthetic-index", dest="index", type=int, metavar="N",
+                     help="video N of the dataset (the cell's, else synthetic_motion; default 0)")
+    viz.add_argument("--split", help="dataset split for --index (default: the cell's; synthetic_motion: val)")
+    viz.add_argument("--frame-interval", type=int, metavar="N", help="frames between sampled frames (--video)")
+    viz.add_argument("--out", metavar="PATH", help="PNG to write (default token_map_<method>.png)")
+    viz.add_argument("--gif", action="store_true", help="also write PATH.gif: every frame, one panel per step")
+    viz.add_argument("--title", help="replace the first title line")
+    viz.set_defaults(func=cmd_viz)
     return parser
 
 

@@ -287,6 +287,10 @@ def _settings(method: str, params: dict, label: tp.Any) -> str:
 
 def _status(rec: Record) -> str:
     status = str(rec.get("status") or "unknown")
+    if status == "partial":  # a sharded cell (harness/cluster) with shards still to finish
+        shards = _dict(rec.get("execution")).get("shards") or []
+        done = sum(1 for s in shards if _dict(s).get("complete"))
+        return f"partial: {done}/{len(shards)} shards" if shards else status
     if status != "failed":
         return status
     error_type = _dict(rec.get("error")).get("type")

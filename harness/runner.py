@@ -211,7 +211,9 @@ def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple
             model(clip)  # a plain forward: during fvcore's jit trace shapes are tensors
         analytic = model_macs(model).total
         counted, unexpected = fvcore_macs(model, clip)
-        flops_check = {"counter": "fvcore.FlopCountAnalysis + SDPA handle",
+        from importlib.metadata import version
+
+        flops_check = {"counter": f"fvcore {version('fvcore')} FlopCountAnalysis + SDPA handle",
                        "gmacs_counted": counted / 1e9, "gmacs_analytic": analytic / 1e9,
                        "unexpected_ops": unexpected}
         if unexpected or abs(counted - analytic) > 1e-3 * analytic:

@@ -120,10 +120,30 @@ def test_k400_lists_and_manifest(k400, tmp_path):
     assert a.manifest()["sha256"] != m1["sha256"]
 
 
+def flagged(items):
+    """{index: problem} of the entries that cannot be evaluated."""
+    return {it.index: it.problem for it in items if it.problem}
+
+
+@pytest.mark.parametrize("content,index,problem", [
+    (K400_CSV + "zumba,zzA1,5,15,val\n", 4, r"kinetics_400_val.csv:6: duplicate video 'zzA1_000005_000015.mp4' "
+                                            r"\(first listed at .*kinetics_400_val.csv:2\)"),
+    (K400_CSV.replace("bending back", "bending forward"), 2,
+     r"kinetics_400_val.csv:4: unknown class name 'bending forward'"),
+])
+def test_k400_official_csv_entries_that_cannot_be_evaluated_are_flagged(k400, tmp_path, content, index, problem):
+    """Counted in the coverage (never evaluated, never twice), not an error that stops the cell."""
+    import re
+
+    ann = tmp_path / "kinetics_400_val.csv"
+    ann.write_text(content)
+    d = Kinetics400Dataset(data_root=str(k400 / "val"), ann_file=str(ann), label_map=str(k400 / "labels.txt"))
+    bad = flagged(d.items())
+    assert list(bad) == [index] and re.search(problem, bad[index]), bad
+    assert d.manifest()["invalid_entries"] == 1 and d.manifest()["num_videos"] == len(d.items())
+
+
 @pytest.mark.parametrize("content,problem", [
-    (K400_CSV + "zumba,zzA1,5,15,val\n", r"kinetics_400_val.csv:6: duplicate video 'zzA1_000005_000015.mp4' "
-                                         r"\(first listed at .*kinetics_400_val.csv:2\)"),
-    (K400_CSV.replace("bending back", "bending forward"), r"kinetics_400_val.csv:4: unknown class name 'bending forward'"),
     (K400_CSV.replace("0,10,val", "0.5,10,val"), r"kinetics_400_val.csv:4: time_start '0.5'"),
     (K400_CSV.replace(",val\n", "\n", 1), r"kinetics_400_val.csv:2: expected 5 columns"),
 ])
@@ -138,11 +158,16 @@ def test_k400_official_csv_errors(k400, tmp_path, content, problem):
 def test_k400_list_errors_and_missing_files(k400, tmp_path):
     ann = tmp_path / "list.txt"
     ann.write_text("a.mp4 1\n\nb.mp4 400\n")
-    with pytest.raises(ValueError, match=r"list.txt:3: label 400 out of range for num_classes 400"):
+    assert flagged(Kinetics400Dataset(ann_file=str(ann)).items()) == {
+        1: f"{ann}:3: label 400 out of range for num_classes 400"}
+    ann.write_text("a.mp4 1\n# comment\nb.mp4 2\na.mp4 3\n")
+    assert flagged(Kinetics400Dataset(ann_file=str(ann)).items()) == {
+        2: f"{ann}:4: duplicate video 'a.mp4' (first listed at {ann}:1)"}
+    assert Kinetics400Dataset(ann_file=str(ann)).manifest()["invalid_entries"] == 1
+    ann.write_text("a.mp4 1\nb.mp4 -2\n")
+    with pytest.raises(ValueError, match=r"list.txt:2: negative label"):  # malformed: the file is wrong
         Kinetics400Dataset(ann_file=str(ann)).items()
     ann.write_text("a.mp4 1\n# comment\nb.mp4 2\na.mp4 3\n")
-    with pytest.raises(ValueError, match=r"list.txt:4: duplicate video 'a.mp4' \(first listed at .*list.txt:1\)"):
-        Kinetics400Dataset(ann_file=str(ann)).manifest()
     with pytest.raises(FileNotFoundError, match=r"ann_file not found: .*nope.csv"):
         Kinetics400Dataset(ann_file=str(tmp_path / "nope.csv")).items()
     with pytest.raises(FileNotFoundError, match=r"data_root is not a directory: .*novids"):
@@ -183,15 +208,15 @@ def test_ssv2_errors(ssv2):
     ann.write_text(json.dumps(bad, indent=4))
     line = [n for n, t in enumerate(json.dumps(bad, indent=4).splitlines(), 1) if t == "    {"][1]  # 2nd entry
     assert line > 2
-    with pytest.raises(ValueError, match=rf"validation.json:{line}: unknown class 'Twisting something'"):
-        SSv2Dataset(ann_file=str(ann), label_file=str(labels)).items()
+    bad = flagged(SSv2Dataset(ann_file=str(ann), label_file=str(labels)).items())
+    assert list(bad) == [1] and bad[1].startswith(f"{ann}:{line}: unknown class 'Twisting something'")
     ann.write_text(json.dumps([SSV2_VAL[0], SSV2_VAL[1], SSV2_VAL[0]], indent=4))
-    with pytest.raises(ValueError, match=r"validation.json:\d+: duplicate video '74225.webm'"):
-        SSv2Dataset(ann_file=str(ann), label_file=str(labels)).items()
+    bad = flagged(SSv2Dataset(ann_file=str(ann), label_file=str(labels)).items())
+    assert list(bad) == [2] and "duplicate video '74225.webm'" in bad[2]
     labels.write_text(json.dumps({**SSV2_LABELS, "Pushing something from left to right": "200"}))
     ann.write_text(json.dumps(SSV2_VAL))
-    with pytest.raises(ValueError, match=r"validation.json:1: label 200 out of range for num_classes 174"):
-        SSv2Dataset(ann_file=str(ann), label_file=str(labels)).items()
+    assert flagged(SSv2Dataset(ann_file=str(ann), label_file=str(labels)).items()) == {
+        1: f"{ann}:1: label 200 out of range for num_classes 174"}
     with pytest.raises(FileNotFoundError, match=r"label_file is not set"):
         SSv2Dataset(ann_file=str(ann)).items()
     with pytest.raises(FileNotFoundError, match=r"label_file not found: .*missing.json"):
@@ -225,15 +250,19 @@ def test_ucf101_official_split(ucf):
 def test_ucf101_errors(ucf):
     split = ucf / "ucfTrainTestlist"
     ci = str(split / "classInd.txt")
-    (split / "bad.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nYoYo/v_YoYo_g01_c01.avi\n")
-    with pytest.raises(ValueError, match=r"bad.txt:2: unknown class 'YoYo'"):
-        UCF101Dataset(ann_file=str(split / "bad.txt"), class_index=ci).items()
-    (split / "bad.txt").write_text(UCF_TEST + "Basketball/v_Basketball_g02_c03.avi\n")
-    with pytest.raises(ValueError, match=r"bad.txt:4: duplicate video 'Basketball/v_Basketball_g02_c03.avi'"):
-        UCF101Dataset(ann_file=str(split / "bad.txt"), class_index=ci).items()
-    (split / "bad.txt").write_text("Basketball/v_Basketball_g08_c01.avi 3\n")
-    with pytest.raises(ValueError, match=r"bad.txt:1: label 3 \(1-based\) does not match folder 'Basketball'"):
-        UCF101Dataset(ann_file=str(split / "bad.txt"), class_index=ci).items()
+    bad_txt = split / "bad.txt"
+    bad_txt.write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\nYoYo/v_YoYo_g01_c01.avi\n")
+    bad = flagged(UCF101Dataset(ann_file=str(bad_txt), class_index=ci).items())
+    assert list(bad) == [1] and bad[1].startswith(f"{bad_txt}:2: unknown class 'YoYo'")
+    bad_txt.write_text(UCF_TEST + "Basketball/v_Basketball_g02_c03.avi\n")
+    bad = flagged(UCF101Dataset(ann_file=str(bad_txt), class_index=ci).items())
+    assert list(bad) == [3] and bad[3].startswith(f"{bad_txt}:4: duplicate video 'Basketball/v_Basketball_g02_c03.avi'")
+    bad_txt.write_text("Basketball/v_Basketball_g08_c01.avi 3\n")
+    bad = flagged(UCF101Dataset(ann_file=str(bad_txt), class_index=ci).items())
+    assert bad == {0: f"{bad_txt}:1: label 3 (1-based) does not match folder 'Basketball' (class 2 in {ci})"}
+    bad_txt.write_text("Basketball/v_Basketball_g08_c01.avi two\n")
+    with pytest.raises(ValueError, match=r"bad.txt:1: label 'two' is not an integer"):
+        UCF101Dataset(ann_file=str(bad_txt), class_index=ci).items()
     (split / "badInd.txt").write_text("1 ApplyEyeMakeup\n3 Basketball\n")
     with pytest.raises(ValueError, match=r"badInd.txt:2: expected class index 2"):
         UCF101Dataset(ann_file=str(split / "testlist01.txt"), class_index=str(split / "badInd.txt")).items()

@@ -6,6 +6,7 @@ imported when a dataset is built.
 """
 from harness.data import datasets as _datasets  # noqa: F401  (registers the datasets)
 from harness.data import real as _real  # noqa: F401  (registers kinetics400, ssv2, ucf101)
+from harness.data import minik as _minik  # noqa: F401  (registers minik)
 from harness.data.registry import VideoProtocol, data_home, dataset_registry, register_dataset
 
 __all__ = ["VideoProtocol", "data_home", "dataset_registry", "register_dataset"]

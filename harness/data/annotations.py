@@ -28,8 +28,28 @@ class VideoItem:
     """One annotated video: resolved path, integer label and position in the annotation file."""
 
     path: str  # data_root joined with the listed path
-    label: int  # class index, >= 0
+    label: int  # class index, >= 0 (as listed, even when ``problem`` says it is out of range)
     index: int  # 0-based position among the file's videos (blank/comment lines not counted)
+    # why this entry cannot be evaluated although it is listed (a label out of range, a duplicate...):
+    # it is reported as a failure with this message, never decoded and never replaced
+    problem: tp.Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameFolderItem(VideoItem):
+    """A video stored as a folder of decoded frames (mmaction2 ``RawframeDataset``).
+
+    ``path`` is the folder; frame ``i`` (0-based, as the samplers count) is the file
+    ``filename_tmpl.format(i + start_index)``. ``num_frames`` is the listed ``total_frames``: the
+    samplers use it, as mmaction2 does, without counting the files.
+    """
+
+    num_frames: int = 0
+    filename_tmpl: str = "img_{:05d}.jpg"
+    start_index: int = 1
+
+    def frame_path(self, i: int) -> str:
+        return os.path.join(self.path, self.filename_tmpl.format(int(i) + self.start_index))
 
 
 def _content_lines(path: str) -> list[tuple[int, str]]:

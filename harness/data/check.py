@@ -1,9 +1,12 @@
 """``harness data check``: find missing, unreadable and corrupt videos of a dataset, changing nothing.
 
-Each video is opened with decord and a few frames spread over its length are decoded (the first, the
-last and some in between), in parallel worker processes. A video passes when every probe frame
-decodes; otherwise it is reported with the error, classified as ``missing`` (no such file), ``empty``
-(no frames) or ``corrupt`` (anything decord or the file system raised).
+Each video is opened with decord (a frame folder: its frame files are read) and a few frames spread
+over its length are decoded (the first, the last and some in between), in parallel worker
+processes. A video passes when every probe frame decodes; otherwise it is reported with the error,
+classified as ``missing`` (no such file or folder, a dangling link), ``unreadable`` (not a regular
+file, no read permission), ``empty`` (no frames), ``corrupt`` (anything decord, the image decoder
+or the file system raised) or ``invalid`` (the annotation entry itself is unusable: a label out of
+range, a duplicate; the file is not opened).
 """
 from __future__ import annotations
 
@@ -13,12 +16,28 @@ import typing as tp
 
 from harness.data.annotations import VideoItem
 
+STATUSES = ("missing", "unreadable", "empty", "corrupt", "invalid")  # every status but "ok"
+
 
 def probe_video(path: str, frames: int = 3) -> tp.Tuple[str, str]:
-    """``(status, detail)`` for one video: status is ok, missing, empty or corrupt."""
-    if not os.path.isfile(path):
+    """``(status, detail)`` for one video: status is ok, missing, unreadable, empty or corrupt."""
+    if not os.path.lexists(path):
         return "missing", "no such file"
+    if not os.path.exists(path):
+        return "missing", f"dangling symbolic link to {os.readlink(path)}"
+    if not os.path.isfile(path):
+        return "unreadable", "not a regular file"
     try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        return "unreadable", f"{type(err).__name__}: {err.strerror or err}"
+    try:
+        from harness.data.containers import truncation
+
+        cut = truncation(path)
+        if cut:
+            return "corrupt", cut
         import decord
 
         reader = decord.VideoReader(path, num_threads=1)
@@ -34,6 +53,19 @@ def probe_video(path: str, frames: int = 3) -> tp.Tuple[str, str]:
         return "corrupt", f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
 
 
+def probe_item(item: VideoItem, frames: int = 3) -> tp.Tuple[str, str]:
+    """``probe_video`` for any item: video file, frame folder, or an entry with an annotation problem."""
+    from harness.data.annotations import FrameFolderItem
+
+    if getattr(item, "problem", None):
+        return "invalid", str(item.problem)
+    if isinstance(item, FrameFolderItem):
+        from harness.data.frames import probe_frame_folder
+
+        return probe_frame_folder(item, frames)
+    return probe_video(item.path, frames)
+
+
 def check_items(items: tp.Sequence[VideoItem], *, frames: int = 3, workers: int = 2,
                 progress: bool = True) -> dict:
     """Probe every item; returns counts and the list of problem videos (sorted by index)."""
@@ -41,7 +73,7 @@ def check_items(items: tp.Sequence[VideoItem], *, frames: int = 3, workers: int 
 
     problems: tp.List[dict] = []
     with futures.ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        jobs = {pool.submit(probe_video, item.path, frames): item for item in items}
+        jobs = {pool.submit(probe_item, item, frames): item for item in items}
         bar = tqdm(futures.as_completed(jobs), total=len(jobs), desc="check videos", unit="video",
                    disable=not progress)
         for job in bar:
@@ -51,5 +83,5 @@ def check_items(items: tp.Sequence[VideoItem], *, frames: int = 3, workers: int 
                 problems.append({"index": item.index, "path": item.path, "label": item.label,
                                  "status": status, "error": detail})
     problems.sort(key=lambda p: p["index"])
-    counts = {s: sum(p["status"] == s for p in problems) for s in ("missing", "empty", "corrupt")}
+    counts = {s: sum(p["status"] == s for p in problems) for s in STATUSES}
     return {"listed": len(items), "ok": len(items) - len(problems), **counts, "problems": problems}

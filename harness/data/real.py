@@ -10,8 +10,13 @@ Errors
 * A missing annotation/label file or ``data_root`` raises ``FileNotFoundError`` at ``items()`` time,
   naming the suite field and the absolute path. Individual missing or undecodable *videos* are not
   an error here: evaluation counts them in the record's coverage (measurement.md P19).
-* A malformed entry, a label out of range, an unknown class name or a duplicated video raises
-  ``ValueError`` naming ``file:line`` (duplicates are never silently counted twice).
+* A malformed line (wrong field count, a label that is not an integer, a CSV without its header)
+  raises ``ValueError`` naming ``file:line``: the file itself is not what the adapter reads.
+* A well-formed entry that cannot be evaluated -- a label out of range, an unknown class name, a
+  label contradicting the class folder, a video listed a second time -- is kept in ``items()`` with
+  ``VideoItem.problem`` naming ``file:line`` and the reason: evaluation reports it as a failed video
+  in the record's coverage (never decoded, never replaced, a duplicate never counted twice) and
+  ``harness data check`` lists it as ``invalid``.
 """
 from __future__ import annotations
 
@@ -30,8 +35,16 @@ from harness.data.registry import VideoProtocol, register_dataset
 if tp.TYPE_CHECKING:
     from harness.data.video_dataset import VideoDataset
 
-# (relative path, label, annotation file, 1-based line)
-Entry = tp.Tuple[str, int, str, int]
+
+class Entry(tp.NamedTuple):
+    """One listed video: relative path, label (-1 when unknown), annotation file, 1-based line."""
+
+    rel: str
+    label: int
+    file: str
+    line: int
+    problem: tp.Optional[str] = None  # why it cannot be evaluated (without file:line)
+    num_frames: int = 0  # listed frame count (frame-folder datasets), 0 for video files
 
 
 def _sha256_or_missing(path: str) -> str:
@@ -54,7 +67,7 @@ def _list_entries(path: str, fmt: str) -> list[Entry]:
     """mmaction2 / VideoMAE lists via ``read_video_list``, with the line number of every entry."""
     listed = read_video_list(path, "", fmt)
     lines = _content_lines(path)
-    return [(it.path, it.label, path, lines[i][0]) for i, it in enumerate(listed)]
+    return [Entry(it.path, it.label, path, lines[i][0]) for i, it in enumerate(listed)]
 
 
 class _RealDataset:
@@ -90,29 +103,38 @@ class _RealDataset:
         return int(self.num_classes)  # type: ignore[attr-defined]
 
     def _checked_entries(self) -> list[Entry]:
+        """Every listed entry; ``problem`` = ``file:line: reason`` for those that cannot be evaluated."""
         for field, path in self._ann_files().items():
             _require_file(field, path, self.dataset_name)
         entries = self._entries()
         limit = self.resolve_num_classes()
-        seen: dict[str, tuple[str, int]] = {}
-        for rel, label, file, lineno in entries:
-            if label < 0 or label >= limit:
-                raise ValueError(f"{file}:{lineno}: label {label} out of range for num_classes {limit} ({rel})")
-            key = os.path.normpath(rel)
+        seen: dict[str, Entry] = {}
+        out: list[Entry] = []
+        for e in entries:
+            problem = e.problem
+            if problem is None and (e.label < 0 or e.label >= limit):
+                problem = f"label {e.label} out of range for num_classes {limit}"
+            key = os.path.normpath(e.rel)
             if key in seen:
-                first_file, first_line = seen[key]
-                raise ValueError(f"{file}:{lineno}: duplicate video {rel!r} (first listed at {first_file}:{first_line})")
-            seen[key] = (file, lineno)
-        return entries
+                first = seen[key]
+                problem = f"duplicate video {e.rel!r} (first listed at {first.file}:{first.line})"
+            else:
+                seen[key] = e
+            out.append(e._replace(problem=f"{e.file}:{e.line}: {problem}" if problem else None))
+        return out
+
+    def _item(self, root: str, index: int, entry: Entry) -> VideoItem:
+        return VideoItem(path=os.path.join(root, entry.rel), label=entry.label, index=index, problem=entry.problem)
 
     def items(self) -> list[VideoItem]:
-        """The annotated videos, paths joined with ``data_root``; every check of the module docstring."""
+        """The annotated videos, paths joined with ``data_root``; every check of the module docstring.
+
+        Entries that cannot be evaluated are included, with ``problem`` set (see the module docstring).
+        """
         root = getattr(self, "data_root", "")
         if root and not os.path.isdir(root):
             raise FileNotFoundError(f"{self.dataset_name}: data_root is not a directory: {os.path.abspath(root)}")
-        entries = self._checked_entries()
-        return [VideoItem(path=os.path.join(root, rel), label=label, index=i)
-                for i, (rel, label, _, _) in enumerate(entries)]
+        return [self._item(root, i, e) for i, e in enumerate(self._checked_entries())]
 
     def build(self) -> "VideoDataset":
         """The torch test dataset (one item per video with all its views)."""
@@ -132,10 +154,15 @@ class _RealDataset:
         return material
 
     def manifest(self) -> dict:
-        """``{"dataset", "ann_file", "num_videos", "sha256"}``; sha256 hashes the sorted (relative path, label) pairs."""
+        """``{"dataset", "ann_file", "num_videos", "invalid_entries", "sha256"}``.
+
+        ``num_videos`` counts the listed entries, ``invalid_entries`` those with a problem (label out
+        of range, duplicate...); sha256 hashes the sorted (relative path, label) pairs of all of them.
+        """
         entries = self._checked_entries()
         return {"dataset": self.dataset_name, "ann_file": self.ann_file,  # type: ignore[attr-defined]
-                "num_videos": len(entries), "sha256": items_sha256((rel, label) for rel, label, _, _ in entries)}
+                "num_videos": len(entries), "invalid_entries": sum(e.problem is not None for e in entries),
+                "sha256": items_sha256((e.rel, e.label) for e in entries)}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -268,12 +295,9 @@ class Kinetics400Dataset(_RealDataset, _VideoMAEDenseTest):
                     f"only matches the checkpoint when every class is present: set label_map")
             source = f"the sorted class names of {path}"
         index = {name: i for i, name in enumerate(names)}
-        entries: list[Entry] = []
-        for rel, name, lineno in rows:
-            if name not in index:
-                raise ValueError(f"{path}:{lineno}: unknown class name {name!r} (not in {source})")
-            entries.append((rel, index[name], path, lineno))
-        return entries
+        return [Entry(rel, index[name], path, lineno) if name in index else
+                Entry(rel, -1, path, lineno, f"unknown class name {name!r} (not in {source})")
+                for rel, name, lineno in rows]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -433,10 +457,12 @@ class SSv2Dataset(_RealDataset, VideoProtocol):
             if "template" not in obj:
                 raise ValueError(f"{path}:{lineno}: video {obj['id']!r} has no 'template' (the test split is unlabelled)")
             name = str(obj["template"]).replace("[", "").replace("]", "")
+            rel = f"{obj['id']}.{self.video_ext}"
             if name not in labels:
-                raise ValueError(f"{path}:{lineno}: unknown class {name!r} (template {obj['template']!r}) "
-                                 f"not in label_file {self.label_file}")
-            entries.append((f"{obj['id']}.{self.video_ext}", labels[name], path, lineno))
+                entries.append(Entry(rel, -1, path, lineno, f"unknown class {name!r} (template "
+                                                            f"{obj['template']!r}) not in label_file {self.label_file}"))
+                continue
+            entries.append(Entry(rel, labels[name], path, lineno))
         return entries
 
 
@@ -530,19 +556,20 @@ class UCF101Dataset(_RealDataset, _VideoMAEDenseTest):
             folder = rel.split("/")[0] if "/" in rel else ""
             if not folder:
                 raise ValueError(f"{path}:{lineno}: {rel!r} has no class folder (expected Class/v_Class_gXX_cYY.avi)")
+            problem = None
             if folder in exact:
                 label = exact[folder]
             elif len(folded.get(folder.lower(), [])) == 1:
                 label = folded[folder.lower()][0]
             else:
-                raise ValueError(f"{path}:{lineno}: unknown class {folder!r} (not in class_index {self.class_index})")
+                label, problem = -1, f"unknown class {folder!r} (not in class_index {self.class_index})"
             if len(parts) == 2:
                 try:
                     given = int(parts[1])
                 except ValueError:
                     raise ValueError(f"{path}:{lineno}: label {parts[1]!r} is not an integer") from None
-                if given - 1 != label:
-                    raise ValueError(f"{path}:{lineno}: label {given} (1-based) does not match folder {folder!r} "
-                                     f"(class {label + 1} in {self.class_index})")
-            entries.append((rel, label, path, lineno))
+                if problem is None and given - 1 != label:
+                    problem = (f"label {given} (1-based) does not match folder {folder!r} "
+                               f"(class {label + 1} in {self.class_index})")
+            entries.append(Entry(rel, label, path, lineno, problem))
         return entries

@@ -1,8 +1,10 @@
-"""Multi-view test dataset over video files (decord), and a uint8 clip cache for small training sets.
+"""Multi-view test dataset over video files (decord) or frame folders, and a uint8 clip cache for
+small training sets.
 
 Undecodable videos are never replaced by another video (measurement spec P19): the sample comes back
 with ``views=None`` and an ``error`` string, ``collate_views`` separates such samples, and the caller
-counts them as missing coverage.
+counts them as missing coverage. Entries whose annotation is unusable (``VideoItem.problem``: a label
+out of range, a duplicate) come back the same way (``AnnotationError``) without being decoded.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import typing as tp
 import numpy as np
 import torch
 
-from harness.data.annotations import VideoItem
+from harness.data.annotations import FrameFolderItem, VideoItem
+from harness.data.containers import truncation
 from harness.data.sampling import sample_test_indices
 from harness.data.transforms import make_views, resize_short_side
 
@@ -23,6 +26,10 @@ if tp.TYPE_CHECKING:
 logger = logging.getLogger("harness.data")
 
 
+class TruncatedVideoError(OSError):
+    """The file is shorter than its container header declares (``harness.data.containers``)."""
+
+
 def decode_frames(
     path: str, index_fn: tp.Optional[tp.Callable[[int], np.ndarray]] = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,13 +37,20 @@ def decode_frames(
 
     ``index_fn(num_frames)`` returns the wanted frame indices (any shape); default: all frames.
     Returns ``(frames, unique_inds, wanted)``: uint8 ``frames[U, H, W, 3]`` hold the sorted distinct
-    indices ``unique_inds``; ``wanted`` is ``index_fn``'s array. Raises on a missing, corrupt or
-    empty video.
+    indices ``unique_inds``; ``wanted`` is ``index_fn``'s array. Raises on a missing, unreadable,
+    truncated (shorter than its header says), corrupt or empty video.
     """
     import decord
 
     if not os.path.isfile(path):
+        if os.path.exists(path):
+            raise IsADirectoryError(f"not a regular file: {path}")
         raise FileNotFoundError(f"no such video file: {path}")
+    with open(path, "rb"):  # a PermissionError names the problem better than decord would
+        pass
+    cut = truncation(path)  # decord would decode a cut AVI/WebM up to the cut, silently
+    if cut:
+        raise TruncatedVideoError(f"{cut}: {path}")
     vr = decord.VideoReader(path, num_threads=1)
     num_frames = len(vr)
     if num_frames <= 0:
@@ -47,6 +61,27 @@ def decode_frames(
     if frames.shape[0] != len(unique_inds):
         raise RuntimeError(f"decord returned {frames.shape[0]} frames for {len(unique_inds)} indices: {path}")
     return frames, unique_inds, wanted
+
+
+class AnnotationError(ValueError):
+    """A listed entry that cannot be evaluated (label out of range, duplicate...): ``VideoItem.problem``."""
+
+
+def decode_item(
+    item: VideoItem, index_fn: tp.Optional[tp.Callable[[int], np.ndarray]] = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``decode_frames`` for any item: a video file (decord) or a frame folder (``FrameFolderItem``).
+
+    Raises ``AnnotationError`` for an item whose annotation is unusable (``item.problem``), without
+    touching its file.
+    """
+    if getattr(item, "problem", None):
+        raise AnnotationError(item.problem)
+    if isinstance(item, FrameFolderItem):
+        from harness.data.frames import decode_frame_folder
+
+        return decode_frame_folder(item, index_fn)
+    return decode_frames(item.path, index_fn)
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -71,9 +106,10 @@ class VideoDataset(torch.utils.data.Dataset):
         p = self.protocol
         return sample_test_indices(num_frames, p.sampler, p.clip_len, p.frame_interval, p.num_clips)
 
-    def load_views(self, path: str) -> torch.Tensor:
-        """Decode ``path`` once and build its ``[V, 3, T, S, S]`` views; raises on failure."""
-        frames_np, unique_inds, clip_inds = decode_frames(path, self.frame_indices)
+    def load_views(self, path: tp.Union[str, VideoItem]) -> torch.Tensor:
+        """Decode a video (a path or an item) once and build its ``[V, 3, T, S, S]`` views; raises on failure."""
+        item = path if isinstance(path, VideoItem) else VideoItem(path=path, label=0, index=0)
+        frames_np, unique_inds, clip_inds = decode_item(item, self.frame_indices)
         # resize each distinct frame once, then gather the [num_clips, clip_len] clips
         frames = resize_short_side(torch.from_numpy(frames_np), self.protocol.short_side)
         positions = torch.from_numpy(np.searchsorted(unique_inds, clip_inds))
@@ -82,7 +118,7 @@ class VideoDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         item = self.items[i]
         try:
-            views = self.load_views(item.path)
+            views = self.load_views(item)
         except Exception as e:  # noqa: BLE001 - every decode failure is reported, none is fatal
             error = f"{type(e).__name__}: {e}"
             logger.warning("cannot decode video %d (%s): %s", i, item.path, error)
@@ -127,7 +163,7 @@ def load_clips_uint8(
     labels = torch.tensor([it.label for it in items], dtype=torch.long)
     for n, item in enumerate(tqdm(items, desc=desc, disable=not progress, unit="clip")):
         try:
-            frames, unique_inds, wanted = decode_frames(item.path, lambda num: np.arange(clip_len) % num)
+            frames, unique_inds, wanted = decode_item(item, lambda num: np.arange(clip_len) % num)
             clip = torch.from_numpy(frames)[torch.from_numpy(np.searchsorted(unique_inds, wanted))]
             clips[n] = center_crop(resize_short_side(clip, size), size)
         except Exception as e:

@@ -52,8 +52,24 @@ def size_weighted_mean(x: torch.Tensor, size: tp.Optional[torch.Tensor]) -> torc
     return (x * size).sum(dim=1) / size.sum(dim=1)
 
 
+def initial_source(x: torch.Tensor, source: tp.Optional[torch.Tensor]) -> torch.Tensor:
+    """``source`` or, before any reduction, the identity membership [B, N, N] of ``x``'s N tokens."""
+    if source is not None:
+        return source
+    n, t, _ = x.shape
+    return torch.eye(t, device=x.device, dtype=x.dtype)[None].expand(n, t, t)
+
+
 class TokenReducer(nn.Module):
-    """No reduction: the dense model. Subclasses override the hooks they need."""
+    """No reduction: the dense model. Subclasses override the hooks they need.
+
+    ``track_source`` (off by default, so a normal forward pays nothing): when set (``harness.viz``
+    does), a reducer that removes tokens keeps ``TokenState.source`` up to date: after each of its
+    steps, row i holds the input patches token i stands for (merged patches: several; a pruned or
+    deleted patch: in no row). It must not change the forward's output.
+    """
+
+    track_source: bool = False
 
     def __init__(self, params: tp.Any = None, *, depth: int, num_heads: int, embed_dim: int):
         super().__init__()

@@ -105,6 +105,8 @@ class Suite:
         for b, d, m in itertools.product(*(self._variants.get(s, []) for s in ENTRY_SECTIONS)):
             backbone, dataset, method = copy.deepcopy((b["config"], d["config"], m["config"]))
             finetune = None
+            if m.get("checkpoint"):  # released weights of this method entry (e.g. one per HaltingVT config)
+                backbone["checkpoint"] = m["checkpoint"]
             if m.get("finetune") is not None:
                 finetune = finetune_fields(backbone, m["finetune"])
                 from harness.training import FineTuneConfig
@@ -314,6 +316,8 @@ class _Checker:
                 continue
             if k == "finetune" and path[0] == "methods" and "finetune" not in types:
                 types = {**types, "finetune": str}  # a method entry may name its fine-tune (or sweep over several)
+            if k == "checkpoint" and path[0] == "methods" and "checkpoint" not in types:
+                types = {**types, "checkpoint": str}  # ... or its own weights instead of the backbone's
             if k not in types:
                 self.problem(path + (k,), unknown_key_message(k, ["name", *types]))
                 ok_all = False
@@ -372,7 +376,12 @@ class _Checker:
 
     def _build_methods(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
         spec = _registries.lookup("methods", name)
+        checkpoint = kwargs.pop("checkpoint", None)
         finetune, ref = None, kwargs.pop("finetune", None)
+        if checkpoint is not None and ref is not None:
+            self.problem(path + ("checkpoint",), f"{where} give either checkpoint (weights to evaluate) or "
+                                                 "finetune (weights to train first), not both".strip())
+            return None
         if ref is not None:
             finetune = self._finetune_for(name, spec, kwargs, ref, path, where)
             if finetune is None:
@@ -385,7 +394,8 @@ class _Checker:
             return None
         values = dataclasses.asdict(params)
         label = _label(name, params, values) + (f" ft={finetune['name']}" if finetune else "")
-        return {"config": {"name": name, "params": values}, "label": label, "finetune": finetune}
+        return {"config": {"name": name, "params": values}, "label": label, "finetune": finetune,
+                "checkpoint": checkpoint}
 
     # -- finetunes ------------------------------------------------------------------------------
 

@@ -89,7 +89,7 @@ class SuiteConfig:
     variables: tp.Dict[str, str] = dataclasses.field(default_factory=dict)  # ${VAR} -> what it must point to (shown when unset)
     backbones: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, checkpoint?, <dims>}
     datasets: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, <dataset fields>}
-    methods: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, finetune?, <method params>}
+    methods: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # {name, finetune? | checkpoint?, <method params>}
     finetunes: tp.List[tp.Dict[str, tp.Any]] = dataclasses.field(default_factory=list)  # FineTuneEntry mappings
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)  # accuracy protocol
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)  # cost protocol
@@ -99,6 +99,7 @@ ENTRY_SECTIONS = ("backbones", "datasets", "methods")  # list-of-entry sections,
 PATH_KEYS = {  # entry keys holding file paths, resolved against the declaring file's directory
     "backbones": ("checkpoint",),
     "datasets": ("ann_file", "data_root", "label_map", "root", "label_file", "class_index"),
+    "methods": ("checkpoint",),
 }
 OVERRIDE_FILE = "--set"  # Problem.file for values that came from the command line
 

@@ -84,16 +84,20 @@ class TrainClips(torch.utils.data.Dataset):
         return len(self.items)
 
     def _frames(self, i: int, rng: np.random.Generator) -> torch.Tensor:
-        from harness.data.video_dataset import decode_frames
+        from harness.data.video_dataset import decode_item
 
         d = self.dataset
-        if self._cache is not None and i in self._cache:
+        if self._cache is None:  # decode only the sampled frames (same rng draws as below)
+            frames, unique, wanted = decode_item(  # a video file or a frame folder
+                self.items[i], lambda n: train_indices(n, d.sampler, d.clip_len, d.frame_interval, rng))
+            video = resize_short_side(torch.from_numpy(frames), d.short_side)
+            return video[torch.from_numpy(np.searchsorted(unique, wanted))]
+        if i in self._cache:
             video = self._cache[i]
         else:
-            frames, _, _ = decode_frames(self.items[i].path)
+            frames, _, _ = decode_item(self.items[i])
             video = resize_short_side(torch.from_numpy(frames), d.short_side)
-            if self._cache is not None:
-                self._cache[i] = video
+            self._cache[i] = video
         inds = train_indices(len(video), d.sampler, d.clip_len, d.frame_interval, rng)
         return video[torch.from_numpy(inds)]
 

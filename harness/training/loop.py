@@ -136,7 +136,8 @@ def _setup(cfg: FineTuneConfig, recipe: dict):
     model.init_report = model.init_from(init) if init else None
     fields = {k: v for k, v in cfg.dataset.items() if k != "name"}
     dataset = dataset_registry.get(cfg.dataset["name"])(**fields)
-    items = dataset.items()[: cfg.limit] if cfg.limit else dataset.items()
+    items = [it for it in dataset.items() if not getattr(it, "problem", None)]  # no label-less/duplicate entry
+    items = items[: cfg.limit] if cfg.limit else items
     spec = methods.get_method(method["name"])
     expand = load_object(spec.train_batch) if spec.train_batch else None
     data = TrainClips(dataset, items, seed=cfg.seed, augment=cfg.augment, expand=expand,

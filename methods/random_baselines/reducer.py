@@ -12,8 +12,9 @@ import typing as tp
 
 import torch
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, size_weighted_mean
-from methods.tome.merge import merge_wavg
+from harness.models.reduction import (AttentionOutput, TokenReducer, TokenState, initial_source,
+                                      size_weighted_mean)
+from methods.tome.merge import merge_source, merge_wavg
 
 
 def plan_from_method(spec, params, cfg) -> tp.List[tp.Tuple[int, int]]:
@@ -102,6 +103,9 @@ class RandomDropReducer(_RandomReducer):
         return (random_keep(n, keep, gen),)
 
     def reduce(self, action, x, state):
+        if self.track_source:
+            source = initial_source(x, state.source)[:, action[0]]
+            return x[:, action[0]], TokenState(size=state.size, source=source, extras=state.extras)
         return x[:, action[0]], state
 
 
@@ -112,8 +116,10 @@ class RandomMergeReducer(_RandomReducer):
         return random_merge_indices(n, n - keep, gen)
 
     def reduce(self, action, x, state):
-        x, size = merge_wavg(random_merge_fn(*action), x, state.size)
-        return x, TokenState(size=size, source=None, extras=state.extras)
+        merge = random_merge_fn(*action)
+        source = merge_source(merge, x, state.source) if self.track_source else None
+        x, size = merge_wavg(merge, x, state.size)
+        return x, TokenState(size=size, source=source, extras=state.extras)
 
     def pool(self, x, state):
         return size_weighted_mean(x, state.size)

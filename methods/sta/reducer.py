@@ -30,7 +30,7 @@ import typing as tp
 
 import torch
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
+from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, initial_source
 from methods.sta import NUM_SLICES, STAGE_GROUPS, stage_layers, stage_token_counts
 
 # (groups, visiting order) of the three stages (official ``merge``: T = 8 / 4 / 2, perm)
@@ -87,17 +87,20 @@ def activation_importance(x: torch.Tensor) -> torch.Tensor:
     return (mag - lo) / (hi - lo)
 
 
-def sta_stage(x: torch.Tensor, keys: torch.Tensor, r: int, num_groups: int,
-              order: tp.Sequence[int]) -> torch.Tensor:
+def sta_stage(x: torch.Tensor, keys: torch.Tensor, r: int, num_groups: int, order: tp.Sequence[int],
+              source: tp.Optional[torch.Tensor] = None
+              ) -> tp.Union[torch.Tensor, tp.Tuple[torch.Tensor, torch.Tensor]]:
     """One STA stage: [B, G*N, C] block output and [B, G*N, d] head-mean keys -> [B, G*(N-r), C].
 
     Groups are ``num_groups`` contiguous runs of N tokens (time-major), visited in ``order``; the result
     holds the kept tokens of every group, groups in temporal order, each group's tokens in the order
     STA keeps them (``tome_drop`` for the first visited group, ascending score for the others).
+    With ``source`` [B, G*N, N0] (patch membership, ``track_source`` only) returns ``(x', source')``:
+    the rows of the kept tokens, in the same order.
     """
     B, L, C = x.shape
     if r <= 0:
-        return x
+        return x if source is None else (x, source)
     n = L // num_groups
     keep = n - r
     xg = x.reshape(B, num_groups, n, C)
@@ -108,16 +111,21 @@ def sta_stage(x: torch.Tensor, keys: torch.Tensor, r: int, num_groups: int,
     first = order[0]
     first_x, ref_keys = tome_drop(xg[:, first], kg[:, first])  # ref: all n tokens, dropped ones included
     kept: tp.Dict[int, torch.Tensor] = {first: first_x[:, :keep]}
+    sg = None if source is None else source.reshape(B, num_groups, n, source.shape[-1])
+    kept_source = {} if sg is None else {first: tome_drop(sg[:, first], kg[:, first])[0][:, :keep]}
     ref_score = None
     for g in order[1:]:
         s = accumulate(kg[:, g], ref_keys, ref_score)  # [B, n, 1]
         score = s[..., 0] * redundancy_weight[:, g]
         idx = score.topk(keep, dim=1, largest=False).indices  # ascending score
         kept[g] = _gather_tokens(xg[:, g], idx)
+        if sg is not None:
+            kept_source[g] = _gather_tokens(sg[:, g], idx)
         ref_keys = _gather_tokens(kg[:, g], idx)
         ref_score = s.gather(1, idx.unsqueeze(-1))
         ref_score = ref_score / ref_score.sum(dim=1, keepdim=True)
-    return torch.cat([kept[g] for g in range(num_groups)], dim=1)
+    x = torch.cat([kept[g] for g in range(num_groups)], dim=1)
+    return x if sg is None else (x, torch.cat([kept_source[g] for g in range(num_groups)], dim=1))
 
 
 def sta_stage_macs(tokens: int, r: int, num_groups: int, head_dim: int) -> int:
@@ -156,6 +164,9 @@ class STAReducer(TokenReducer):
         if stage is None:
             return x, state
         groups, order = stage
+        if self.track_source:
+            x, source = sta_stage(x, attn.keys, self.r, groups, order, initial_source(x, state.source))
+            return x, TokenState(size=state.size, source=source, extras=state.extras)
         return sta_stage(x, attn.keys, self.r, groups, order), state
 
     def overhead_macs(self, layer: int, tokens_in: int) -> int:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, size_weighted_mean
+from harness.models.reduction import (AttentionOutput, TokenReducer, TokenState, initial_source,
+                                      size_weighted_mean)
 from methods.sttm import Budget, budget
 from methods.sttm.merge import (assign_to_meta, cosine_matrix, dpc_knn, motion_feature_dim, motion_features,
                                 position_moments, spatial_merge, temporal_merge)
@@ -83,11 +84,20 @@ class STTMReducer(TokenReducer):
             moments = self.moments.to(x.dtype).view(1, b.frames, b.tokens_per_frame, -1)
             frames = torch.cat([frames, moments.expand(batch, -1, -1, -1)], dim=-1)
         merged, size = spatial_merge(frames, size, assign, weight, b.num_meta)
+        source = None
+        if self.track_source:  # patch membership: of each cluster (exact), then as channels that follow
+            source = initial_source(x, state.source)  # the temporal merges (> 0: a member)
+            source = source.reshape(batch, b.frames, b.tokens_per_frame, -1)
+            source = source.new_zeros(*merged.shape[:3], source.shape[-1]).scatter_reduce(
+                2, assign.unsqueeze(-1).expand_as(source), source, reduce="amax")
+            merged = torch.cat([merged, source], dim=-1)
         merged, size = temporal_merge(merged, size, b.temporal_r, metric_dims=channels)
+        if source is not None:
+            merged, source = merged[..., :-source.shape[-1]], (merged[..., -source.shape[-1]:] > 0).to(x.dtype)
         x = merged[..., :channels]
         if self.motion_proj is not None:
             x = x + self.motion_proj(motion_features(merged[..., channels:], b.frames))
-        return x, TokenState(size=size, source=None, extras=state.extras)
+        return x, TokenState(size=size, source=source, extras=state.extras)
 
     def pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
         return size_weighted_mean(x, state.size)

@@ -41,7 +41,8 @@ class ToMeReducer(TokenReducer):
         if r <= 0:
             return x, state
         merge = bipartite_soft_matching(attn.keys, r, class_token=False)
-        source = merge_source(merge, x, state.source) if self.params.trace_source else None
+        track = self.params.trace_source or self.track_source
+        source = merge_source(merge, x, state.source) if track else None
         x, size = merge_wavg(merge, x, state.size)
         return x, TokenState(size=size, source=source, extras=state.extras)
 

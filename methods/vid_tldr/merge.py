@@ -136,3 +136,16 @@ def saliency_merge(x: torch.Tensor, sal: torch.Tensor, size: tp.Optional[torch.T
     size = _reduce(size, keep, src, dst, weight)
     return (x / (size / size_max)).to(dtype), size
 
+
+def saliency_merge_source(x: torch.Tensor, sal: torch.Tensor, source: torch.Tensor, r: int) -> torch.Tensor:
+    """Patch membership [B, N - r, N0] (0/1) after ``saliency_merge(x, sal, size, r)`` (visualisation only).
+
+    The same matching on the same ``x``: a destination holds its own patches and those of its sources
+    with non-zero saliency; a background source (sal = 0) is deleted, so its patches belong to no token.
+    """
+    if r <= 0:
+        return source
+    keep, src, dst = bipartite_match(x, r)
+    foreground = (sal[:, ::2].gather(dim=1, index=src) > 0).float()
+    return (_reduce(source, keep, src, dst, foreground) > 0).to(source.dtype)
+

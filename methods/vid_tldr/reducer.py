@@ -16,8 +16,9 @@ import typing as tp
 
 import torch
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, size_weighted_mean
-from methods.vid_tldr.merge import merge_count, parse_r, saliency, saliency_merge
+from harness.models.reduction import (AttentionOutput, TokenReducer, TokenState, initial_source,
+                                      size_weighted_mean)
+from methods.vid_tldr.merge import merge_count, parse_r, saliency, saliency_merge, saliency_merge_source
 
 _PROBS = frozenset({"probs"})
 
@@ -42,8 +43,12 @@ class VidTLDRReducer(TokenReducer):
             return x, state
         if attn.probs is None:
             raise RuntimeError(f"vid_tldr: block {layer} merges but got no attention probabilities")
-        x, size = saliency_merge(x, saliency(attn.probs), state.size, r)
-        return x, TokenState(size=size, source=None, extras=state.extras)
+        sal = saliency(attn.probs)
+        source = None
+        if self.track_source:
+            source = saliency_merge_source(x, sal, initial_source(x, state.source), r)
+        x, size = saliency_merge(x, sal, state.size, r)
+        return x, TokenState(size=size, source=source, extras=state.extras)
 
     def pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
         return x.mean(dim=1) if self.params.pool == "mean" else size_weighted_mean(x, state.size)

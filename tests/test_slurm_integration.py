@@ -1,0 +1,261 @@
+"""A real one-node Slurm cluster: a suite through ``--executor slurm`` equals a local run.
+
+The fixture brings the cluster up with ``slurm/cluster.sh`` (installing Debian's packages when
+missing) in a private folder and on private ports, and takes it down afterwards. The suite is three
+cells split into 2 shards each (an array of 6 tasks): ``dense`` (one of its shards is preempted
+mid-run with ``scontrol requeue`` and must resume from its saved predictions),
+``tome r=8``, and ``haltingvt`` on a dense checkpoint, which fails at build time on purpose. The
+merged records must equal a local (debug executor) run of the same suite, the failure must be a
+record with its log, and ``report`` must show the same leaderboard.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.store import ResultStore
+
+pytestmark = pytest.mark.slurm
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER = REPO / "slurm" / "cluster.sh"
+FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 2,
+                "min_timed_s": 0.0, "repeats": 2}
+PAUSE_S = 3.0  # per batch of array task 0 (HARNESS_TEST_BATCH_PAUSE_S): time to preempt it mid-run
+COMPARED = ("top1", "top5", "num_videos", "views_per_video", "gmacs_per_view", "gflops_per_view",
+            "tokens_per_block", "tokens_per_mlp", "tokens_out", "gmacs_breakdown", "aggregation")
+REPORT_COLUMNS = ("method", "settings", "top1", "top1_ci_low", "top5", "delta_top1", "p_vs_dense",
+                  "agreement_vs_dense", "gmacs_per_view", "gmacs_ratio", "coverage_decoded", "status")
+
+
+def _why_not() -> str:
+    if sys.platform != "linux":
+        return "the one-node cluster needs Linux"
+    if os.geteuid() != 0:
+        return "needs root: slurm/cluster.sh runs munge, MariaDB, slurmdbd, slurmctld and slurmd as root"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "Slurm is not installed and there is no apt-get to install Debian's packages"
+    return ""
+
+
+def _free_ports(n: int) -> int:
+    """A base port with ``n`` consecutive free TCP ports (a developer's own cluster may hold the defaults)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        try:
+            for port in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free ports")
+
+
+def _cannot_run(reason: str) -> None:
+    """Skip, or fail where CI requires the test (``HARNESS_REQUIRE_SLURM=1``, set by .ci/run as root)."""
+    if os.environ.get("HARNESS_REQUIRE_SLURM") == "1":
+        pytest.fail(f"the Slurm integration test is required here but cannot run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if os.environ.get("HARNESS_SKIP_SLURM"):
+        pytest.skip("HARNESS_SKIP_SLURM is set")
+    reason = _why_not()
+    if reason:
+        _cannot_run(reason)
+    folder = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "HARNESS_SLURM_DIR": str(folder), "HARNESS_SLURM_PORT": str(_free_ports(3)),
+           "HARNESS_SLURM_CLUSTER": "harnesstest"}
+    t0 = time.monotonic()
+    up = subprocess.run(["bash", str(CLUSTER), "up"], env=env, capture_output=True, text=True, timeout=900)
+    if up.returncode != 0:
+        subprocess.run(["bash", str(CLUSTER), "down"], env=env, capture_output=True, timeout=120)
+        _cannot_run(f"cannot bring up the one-node cluster: {up.stderr.strip()[-600:]}")
+    print(f"\ncluster up in {time.monotonic() - t0:.1f}s")
+    try:
+        yield {"dir": folder, "conf": str(folder / "etc" / "slurm.conf"), "env": env}
+    finally:
+        down = subprocess.run(["bash", str(CLUSTER), "down"], env=env, capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0, down.stderr
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
+            pid_file = folder / "run" / f"{name}.pid"
+            assert not pid_file.exists(), f"{name} still has a pid file after down"
+
+
+def _suite(root: Path) -> str:
+    suite = {"name": "slurm-it",
+             "backbones": [{"name": "synthetic_vit_tiny", "checkpoint": str(REPO / "checkpoints" / "synthetic_vit_tiny.pth")}],
+             "datasets": [{"name": "synthetic_motion", "root": str(root / "data"), "num_train": 0, "num_val": 24}],
+             "methods": [{"name": "dense"}, {"name": "tome", "r": 8}, {"name": "haltingvt"}],
+             "eval": {"batch_size": 4, "num_workers": 0}, "measure": FAST_MEASURE}
+    path = root / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return str(path)
+
+
+def _profile(root: Path, conf: str) -> str:
+    # task 0 (dense, shard 0) pauses after each saved batch, longer than the cluster's KillWait, so that
+    # `scontrol requeue` kills it mid-run; the other tasks run at full speed
+    pause = f'export HARNESS_TEST_BATCH_PAUSE_S=$([ "$SLURM_ARRAY_TASK_ID" = 0 ] && echo {PAUSE_S} || echo 0)'
+    profile = {"description": "integration test", "partition": "debug", "cpus_per_task": 1, "mem_gb": 2,
+               "timeout_min": 30, "array_parallelism": 8, "save_every_s": 0, "slurm_conf": conf,
+               "setup": [pause]}
+    path = root / "it_profile.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return str(path)
+
+
+def _preempt_mid_run(task: dict, results: str, env: dict, timeout_s: float = 120) -> int:
+    """Wait until ``task`` has saved one batch, then preempt it with ``scontrol requeue`` (Slurm kills
+    the task, SIGTERM then SIGKILL, and queues it again). Returns the videos saved by then.
+
+    (submitit's interrupt helper, ``scancel --signal``, cannot be used here: Slurm 22.05 answers
+    "Job is in transitional state" for a running array task whose siblings are pending, and scancel
+    then retries, sending the signal again.)"""
+    state_file = Path(results) / "shards" / task["key"] / f"shard-{task['shard']:03d}-of-{task['num_shards']:03d}" / "state.json"
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            state = None
+        if state and state["videos_done"] >= 4:
+            assert not state["complete"], "the task finished before it could be preempted"
+            subprocess.run(["scontrol", "requeue", task["job_id"]], env=env, check=True, timeout=30)
+            return state["videos_done"]
+        time.sleep(0.05)
+    raise AssertionError(f"task {task['job_id']} saved nothing within {timeout_s}s")
+
+
+def _sacct(job_ids, env) -> list:
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-D", "-j", ",".join(arrays), "-o",
+                          "JobID,State,Submit,Start,End,Elapsed"], capture_output=True, text=True, env=env, check=True)
+    return [line.split("|") for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_suite_on_slurm_equals_local_run(cluster, tmp_path, monkeypatch, capsys):
+    t_start = time.monotonic()
+    suite = _suite(tmp_path)
+    local, remote = str(tmp_path / "local"), str(tmp_path / "slurm")
+
+    # reference: the same suite, locally in this process (also generates the dataset)
+    assert main(["run", suite, "--executor", "debug", "--results", local]) == 1  # haltingvt fails
+    t_local = time.monotonic() - t_start
+    capsys.readouterr()
+
+    monkeypatch.setenv("SLURM_CONF", cluster["conf"])
+    t0 = time.monotonic()
+    assert main(["run", suite, "--executor", "slurm", "--profile", _profile(tmp_path, cluster["conf"]),
+                 "--shards", "2", "--results", remote]) == 0
+    submit_s = time.monotonic() - t0
+    out = capsys.readouterr().out
+    assert "submitted 6 task(s)" in out and "harness status" in out, out
+    assert submit_s < 15, f"run --executor slurm must return at once, took {submit_s:.1f}s"
+
+    (sub_file,) = (Path(remote) / "slurm").glob("*/submission.json")
+    submission = json.loads(sub_file.read_text())
+    tasks = submission["tasks"]
+    assert len(tasks) == 6 and len(submission["arrays"]) == 1
+    dense0 = next(t for t in tasks if t["label"] == "dense" and t["shard"] == 0)
+    assert dense0["job_id"].endswith("_0"), "the profile pauses array task 0 only"
+    slurm_env = cluster["env"] | {"SLURM_CONF": cluster["conf"]}
+    saved_before = _preempt_mid_run(dense0, remote, slurm_env)
+
+    code = main(["status", suite, "--results", remote, "--wait", "--poll", "1", "--timeout", "240"])
+    status_out = capsys.readouterr().out
+    assert code == 1, status_out  # the failing cell
+    assert "failed: CheckpointError" in status_out and status_out.count(" ok ") >= 2, status_out
+
+    records = {r["label"]: r for r in ResultStore(remote).records()}
+    reference = {r["label"]: r for r in ResultStore(local).records()}
+    assert {k: r["status"] for k, r in records.items()} == {"dense": "ok", "tome r=8": "ok", "haltingvt": "failed"}
+
+    # merged shards == unsharded local run: metrics, per-video samples, coverage
+    for label in ("dense", "tome r=8"):
+        got, want = records[label], reference[label]
+        assert got["key"] == want["key"]
+        for metric in COMPARED:
+            assert got["metrics"][metric] == want["metrics"][metric], (label, metric)
+        assert got["coverage"] == want["coverage"]
+        assert ResultStore(remote).read_samples(got["key"]) == ResultStore(local).read_samples(want["key"])
+        assert got["execution"]["num_shards"] == 2
+        prov = got["provenance"]
+        assert prov["code_snapshot"] == submission["snapshot"]["id"]
+        assert prov["code_path"] == str(Path(remote).resolve() / "code" / prov["code_snapshot"])
+        assert prov["git_commit"] == submission["snapshot"]["git_commit"]
+        assert prov["torch_threads"] == 1  # SLURM_CPUS_PER_TASK
+
+    # the preempted shard was requeued and resumed from its saved predictions
+    runs = records["dense"]["execution"]["shards"][0]["runs"]
+    assert len(runs) == 2, runs
+    assert runs[1]["restart_count"] >= 1 and runs[1]["resumed_at"] >= saved_before >= 4, runs
+    assert runs[0]["predicted"] + runs[1]["predicted"] == 12 and runs[1]["predicted"] < 12, runs
+    acct = _sacct([t["job_id"] for t in tasks], slurm_env)
+    assert any(row[0] == dense0["job_id"] and row[1] == "REQUEUED" for row in acct), acct
+
+    # the failure is a record with its error and log, and Slurm shows the task as failed
+    failed = records["haltingvt"]
+    assert failed["error"]["type"] == "CheckpointError" and Path(failed["error"]["log"]).is_file()
+    assert "not a trained HaltingVT" in Path(failed["error"]["log"]).read_text()
+    fail_ids = {t["job_id"] for t in tasks if t["label"] == "haltingvt"}
+    assert {row[1] for row in acct if row[0] in fail_ids} == {"FAILED"}, acct
+
+    # report: the same leaderboard as the local run
+    assert main(["report", "--results", remote, "--format", "json"]) == 0
+    remote_rows = json.loads(capsys.readouterr().out)
+    assert main(["report", "--results", local, "--format", "json"]) == 0
+    local_rows = json.loads(capsys.readouterr().out)
+    pick = lambda rows: sorted((tuple(r.get(c) for c in REPORT_COLUMNS) for r in rows), key=str)  # noqa: E731
+    assert pick(remote_rows) == pick(local_rows)
+
+    _print_latency(acct, tasks, t_local, submit_s, time.monotonic() - t_start, remote)
+
+
+def _print_latency(acct: list, tasks: list, t_local: float, submit_s: float, total_s: float,
+                   results: str) -> None:
+    """Per task: queue wait (submit -> start), start-up (start -> the shard's first line: python, imports,
+    unpickling, building the model) and run time, from sacct and the shard state files."""
+    import datetime as dt
+
+    def ts(text):  # sacct prints local time without a zone; the shard files carry UTC with its offset
+        t = dt.datetime.fromisoformat(text)
+        return t.astimezone().replace(tzinfo=None) if t.tzinfo else t
+
+    final = {row[0]: row for row in acct if row[1] != "REQUEUED"}
+    waits, startups, runs = [], [], []
+    for t in tasks:
+        row = final.get(t["job_id"])
+        if not row or row[3] in ("", "Unknown", "None"):
+            continue
+        waits.append((ts(row[3]) - ts(row[2])).total_seconds())
+        runs.append((ts(row[4]) - ts(row[3])).total_seconds())
+        state_file = (Path(results) / "shards" / t["key"] / f"shard-{t['shard']:03d}-of-{t['num_shards']:03d}"
+                      / "state.json")
+        if state_file.is_file():
+            last = json.loads(state_file.read_text())["runs"][-1]
+            startups.append((ts(last["started_at"]) - ts(row[3])).total_seconds())
+
+    def span(values):
+        values = sorted(values)
+        return f"{values[0]:.0f}-{values[-1]:.0f}s (median {values[len(values) // 2]:.0f}s)" if values else "-"
+
+    line = (f"slurm integration: local reference {t_local:.1f}s, submit {submit_s:.2f}s, whole test {total_s:.1f}s; "
+            f"per task: queue wait {span(waits)} (2 tasks at a time on 2 cores), start-up {span(startups)}, "
+            f"run {span(runs)} (task 0 pauses {PAUSE_S}s per batch)")
+    with open(os.environ.get("HARNESS_SLURM_LATENCY_FILE", os.devnull), "a") as f:
+        for sink in (sys.stdout, f):
+            print("\n" + line, file=sink)
