@@ -45,10 +45,12 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
     failed: tp.List[dict] = []
     samples: tp.List[dict] = []
     t0 = time.perf_counter()
-    model_s = 0.0
+    model_s = wait_s = 0.0
     progress("evaluate", 0, len(items), force=True)
     with torch.inference_mode():
+        t_wait = time.perf_counter()
         for batch in loader:
+            wait_s += time.perf_counter() - t_wait  # decode + transform not hidden behind the model
             failed.extend(batch["failed"])
             views = batch["views"]
             if views is not None and len(views):
@@ -73,6 +75,7 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
                 model_s += time.perf_counter() - t_model
                 decoded += b
             progress("evaluate", decoded + len(failed), len(items))
+            t_wait = time.perf_counter()
     progress("evaluate", decoded + len(failed), len(items), force=True)
     if decoded == 0:
         raise RuntimeError(f"no video of {len(items)} could be decoded (first error: "
@@ -81,6 +84,10 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
     metrics = {"top1": top1 / decoded, "top5": top5 / decoded, "num_videos": decoded,
                "views_per_video": dataset.views, "eval_wall_s": wall, "eval_model_s": model_s,
                "eval_videos_per_s": decoded / wall, "aggregation": dataset.aggregation,
+               # input pipeline vs model: videos/s each side could sustain; input-bound when waiting
+               # for data took longer than the model (with workers, only the wait not overlapped)
+               "eval_data_wait_s": wait_s, "data_videos_per_s": (decoded + len(failed)) / max(wait_s, 1e-9),
+               "model_videos_per_s": decoded / max(model_s, 1e-9), "input_bound": wait_s > model_s,
                "gmacs_realised_per_view": realised_macs / views_run / 1e9}
     if adaptive:
         metrics["gmacs_theoretical"] = per_sample_summary([r["gmacs_per_view"] for r in samples])

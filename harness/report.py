@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import statistics
 import typing as tp
 from pathlib import Path
 
@@ -34,11 +35,11 @@ COLUMNS = [
     "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status", "pareto",
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
-    "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95", "method_name",
+    "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95", "method_name", "latency_ms",
 ]
 _FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_per_video", "clips_per_s",
                   "clips_per_s_iqr", "peak_mem_gib"]
-_FLOAT_COLUMNS = _FLOAT_METRICS + ["gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95",
+_FLOAT_COLUMNS = _FLOAT_METRICS + ["latency_ms", "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95",
                                    "delta_top1", "gmacs_ratio", "speedup", "top1_ci_low", "top1_ci_high",
                                    "p_vs_dense", "agreement_vs_dense"]
 Samples = tp.Optional[tp.Callable[[str], tp.List[dict]]]  # record key -> per-video rows (ResultStore.read_samples)
@@ -254,6 +255,7 @@ def _row(rec: Record) -> dict:
     return {
         "method": _title(name), "method_name": name, "settings": _settings(name, params, rec.get("label")),
         **{f"gmacs_theoretical_{k}": _number(theoretical.get(k)) for k in ("mean", "std", "p95")},
+        "latency_ms": _median_ms(metrics.get("iteration_times_s")),
         **{m: _number(metrics.get(m)) for m in _FLOAT_METRICS},
         **_top1_interval(metrics),
         "coverage_decoded": _integer(coverage.get("decoded")), "coverage_listed": _integer(coverage.get("listed")),
@@ -265,6 +267,13 @@ def _row(rec: Record) -> dict:
         "_dense": name == "dense" and all(v is None for v in params.values()),
         "_eval": _canon(config.get("eval")), "_measure": _canon(config.get("measure")),
     }
+
+
+def _median_ms(runs: tp.Any) -> float | None:
+    """Median forward time (ms) of one timed batch over all repeats, from ``iteration_times_s``."""
+    times = [t for run in runs for t in run] if isinstance(runs, list) and all(isinstance(r, list) for r in runs) else []
+    times = [t for t in times if isinstance(t, (int, float))]
+    return 1e3 * statistics.median(times) if times else None
 
 
 def _title(name: str) -> str:
@@ -388,6 +397,7 @@ _DISPLAY: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # header, al
      f"{_short(r['gmacs_theoretical_mean'])}±{_short(r['gmacs_theoretical_std'])} "
      f"p95 {_short(r['gmacs_theoretical_p95'])}"),
     ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
+    ("ms/batch", "right", lambda r: _blank_or(_short)(r["latency_ms"])),
     ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["speedup"])),
     ("peak GiB", "right", lambda r: _blank_or(lambda v: f"{v:.2f}")(r["peak_mem_gib"])),
     ("coverage", "right", _coverage),
@@ -403,7 +413,8 @@ def _notes(df: pd.DataFrame) -> list[str]:
     notes = []
     sizes = sorted({int(b) for b in df["throughput_batch_size"].dropna()})
     if sizes:
-        notes.append("clips/s at batch size " + ", ".join(map(str, sizes)))
+        notes.append("clips/s and ms/batch (median forward time of one batch) at batch size "
+                     + ", ".join(map(str, sizes)))
     kinds = sorted(set(df["peak_mem_kind"].dropna()))
     if kinds:
         notes.append("peak memory: " + ", ".join(kinds))

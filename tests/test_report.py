@@ -160,7 +160,7 @@ def test_term_format(records):
     for header in ("top-1 %", "Δtop-1 pp", "GMACs/view", "GMACs ratio", "clips/s", "speedup", "peak GiB", "coverage"):
         assert header in text
     assert "-2.0" in text and "0.60x" in text and "2.40x" in text and "598/600" in text and "78.0" in text
-    assert "clips/s at batch size 8" in text
+    assert "clips/s and ms/batch (median forward time of one batch) at batch size 8" in text
 
 
 def test_md_format(records):
@@ -247,3 +247,11 @@ def test_adaptive_gmacs_statistics_and_display_names_on_the_leaderboard(records,
     assert "31.5±4.25 p95 38.0" in text and "adaptive GMACs" in text
     only = render(records, "csv", filters={"method": ["tome"]})
     assert "ToMe (display)" in only and "halting" not in only.split("ToMe (display)")[0]
+
+
+def test_batch_latency_is_the_median_forward_time_over_all_repeats(records):
+    records[1]["metrics"]["iteration_times_s"] = [[0.010, 0.030], [0.020, 0.040, 0.050]]
+    df = tiny_table(records)
+    assert df.loc["-", "latency_ms"] == pytest.approx(30.0)
+    assert pd.isna(df.loc["r=8", "latency_ms"])
+    assert "ms/batch" in render(records, "term")

@@ -208,7 +208,8 @@ def predict_range(model, dataset, items, *, start: int, end: int, batch_size: in
     t_prev = time.perf_counter()
     with torch.inference_mode():
         for g, batch in zip(todo, loader):
-            entry = {"batch": g, "videos": batch["indices"].tolist(), "paths": list(batch["paths"]),
+            data_wait_s = time.perf_counter() - t_prev  # decode + transforms not hidden behind the model
+            entry = {"batch": g, "data_wait_s": data_wait_s, "videos": batch["indices"].tolist(), "paths": list(batch["paths"]),
                      "labels": batch["labels"].tolist(), "failed": list(batch["failed"]),
                      "num_crops": dataset.num_crops, "views_per_video": dataset.views}
             views = batch["views"]
@@ -286,7 +287,7 @@ def merge_predictions(predictions: dict, *, aggregation: str, num_items: int, li
     top1 = top5 = decoded = 0
     realised_macs, views_run, adaptive = 0.0, 0, False
     samples: tp.List[dict] = []
-    wall = model_s = 0.0
+    wall = model_s = wait_s = 0.0
     last = None
     for number in sorted(predictions["batches"]):
         meta = predictions["batches"][number]
@@ -318,6 +319,7 @@ def merge_predictions(predictions: dict, *, aggregation: str, num_items: int, li
                 row["gmacs_per_view"] = macs / 1e9
         samples.extend(rows)
         model_s += meta.get("model_s", 0.0)
+        wait_s += meta.get("data_wait_s", 0.0)
         decoded += b
         last = meta
     failed = [predictions["failed"][i] for i in sorted(predictions["failed"])]
@@ -330,6 +332,8 @@ def merge_predictions(predictions: dict, *, aggregation: str, num_items: int, li
     metrics = {"top1": top1 / decoded, "top5": top5 / decoded, "num_videos": decoded,
                "views_per_video": last["views_per_video"], "eval_wall_s": wall, "eval_model_s": model_s,
                "eval_videos_per_s": decoded / wall if wall > 0 else None, "aggregation": aggregation,
+               "eval_data_wait_s": wait_s, "data_videos_per_s": (decoded + len(failed)) / max(wait_s, 1e-9),
+               "model_videos_per_s": decoded / max(model_s, 1e-9), "input_bound": wait_s > model_s,
                "gmacs_realised_per_view": realised_macs / views_run / 1e9}
     if adaptive:
         metrics["gmacs_theoretical"] = per_sample_summary([r["gmacs_per_view"] for r in samples])
