@@ -187,12 +187,20 @@ class HaltingVTModel(nn.Module):
                 nums.append(counts.to(x.dtype))
                 executed.append(m)
                 weight = x.new_zeros(B, n)
-                if m:
+                everyone = m == n  # no token of any clip has halted yet: nothing to pack
+                if m and not everyone:
                     order = torch.argsort((~active).to(torch.uint8), dim=1, stable=True)[:, :m]
                     valid = torch.arange(m, device=x.device) < counts[:, None]
                     attn_mask = None if bool(valid.all()) else valid[:, None, None, :]
                     inputs = torch.gather(tokens, 1, order[..., None].expand(B, m, C))
-            if m:
+            if m and everyone:
+                y, h = block(tokens)
+                with reduction_region(f"halt{i}/act"):
+                    if i == len(blocks) - 1:  # forced halt
+                        h = torch.ones_like(h)
+                    state, weight = act_step(state, y, h, self.params.eps)
+                    tokens = y
+            elif m:
                 y, h = block(inputs, attn_mask=attn_mask)
                 with reduction_region(f"halt{i}/act"):
                     if i == len(blocks) - 1:  # forced halt
