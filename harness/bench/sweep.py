@@ -128,6 +128,9 @@ def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int],
         rates = [r["clips_per_s"] for r in runs]
         q1, _, q3 = statistics.quantiles(rates, n=4) if len(rates) > 1 else (rates[0],) * 3
         entry = {"batch_size": bs, "clips_per_s": statistics.median(rates), "clips_per_s_iqr": q3 - q1,
+                 # executed GMACs of one view at this batch size (adaptive methods: padded packing and
+                 # the clips of the batch change it), mean over the repeats
+                 "gmacs_per_view": statistics.fmean(r["gmacs_per_view"] for r in runs),
                  "clips_per_s_repeats": rates, "iteration_times_s": [r["iteration_times_s"] for r in runs],
                  "peak_mem_gib": max(r["peak_mem_gib"] for r in runs), "peak_mem_kind": runs[0]["peak_mem_kind"],
                  "loadavg": [r["loadavg"] for r in runs]}

@@ -42,7 +42,8 @@ def efficiency_rows(records: tp.Sequence[dict], batch_size: int) -> tp.List[dict
         explicit_needed = "explicit" in (rec.get("attention_kernel_per_block") or [])
         same = dense.get((backbone(rec), False)) if explicit_needed else base
         be, se = (at(base) if base else None), (at(same) if same else None)
-        row = {"method": rec["label"], "gmacs": rec.get("gmacs_per_view"),
+        gmacs = e.get("gmacs_per_view", rec.get("gmacs_per_view")) if e else rec.get("gmacs_per_view")
+        row = {"method": rec["label"], "gmacs": gmacs,
                "clips_per_s": e and e["clips_per_s"],
                "iqr_pct": e and 100 * e["clips_per_s_iqr"] / e["clips_per_s"],
                "peak_mem_gib": e and e.get("peak_rss_increase_gib", e["peak_mem_gib"]),
@@ -50,8 +51,8 @@ def efficiency_rows(records: tp.Sequence[dict], batch_size: int) -> tp.List[dict
                "latency_p50_ms": rec["latency_bs1"] and rec["latency_bs1"]["p50_ms"],
                "latency_p90_ms": rec["latency_bs1"] and rec["latency_bs1"]["p90_ms"],
                "largest_bs": rec.get("largest_batch_size")}
-        if base and e and be and rec.get("gmacs_per_view"):
-            row["gmacs_ratio"] = base["gmacs_per_view"] / rec["gmacs_per_view"]
+        if base and e and be and gmacs:
+            row["gmacs_ratio"] = be.get("gmacs_per_view", base["gmacs_per_view"]) / gmacs
             row["speedup"] = e["clips_per_s"] / be["clips_per_s"]
             row["efficiency"] = row["speedup"] / row["gmacs_ratio"]
         if same and e and se:
