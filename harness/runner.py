@@ -84,10 +84,10 @@ def finetune_dir(store_root: str, key: str) -> str:
 
 
 def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
-    """The weights a cell evaluates: its fine-tune's output if it names one, else the backbone's."""
+    """The weights a cell evaluates: its fine-tune's output, its method entry's own checkpoint, or the backbone's."""
     ft = config["method"].get("finetune")
-    if not ft:
-        return config["backbone"].get("checkpoint")
+    if not ft:  # a method entry's own released weights, else the backbone's
+        return config["method"].get("weights") or config["backbone"].get("checkpoint")
     from harness.training.loop import MODEL, is_complete
 
     run_dir = finetune_dir(store_root, ft["key"])

@@ -137,7 +137,7 @@ def test_suite_runs_end_to_end_on_fixture_data(name, env, monkeypatch, tmp_path,
         if cell.method["name"] == "haltingvt":  # its own released weights, official layout
             var = next(v for v, (rho, beta) in HALTINGVT_CONFIGS.items()
                        if (rho, beta) == (cell.method["params"]["keep_rate"], cell.method["params"]["halt_center"]))
-            assert cell.backbone["checkpoint"] == env[var]
+            assert cell.method["weights"] == env[var]
             assert record["provenance"]["checkpoint_layout"] == "haltingvt_official"
         elif not cell.method.get("finetune"):
             assert record["provenance"]["checkpoint_layout"] == "videomae"

@@ -80,7 +80,7 @@ def test_haltingvt_cells_match_the_published_upper_bounds(suites):
         p = cell.method["params"]
         configs.add((p["keep_rate"], p["halt_center"]))
         assert (p["halt_scale"], p["eps"]) == (10.0, 0.01)  # the official gamma and epsilon
-        assert cell.backbone["name"] == "haltingvt_deit_s8" and cell.backbone["checkpoint"].endswith(
+        assert cell.backbone["name"] == "haltingvt_deit_s8" and cell.method["weights"].endswith(
             f"haltingvt_g0{int(p['keep_rate'] * 10)}_beta{int(p['halt_center'])}")
         assert haltingvt_upper_bound(cell) == pytest.approx(HALTINGVT_UPPER_BOUND[p["keep_rate"]], abs=0.01)
     assert configs == {(0.3, 5), (0.3, 10), (0.5, 20), (0.7, 20)}  # G03_Beta5, G03_Beta10, G05_Beta20, G07_Beta20

@@ -22,9 +22,14 @@ def test_method_checkpoint_replaces_the_backbones_for_its_cells_only(tmp_path):
                              "checkpoint": "b5.pth"}])
     assert validate_suite(path) == []
     cells = load_suite(path).cells()
-    assert [c.backbone["checkpoint"] for c in cells] == [
+    from harness.runner import resolve_checkpoint
+
+    assert [resolve_checkpoint(c.config(), "results") for c in cells] == [
         str(tmp_path / "dense.pth"), str(tmp_path / "b5.pth"), str(tmp_path / "b5.pth")]  # relative to the suite
-    assert [c.label for c in cells] == ["dense", "haltingvt halt_center=5", "haltingvt halt_center=5 mode=packed"]
+    # the backbone keeps the suite's checkpoint, so a report shows these cells in the dense model's table
+    assert {c.backbone["checkpoint"] for c in cells} == {str(tmp_path / "dense.pth")}
+    assert [c.label for c in cells] == ["dense", "haltingvt halt_center=5 weights=b5.pth",
+                                        "haltingvt halt_center=5 mode=packed weights=b5.pth"]
     assert "checkpoint" not in cells[1].method["params"]
     key = cells[1].key
     (tmp_path / "b5.pth").write_bytes(b"other weights")  # the file's content is part of the key

@@ -34,7 +34,7 @@ class Cell:
     suite_file: str
     backbone: dict  # name, checkpoint and the explicitly given dims (sorted, no None)
     dataset: dict  # name + every field of the resolved dataset dataclass (defaults filled in)
-    method: dict  # {"name": ..., "params": every field of the params dataclass}
+    method: dict  # {"name", "params": every field of the params dataclass, "finetune"?, "weights"?}
     eval: dict  # EvalConfig as a dict
     measure: dict  # MeasureConfig as a dict
     finetune: tp.Optional[dict] = None  # FineTuneConfig fields of the run whose weights the cell evaluates
@@ -68,7 +68,7 @@ class Cell:
         """
         config = self.config()
         config["eval"].pop("num_workers", None)
-        checkpoint = self.backbone.get("checkpoint")
+        checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
         weights = file_sha256(checkpoint) if checkpoint else None
         if self.finetune:  # the evaluated weights are the fine-tune's, identified by its content key
@@ -105,8 +105,8 @@ class Suite:
         for b, d, m in itertools.product(*(self._variants.get(s, []) for s in ENTRY_SECTIONS)):
             backbone, dataset, method = copy.deepcopy((b["config"], d["config"], m["config"]))
             finetune = None
-            if m.get("checkpoint"):  # released weights of this method entry (e.g. one per HaltingVT config)
-                backbone["checkpoint"] = m["checkpoint"]
+            if m.get("checkpoint"):  # released weights of this method entry (e.g. one per HaltingVT config);
+                method["weights"] = m["checkpoint"]  # the backbone keeps the suite's, so reports group them together
             if m.get("finetune") is not None:
                 finetune = finetune_fields(backbone, m["finetune"])
                 from harness.training import FineTuneConfig
@@ -394,6 +394,8 @@ class _Checker:
             return None
         values = dataclasses.asdict(params)
         label = _label(name, params, values) + (f" ft={finetune['name']}" if finetune else "")
+        if checkpoint:  # its own weights: name the file, since the table's title names the backbone's
+            label += f" weights={os.path.basename(str(checkpoint))}"
         return {"config": {"name": name, "params": values}, "label": label, "finetune": finetune,
                 "checkpoint": checkpoint}
 
