@@ -333,14 +333,19 @@ def _suite_records(suite, results: str) -> list:
 def _print_cells(suite, todo, done) -> None:
     from tabulate import tabulate
 
-    from harness.measure.static_cost import meta_gmacs
+    from harness.measure.static_cost import meta_gmacs, meta_gmacs_upper_bound
 
     state = {c.key: "finished (skip)" for c in done}
     rows = []
     for i, c in enumerate(suite.cells()):
         gmacs = meta_gmacs(c.backbone, c.method)
-        rows.append((i, c.backbone["name"], c.dataset["name"], c.label,
-                     "adaptive" if gmacs is None else f"{gmacs:.4g}", state.get(c.key, "to run"), c.key[:12]))
+        if gmacs is None:
+            bound = meta_gmacs_upper_bound(c.backbone, c.method)
+            shown = "adaptive" if bound is None else f"<={bound:.4g} (adaptive)"
+        else:
+            shown = f"{gmacs:.4g}"
+        rows.append((i, c.backbone["name"], c.dataset["name"], c.label, shown, state.get(c.key, "to run"),
+                     c.key[:12]))
     print(tabulate(rows, headers=["#", "backbone", "dataset", "method", "GMACs/view", "state", "key"],
                    disable_numparse=True))
     print(f"{len(rows)} cells: {len(todo)} to run, {len(done)} finished")

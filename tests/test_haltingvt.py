@@ -372,3 +372,11 @@ def test_training_loss_backpropagates_through_the_ponder_cost():
     model.params = dataclasses.replace(no_motion, motion_weight=1.0)
     with pytest.raises(KeyError, match="motion_labels"):
         model.training_loss({"clips": batch["clips"], "labels": labels})
+
+
+def test_dry_run_upper_bound_on_the_meta_device_is_the_masked_cost():
+    from harness.measure.static_cost import meta_gmacs, meta_gmacs_upper_bound
+
+    cell = ({"name": "haltingvt_deit_s8"}, {"name": "haltingvt", "params": {"keep_rate": 0.5}})
+    assert meta_gmacs(*cell) is None  # adaptive: no single count
+    assert meta_gmacs_upper_bound(*cell) == pytest.approx(26.58, abs=0.01)  # methods.md 5.6, rho = 0.5

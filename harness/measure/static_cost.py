@@ -21,3 +21,22 @@ def meta_gmacs(backbone: dict, method: dict) -> tp.Optional[float]:
         with torch.no_grad():
             model(torch.empty(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size))
     return model_macs(model).total / 1e9
+
+
+def meta_gmacs_upper_bound(backbone: dict, method: dict) -> tp.Optional[float]:
+    """GMACs per view of an adaptive method when nothing is saved adaptively (HaltingVT: every token
+    through every halting block, what masked mode executes), or None when the method cannot say.
+
+    Asks a model built on the meta device for ``view_macs()`` before any forward.
+    """
+    import torch
+
+    from harness.build import build_model
+
+    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
+    with torch.device("meta"):
+        model = build_model(backbone["name"], method=method["name"], method_args=method["params"], **dims)
+    try:
+        return model.view_macs().total / 1e9
+    except Exception:  # noqa: BLE001 -- a method whose count needs a forward: no bound to show
+        return None

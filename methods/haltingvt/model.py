@@ -59,7 +59,7 @@ class HaltingVTModel(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.per_frame, C))
         self.time_embed = nn.Parameter(torch.zeros(1, self.frames, C))
-        rates = torch.linspace(0, params.drop_path, cfg.depth).tolist()
+        rates = torch.linspace(0, params.drop_path, cfg.depth, device="cpu").tolist()  # also under a meta device
         common = dict(dim=C, num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, eps=cfg.norm_eps,
                       fused=cfg.fused_attention)
         self.blocks = nn.ModuleList(
