@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import typing as tp
-import uuid
 from pathlib import Path
 
 CHUNK_GLOB = "chunk-*.npz"
@@ -64,9 +62,9 @@ def shard_ranges(num_items: int, num_shards: int, batch_size: int) -> tp.List[tp
 
 def write_json(path: tp.Union[str, Path], data: tp.Any) -> None:
     """Atomic JSON write (temp file in the same folder + ``os.replace``)."""
-    from harness.store import dumps_record
+    from harness.store import atomic_write_bytes, dumps_record
 
-    _atomic_bytes(Path(path), (dumps_record(data) + "\n").encode())
+    atomic_write_bytes(Path(path), (dumps_record(data) + "\n").encode())
 
 
 def read_json(path: tp.Union[str, Path]) -> tp.Optional[tp.Any]:
@@ -75,20 +73,6 @@ def read_json(path: tp.Union[str, Path]) -> tp.Optional[tp.Any]:
             return json.load(f)
     except (OSError, ValueError):
         return None
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --- shard state --------------------------------------------------------------------------------
@@ -131,7 +115,9 @@ class PredictionWriter:
         self._saving = True
         try:
             batches = list(self.pending)
-            _atomic_bytes(self.directory / f"chunk-{self._next:06d}.npz", _encode_chunk(batches))
+            from harness.store import atomic_write_bytes
+
+            atomic_write_bytes(self.directory / f"chunk-{self._next:06d}.npz", _encode_chunk(batches))
             self._next += 1
             del self.pending[:len(batches)]
             run = self.state["runs"][-1]

@@ -23,7 +23,6 @@ from harness.suite._types import (check_value, describe, field_default, field_ty
 
 KEY_SCHEMA = 1  # bump when the key payload changes meaning
 MAX_VARIANTS = 4096  # per entry; a larger sweep is almost certainly a typo (split the entry)
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,14 +79,7 @@ class Cell:
 
 def file_sha256(path: str) -> str:
     """sha256 of a file's content, cached per (path, size, mtime_ns); ``"missing:<path>"`` if absent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return f"missing:{path}"
-    cache_key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if cache_key not in _HASH_CACHE:
-        _HASH_CACHE[cache_key] = provenance.file_sha256(path)
-    return _HASH_CACHE[cache_key]
+    return provenance.cached_file_sha256(path)
 
 
 @dataclasses.dataclass
