@@ -60,6 +60,11 @@ def initial_source(x: torch.Tensor, source: tp.Optional[torch.Tensor]) -> torch.
     return torch.eye(t, device=x.device, dtype=x.dtype)[None].expand(n, t, t)
 
 
+def proportional_attention_bias(size: tp.Optional[torch.Tensor]) -> tp.Optional[torch.Tensor]:
+    """ToMe's proportional attention: ``log(size)`` of each key, broadcastable to [B, H, N, N] (None: no bias)."""
+    return None if size is None else size.log()[:, None, None, :, 0]
+
+
 class TokenReducer(nn.Module):
     """No reduction: the dense model. Subclasses override the hooks they need.
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models.reduction import (AttentionOutput, TokenReducer, TokenState, initial_source,
-                                      size_weighted_mean)
+                                      proportional_attention_bias, size_weighted_mean)
 from methods.sttm import Budget, budget
 from methods.sttm.merge import (assign_to_meta, cosine_matrix, dpc_knn, motion_feature_dim, motion_features,
                                 position_moments, spatial_merge, temporal_merge)
@@ -65,9 +65,7 @@ class STTMReducer(TokenReducer):
         return self.budget
 
     def attention_bias(self, layer: int, state: TokenState) -> tp.Optional[torch.Tensor]:
-        if self.params.prop_attn and state.size is not None:
-            return state.size.log()[:, None, None, :, 0]
-        return None
+        return proportional_attention_bias(state.size) if self.params.prop_attn else None
 
     def after_block(self, layer: int, x: torch.Tensor, state: TokenState,
                     attn: AttentionOutput) -> tp.Tuple[torch.Tensor, TokenState]:

@@ -16,7 +16,8 @@ import typing as tp
 
 import torch
 
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, size_weighted_mean
+from harness.models.reduction import (AttentionOutput, TokenReducer, TokenState, proportional_attention_bias,
+                                      size_weighted_mean)
 from methods.tome.merge import bipartite_soft_matching, merge_source, merge_wavg, parse_r
 
 _KEYS = frozenset({"keys"})
@@ -31,9 +32,7 @@ class ToMeReducer(TokenReducer):
         return _KEYS if self.schedule[layer] > 0 else frozenset()
 
     def attention_bias(self, layer: int, state: TokenState) -> tp.Optional[torch.Tensor]:
-        if self.params.prop_attn and state.size is not None:
-            return state.size.log()[:, None, None, :, 0]
-        return None
+        return proportional_attention_bias(state.size) if self.params.prop_attn else None
 
     def after_attention(self, layer: int, x: torch.Tensor, state: TokenState,
                         attn: AttentionOutput) -> tp.Tuple[torch.Tensor, TokenState]:

@@ -17,7 +17,7 @@ import typing as tp
 import torch
 
 from harness.models.reduction import (AttentionOutput, TokenReducer, TokenState, initial_source,
-                                      size_weighted_mean)
+                                      proportional_attention_bias, size_weighted_mean)
 from methods.vid_tldr.merge import merge_count, parse_r, saliency, saliency_merge, saliency_merge_source
 
 _PROBS = frozenset({"probs"})
@@ -32,9 +32,7 @@ class VidTLDRReducer(TokenReducer):
         return _PROBS if self.schedule[layer] > 0 else frozenset()
 
     def attention_bias(self, layer: int, state: TokenState) -> tp.Optional[torch.Tensor]:
-        if state.size is None:
-            return None
-        return state.size.log()[:, None, None, :, 0]
+        return proportional_attention_bias(state.size)
 
     def after_attention(self, layer: int, x: torch.Tensor, state: TokenState,
                         attn: AttentionOutput) -> tp.Tuple[torch.Tensor, TokenState]:
