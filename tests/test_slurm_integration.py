@@ -147,6 +147,20 @@ def _sacct(job_ids, env) -> list:
     return [line.split("|") for line in out.stdout.splitlines() if line.strip()]
 
 
+def _sacct_settled(job_ids, env, timeout_s: float = 60) -> list:
+    """sacct once every task has ended: the store can say a cell is done (the last shard merged, a failure record
+    written) a moment before the task exits and slurmdbd records its final state and end time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        acct = _sacct(job_ids, env)
+        final = {row[0]: row for row in acct if row[1] != "REQUEUED"}
+        settled = all(j in final and final[j][1] not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+                      and final[j][4] not in ("", "Unknown", "None") for j in job_ids)
+        if settled or time.monotonic() > deadline:
+            return acct
+        time.sleep(1)
+
+
 def test_suite_on_slurm_equals_local_run(cluster, tmp_path, monkeypatch, capsys):
     t_start = time.monotonic()
     suite = _suite(tmp_path)
@@ -204,7 +218,7 @@ def test_suite_on_slurm_equals_local_run(cluster, tmp_path, monkeypatch, capsys)
     assert len(runs) == 2, runs
     assert runs[1]["restart_count"] >= 1 and runs[1]["resumed_at"] >= saved_before >= 4, runs
     assert runs[0]["predicted"] + runs[1]["predicted"] == 12 and runs[1]["predicted"] < 12, runs
-    acct = _sacct([t["job_id"] for t in tasks], slurm_env)
+    acct = _sacct_settled([t["job_id"] for t in tasks], slurm_env)
     assert any(row[0] == dense0["job_id"] and row[1] == "REQUEUED" for row in acct), acct
 
     # the failure is a record with its error and log, and Slurm shows the task as failed
@@ -235,14 +249,18 @@ def _print_latency(acct: list, tasks: list, t_local: float, submit_s: float, tot
         t = dt.datetime.fromisoformat(text)
         return t.astimezone().replace(tzinfo=None) if t.tzinfo else t
 
+    def known(text):  # slurmdbd may not have recorded a start or end yet ("Unknown"): a diagnostic, not a failure
+        return text not in ("", "Unknown", "None")
+
     final = {row[0]: row for row in acct if row[1] != "REQUEUED"}
     waits, startups, runs = [], [], []
     for t in tasks:
         row = final.get(t["job_id"])
-        if not row or row[3] in ("", "Unknown", "None"):
+        if not row or not (known(row[2]) and known(row[3])):
             continue
         waits.append((ts(row[3]) - ts(row[2])).total_seconds())
-        runs.append((ts(row[4]) - ts(row[3])).total_seconds())
+        if known(row[4]):
+            runs.append((ts(row[4]) - ts(row[3])).total_seconds())
         state_file = (Path(results) / "shards" / t["key"] / f"shard-{t['shard']:03d}-of-{t['num_shards']:03d}"
                       / "state.json")
         if state_file.is_file():
