@@ -204,6 +204,36 @@ def test_packed_batch_equals_each_clip_run_alone(golden, official_file):
     assert torch.equal(torch.cat([model.last_halting["token_nums"]]), nums[-1:])
 
 
+def test_varlen_equals_packed_without_the_padding(golden, official_file):
+    model = golden_model(golden, official_file).set_mode("packed")
+    clip = golden["input"].float()
+    packed, packed_record = run(model, clip), dict(model.last_halting)
+    padded_macs = model.view_macs().total
+    model.set_mode("varlen")
+    varlen = run(model, clip)
+    assert torch.allclose(varlen, packed, atol=1e-5)
+    for name in ("token_nums", "masks", "counter"):
+        assert torch.equal(model.last_halting[name], packed_record[name]), name
+    for name in ("weights", "rho", "output"):
+        assert torch.allclose(model.last_halting[name], packed_record[name], atol=1e-5), name
+    nums = model.last_halting["token_nums"]
+    assert model.last_stats.tokens_in[2:] == [round(v, 2) for v in nums.mean(dim=0).tolist()]
+    # each clip ran its own count: the batch executed the mean of the clips' theoretical MACs
+    assert model.view_macs().total == pytest.approx(sum(model.sample_macs()) / len(clip), abs=10)
+    assert model.view_macs().total < padded_macs
+    alone = torch.cat([run(model, clip[i:i + 1]) for i in range(len(clip))])
+    assert torch.allclose(varlen, alone, atol=1e-5)  # no clip sees another's tokens
+
+
+def test_varlen_when_nothing_or_everything_halts():
+    clip = torch.randn(2, 3, 4, 32, 32)
+    for center in (1e4, -1e4):  # nobody halts before the last block / every token halts at once
+        model = build({"halt_center": center})
+        masked = run(model, clip)
+        model.set_mode("varlen")
+        assert torch.allclose(run(model, clip), masked, atol=1e-5)
+
+
 # --- MACs ---
 
 def test_sample_macs_follow_the_spec_formula_by_hand(golden, official_file):
@@ -234,7 +264,7 @@ def test_deit_s_upper_bounds_match_fvcore_on_the_official_model(rho, gmacs):
     assert macs.total / 1e9 == pytest.approx(gmacs, abs=0.01)
 
 
-@pytest.mark.parametrize("mode", ["masked", "packed"])
+@pytest.mark.parametrize("mode", ["masked", "packed", "varlen"])
 def test_view_macs_equal_fvcore(mode):
     model = build({"halt_center": -1.0, "mode": mode}, backbone="synthetic_vit_tiny")
     clip = torch.randn(1, 3, 16, 64, 64)
@@ -243,7 +273,7 @@ def test_view_macs_equal_fvcore(mode):
     counted, unexpected = fvcore_macs(model, clip)
     assert unexpected == {}
     assert counted == analytic
-    if mode == "packed":
+    if mode != "masked":
         assert model.last_stats.tokens_in[-1] < model.last_stats.tokens_in[-2]  # something halted
 
 

@@ -25,7 +25,7 @@ IGNORED_OPS = frozenset({
     "aten::clone", "aten::contiguous", "aten::copy_", "aten::fill_", "aten::to", "aten::type_as",
     "aten::detach", "aten::repeat", "aten::where", "aten::dropout", "aten::exp", "aten::neg",
     "aten::sqrt", "aten::min", "aten::argmax",  # STTM's DPC-kNN distances and meta assignment
-    "aten::sigmoid", "aten::lt", "aten::index_copy",  # HaltingVT's halting scores and ACT bookkeeping
+    "aten::sigmoid", "aten::lt", "aten::index_copy", "aten::index_select",  # HaltingVT: halting scores, ACT, packing
 })
 
 

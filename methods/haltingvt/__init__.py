@@ -13,7 +13,7 @@ import typing as tp
 from methods.registry import register_method
 
 GLIMPSER_BLOCKS = 2  # divided space-time blocks before the halting blocks (official ``divid_depth``)
-MODES = ("masked", "packed")
+MODES = ("masked", "packed", "varlen")
 
 # The official fine-tuning recipe (configs/minik/*.py; the training code itself is not released).
 OFFICIAL_RECIPE = {
@@ -50,7 +50,8 @@ class HaltingVTParams:
     halt_scale: float = 10.0  # gamma: h = sigmoid(gamma * x[:, :, 0] - beta)
     halt_center: float = 10.0  # beta ("Beta" in the config names: 5, 10 or 20)
     eps: float = 0.01  # a token halts once its cumulative score exceeds 1 - eps
-    mode: str = "masked"  # "masked": official numerics, no saving; "packed": halted tokens removed
+    mode: str = "masked"  # "masked": official numerics, no saving; "packed": halted tokens removed, padded
+    #                       batch; "varlen": halted tokens removed, each clip runs its own count (no padding)
     ponder_weight: float = 5e-4  # official ponder_token_scale (mean rho over batch and tokens)
     motion_weight: float = 1.0  # the official code applies the motion CE unscaled (motion_loss_beta
     #                             = 0.001 in the configs only switches it on)

@@ -58,16 +58,33 @@ class Attention(nn.Module):
         """``attn_mask`` (bool, broadcastable to [B, H, N, N], True = may attend) hides padded keys."""
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        probs = None
-        if self.kernel(need_probs) == "sdpa":
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        else:
-            logits = (q @ k.transpose(-2, -1)) * self.scale
-            if attn_mask is not None:
-                logits = logits.masked_fill(~attn_mask, float("-inf"))
-            probs = logits.softmax(dim=-1)
-            out = probs @ v
+        out, probs = self._attend(q, k, v, need_probs, attn_mask)
         return self.proj(out.transpose(1, 2).reshape(B, N, C)), probs
+
+    def forward_varlen(self, x: torch.Tensor, lengths: tp.Sequence[int]) -> torch.Tensor:
+        """Self-attention within each of the sequences concatenated in ``x`` [1, sum(lengths), C].
+
+        The linear layers run once over all tokens; attention runs per sequence, so no token is
+        padded and no sequence sees another's tokens.
+        """
+        _, N, C = x.shape
+        qkv = self.qkv(x).reshape(N, 3, self.num_heads, C // self.num_heads).permute(1, 2, 0, 3)  # [3, H, N, D]
+        parts = []
+        for part in qkv.split([int(n) for n in lengths], dim=2):
+            if part.shape[2]:
+                q, k, v = part.unsqueeze(1)  # [1, H, n, D] each
+                parts.append(self._attend(q, k, v, False, None)[0])
+        out = torch.cat(parts, dim=2)  # [1, H, N, D]
+        return self.proj(out.transpose(1, 2).reshape(1, N, C))
+
+    def _attend(self, q, k, v, need_probs: bool, attn_mask: tp.Optional[torch.Tensor]):
+        if self.kernel(need_probs) == "sdpa":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask), None
+        logits = (q @ k.transpose(-2, -1)) * self.scale
+        if attn_mask is not None:
+            logits = logits.masked_fill(~attn_mask, float("-inf"))
+        probs = logits.softmax(dim=-1)
+        return probs @ v, probs
 
 
 class GlimpserBlock(nn.Module):
@@ -144,8 +161,13 @@ class JointHaltBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor] = None
-                ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
-        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask)[0])
+    def forward(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor] = None,
+                lengths: tp.Optional[tp.Sequence[int]] = None) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """``attn_mask`` hides padded keys of a padded batch; ``lengths``: ``x`` [1, N, C] holds
+        sequences of these lengths one after the other (``Attention.forward_varlen``)."""
+        if lengths is not None:
+            x = x + self.drop_path(self.attn.forward_varlen(self.norm1(x), lengths))
+        else:
+            x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask)[0])
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, torch.sigmoid(x[..., 0] * self.halt_scale - self.halt_center)

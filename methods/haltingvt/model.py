@@ -17,6 +17,10 @@ Two modes for the halting blocks (``HaltingVTParams.mode``; both give the same t
   contributed their ACT share, so the only numerical difference to ``masked`` is that the active
   tokens no longer attend to those zero vectors. When no token halts before the last block, the
   two modes agree.
+- ``varlen``: the numerics of ``packed`` without its padding: the active tokens of all clips are
+  concatenated into one sequence for the token-wise layers (LayerNorm, qkv, projection, MLP) and
+  attention runs per clip, so every clip computes exactly its own active tokens and a batch executes
+  the sum of its clips' theoretical MACs (``packed`` runs every clip at the batch's largest count).
 Training always runs ``masked``, as the official code.
 """
 from __future__ import annotations
@@ -72,7 +76,7 @@ class HaltingVTModel(nn.Module):
         self.last_stats = ForwardStats()
         self.last_halting: tp.Dict[str, tp.Any] = {}
         self._joint_tokens: tp.Optional[tp.List[tp.List[float]]] = None  # [B][L_halt] of the last forward
-        self._packed_last = False
+        self._mode_last = "masked"
         self._executed: tp.List[int] = []  # tokens per clip each halting block ran on (packed: padded max)
         self._init_weights()
 
@@ -138,9 +142,10 @@ class HaltingVTModel(nn.Module):
             x, idx = block(x, self.frames)
             stats.tokens_mlp.append(int(x.shape[1]))
             glimpser_idx = idx if idx is not None else glimpser_idx
-        packed = self.mode == "packed" and not self.training
-        state, record = (self._halt_packed if packed else self._halt_masked)(x)
-        self._record(stats, record, packed, int(x.shape[1]))
+        mode = self.mode if not self.training else "masked"
+        halt = {"masked": self._halt_masked, "packed": self._halt_packed, "varlen": self._halt_varlen}[mode]
+        state, record = halt(x)
+        self._record(stats, record, mode, int(x.shape[1]))
         self.last_halting = {"rho": state.rho, "counter": state.counter, "output": state.output, **record,
                              "glimpser_idx": glimpser_idx}
         return self.norm(state.output[:, 0])
@@ -168,12 +173,30 @@ class HaltingVTModel(nn.Module):
                        "weights": torch.stack(weights)}
 
     def _halt_packed(self, x: torch.Tensor) -> tp.Tuple[ActState, dict]:
-        """Each halting block runs on the batch's active tokens only.
+        """Each halting block runs on the batch's active tokens only, as a padded batch.
 
         Per block, every clip's active tokens are gathered (in token order) into [B, m, C] with
         m = the most active tokens of any clip of the batch; shorter clips are padded and the padding
         is hidden from attention as keys. Halted tokens are never computed again; what runs is B x m
         tokens per block (``view_macs``), what each clip needs is its own count (``sample_macs``).
+        """
+        return self._halt_removed(x, varlen=False)
+
+    def _halt_varlen(self, x: torch.Tensor) -> tp.Tuple[ActState, dict]:
+        """Each halting block runs on the active tokens of all clips concatenated, attention per clip.
+
+        Per block the active tokens are gathered in (clip, token) order into [1, sum(counts), C];
+        the token-wise layers run once over them and attention per clip, so each clip computes exactly
+        its own active tokens (``view_macs`` = the mean of ``sample_macs``).
+        """
+        return self._halt_removed(x, varlen=True)
+
+    def _halt_removed(self, x: torch.Tensor, varlen: bool) -> tp.Tuple[ActState, dict]:
+        """The halting blocks over the active tokens only (``packed``: padded, ``varlen``: concatenated).
+
+        The block outputs and halting scores of the active tokens are put back in place and the ACT
+        update runs over the whole [B, n] state: a halted token has mask 0, so the update leaves it
+        unchanged whatever value sits in its place (``act.py``).
         """
         B, n, C = x.shape
         state, tokens = ActState.start(x), x  # tokens: each token's latest block output
@@ -186,40 +209,49 @@ class HaltingVTModel(nn.Module):
                 m = int(counts.max())
                 nums.append(counts.to(x.dtype))
                 executed.append(m)
-                weight = x.new_zeros(B, n)
-                everyone = m == n  # no token of any clip has halted yet: nothing to pack
-                if m and not everyone:
-                    order = torch.argsort((~active).to(torch.uint8), dim=1, stable=True)[:, :m]
-                    valid = torch.arange(m, device=x.device) < counts[:, None]
-                    attn_mask = None if bool(valid.all()) else valid[:, None, None, :]
-                    inputs = torch.gather(tokens, 1, order[..., None].expand(B, m, C))
-            if m and everyone:
+                if 0 < m < n:
+                    if varlen:
+                        idx = active.view(-1).nonzero().view(-1)  # (clip, token) order
+                        inputs = tokens.reshape(B * n, C).index_select(0, idx).unsqueeze(0)
+                        kwargs = {"lengths": counts.tolist()}
+                    else:
+                        order = torch.argsort((~active).to(torch.uint8), dim=1, stable=True)[:, :m]
+                        valid = torch.arange(m, device=x.device) < counts[:, None]
+                        inputs = torch.gather(tokens, 1, order[..., None].expand(B, m, C))
+                        kwargs = {"attn_mask": None if bool(valid.all()) else valid[:, None, None, :]}
+            if m == 0:  # every token of every clip has halted: nothing runs, nothing changes
+                masks.append(state.mask.bool())
+                weights.append(x.new_zeros(B, n))
+                continue
+            if m == n:  # no token of any clip has halted yet: nothing to pack
                 y, h = block(tokens)
-                with reduction_region(f"halt{i}/act"):
-                    if i == len(blocks) - 1:  # forced halt
-                        h = torch.ones_like(h)
-                    state, weight = act_step(state, y, h, self.params.eps)
-                    tokens = y
-            elif m:
-                y, h = block(inputs, attn_mask=attn_mask)
-                with reduction_region(f"halt{i}/act"):
-                    if i == len(blocks) - 1:  # forced halt
-                        h = torch.ones_like(h)
-                    part, w = act_step(state.gather(order), y, h, self.params.eps)
-                    state = state.scatter(order, part, valid)
-                    weight = weight.scatter(1, order, torch.where(valid, w, torch.zeros_like(w)))
-                    tokens = tokens.scatter(1, order[..., None].expand(B, m, C), y)
+            else:
+                y, h = block(inputs, **kwargs)
+                with reduction_region(f"halt{i}/pack"):
+                    if varlen:
+                        y = tokens.reshape(B * n, C).index_copy(0, idx, y[0]).view(B, n, C)
+                        h = x.new_zeros(B * n).index_copy(0, idx, h[0]).view(B, n)
+                    else:  # padded rows (a clip with no active token attends to nothing: NaN) are dropped
+                        y = tokens.scatter(1, order[..., None].expand(B, m, C), y.masked_fill(~valid[..., None], 0))
+                        h = x.new_zeros(B, n).scatter(1, order, h.masked_fill(~valid, 0))
+            with reduction_region(f"halt{i}/act"):
+                if i == len(blocks) - 1:  # forced halt
+                    h = torch.ones_like(h)
+                state, weight = act_step(state, y, h, self.params.eps)
+                tokens = y
             masks.append(state.mask.bool())
             weights.append(weight)
         self._executed = executed
         return state, {"token_nums": torch.stack(nums, dim=1), "masks": torch.stack(masks),
                        "weights": torch.stack(weights)}
 
-    def _record(self, stats: ForwardStats, record: dict, packed: bool, n: int) -> None:
+    def _record(self, stats: ForwardStats, record: dict, mode: str, n: int) -> None:
         nums = record["token_nums"].tolist()  # [B][L_halt]
-        self._joint_tokens, self._packed_last = nums, packed
+        self._joint_tokens, self._mode_last = nums, mode
+        mean_active = record["token_nums"].mean(dim=0).tolist()
         for i, block in enumerate(self.halting_blocks):
-            per_view = self._executed[i] if packed else n
+            per_view = {"masked": n, "packed": self._executed[i] if mode == "packed" else n,
+                        "varlen": round(mean_active[i], 2)}[mode]
             stats.tokens_in.append(per_view)
             stats.tokens_mlp.append(per_view)
             stats.attention_kernel.append(block.attn.kernel(False))
@@ -241,11 +273,14 @@ class HaltingVTModel(nn.Module):
         """MACs one view really executed on the last forward (``harness.measure.flops.MacsCount``).
 
         masked: every halting block over all tokens (the dense upper bound); packed: every block over
-        the batch's largest active count (the padded batch). Before any forward: masked.
+        the batch's largest active count (the padded batch); varlen: the mean of the clips' own counts
+        (each clip ran exactly its active tokens). Before any forward: masked.
         """
-        if self._joint_tokens is None or not self._packed_last:
+        if self._joint_tokens is None or self._mode_last == "masked":
             n = 1 + self.keep[-1] * self.frames
             return costs.view_macs(self.cfg, self.keep, [n] * len(self.halting_blocks))
+        if self._mode_last == "varlen":
+            return costs.mean_macs([costs.view_macs(self.cfg, self.keep, row) for row in self._joint_tokens])
         return costs.view_macs(self.cfg, self.keep, self._executed)
 
     def sample_macs(self) -> tp.Optional[tp.List[float]]:
