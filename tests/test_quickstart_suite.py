@@ -17,12 +17,14 @@ def test_quickstart_is_valid_and_expands_to_every_method():
                       "sttm num_meta=0.25 temporal_r=0.5 motion=learned ft=sttm_k25",
                       "haltingvt halt_center=5 ft=haltingvt_k50",
                       "haltingvt halt_center=5 mode=packed ft=haltingvt_k50",
+                      "haltingvt halt_center=5 mode=varlen ft=haltingvt_k50",
                       "haltingvt keep_rate=0.25 halt_center=5 ft=haltingvt_k25",
                       "haltingvt keep_rate=0.25 halt_center=5 mode=packed ft=haltingvt_k25",
+                      "haltingvt keep_rate=0.25 halt_center=5 mode=varlen ft=haltingvt_k25",
                       "random_drop match=sta r=4", "random_merge match=sta r=4"]
     finetunes = suite.finetunes()
     assert [f.method["name"] for f in finetunes] == ["sttm", "sttm", "haltingvt", "haltingvt"]
-    # masked and packed evaluate the same fine-tuned weights
+    # masked, packed and varlen evaluate the same fine-tuned weights
     by_label = {c.label: c for c in suite.cells()}
     assert (by_label["haltingvt halt_center=5 ft=haltingvt_k50"].method["finetune"]
             == by_label["haltingvt halt_center=5 mode=packed ft=haltingvt_k50"].method["finetune"])

@@ -112,7 +112,7 @@ def test_tome_token_map_counts_follow_the_schedule():
         assert c["kept"] + c["groups"] == step.tokens and c["dropped"] == 0
 
 
-@pytest.mark.parametrize("mode", ["masked", "packed"])
+@pytest.mark.parametrize("mode", ["masked", "packed", "varlen"])
 def test_haltingvt_map_glimpser_drops_s_minus_k_per_frame_and_halts_consistently(mode):
     torch.manual_seed(0)
     model = harness.build_model("video_vit", method="haltingvt",
