@@ -46,7 +46,7 @@ def cmd_run(args) -> int:
         if suite.finetunes():
             _print_finetunes(suite, args.results)
             print()
-        _print_cells(suite, todo, done)
+        _print_cells(suite, todo, done, args.results)
         return 0
     records = run_suite(suite, executor=args.executor, store_root=args.results, force=args.force)
     from harness.store import ResultStore
@@ -330,12 +330,14 @@ def _suite_records(suite, results: str) -> list:
     return [r for r in ResultStore(results).records() if r.get("key") in keys]
 
 
-def _print_cells(suite, todo, done) -> None:
+def _print_cells(suite, todo, done, results: str) -> None:
     from tabulate import tabulate
 
+    from harness.launch import other_code
     from harness.measure.static_cost import meta_gmacs, meta_gmacs_upper_bound
 
-    state = {c.key: "finished (skip)" for c in done}
+    flagged = other_code(done, results)
+    state = {c.key: f"finished (skip; {flagged[c.key]})" if c.key in flagged else "finished (skip)" for c in done}
     rows = []
     for i, c in enumerate(suite.cells()):
         gmacs = meta_gmacs(c.backbone, c.method)

@@ -39,6 +39,38 @@ def plan(suite, store_root: str, force: bool) -> tp.Tuple[list, list]:
     return [c for c in cells if c.key not in done_keys], done
 
 
+def other_code(done: list, store_root: str) -> tp.Dict[str, str]:
+    """Finished cells whose record was computed by other model/method/data code than this checkout
+    (``provenance.numerics_code``): ``{key: "other code" | "code unrecorded"}``."""
+    from harness.provenance import numerics_code
+    from harness.store import ResultStore
+
+    store, out, current = ResultStore(store_root), {}, {}
+    for cell in done:
+        record = store.read(cell.key) or {}
+        stored = (record.get("provenance") or {}).get("numerics_code")
+        key = (cell.method["name"], repr(sorted(cell.method["params"].items())))
+        if key not in current:
+            current[key] = numerics_code(cell.method["name"], cell.method["params"])["id"]
+        if not stored:
+            out[cell.key] = "code unrecorded"
+        elif stored.get("id") != current[key]:
+            out[cell.key] = "other code"
+    return out
+
+
+def warn_other_code(done: list, store_root: str, out: tp.TextIO) -> None:
+    """Say which skipped cells were computed by other code (kept as they are; ``--force`` reruns them)."""
+    flagged = other_code(done, store_root)
+    changed = [c.label for c in done if flagged.get(c.key) == "other code"]
+    unknown = [c.label for c in done if flagged.get(c.key) == "code unrecorded"]
+    for cells, what in ((changed, "were computed by other model/method/data code than this checkout"),
+                        (unknown, "carry no code fingerprint (recorded by an older harness)")):
+        if cells:
+            print(f"note: {len(cells)} finished cell(s) {what}; their records are kept as they are "
+                  f"(--force reruns them): " + ", ".join(cells[:6]) + (" ..." if len(cells) > 6 else ""), file=out)
+
+
 def run_finetune_job(config: dict, out_dir: str) -> dict:
     """Worker entry point: train (or resume) one fine-tuning run; returns its meta."""
     from harness.training import FineTuneConfig, finetune
@@ -120,6 +152,7 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
     run_finetunes(suite, executor=executor, store_root=store_root, out=out, needed_by=todo)
     print(f"suite {suite.config.name}: {len(todo) + len(done)} cells, {len(done)} already finished "
           f"(skipped; --force reruns them), {len(todo)} to run with the {executor} executor", file=out)
+    warn_other_code(done, store_root, out)
     if not todo:
         return []
     folder = Path(store_root) / "logs" / "%j"

@@ -5,6 +5,7 @@ import hashlib
 import importlib.metadata
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -71,3 +72,57 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# Code whose change can change a cell's numbers (besides the method's own package): the models, the data
+# pipeline, evaluation and measurement. Reports, the CLI, the store and the cluster code are left out.
+NUMERICS_PATHS = ("harness/models", "harness/data", "harness/measure", "harness/evaluate.py")
+_METHOD_IMPORT = re.compile(r"^\s*(?:from|import)\s+methods\.(\w+)", re.MULTILINE)
+
+
+def numerics_code(method: str, params: tp.Optional[tp.Mapping] = None, root: str = _REPO) -> dict:
+    """A content hash of the code that computes a cell of ``method``: ``NUMERICS_PATHS`` plus the method's
+    package, the method packages it imports (e.g. the random baselines use ToMe's merge) and those a
+    parameter names (``random_drop match=sta`` follows STA's schedule).
+
+    Records keep it so that a finished cell computed by other code than the current checkout can be told
+    apart (``harness run`` warns about such cells instead of silently reusing them as current).
+    Returns ``{"id": 16 hex digits, "paths": [...]}``.
+    """
+    import methods
+
+    named = [method] + [v for v in (params or {}).values() if isinstance(v, str) and v in methods.list_methods()]
+    paths, todo = list(NUMERICS_PATHS), []
+    for name in named:
+        spec = methods.get_method(name)
+        module = (spec.architecture or spec.implementation).split(":")[0]
+        if module.startswith("methods."):
+            todo.append(module.split(".")[1])
+    seen: set = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name == "registry":
+            continue
+        seen.add(name)
+        folder = os.path.join(root, "methods", name)
+        rel = f"methods/{name}" if os.path.isdir(folder) else f"methods/{name}.py"
+        paths.append(rel)
+        for path in _python_files(root, rel):
+            with open(os.path.join(root, path), encoding="utf-8") as f:
+                todo.extend(_METHOD_IMPORT.findall(f.read()))
+    h = hashlib.sha256()
+    for rel in sorted({p for entry in paths for p in _python_files(root, entry)}):
+        h.update(rel.encode() + b"\0" + cached_file_sha256(os.path.join(root, rel)).encode() + b"\0")
+    return {"id": h.hexdigest()[:16], "paths": sorted(set(paths))}
+
+
+def _python_files(root: str, rel: str) -> tp.List[str]:
+    full = os.path.join(root, rel)
+    if os.path.isfile(full):
+        return [rel]
+    out = []
+    for folder, dirs, files in os.walk(full):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        out.extend(os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/")
+                   for f in sorted(files) if f.endswith(".py"))
+    return out

@@ -236,7 +236,7 @@ def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kerne
     """The provenance fields only a worker knows (device, threads, hashes, kernels, numerics)."""
     import torch
 
-    from harness.provenance import file_sha256
+    from harness.provenance import file_sha256, numerics_code
 
     me, method = config["measure"], config["method"]
     return {"device": _device_name(setup.device), "torch_threads": torch.get_num_threads(),
@@ -246,7 +246,8 @@ def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kerne
             "attention_kernel_per_block": list(attention_kernel),
             "numerics": _numerics(setup.device),
             "reducer": setup.model.describe(),
-            "method_capabilities": _capabilities(method["name"])}
+            "method_capabilities": _capabilities(method["name"]),
+            "numerics_code": numerics_code(method["name"], method.get("params"))}
 
 
 def _real_clips(dataset, n: int):

@@ -61,10 +61,26 @@ def test_run_skip_and_report(workdir, capsys):
     capsys.readouterr()
 
     assert main(["run", suite, "--executor", "debug", "--results", results]) == 0
-    assert "3 already finished" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "3 already finished" in out and "other model/method/data code" not in out
     assert main(["report", "--results", results, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {row["method"] for row in rows} >= {"dense", "tome"}
+
+    # a record computed by other code is kept, and said so instead of being passed off as current
+    assert prov["numerics_code"]["paths"] == ["harness/data", "harness/evaluate.py", "harness/measure",
+                                              "harness/models"]
+    assert "methods/tome" in by_label["tome r=8"]["provenance"]["numerics_code"]["paths"]
+    store = ResultStore(results)
+    record = store.read(by_label["tome r=8"]["key"])
+    record["provenance"]["numerics_code"]["id"] = "0" * 16
+    store.write(record)
+    assert main(["run", suite, "--executor", "debug", "--results", results]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 finished cell(s) were computed by other model/method/data code" in out and "tome r=8" in out
+    assert main(["run", suite, "--dry-run", "--results", results]) == 0
+    assert "finished (skip; other code)" in capsys.readouterr().out
+    assert store.read(by_label["tome r=8"]["key"])["provenance"]["numerics_code"]["id"] == "0" * 16
 
 
 def test_failed_cell_is_recorded_and_the_suite_goes_on(workdir, capsys):

@@ -161,3 +161,35 @@ def test_concurrent_writers_of_one_key_leave_a_complete_file(tmp_path):
     final = store.read(key_of("shared"))
     assert final is not None and final["index"] == 19
     assert [p.name for p in store.cells_dir.iterdir()] == [path.name]
+
+
+def test_numerics_code_follows_the_method_its_imports_and_named_methods(tmp_path):
+    import os
+    import shutil
+
+    from harness.provenance import NUMERICS_PATHS, numerics_code
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for rel in list(NUMERICS_PATHS) + ["methods/tome", "methods/sta", "methods/random_baselines"]:
+        src, dst = os.path.join(repo, rel), tmp_path / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst)
+        else:
+            shutil.copy(src, dst)
+
+    def ids():
+        return {m: numerics_code(m, p, root=str(tmp_path))["id"]
+                for m, p in [("dense", {}), ("tome", {"r": 8}), ("sta", {}), ("random_drop", {"match": "sta"})]}
+
+    before = ids()
+    assert numerics_code("random_drop", {"match": "sta"}, root=str(tmp_path))["paths"][-3:] == [
+        "methods/random_baselines", "methods/sta", "methods/tome"]  # its import (ToMe's merge) and its match
+    with open(tmp_path / "methods" / "sta" / "reducer.py", "a") as f:
+        f.write("\n# changed\n")
+    after = ids()
+    assert after["sta"] != before["sta"] and after["random_drop"] != before["random_drop"]
+    assert after["tome"] == before["tome"] and after["dense"] == before["dense"]
+    with open(tmp_path / "harness" / "models" / "video_vit.py", "a") as f:
+        f.write("\n# changed\n")
+    assert all(v != after[k] for k, v in ids().items())  # shared model code: every method

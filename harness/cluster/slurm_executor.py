@@ -74,7 +74,7 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
                  executor_factory: ExecutorFactory = make_slurm_executor) -> Submission:
     """Submit ``suite``'s unfinished cells (and the fine-tunes they need); returns without waiting."""
     from harness.cluster.worker import ShardJob, ShardTask, cell_info
-    from harness.launch import plan
+    from harness.launch import plan, warn_other_code
     from harness.runner import CellJob, _now
 
     if num_shards < 1:
@@ -97,6 +97,7 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
     print(f"suite {suite.config.name}: {len(todo) + len(done) + len(busy)} cells, {len(done)} already finished "
           f"(skipped; --force reruns them), {len(busy)} in flight, {len(todo)} to submit as "
           f"{len(todo) * num_shards} task(s) ({num_shards} shard(s) per cell); code snapshot {snap.id}", file=out)
+    warn_other_code(done, store_root, out)
     if not todo:
         return sub
     folder.mkdir(parents=True, exist_ok=True)
