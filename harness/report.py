@@ -259,7 +259,8 @@ def _row(rec: Record) -> dict:
         **{m: _number(metrics.get(m)) for m in _FLOAT_METRICS},
         **_top1_interval(metrics),
         "coverage_decoded": _integer(coverage.get("decoded")), "coverage_listed": _integer(coverage.get("listed")),
-        "status": _status(rec), "label": rec.get("label"), "key": rec.get("key"),
+        "status": _status(rec) + (" (other code)" if _other_code(rec, name, params) else ""),
+        "label": rec.get("label"), "key": rec.get("key"),
         "error_type": error.get("type"), "error_message": error.get("message"),
         "throughput_batch_size": _integer(metrics.get("throughput_batch_size")),
         "peak_mem_kind": metrics.get("peak_mem_kind"), "num_videos": _integer(metrics.get("num_videos")),
@@ -292,6 +293,26 @@ def _settings(method: str, params: dict, label: tp.Any) -> str:
         head, _, rest = str(label).strip().partition(" ")
         return (rest.strip() or "-") if head == method else str(label)
     return ", ".join(f"{k}={v if isinstance(v, str) else _canon(v)}" for k, v in params.items()) or "-"
+
+
+_CURRENT_CODE: dict = {}  # (method, params) -> this checkout's numerics_code id
+
+
+def _other_code(rec: Record, method: str, params: dict) -> bool:
+    """Whether a finished record was computed by other model/method/data code than this checkout's
+    (``provenance.numerics_code``; records without it, or of methods this checkout lacks, are not judged)."""
+    from harness.provenance import numerics_code
+
+    stored = _dict(_dict(rec.get("provenance")).get("numerics_code")).get("id")
+    if rec.get("status") != "ok" or not stored:
+        return False
+    key = (method, _canon(params))
+    if key not in _CURRENT_CODE:
+        try:
+            _CURRENT_CODE[key] = numerics_code(method, params)["id"]
+        except (KeyError, OSError):
+            _CURRENT_CODE[key] = None
+    return _CURRENT_CODE[key] is not None and _CURRENT_CODE[key] != stored
 
 
 def _status(rec: Record) -> str:
@@ -425,6 +446,9 @@ def _notes(df: pd.DataFrame) -> list[str]:
     if df["gmacs_theoretical_mean"].notna().any():
         notes.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "
                      "video's active tokens (mean±std, p95), as the halting papers count it")
+    if df["status"].astype(str).str.endswith("(other code)").any():
+        notes.append("(other code): computed by other model/method/data code than this checkout "
+                     "(provenance.numerics_code); `run --force` recomputes it")
     return ["", "; ".join(notes)] if notes else []
 
 

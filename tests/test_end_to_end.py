@@ -80,6 +80,9 @@ def test_run_skip_and_report(workdir, capsys):
     assert "note: 1 finished cell(s) were computed by other model/method/data code" in out and "tome r=8" in out
     assert main(["run", suite, "--dry-run", "--results", results]) == 0
     assert "finished (skip; other code)" in capsys.readouterr().out
+    assert main(["report", "--results", results]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ok (other code)") == 1 and "(other code): computed by other" in out
     assert store.read(by_label["tome r=8"]["key"])["provenance"]["numerics_code"]["id"] == "0" * 16
 
 
