@@ -40,22 +40,16 @@ def plan(suite, store_root: str, force: bool) -> tp.Tuple[list, list]:
 
 
 def other_code(done: list, store_root: str) -> tp.Dict[str, str]:
-    """Finished cells whose record was computed by other model/method/data code than this checkout
+    """Finished cells whose record was not computed by this checkout's model/method/data code
     (``provenance.numerics_code``): ``{key: "other code" | "code unrecorded"}``."""
-    from harness.provenance import numerics_code
+    from harness.provenance import code_state
     from harness.store import ResultStore
 
-    store, out, current = ResultStore(store_root), {}, {}
+    store, current, out = ResultStore(store_root), {}, {}
     for cell in done:
-        record = store.read(cell.key) or {}
-        stored = (record.get("provenance") or {}).get("numerics_code")
-        key = (cell.method["name"], repr(sorted(cell.method["params"].items())))
-        if key not in current:
-            current[key] = numerics_code(cell.method["name"], cell.method["params"])["id"]
-        if not stored:
-            out[cell.key] = "code unrecorded"
-        elif stored.get("id") != current[key]:
-            out[cell.key] = "other code"
+        state = code_state(store.read(cell.key) or {}, cell.method["name"], cell.method["params"], current)
+        if state in ("other code", "code unrecorded"):
+            out[cell.key] = state
     return out
 
 

@@ -116,6 +116,25 @@ def numerics_code(method: str, params: tp.Optional[tp.Mapping] = None, root: str
     return {"id": h.hexdigest()[:16], "paths": sorted(set(paths))}
 
 
+def code_state(record: tp.Mapping, method: str, params: tp.Mapping, current: tp.Optional[dict] = None) -> str:
+    """How a record's ``provenance.numerics_code`` relates to this checkout: "current", "other code",
+    "code unrecorded" (a record from before the hash existed) or "unknown method" (not in this checkout).
+    ``current`` caches this checkout's ids per (method, params) across calls."""
+    stored = ((record.get("provenance") or {}).get("numerics_code") or {}).get("id")
+    if not stored:
+        return "code unrecorded"
+    current = {} if current is None else current
+    key = (method, repr(sorted((params or {}).items())))
+    if key not in current:
+        try:
+            current[key] = numerics_code(method, params)["id"]
+        except KeyError:  # UnknownNameError: a method this checkout does not have
+            current[key] = None
+    if current[key] is None:
+        return "unknown method"
+    return "current" if current[key] == stored else "other code"
+
+
 def _python_files(root: str, rel: str) -> tp.List[str]:
     full = os.path.join(root, rel)
     if os.path.isfile(full):

@@ -301,18 +301,9 @@ _CURRENT_CODE: dict = {}  # (method, params) -> this checkout's numerics_code id
 def _other_code(rec: Record, method: str, params: dict) -> bool:
     """Whether a finished record was computed by other model/method/data code than this checkout's
     (``provenance.numerics_code``; records without it, or of methods this checkout lacks, are not judged)."""
-    from harness.provenance import numerics_code
+    from harness.provenance import code_state
 
-    stored = _dict(_dict(rec.get("provenance")).get("numerics_code")).get("id")
-    if rec.get("status") != "ok" or not stored:
-        return False
-    key = (method, _canon(params))
-    if key not in _CURRENT_CODE:
-        try:
-            _CURRENT_CODE[key] = numerics_code(method, params)["id"]
-        except (KeyError, OSError):
-            _CURRENT_CODE[key] = None
-    return _CURRENT_CODE[key] is not None and _CURRENT_CODE[key] != stored
+    return rec.get("status") == "ok" and code_state(rec, method, params, _CURRENT_CODE) == "other code"
 
 
 def _status(rec: Record) -> str:

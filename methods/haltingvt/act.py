@@ -11,12 +11,12 @@ One step takes a block's output ``y`` and halting scores ``h`` (h = 1 at the las
 
 so a token's final state is sum_{l < halt} h_l y_l + R_halt y_halt (weights summing to 1).
 Tokens that halted earlier are left unchanged by a step (their y is zeroed and ``running`` is 0),
-which is what lets ``packed`` mode update only the gathered active tokens.
+which is what lets ``packed``/``varlen`` modes run the step over the whole state with anything in a
+halted token's place.
 """
 from __future__ import annotations
 
 import dataclasses
-import typing as tp
 
 import torch
 
@@ -36,28 +36,6 @@ class ActState:
         zeros = x.new_zeros(B, n)
         return cls(c=zeros, R=torch.ones_like(zeros), mask=torch.ones_like(zeros), rho=zeros,
                    counter=torch.ones_like(zeros), output=torch.zeros_like(x))
-
-    def gather(self, idx: torch.Tensor) -> "ActState":
-        """Tokens ``idx`` [B, m] of every sample."""
-        return ActState(**{f.name: _gather(getattr(self, f.name), idx) for f in dataclasses.fields(self)})
-
-    def scatter(self, idx: torch.Tensor, part: "ActState", valid: torch.Tensor) -> "ActState":
-        """A copy with tokens ``idx`` [B, m] replaced by ``part`` where ``valid`` [B, m] (padding keeps
-        the old values; ``idx`` holds distinct tokens per sample)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            old, new = getattr(self, f.name), getattr(part, f.name)
-            keep = valid.view(*valid.shape, *([1] * (new.dim() - 2)))
-            out[f.name] = old.scatter(1, _expand(idx, old), torch.where(keep, new, _gather(old, idx)))
-        return ActState(**out)
-
-
-def _expand(idx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return idx.view(*idx.shape, *([1] * (like.dim() - 2))).expand(*idx.shape, *like.shape[2:])
-
-
-def _gather(value: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    return torch.gather(value, 1, _expand(idx, value))
 
 
 def act_step(state: ActState, y: torch.Tensor, h: torch.Tensor, eps: float

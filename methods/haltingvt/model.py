@@ -248,10 +248,13 @@ class HaltingVTModel(nn.Module):
     def _record(self, stats: ForwardStats, record: dict, mode: str, n: int) -> None:
         nums = record["token_nums"].tolist()  # [B][L_halt]
         self._joint_tokens, self._mode_last = nums, mode
-        mean_active = record["token_nums"].mean(dim=0).tolist()
-        for i, block in enumerate(self.halting_blocks):
-            per_view = {"masked": n, "packed": self._executed[i] if mode == "packed" else n,
-                        "varlen": round(mean_active[i], 2)}[mode]
+        if mode == "packed":  # the padded batch: the most active clip's count
+            executed = list(self._executed)
+        elif mode == "varlen":  # each clip its own count: the batch mean
+            executed = [round(v, 2) for v in record["token_nums"].mean(dim=0).tolist()]
+        else:
+            executed = [n] * len(self.halting_blocks)
+        for block, per_view in zip(self.halting_blocks, executed):
             stats.tokens_in.append(per_view)
             stats.tokens_mlp.append(per_view)
             stats.attention_kernel.append(block.attn.kernel(False))
