@@ -25,9 +25,9 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
 
     >>> model = build_model("videomae_vit_b16", num_classes=400, method="tome", method_args={"r": 16})
     """
-    from harness.compatibility import method_problems
-    from harness.models.video_vit import VideoViT
     import methods
+    from harness.models.compatibility import method_problems
+    from harness.models.video_vit import VideoViT
 
     cfg = resolve_config(backbone, **dims)
     spec = methods.get_method(method)
@@ -43,7 +43,16 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
         reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
                                              embed_dim=cfg.embed_dim)
         model = VideoViT(cfg, reducer)
-    model.method_name = method
     if checkpoint is not None:
-        model.checkpoint_layout = model.load_checkpoint(checkpoint)
+        model.load_checkpoint(checkpoint)  # sets model.checkpoint_layout
     return model.eval()
+
+
+def build_from_config(backbone: tp.Mapping[str, tp.Any], method: tp.Mapping[str, tp.Any], *,
+                      checkpoint: tp.Optional[str | os.PathLike] = None):
+    """``build_model`` from a suite/cell's ``backbone`` dict (name + dims; its ``checkpoint`` is not loaded:
+    which weights a cell evaluates is the caller's decision) and ``method`` dict (name + params)."""
+    from harness.models.presets import backbone_dims
+
+    return build_model(backbone["name"], method=method["name"], method_args=method.get("params"),
+                       checkpoint=checkpoint, **backbone_dims(backbone))

@@ -19,7 +19,7 @@ from harness.cluster.profiles import ProfileError, check_on_cluster, load_profil
 from harness.cluster.snapshot import take_snapshot
 from harness.cluster.status import cell_rows, expand_job_ids, sync_store, _compact
 from harness.cluster.worker import ShardFailed, ShardJob, ShardTask
-from harness.runner import CellJob, run_cell
+from harness.run.cell import CellJob, run_cell
 from harness.store import ResultStore
 from harness.suite import load_suite
 

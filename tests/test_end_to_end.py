@@ -68,7 +68,7 @@ def test_run_skip_and_report(workdir, capsys):
     assert {row["method"] for row in rows} >= {"dense", "tome"}
 
     # a record computed by other code is kept, and said so instead of being passed off as current
-    assert prov["numerics_code"]["paths"] == ["harness/data", "harness/evaluate.py", "harness/measure",
+    assert prov["numerics_code"]["paths"] == ["harness/build.py", "harness/data", "harness/measure",
                                               "harness/models"]
     assert "methods/tome" in by_label["tome r=8"]["provenance"]["numerics_code"]["paths"]
     store = ResultStore(results)

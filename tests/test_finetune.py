@@ -8,7 +8,7 @@ import torch
 
 from harness.training import FineTuneConfig, finetune
 from harness.training.data import TrainClips, collate_clips, random_resized_crop, train_indices
-from harness.training.loop import LAST, LOG, META, MODEL
+from harness.training import LAST, LOG, META, MODEL
 from harness.training.schedule import lr_at, param_groups
 
 CKPT = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "synthetic_vit_tiny.pth")
@@ -116,12 +116,19 @@ def test_checkpoint_every_epoch_log_and_final_weights(tmp_path):
     assert finetune(_cfg(), str(tmp_path), progress=False)["history"] == meta["history"]  # finished: no rerun
 
 
+def _stop_after(n: int):
+    def on_step(steps_this_call: int, step: int) -> None:
+        if steps_this_call >= n:
+            raise KeyboardInterrupt(f"stopped after {steps_this_call} steps")
+    return on_step
+
+
 def test_interrupted_run_resumes_to_bit_identical_weights(tmp_path):
     straight = tmp_path / "straight"
     finetune(_cfg(), str(straight), progress=False)
     broken = tmp_path / "broken"
     with pytest.raises(KeyboardInterrupt):
-        finetune(_cfg(), str(broken), progress=False, stop_after_steps=4)  # epoch 1 done (3 steps), 1 into epoch 2
+        finetune(_cfg(), str(broken), progress=False, on_step=_stop_after(4))  # epoch 1 done (3 steps), 1 into epoch 2
     assert (broken / LAST).exists() and not (broken / MODEL).exists()
     assert torch.load(broken / LAST, weights_only=True)["epoch"] == 1
     finetune(_cfg(), str(broken), progress=False)
@@ -133,7 +140,7 @@ def test_interrupted_run_resumes_to_bit_identical_weights(tmp_path):
 
 def test_resume_refuses_a_folder_of_another_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        finetune(_cfg(), str(tmp_path), progress=False, stop_after_steps=4)
+        finetune(_cfg(), str(tmp_path), progress=False, on_step=_stop_after(4))
     with pytest.raises(RuntimeError, match="belongs to run"):
         finetune(_cfg(seed=5), str(tmp_path), progress=False)
 

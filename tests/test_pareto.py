@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.pareto import at_budget, frontier, parse_budget
+from harness.report.pareto import at_budget, frontier, parse_budget
 
 
 def frame(rows):

@@ -76,7 +76,7 @@ def test_run_trains_first_then_evaluates_the_finetuned_weights(tmp_path, capsys,
 
 
 def test_cell_fails_clearly_when_its_finetune_is_missing(tmp_path):
-    from harness.runner import CellJob, run_cell
+    from harness.run.cell import CellJob, run_cell
 
     cell = load_suite(write(tmp_path, [{"name": "tome", "finetune": "tome8"}], [FT])).cells()[0]
     record = run_cell(CellJob(key=cell.key, config=cell.config(), label=cell.label, suite={"name": "ft"},

@@ -117,7 +117,7 @@ def test_haltingvt_map_glimpser_drops_s_minus_k_per_frame_and_halts_consistently
     torch.manual_seed(0)
     model = harness.build_model("video_vit", method="haltingvt",
                                 method_args={"keep_rate": 0.25, "halt_center": 0.0, "mode": mode}, **TINY)
-    tmap = token_map(model, _clip(batch=1))
+    tmap = token_map(model, _clip(batch=1), "haltingvt")
     per_frame, keep = 16, 4
     glimpse = tmap.steps[0]
     assert (glimpse.state == DROPPED).reshape(8, -1).sum(1).tolist() == [per_frame - keep] * 8

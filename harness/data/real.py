@@ -2,7 +2,7 @@
 
 Torch-free at import (registration only). Each entry is a ``VideoProtocol`` subclass whose protocol
 defaults are the VideoMAE test protocol of that dataset (see ``docs/datasets.md``), so one instance
-is a resolved dataset *and* its test protocol, used by ``harness.evaluate`` exactly like
+is a resolved dataset *and* its test protocol, used by ``harness.measure.accuracy`` exactly like
 ``video_list``: ``items()``, ``build()``, ``key_material()``, ``manifest()``, ``resolve_num_classes()``.
 
 Errors

@@ -63,3 +63,10 @@ class VideoProtocol:
         elif any(s <= 0 for s in self.std):
             problems.append(f"std must be positive, got {self.std}")
         return problems
+
+
+def build_dataset(config: tp.Mapping[str, tp.Any]):
+    """The registered dataset object for a suite/cell dataset dict (``{"name": ..., **fields}``)."""
+    import harness.data  # noqa: F401  (registers the datasets)
+
+    return dataset_registry.get(config["name"])(**{k: v for k, v in config.items() if k != "name"})

@@ -36,7 +36,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     if allow_missing_prefix:
         expected = {k: v for k, v in expected.items()
                     if not (k.startswith(allow_missing_prefix) and k not in state)}
-    _check_keys(path, layout, state, expected)
+    check_keys(path, layout, state, expected)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()},
                           strict=not allow_missing_prefix)
     return layout
@@ -50,7 +50,7 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files, non-tensor objects
         raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
-    state = _unwrap(raw, path)
+    state = unwrap_state_dict(raw, path)
     if any(k.startswith(("encoder.", "decoder.")) for k in state) or "mask_token" in state:
         raise CheckpointError(
             f"{path} is a VideoMAE pre-training checkpoint (encoder-decoder keys 'encoder.*'/'decoder.*'); "
@@ -67,7 +67,7 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
         "('backbone.*', 'cls_head.*')")
 
 
-def _unwrap(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
+def unwrap_state_dict(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
     if isinstance(raw, dict):
         for wrapper in ("module", "model", "state_dict"):
             if wrapper in raw and isinstance(raw[wrapper], dict):
@@ -105,7 +105,7 @@ def _convert_mmaction2(state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch.
     return out
 
 
-def _check_keys(path, layout: str, state: tp.Dict[str, torch.Tensor],
+def check_keys(path, layout: str, state: tp.Dict[str, torch.Tensor],
                 expected: tp.Dict[str, torch.Tensor]) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -87,6 +87,16 @@ def resolve_config(name: str, **overrides: tp.Any) -> VideoViTConfig:
     return cfg
 
 
+def backbone_dims(backbone: tp.Mapping[str, tp.Any]) -> dict:
+    """The architecture overrides of a suite/cell backbone dict (everything but ``name`` and ``checkpoint``)."""
+    return {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
+
+
+def backbone_config(backbone: tp.Mapping[str, tp.Any]) -> VideoViTConfig:
+    """The resolved config of a suite/cell backbone dict."""
+    return resolve_config(backbone["name"], **backbone_dims(backbone))
+
+
 @register_backbone("video_vit", summary="generic joint space-time ViT; give every dim")
 def video_vit() -> VideoViTConfig:
     return VideoViTConfig()

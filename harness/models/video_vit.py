@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness._compat import import_timm
+from harness.models.timm_import import import_timm
 from harness.measure.regions import reduction_region
 from harness.models.presets import VideoViTConfig
 from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
@@ -138,6 +138,7 @@ class VideoViT(nn.Module):
             depth=cfg.depth, num_heads=cfg.num_heads, embed_dim=cfg.embed_dim)
         self.reducer.bind(cfg)
         self.last_stats = ForwardStats()
+        self.checkpoint_layout: tp.Optional[str] = None  # set by load_checkpoint
         self.apply(_init_weights)
 
     @property
@@ -187,7 +188,8 @@ class VideoViT(nn.Module):
     def load_checkpoint(self, path: str) -> str:
         from harness.models.checkpoint import load_checkpoint
 
-        return load_checkpoint(self, path)
+        self.checkpoint_layout = load_checkpoint(self, path)
+        return self.checkpoint_layout
 
     def init_from(self, path: str) -> dict:
         """Load a checkpoint of this backbone, leaving the reducer's own parameters (if any) new."""

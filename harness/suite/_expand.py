@@ -52,6 +52,11 @@ class Cell:
                               "eval": self.eval, "measure": self.measure})
 
     @property
+    def dataset_object(self) -> tp.Any:
+        """The resolved dataset object (protocol + ``items()``) the cell evaluates on."""
+        return self._dataset_obj
+
+    @property
     def label(self) -> str:
         """Method name plus the params that differ from its defaults: ``"dense"``, ``"tome r=8"``."""
         return self._label or self.method["name"]
@@ -188,12 +193,11 @@ class _Checker:
 
     def _check_combinations(self, variants: dict) -> None:
         """Cells that cannot run: a protocol that does not fit the backbone, a method the backbone cannot take."""
-        from harness.compatibility import cell_problems
 
         seen = set()
         for b, d, m in itertools.product(*(variants.get(s, []) for s in ENTRY_SECTIONS)):
             try:
-                problems = cell_problems(b["config"], d["obj"], m["config"])
+                problems = _cell_problems(b["config"], d["obj"], m["config"])
             except Exception:  # noqa: BLE001 -- an invalid entry; its own check reported it
                 continue
             for message in problems:
@@ -523,3 +527,14 @@ def _label(name: str, params: tp.Any, values: dict) -> str:
             v = _whole_floats_as_ints(values[f.name])
             parts.append(f"{f.name}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'), default=str)}")
     return " ".join(parts)
+
+
+def _cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]:
+    """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
+    import methods
+    from harness.models.compatibility import method_problems, protocol_problems
+    from harness.models.presets import backbone_config
+
+    cfg = backbone_config(backbone)
+    params = methods.get_method(method["name"]).params(**method["params"])
+    return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)

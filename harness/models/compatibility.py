@@ -22,14 +22,3 @@ def protocol_problems(dataset: tp.Any, cfg: tp.Any) -> tp.List[str]:
     if dataset.crop_size != cfg.img_size:
         problems.append(f"dataset crop_size {dataset.crop_size} != backbone img_size {cfg.img_size}")
     return problems
-
-
-def cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]:
-    """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
-    import methods
-    from harness.models.presets import resolve_config
-
-    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
-    cfg = resolve_config(backbone["name"], **dims)
-    params = methods.get_method(method["name"]).params(**method["params"])
-    return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)

@@ -28,43 +28,6 @@ def make_executor(kind: str, folder: Path):
     raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
 
 
-def plan(suite, store_root: str, force: bool) -> tp.Tuple[list, list]:
-    """(cells to run, cells already finished)."""
-    from harness.store import ResultStore
-
-    store = ResultStore(store_root)
-    cells = suite.cells()
-    done = [c for c in cells if not force and store.is_finished(c.key)]
-    done_keys = {c.key for c in done}
-    return [c for c in cells if c.key not in done_keys], done
-
-
-def other_code(done: list, store_root: str) -> tp.Dict[str, str]:
-    """Finished cells whose record was not computed by this checkout's model/method/data code
-    (``provenance.numerics_code``): ``{key: "other code" | "code unrecorded"}``."""
-    from harness.provenance import code_state
-    from harness.store import ResultStore
-
-    store, current, out = ResultStore(store_root), {}, {}
-    for cell in done:
-        state = code_state(store.read(cell.key) or {}, cell.method["name"], cell.method["params"], current)
-        if state in ("other code", "code unrecorded"):
-            out[cell.key] = state
-    return out
-
-
-def warn_other_code(done: list, store_root: str, out: tp.TextIO) -> None:
-    """Say which skipped cells were computed by other code (kept as they are; ``--force`` reruns them)."""
-    flagged = other_code(done, store_root)
-    changed = [c.label for c in done if flagged.get(c.key) == "other code"]
-    unknown = [c.label for c in done if flagged.get(c.key) == "code unrecorded"]
-    for cells, what in ((changed, "were computed by other model/method/data code than this checkout"),
-                        (unknown, "carry no code fingerprint (recorded by an older harness)")):
-        if cells:
-            print(f"note: {len(cells)} finished cell(s) {what}; their records are kept as they are "
-                  f"(--force reruns them): " + ", ".join(cells[:6]) + (" ..." if len(cells) > 6 else ""), file=out)
-
-
 def run_finetune_job(config: dict, out_dir: str) -> dict:
     """Worker entry point: train (or resume) one fine-tuning run; returns its meta."""
     from harness.training import FineTuneConfig, finetune
@@ -82,11 +45,11 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
 
     from tqdm import tqdm
 
-    from harness.runner import finetune_dir
-    from harness.training.loop import LOG, is_complete
+    from harness.run.plan import distinct_finetunes
+    from harness.training import epochs_done, is_complete, run_dir as finetune_dir
 
     out = out or sys.stdout
-    configs = suite.finetunes() if needed_by is None else _distinct_finetunes(needed_by)
+    configs = suite.finetunes() if needed_by is None else distinct_finetunes(needed_by)
     results: tp.Dict[str, dict] = {}
     pending = [c for c in configs if not is_complete(finetune_dir(store_root, c.key()))]
     if configs:
@@ -101,10 +64,10 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
         bar = tqdm(total=epochs, desc=f"fine-tune {cfg.method['name']} {cfg.key()}", unit="epoch", file=out)
         job = ex.submit(run_finetune_job, dataclasses.asdict(cfg), run_dir)
         while not job.done():
-            bar.n = _lines(os.path.join(run_dir, LOG))
+            bar.n = epochs_done(run_dir)
             bar.refresh()
             time.sleep(1.0)
-        bar.n = _lines(os.path.join(run_dir, LOG))
+        bar.n = epochs_done(run_dir)
         bar.close()
         try:
             meta = job.result()
@@ -116,32 +79,14 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
     return results
 
 
-def _distinct_finetunes(cells: list) -> list:
-    seen, out = set(), []
-    for cell in cells:
-        ft = cell.finetune_config()
-        if ft is not None and ft.key() not in seen:
-            seen.add(ft.key())
-            out.append(ft)
-    return out
-
-
-def _lines(path: str) -> int:
-    try:
-        with open(path) as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
-
-
 def run_suite(suite, *, executor: str = "local", store_root: str = "results", force: bool = False,
               out: tp.Optional[tp.TextIO] = None) -> tp.List[dict]:
     from tqdm import tqdm
 
+    from harness.run.cell import CellJob, run_cell
+    from harness.run.plan import plan, warn_other_code
+
     out = out or sys.stdout
-
-    from harness.runner import CellJob, run_cell
-
     todo, done = plan(suite, store_root, force)
     run_finetunes(suite, executor=executor, store_root=store_root, out=out, needed_by=todo)
     print(f"suite {suite.config.name}: {len(todo) + len(done)} cells, {len(done)} already finished "
@@ -202,12 +147,11 @@ def _wait(job, bar, label: str, progress_file: str, spec) -> dict:
 
 
 def _write_lost_job(spec, job, err: Exception) -> dict:
-    from harness.runner import SCHEMA, _now
+    from harness.run import record as rec
     from harness.store import ResultStore
 
-    record = {"schema": SCHEMA, "key": spec.key, "suite": spec.suite, "config": spec.config,
-              "label": spec.label, "status": "failed", "finished_at": _now(),
-              "error": {"type": type(err).__name__, "message": str(err)[-2000:],
-                        "log": str(job.paths.stderr)}}
+    record = rec.new_record(spec.key, spec.config, spec.label, spec.suite)
+    rec.set_failed(record, {"type": type(err).__name__, "message": str(err)[-2000:], "log": str(job.paths.stderr)})
+    rec.finish(record, {})
     ResultStore(spec.store_root).write(record)
     return record

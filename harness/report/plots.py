@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.pareto import frontier
+from harness.report.pareto import frontier
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
 AXES = {  # x column -> (axis label, file suffix, higher_is_better)

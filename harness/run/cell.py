@@ -6,14 +6,12 @@ a suite goes on and the leaderboard shows the failure.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import os
 import time
-import traceback
 import typing as tp
 
-SCHEMA = 1
+from harness.run import record as rec
 
 
 @dataclasses.dataclass
@@ -49,38 +47,21 @@ class Progress:
 
 def run_cell(job: CellJob, callback: tp.Optional[tp.Callable] = None) -> dict:
     """Run ``job`` and write its record to the store; returns the record."""
-    from harness.provenance import git_state, machine, package_versions
     from harness.store import ResultStore
 
     progress = Progress(job.progress_file, callback)
-    started = _now()
-    record: dict = {"schema": SCHEMA, "key": job.key, "suite": job.suite, "config": job.config,
-                    "label": job.label, "started_at": started}
+    store = ResultStore(job.store_root)
+    record = rec.new_record(job.key, job.config, job.label, job.suite, started_at=rec.now())
+    runtime: dict = {}
     try:
         result = evaluate_cell(job.config, progress, store_root=job.store_root)
-        samples = result.pop("samples")
-        record["samples_file"] = ResultStore(job.store_root).write_samples(job.key, samples).name
-        record.update(result)
-        record["status"] = "ok"
-        record["error"] = None
+        runtime = result.pop("runtime")
+        rec.set_ok(record, result, store.write_samples(job.key, result["samples"]).name)
     except Exception as err:  # noqa: BLE001 -- a failed cell is a result, not a crash
-        record["status"] = "failed"
-        record["error"] = {"type": type(err).__name__, "message": str(err),
-                           "traceback": traceback.format_exc()}
-    record["provenance"] = {**git_state(), "versions": package_versions(), **machine(),
-                            **record.pop("runtime", {})}
-    record["finished_at"] = _now()
-    ResultStore(job.store_root).write(record)
+        rec.set_failed(record, rec.error_of(err))
+    rec.finish(record, rec.this_process_provenance(runtime))
+    store.write(record)
     return record
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def finetune_dir(store_root: str, key: str) -> str:
-    """Where fine-tuning run ``key`` keeps its checkpoints and log."""
-    return os.path.join(store_root, "finetunes", key)
 
 
 def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
@@ -88,7 +69,7 @@ def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
     ft = config["method"].get("finetune")
     if not ft:  # a method entry's own released weights, else the backbone's
         return config["method"].get("weights") or config["backbone"].get("checkpoint")
-    from harness.training.loop import MODEL, is_complete
+    from harness.training import MODEL, is_complete, run_dir as finetune_dir
 
     run_dir = finetune_dir(store_root, ft["key"])
     if not is_complete(run_dir):
@@ -99,8 +80,7 @@ def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
 
 def evaluate_cell(config: dict, progress: Progress, store_root: str = "results") -> dict:
     """The measured part of a cell: accuracy, GMACs (checked by fvcore), throughput, memory."""
-    from harness.evaluate import evaluate_model
-    from harness.measure.flops import model_macs
+    from harness.measure.accuracy import evaluate_model
     from harness.measure.speed import reset_peak_memory
 
     ev = config["eval"]
@@ -109,12 +89,10 @@ def evaluate_cell(config: dict, progress: Progress, store_root: str = "results")
     accuracy = evaluate_model(setup.model, setup.dataset, device=setup.device, batch_size=ev["batch_size"],
                               num_workers=ev.get("num_workers", 0), limit=ev.get("limit"),
                               progress=progress)
-    stats = forward_stats(setup.model)
-    metrics = last_forward_metrics(accuracy.pop("metrics"), model_macs(setup.model).as_record(), stats,
-                                   setup.dataset.views)
+    metrics = accuracy["metrics"]
     measured, flops_check = measure_cell(setup, config, progress)
     metrics.update(measured)
-    runtime = cell_runtime(setup, config, accuracy["manifest"], stats["attention_kernel"])
+    runtime = cell_runtime(setup, config, accuracy["manifest"], accuracy["last_stats"]["attention_kernel"])
     return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
             "runtime": runtime, "samples": accuracy["samples"], "finetune": setup.finetune}
 
@@ -134,70 +112,41 @@ def prepare_cell(config: dict, progress: Progress, store_root: str = "results") 
     """Threads, seed and device; the fine-tune's checkpoint if any; the model and the dataset."""
     import torch
 
-    from harness.build import build_model
-    from harness.compatibility import protocol_problems
-    from harness.data.registry import dataset_registry
+    from harness.build import build_from_config
+    from harness.data.registry import build_dataset
+    from harness.measure.device import resolve_device
+    from harness.models.compatibility import protocol_problems
 
     ev, me = config["eval"], config["measure"]
     if me.get("threads"):
         torch.set_num_threads(int(me["threads"]))
     torch.manual_seed(me.get("seed", 0))
-    device = _device(ev.get("device", "auto"))
-
-    backbone = dict(config["backbone"])
-    name = backbone.pop("name")
-    backbone.pop("checkpoint", None)
+    device = resolve_device(ev.get("device", "auto"))
     checkpoint = resolve_checkpoint(config, store_root)
     method = config["method"]
     finetune = None
     if method.get("finetune"):
-        from harness.training.loop import META
+        from harness.training import META, run_dir
 
-        run_dir = finetune_dir(store_root, method["finetune"]["key"])
-        with open(os.path.join(run_dir, META)) as f:
+        with open(os.path.join(run_dir(store_root, method["finetune"]["key"]), META)) as f:
             meta = json.load(f)
         finetune = {"name": method["finetune"]["name"], "key": meta["key"], "train_wall_s": meta["train_wall_s"],
                     "epochs": len(meta["history"]), "steps": meta["steps"], "device": meta["device"],
                     "last_epoch": meta["history"][-1] if meta["history"] else None}
     progress("build model", 0, 1, force=True)
-    model = build_model(name, method=method["name"], method_args=method["params"],
-                        checkpoint=checkpoint, **backbone).to(device)
-    dataset_fields = {k: v for k, v in config["dataset"].items() if k != "name"}
-    dataset = dataset_registry.get(config["dataset"]["name"])(**dataset_fields)
+    model = build_from_config(config["backbone"], method, checkpoint=checkpoint).to(device)
+    dataset = build_dataset(config["dataset"])
     problems = protocol_problems(dataset, model.cfg)
     if problems:
         raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
     return CellSetup(model, dataset, device, checkpoint, finetune)
 
 
-def forward_stats(model) -> dict:
-    """What the model's last forward did: token counts per block and the attention kernel per block."""
-    stats = model.last_stats
-    return {"tokens_in": list(stats.tokens_in), "tokens_mlp": list(stats.tokens_mlp),
-            "tokens_out": stats.tokens_out, "attention_kernel": list(stats.attention_kernel)}
-
-
-def last_forward_metrics(metrics: dict, macs_record: dict, stats: dict, views: int) -> dict:
-    """Accuracy metrics plus the cost fields taken from the evaluation's last forward.
-
-    GMACs per view = what the forwards executed, averaged over the evaluation (equal to the last
-    forward's for static methods); adaptive methods add their per-video theoretical statistics.
-    """
-    metrics = dict(metrics)
-    metrics.update(macs_record)
-    metrics["gmacs_per_view"] = metrics.pop("gmacs_realised_per_view")
-    metrics["gflops_per_view"] = 2 * metrics["gmacs_per_view"]
-    metrics["gmacs_per_video"] = metrics["gmacs_per_view"] * views
-    metrics["tokens_per_block"] = list(stats["tokens_in"])
-    metrics["tokens_per_mlp"] = list(stats["tokens_mlp"])
-    metrics["tokens_out"] = stats["tokens_out"]
-    return metrics
-
-
 def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple[dict, dict]:
     """(throughput and memory metrics, fvcore cross-check) of the cell's model; raises on a GMACs mismatch."""
     import torch
 
+    from harness.data.video_dataset import real_clips
     from harness.measure.flops import fvcore_macs, model_macs
     from harness.measure.speed import measure_throughput, peak_memory
 
@@ -221,7 +170,7 @@ def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple
                                f"{counted / 1e9:.4f}, uncounted ops {unexpected}")
     if me.get("throughput", True):
         dataset = setup.dataset
-        real = _real_clips(dataset, me["batch_size"]) if _capabilities(method["name"])["adaptive_token_count"] else None
+        real = real_clips(dataset, me["batch_size"]) if _capabilities(method["name"])["adaptive_token_count"] else None
         metrics.update(measure_throughput(
             model, clip_shape, device=device, batch_size=me["batch_size"],
             warmup_iters=me["warmup_iters"], warmup_s=me["warmup_s"], timed_iters=me["timed_iters"],
@@ -236,72 +185,22 @@ def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kerne
     """The provenance fields only a worker knows (device, threads, hashes, kernels, numerics)."""
     import torch
 
+    from harness.measure.device import device_name, numerics_state
     from harness.provenance import file_sha256, numerics_code
 
     me, method = config["measure"], config["method"]
-    return {"device": _device_name(setup.device), "torch_threads": torch.get_num_threads(),
+    return {"device": device_name(setup.device), "torch_threads": torch.get_num_threads(),
             "seed": me.get("seed", 0), "dataset_manifest": manifest,
             "checkpoint_sha256": file_sha256(setup.checkpoint) if setup.checkpoint else None,
             "checkpoint_layout": getattr(setup.model, "checkpoint_layout", None),
             "attention_kernel_per_block": list(attention_kernel),
-            "numerics": _numerics(setup.device),
+            "numerics": numerics_state(setup.device),
             "reducer": setup.model.describe(),
             "method_capabilities": _capabilities(method["name"]),
             "numerics_code": numerics_code(method["name"], method.get("params"))}
-
-
-def _real_clips(dataset, n: int):
-    """``n`` test views of the dataset's first videos (timing input for data-dependent methods)."""
-    import torch
-
-    from harness.data.video_dataset import VideoDataset
-
-    data, views = VideoDataset(dataset.items(), dataset), []
-    for i in range(len(data)):
-        item = data[i]
-        if item["views"] is not None:
-            views.extend(item["views"])
-        if len(views) >= n:
-            return torch.stack(views[:n])
-    raise RuntimeError(f"fewer than {n} decodable views for timing")
 
 
 def _capabilities(name: str) -> dict:
     import methods
 
     return methods.get_method(name).capabilities()
-
-
-def _numerics(device) -> dict:
-    """Precision and the kernel switches that change speed or results."""
-    import torch
-
-    out = {"precision": "fp32", "matmul_precision": torch.get_float32_matmul_precision()}
-    if device.type == "cuda":
-        out.update({"allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-                    "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,
-                    "sdpa_flash": torch.backends.cuda.flash_sdp_enabled(),
-                    "sdpa_mem_efficient": torch.backends.cuda.mem_efficient_sdp_enabled(),
-                    "sdpa_math": torch.backends.cuda.math_sdp_enabled(),
-                    "cuda": torch.version.cuda})
-    return out
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("eval.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
-
-
-def _device_name(device) -> str:
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    from harness.provenance import machine
-
-    return f"cpu ({machine()['processor']})"
