@@ -22,10 +22,10 @@ from harness.cluster.worker import ShardFailed, ShardJob, ShardTask
 from harness.run.cell import CellJob, run_cell
 from harness.store import ResultStore
 from harness.suite import load_suite
+from conftest import FAST_MEASURE as FAST
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 1,
-                "min_timed_s": 0.0, "repeats": 1}
+FAST_MEASURE = {**FAST, "timed_iters": 1, "repeats": 1}
 SAME = ("top1", "top5", "num_videos", "views_per_video", "gmacs_per_view", "gflops_per_view", "gmacs_per_video",
         "tokens_per_block", "tokens_per_mlp", "tokens_out", "gmacs_breakdown", "gmacs_per_block", "aggregation")
 

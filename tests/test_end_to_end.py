@@ -10,9 +10,8 @@ import yaml
 import harness
 from harness.cli import main
 from harness.store import ResultStore
+from conftest import FAST_MEASURE
 
-FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 2,
-                "min_timed_s": 0.0, "repeats": 2}
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,13 @@ from harness.models.presets import resolve_config
 from harness.models.video_vit import sinusoid_table
 from methods.haltingvt import costs, glimpser_keep
 from methods.haltingvt.motion import add_static_clips
+from conftest import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "reference", "haltingvt_golden.pt")
 DENSE_CKPT = os.path.join(ROOT, "checkpoints", "synthetic_vit_tiny.pth")
 # the golden's shape: 4 frames of 2 x 2 patches, 2 Glimpser + 3 halting blocks
-TINY = dict(embed_dim=32, depth=5, num_heads=2, patch_size=16, tubelet_size=1, num_frames=4, img_size=32,
-            num_classes=5)
+TINY = tiny(depth=5, tubelet_size=1, num_frames=4, img_size=32)
 
 
 def build(method_args=None, backbone="video_vit", **dims):

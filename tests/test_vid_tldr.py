@@ -14,9 +14,9 @@ from methods.vid_tldr import VidTLDRParams
 from methods.vid_tldr.merge import (bipartite_match, merge_count, parse_r, saliency, saliency_merge,
                                     token_schedule)
 from methods.vid_tldr.reducer import VidTLDRReducer
+from conftest import tiny
 
-TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=1, num_frames=4,
-            img_size=64, num_classes=5)  # 4 x 4 x 4 = 64 tokens
+TINY = tiny(tubelet_size=1, num_frames=4)  # 4 x 4 x 4 = 64 tokens
 UMT_GRID = dict(patch_size=16, tubelet_size=1, num_frames=12, img_size=224)  # 12 x 196 = 2352 tokens
 
 # README ViT-B/16 lists (spec section 3.6) -> tokens after each merging block

@@ -8,10 +8,9 @@ import torch
 import harness
 from harness.cli import main
 from harness.viz import DROPPED, HALTED, KEPT, MERGED, membership, token_map, tracking_sources
+from conftest import TINY
 
 # 16 frames x 64 px, tubelet 2, patch 16: 8 slices of 4 x 4 = 128 tokens (STA needs 8 slices)
-TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=2, num_frames=16, img_size=64,
-            num_classes=5)
 CKPT = "checkpoints/synthetic_vit_tiny.pth"
 
 MERGE = [("tome", {"r": 12}), ("random_merge", {"match": "sta", "r": 3}), ("sttm", {}),

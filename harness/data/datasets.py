@@ -13,6 +13,7 @@ import typing as tp
 
 from harness.data.annotations import ANN_FORMATS, VideoItem, read_label_map, read_video_list
 from harness.data.registry import VideoProtocol, data_home, register_dataset
+from harness.provenance import cached_file_sha256
 
 if tp.TYPE_CHECKING:
     from harness.data.video_dataset import VideoDataset
@@ -24,11 +25,6 @@ def items_sha256(pairs: tp.Iterable[tuple[str, int]]) -> str:
     for path, label in sorted(pairs):
         h.update(f"{path}\t{label}\n".encode())
     return h.hexdigest()
-
-
-def _file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 @register_dataset("video_list", summary="videos listed in an mmaction2 or VideoMAE annotation file")
@@ -91,7 +87,7 @@ class VideoListDataset(VideoProtocol):
             content = f.read()
         material = {"ann_sha256": hashlib.sha256(content).hexdigest(), "ann_lines": len(content.splitlines())}
         if self.label_map:
-            material["label_map_sha256"] = _file_sha256(self.label_map)
+            material["label_map_sha256"] = cached_file_sha256(self.label_map)
         return material
 
     def manifest(self) -> dict:

@@ -74,17 +74,12 @@ class Cell:
         config["eval"].pop("num_workers", None)
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
-        weights = file_sha256(checkpoint) if checkpoint else None
+        weights = provenance.cached_file_sha256(checkpoint) if checkpoint else None
         if self.finetune:  # the evaluated weights are the fine-tune's, identified by its content key
             weights = "finetune:" + self.method["finetune"]["key"]
         payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a file's content, cached per (path, size, mtime_ns); ``"missing:<path>"`` if absent."""
-    return provenance.cached_file_sha256(path)
 
 
 @dataclasses.dataclass

@@ -132,10 +132,6 @@ def format_problems(problems: tp.Sequence[Problem]) -> str:
     return "\n".join(lines)
 
 
-def section_keys(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
 def _positive(obj: tp.Any, *names: str) -> list[str]:
     return [f"{n} must be >= 1, got {getattr(obj, n)}" for n in names if getattr(obj, n) < 1]
 
