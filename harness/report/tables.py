@@ -16,7 +16,7 @@ import typing as tp
 from pathlib import Path
 
 import pandas as pd
-from harness.report.pareto import at_budget, frontier, parse_budget
+from harness.report.pareto import at_budget, frontier, parse_budget, versus_baselines
 from harness.report.stats import paired_comparison, wilson_interval
 
 Record = tp.Dict[str, tp.Any]
@@ -29,7 +29,7 @@ GROUP_COLUMNS = ["backbone", "checkpoint", "dataset", "group"]
 INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size"]
 COLUMNS = [
     "method", "settings", "top1", "top1_ci_low", "top1_ci_high", "top5", "delta_top1", "p_vs_dense",
-    "agreement_vs_dense", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
+    "agreement_vs_dense", "delta_top1_vs_baselines", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
     "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status", "pareto",
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
@@ -39,7 +39,7 @@ _FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_pe
                   "clips_per_s_iqr", "peak_mem_gib"]
 _FLOAT_COLUMNS = _FLOAT_METRICS + ["latency_ms", "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95",
                                    "delta_top1", "gmacs_ratio", "speedup", "top1_ci_low", "top1_ci_high",
-                                   "p_vs_dense", "agreement_vs_dense"]
+                                   "p_vs_dense", "agreement_vs_dense", "delta_top1_vs_baselines"]
 Samples = tp.Optional[tp.Callable[[str], tp.List[dict]]]  # record key -> per-video rows (ResultStore.read_samples)
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
@@ -183,6 +183,7 @@ def _table(records: list[Record], samples: Samples, code_ids: dict) -> pd.DataFr
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.astype({c: "Int64" for c in INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS})
     df["pareto"] = frontier(df, "gmacs_per_view", "top1")
+    df["delta_top1_vs_baselines"] = versus_baselines(df)
     return df
 
 

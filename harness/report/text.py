@@ -38,6 +38,7 @@ DISPLAY_COLUMNS: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # hea
     ("Δtop-1 pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1"])),
     ("p vs dense", "right", lambda r: _blank_or(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}")(r["p_vs_dense"])),
     ("agree %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["agreement_vs_dense"])),
+    ("Δ vs baselines pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1_vs_baselines"])),
     ("front", "center", lambda r: "*" if bool(r["pareto"]) else ""),
     ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
     ("GMACs ratio", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["gmacs_ratio"])),
@@ -71,6 +72,10 @@ def notes(df: pd.DataFrame) -> list[str]:
         out.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense")
     if df["pareto"].any():
         out.append("front *: on the accuracy-cost Pareto frontier (top-1 vs GMACs/view) of this group")
+    if df["delta_top1_vs_baselines"].notna().any():
+        out.append("Δ vs baselines: top-1 minus the frontier of the doing-less-work baselines (dense, downsampled input, "
+                   "chance dropping) interpolated "
+                   "at the row's GMACs (blank outside that frontier's range); negative = worse than doing less work")
     if df["gmacs_theoretical_mean"].notna().any():
         out.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "
                      "video's active tokens (mean±std, p95), as the halting papers count it")
