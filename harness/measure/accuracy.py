@@ -137,36 +137,110 @@ def _cost_fields(macs_record: tp.Optional[dict], stats: tp.Optional[dict], reali
     return out
 
 
-def forward_batches(model, loader, device) -> tp.Iterator[dict]:
-    """Forward every batch of a ``collate_views`` loader; yields one entry per batch.
-
-    An entry holds the batch's ``indices``, ``paths``, ``labels``, ``failed`` videos and
-    ``data_wait_s`` (decode + transforms not hidden behind the model), and when any video decoded:
-    ``logits`` [b, V, K], ``realised_macs`` (executed, all views), ``sample_macs`` (adaptive methods),
-    ``model_s``, ``stats`` (``forward_stats``) and ``macs_record`` of that forward. The local evaluation
-    and the Slurm shards both predict through this loop.
-    """
-    with torch.inference_mode():
+def decoded_batches(loader) -> tp.Iterator[tp.Tuple[dict, float]]:
+    """``(batch, data_wait_s)`` for every batch of a ``collate_views`` loader: the wait is decode +
+    transforms not hidden behind the model (measured from the end of the previous step)."""
+    it = iter(loader)
+    while True:
         t_wait = time.perf_counter()
-        for batch in loader:
-            entry = {"indices": batch["indices"].tolist(), "paths": list(batch["paths"]),
-                     "labels": batch["labels"].tolist(), "failed": list(batch["failed"]),
-                     "data_wait_s": time.perf_counter() - t_wait}
-            views = batch["views"]
-            if views is not None and len(views):
-                b, v = views.shape[:2]
-                t_model = time.perf_counter()
-                logits = model(views.flatten(0, 1).to(device, non_blocking=True)).view(b, v, -1)
-                macs = model.view_macs()
-                entry.update(logits=logits, realised_macs=macs.total * b * v, sample_macs=model.sample_macs(),
-                             stats=forward_stats(model), macs_record=macs.as_record())
-                entry["model_s"] = time.perf_counter() - t_model
-            yield entry
-            t_wait = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        yield batch, time.perf_counter() - t_wait
+
+
+def batch_meta(batch: dict, data_wait_s: float) -> dict:
+    """What an accumulator needs of a batch besides its forward."""
+    return {"indices": batch["indices"].tolist(), "paths": list(batch["paths"]), "labels": batch["labels"].tolist(),
+            "failed": list(batch["failed"]), "data_wait_s": data_wait_s}
+
+
+def forward_views(model, views: torch.Tensor, device) -> dict:
+    """One forward of a batch's views [b, V, 3, T, H, W]: ``logits`` [b, V, K], ``realised_macs`` (executed,
+    all views), ``sample_macs`` (adaptive methods), ``stats``, ``macs_record`` and ``model_s``."""
+    b, v = views.shape[:2]
+    t_model = time.perf_counter()
+    with torch.inference_mode():
+        logits = model(views.flatten(0, 1).to(device, non_blocking=True)).view(b, v, -1)
+    macs = model.view_macs()
+    out = {"logits": logits, "realised_macs": macs.total * b * v, "sample_macs": model.sample_macs(),
+           "stats": forward_stats(model), "macs_record": macs.as_record()}
+    out["model_s"] = time.perf_counter() - t_model
+    return out
+
+
+def forward_batches(model, loader, device) -> tp.Iterator[dict]:
+    """Forward every batch of a ``collate_views`` loader through one model; one entry per batch
+    (``batch_meta`` plus, when any video decoded, ``forward_views``). The Slurm shards predict with it."""
+    for batch, wait_s in decoded_batches(loader):
+        entry = batch_meta(batch, wait_s)
+        if batch["views"] is not None and len(batch["views"]):
+            entry.update(forward_views(model, batch["views"], device))
+        yield entry
 
 
 ACCUMULATED = ("indices", "paths", "labels", "failed", "logits", "realised_macs", "sample_macs", "model_s",
                "data_wait_s")
+
+
+def _accumulate(acc: AccuracyAccumulator, entry: dict) -> None:
+    acc.add(**{k: entry[k] for k in ACCUMULATED if k in entry})
+    if "stats" in entry:
+        acc.last_forward(entry["stats"], entry["macs_record"])
+
+
+def evaluate_models(models: tp.Mapping[str, tp.Any], dataset, *, device: torch.device, batch_size: int,
+                    num_workers: int = 0, limit: tp.Optional[int] = None,
+                    progress: tp.Callable[..., None] = lambda *a, **k: None) -> tp.Dict[str, tp.Any]:
+    """Evaluate several models on one pass over ``dataset``: each batch is decoded once and forwarded
+    through every model, each with its own accumulator, so each result equals evaluating that model
+    alone. Returns ``{name: result dict}`` (see ``evaluate_model``), or ``{name: exception}`` for a model
+    whose forward raised (the others go on)."""
+    from harness.data.video_dataset import VideoDataset, collate_views
+
+    items = dataset.items()
+    listed_total = len(items)
+    if limit is not None:
+        items = items[:limit]
+    loader = torch.utils.data.DataLoader(VideoDataset(items, dataset), batch_size=batch_size,
+                                         num_workers=num_workers, collate_fn=collate_views, shuffle=False)
+    accs = {name: AccuracyAccumulator(dataset.aggregation, dataset.views) for name in models}
+    errors: tp.Dict[str, BaseException] = {}
+    done = 0
+    t0 = time.perf_counter()
+    progress("evaluate", 0, len(items), force=True)
+    for batch, wait_s in decoded_batches(loader):
+        meta = batch_meta(batch, wait_s)
+        views = batch["views"]
+        for name, model in models.items():
+            if name in errors:
+                continue
+            entry = dict(meta)
+            try:
+                if views is not None and len(views):  # a copy per model: no forward can see another's input
+                    entry.update(forward_views(model, views if len(models) == 1 else views.clone(), device))
+            except Exception as err:  # noqa: BLE001 -- one model failing must not stop the others
+                errors[name] = err
+                continue
+            _accumulate(accs[name], entry)
+        done += len(meta["indices"]) + len(meta["failed"])
+        progress("evaluate", done, len(items))
+    progress("evaluate", done, len(items), force=True)
+    wall = time.perf_counter() - t0
+    out: tp.Dict[str, tp.Any] = dict(errors)
+    for name, acc in accs.items():
+        if name in errors:
+            continue
+        try:
+            result = acc.result(listed=len(items), listed_in_annotation=listed_total, wall_s=wall)
+        except Exception as err:  # noqa: BLE001 -- e.g. no video decoded
+            out[name] = err
+            continue
+        result["manifest"] = dataset.manifest()
+        result["last_stats"] = acc.last_stats
+        out[name] = result
+    return out
 
 
 def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num_workers: int = 0,
@@ -177,28 +251,10 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
     A video that fails to decode is counted and listed in ``coverage``, never replaced; metrics are
     over the decoded videos. Returns ``{"metrics", "coverage", "samples", "manifest", "last_stats"}``.
     """
-    from harness.data.video_dataset import VideoDataset, collate_views
-
-    items = dataset.items()
-    listed_total = len(items)
-    if limit is not None:
-        items = items[:limit]
-    loader = torch.utils.data.DataLoader(VideoDataset(items, dataset), batch_size=batch_size,
-                                         num_workers=num_workers, collate_fn=collate_views, shuffle=False)
-    acc = AccuracyAccumulator(dataset.aggregation, dataset.views)
-    done = 0
-    t0 = time.perf_counter()
-    progress("evaluate", 0, len(items), force=True)
-    for entry in forward_batches(model, loader, device):
-        acc.add(**{k: entry[k] for k in ACCUMULATED if k in entry})
-        if "stats" in entry:
-            acc.last_forward(entry["stats"], entry["macs_record"])
-        done += len(entry["indices"]) + len(entry["failed"])
-        progress("evaluate", done, len(items))
-    progress("evaluate", done, len(items), force=True)
-    result = acc.result(listed=len(items), listed_in_annotation=listed_total, wall_s=time.perf_counter() - t0)
-    result["manifest"] = dataset.manifest()
-    result["last_stats"] = acc.last_stats
+    result = evaluate_models({"model": model}, dataset, device=device, batch_size=batch_size,
+                             num_workers=num_workers, limit=limit, progress=progress)["model"]
+    if isinstance(result, BaseException):
+        raise result
     return result
 
 

@@ -1,4 +1,6 @@
-"""Run one cell: build the model, evaluate it on the dataset, measure it, write its record.
+"""One cell's pieces: the job, its progress, its weights, its built model and dataset, its cost
+measurements and the provenance only a worker knows. ``harness.run.group`` runs cells (one, or several
+sharing one decoding pass); the Slurm shard worker uses the same pieces.
 
 A cell never raises: any failure becomes a record with ``status: failed`` and the error, so that
 a suite goes on and the leaderboard shows the failure.
@@ -11,7 +13,6 @@ import os
 import time
 import typing as tp
 
-from harness.run import record as rec
 
 
 @dataclasses.dataclass
@@ -46,22 +47,10 @@ class Progress:
 
 
 def run_cell(job: CellJob, callback: tp.Optional[tp.Callable] = None) -> dict:
-    """Run ``job`` and write its record to the store; returns the record."""
-    from harness.store import ResultStore
+    """Run ``job`` alone and write its record to the store; returns the record."""
+    from harness.run.group import run_group
 
-    progress = Progress(job.progress_file, callback)
-    store = ResultStore(job.store_root)
-    record = rec.new_record(job.key, job.config, job.label, job.suite, started_at=rec.now())
-    runtime: dict = {}
-    try:
-        result = evaluate_cell(job.config, progress, store_root=job.store_root)
-        runtime = result.pop("runtime")
-        rec.set_ok(record, result, store.write_samples(job.key, result["samples"]).name)
-    except Exception as err:  # noqa: BLE001 -- a failed cell is a result, not a crash
-        rec.set_failed(record, rec.error_of(err))
-    rec.finish(record, rec.this_process_provenance(runtime))
-    store.write(record)
-    return record
+    return run_group([job], callback)[0]
 
 
 def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
@@ -76,25 +65,6 @@ def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
         raise RuntimeError(f"fine-tuning run {ft['name']!r} ({ft['key']}) has not finished: no "
                            f"{os.path.join(run_dir, MODEL)} (run `python -m harness finetune SUITE`)")
     return os.path.join(run_dir, MODEL)
-
-
-def evaluate_cell(config: dict, progress: Progress, store_root: str = "results") -> dict:
-    """The measured part of a cell: accuracy, GMACs (checked by fvcore), throughput, memory."""
-    from harness.measure.accuracy import evaluate_model
-    from harness.measure.speed import reset_peak_memory
-
-    ev = config["eval"]
-    setup = prepare_cell(config, progress, store_root)
-    reset_peak_memory(setup.device)
-    accuracy = evaluate_model(setup.model, setup.dataset, device=setup.device, batch_size=ev["batch_size"],
-                              num_workers=ev.get("num_workers", 0), limit=ev.get("limit"),
-                              progress=progress)
-    metrics = accuracy["metrics"]
-    measured, flops_check = measure_cell(setup, config, progress)
-    metrics.update(measured)
-    runtime = cell_runtime(setup, config, accuracy["manifest"], accuracy["last_stats"]["attention_kernel"])
-    return {"metrics": metrics, "coverage": accuracy["coverage"], "flops_check": flops_check,
-            "runtime": runtime, "samples": accuracy["samples"], "finetune": setup.finetune}
 
 
 @dataclasses.dataclass
@@ -143,42 +113,63 @@ def prepare_cell(config: dict, progress: Progress, store_root: str = "results") 
 
 
 def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple[dict, dict]:
-    """(throughput and memory metrics, fvcore cross-check) of the cell's model; raises on a GMACs mismatch."""
+    """(throughput and memory metrics, fvcore cross-check) of one cell's model, measured alone; raises
+    on a GMACs mismatch."""
+    from harness.measure.interleaved import interleaved_throughput
+    from harness.measure.speed import peak_memory
+
+    me, metrics = config["measure"], {}
+    flops_check = check_flops(setup, progress) if me.get("flops", True) else {}
+    if me.get("throughput", True):
+        progress("throughput", 0, me["repeats"], force=True)
+        timed = interleaved_throughput({"cell": throughput_subject(setup, config)}, device=setup.device,
+                                       progress=lambda d, t: progress("throughput", d, t, force=True))["cell"]
+        if "error" in timed:
+            raise RuntimeError(f"throughput: {timed['error']}")
+        metrics.update(timed)
+    if me.get("memory", True):
+        metrics.update(peak_memory(setup.device))
+    return metrics, flops_check
+
+
+def check_flops(setup: CellSetup, progress: Progress) -> dict:
+    """fvcore's count of one forward against the analytic count; raises when they disagree."""
+    import torch
+
+    from harness.measure.flops import fvcore_macs, model_macs
+
+    model, device, cfg = setup.model, setup.device, setup.model.cfg
+    progress("count FLOPs (fvcore)", 0, 1, force=True)
+    clip = torch.randn(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, device=device)
+    with torch.inference_mode():
+        model(clip)  # a plain forward: during fvcore's jit trace shapes are tensors
+    analytic = model_macs(model).total
+    counted, unexpected = fvcore_macs(model, clip)
+    from importlib.metadata import version
+
+    check = {"counter": f"fvcore {version('fvcore')} FlopCountAnalysis + SDPA handle",
+             "gmacs_counted": counted / 1e9, "gmacs_analytic": analytic / 1e9, "unexpected_ops": unexpected}
+    if unexpected or abs(counted - analytic) > 1e-3 * analytic:
+        raise RuntimeError(f"GMACs cross-check failed: analytic {analytic / 1e9:.4f} vs fvcore "
+                           f"{counted / 1e9:.4f}, uncounted ops {unexpected}")
+    return check
+
+
+def throughput_subject(setup: CellSetup, config: dict) -> dict:
+    """What ``interleaved_throughput`` times for a cell: static methods on random input of the true clip
+    shape, adaptive ones (whose work depends on the data) on real clips of the evaluated dataset."""
     import torch
 
     from harness.data.video_dataset import real_clips
-    from harness.measure.flops import fvcore_macs, model_macs
-    from harness.measure.speed import measure_throughput, peak_memory
 
-    me, method, model, device = config["measure"], config["method"], setup.model, setup.device
-    clip_shape = (model.cfg.in_chans, model.cfg.num_frames, model.cfg.img_size, model.cfg.img_size)
-    metrics, flops_check = {}, {}
-    if me.get("flops", True):
-        progress("count FLOPs (fvcore)", 0, 1, force=True)
-        clip = torch.randn(1, *clip_shape, device=device)
-        with torch.inference_mode():
-            model(clip)  # a plain forward: during fvcore's jit trace shapes are tensors
-        analytic = model_macs(model).total
-        counted, unexpected = fvcore_macs(model, clip)
-        from importlib.metadata import version
-
-        flops_check = {"counter": f"fvcore {version('fvcore')} FlopCountAnalysis + SDPA handle",
-                       "gmacs_counted": counted / 1e9, "gmacs_analytic": analytic / 1e9,
-                       "unexpected_ops": unexpected}
-        if unexpected or abs(counted - analytic) > 1e-3 * analytic:
-            raise RuntimeError(f"GMACs cross-check failed: analytic {analytic / 1e9:.4f} vs fvcore "
-                               f"{counted / 1e9:.4f}, uncounted ops {unexpected}")
-    if me.get("throughput", True):
-        dataset = setup.dataset
-        real = real_clips(dataset, me["batch_size"]) if _capabilities(method["name"])["adaptive_token_count"] else None
-        metrics.update(measure_throughput(
-            model, clip_shape, device=device, batch_size=me["batch_size"],
-            warmup_iters=me["warmup_iters"], warmup_s=me["warmup_s"], timed_iters=me["timed_iters"],
-            min_timed_s=me["min_timed_s"], repeats=me["repeats"],
-            progress=lambda d, t: progress("throughput", d, t, force=True), inputs=real))
-    if me.get("memory", True):
-        metrics.update(peak_memory(device))
-    return metrics, flops_check
+    me, cfg = config["measure"], setup.model.cfg
+    adaptive = _capabilities(config["method"]["name"])["adaptive_token_count"]
+    shape = (me["batch_size"], cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
+    x = real_clips(setup.dataset, me["batch_size"]) if adaptive else torch.randn(*shape)
+    return {"model": setup.model, "x": x.to(setup.device), "warmup_iters": me["warmup_iters"],
+            "warmup_s": me["warmup_s"], "timed_iters": me["timed_iters"], "min_timed_s": me["min_timed_s"],
+            "repeats": me["repeats"],
+            "timing_input": "real clips from the evaluated dataset" if adaptive else "random normal"}
 
 
 def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kernel: tp.List[str]) -> dict:

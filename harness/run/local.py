@@ -81,44 +81,52 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
 
 def run_suite(suite, *, executor: str = "local", store_root: str = "results", force: bool = False,
               out: tp.Optional[tp.TextIO] = None) -> tp.List[dict]:
+    """Run the suite's unfinished cells: cells sharing a test protocol go through one worker together
+    (``harness.run.group``: one decoding pass, interleaved timing) unless ``eval.share_decode: false``;
+    groups run one after another, so no two groups compete for the cores."""
     from tqdm import tqdm
 
-    from harness.run.cell import CellJob, run_cell
+    from harness.run import record as rec
+    from harness.run.cell import CellJob
+    from harness.run.group import plan_groups, run_group
     from harness.run.plan import plan, warn_other_code
 
     out = out or sys.stdout
     todo, done = plan(suite, store_root, force)
     run_finetunes(suite, executor=executor, store_root=store_root, out=out, needed_by=todo)
+    groups = plan_groups(todo)
     print(f"suite {suite.config.name}: {len(todo) + len(done)} cells, {len(done)} already finished "
-          f"(skipped; --force reruns them), {len(todo)} to run with the {executor} executor", file=out)
+          f"(skipped; --force reruns them), {len(todo)} to run with the {executor} executor"
+          + (f" in {len(groups)} shared-decoding group(s)" if len(groups) < len(todo) else ""), file=out)
     warn_other_code(done, store_root, out)
     if not todo:
         return []
     folder = Path(store_root) / "logs" / "%j"
     ex = make_executor(executor, folder)
     records = []
+    suite_info = {"name": suite.config.name, "file": str(suite.path), "version": suite.config.version}
     suite_bar = tqdm(total=len(todo), desc="suite", unit="cell", position=0, file=out)
-    for cell in todo:
-        cell_bar = tqdm(total=1, desc=f"{cell.label}: starting", position=1, leave=False, file=out)
-        progress_file = os.path.join(store_root, "logs", f"progress-{cell.key[:16]}.json")
+    for group in groups:
+        title = group[0].label if len(group) == 1 else f"{len(group)} cells"
+        bar = tqdm(total=1, desc=f"{title}: starting", position=1, leave=False, file=out)
+        progress_file = os.path.join(store_root, "logs", f"progress-{group[0].key[:16]}.json")
         os.makedirs(os.path.dirname(progress_file), exist_ok=True)
-        job_spec = CellJob(key=cell.key, config=cell.config(), label=cell.label,
-                           suite={"name": suite.config.name, "file": str(suite.path),
-                                  "version": suite.config.version},
-                           store_root=os.path.abspath(store_root), progress_file=progress_file)
+        jobs = [CellJob(key=c.key, config=c.config(), label=c.label, suite=suite_info,
+                        store_root=os.path.abspath(store_root), progress_file=progress_file) for c in group]
         if executor == "debug":
-            def show(stage, n, total, bar=cell_bar, label=cell.label):
+            def show(stage, n, total, bar=bar, label=title):
                 _update_bar(bar, label, stage, n, total)
-            record = ex.submit(run_cell, job_spec, show).result()
+            group_records = ex.submit(run_group, jobs, show).result()
         else:
-            job = ex.submit(run_cell, job_spec)
-            record = _wait(job, cell_bar, cell.label, progress_file, job_spec)
-        cell_bar.close()
-        records.append(record)
-        status = record["status"] if record["status"] == "ok" else \
-            f"FAILED ({record['error']['type']}: {record['error']['message'].splitlines()[0][:200]})"
-        suite_bar.write(f"  {cell.label}: {status}")
-        suite_bar.update(1)
+            started = rec.now()
+            group_records = _wait(ex.submit(run_group, jobs), bar, title, progress_file, jobs, started)
+        bar.close()
+        for record in group_records:
+            records.append(record)
+            status = record["status"] if record["status"] == "ok" else \
+                f"FAILED ({record['error']['type']}: {record['error']['message'].splitlines()[0][:200]})"
+            suite_bar.write(f"  {record['label']}: {status}")
+            suite_bar.update(1)
     suite_bar.close()
     return records
 
@@ -131,7 +139,7 @@ def _update_bar(bar, label: str, stage: str, n: int, total: int) -> None:
     bar.refresh()
 
 
-def _wait(job, bar, label: str, progress_file: str, spec) -> dict:
+def _wait(job, bar, label: str, progress_file: str, specs: list, started: str) -> tp.List[dict]:
     while not job.done():
         try:
             with open(progress_file) as f:
@@ -143,7 +151,12 @@ def _wait(job, bar, label: str, progress_file: str, spec) -> dict:
     try:
         return job.result()
     except Exception as err:  # the worker died without writing (killed, out of memory, ...)
-        return _write_lost_job(spec, job, err)
+        from harness.store import ResultStore
+
+        store = ResultStore(specs[0].store_root)  # cells it finished before dying keep their records
+        kept = {s.key: store.read(s.key) for s in specs}
+        return [kept[s.key] if (kept[s.key] or {}).get("finished_at", "") >= started
+                else _write_lost_job(s, job, err) for s in specs]
 
 
 def _write_lost_job(spec, job, err: Exception) -> dict:

@@ -65,13 +65,15 @@ class Cell:
     def key(self) -> str:
         """sha256 of the canonical JSON of everything that determines this cell's results.
 
-        The payload is the config (without ``eval.num_workers``, which cannot change results), the
+        The payload is the config (without ``eval.num_workers`` and ``eval.share_decode``, which cannot
+        change results), the
         checkpoint file's sha256 (``"missing:<path>"`` if absent, None without a checkpoint) and the
         dataset's ``key_material()``. It deliberately excludes the git commit (a refactor must not
         invalidate stored results) and the suite name/file (the same cell in two suites is shared).
         """
         config = self.config()
         config["eval"].pop("num_workers", None)
+        config["eval"].pop("share_decode", None)
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
         weights = provenance.cached_file_sha256(checkpoint) if checkpoint else None
