@@ -34,6 +34,7 @@ COLUMNS = [
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
     "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95", "method_name", "latency_ms",
+    "speedup_unreliable", "timing_warnings",
 ]
 _FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_per_video", "clips_per_s",
                   "clips_per_s_iqr", "peak_mem_gib"]
@@ -213,6 +214,7 @@ def _row(rec: Record, code_ids: dict) -> dict:
         "throughput_batch_size": _integer(metrics.get("throughput_batch_size")),
         "peak_mem_kind": metrics.get("peak_mem_kind"), "num_videos": _integer(metrics.get("num_videos")),
         "views_per_video": _integer(metrics.get("views_per_video")), "finished_at": rec.get("finished_at"),
+        "timing_warnings": "; ".join(_dict(metrics.get("timing")).get("warnings") or []) or None,
         "_dense": name == "dense" and all(v is None for v in params.values()),
         "_eval": _canon(config.get("eval")), "_measure": _canon(config.get("measure")),
     }
@@ -284,6 +286,9 @@ def _add_baselines(rows: list[dict], samples: Samples = None) -> None:
         row["delta_top1"] = _diff(row["top1"], accuracy and accuracy["top1"])
         row["gmacs_ratio"] = _ratio(row["gmacs_per_view"], accuracy and accuracy["gmacs_per_view"])
         row["speedup"] = _ratio(row["clips_per_s"], speed and speed["clips_per_s"])
+        # a speedup is only as good as the two timings it divides (spread, load: measure.interleaved)
+        row["speedup_unreliable"] = (bool(row["timing_warnings"] or (speed and speed["timing_warnings"]))
+                                     if row["speedup"] is not None else None)
 
 
 def _match(dense: list[dict], row: dict, *fields: str) -> dict | None:

@@ -47,7 +47,8 @@ DISPLAY_COLUMNS: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # hea
      f"p95 {_short(r['gmacs_theoretical_p95'])}"),
     ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
     ("ms/batch", "right", lambda r: _blank_or(_short)(r["latency_ms"])),
-    ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["speedup"])),
+    ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x" + ("?" if r["speedup_unreliable"] is True else ""))(
+        r["speedup"])),
     ("peak GiB", "right", lambda r: _blank_or(lambda v: f"{v:.2f}")(r["peak_mem_gib"])),
     ("coverage", "right", _coverage),
     ("status", "left", lambda r: r["status"]),
@@ -76,6 +77,9 @@ def notes(df: pd.DataFrame) -> list[str]:
         out.append("Δ vs baselines: top-1 minus the frontier of the doing-less-work baselines (dense, downsampled input, "
                    "chance dropping) interpolated "
                    "at the row's GMACs (blank outside that frontier's range); negative = worse than doing less work")
+    if (df["speedup_unreliable"] == True).any():  # noqa: E712 -- an object column with None
+        out.append("speedup ?: unreliable, its timing or dense's spread over 10% between repeats or ran with "
+                   "the load average above the cores (record: metrics.timing.warnings)")
     if df["gmacs_theoretical_mean"].notna().any():
         out.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "
                      "video's active tokens (mean±std, p95), as the halting papers count it")
