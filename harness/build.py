@@ -15,7 +15,11 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
         backbone: a registered preset (``harness ls backbones``) or ``"video_vit"`` with explicit dims.
         method: a registered method name (``harness ls methods``).
         method_args: the method's knobs, e.g. ``{"r": 16}`` for ToMe.
-        checkpoint: a fine-tuned checkpoint (official VideoMAE or mmaction2 layout), loaded strictly.
+        checkpoint: a fine-tuned checkpoint, loaded strictly: a file (official VideoMAE, DeepSpeed,
+            mmaction2 or Hugging Face keys; ``.safetensors`` or a pickle), a Hugging Face model
+            directory or ``"hf:ORG/NAME[@REVISION]"`` (``docs/checkpoints.md``). A directory or ``hf:``
+            name also gives the dims (``config.json``; with a preset it must agree) and
+            ``model.class_names`` (``id2label``).
         **dims: architecture overrides (``embed_dim, depth, num_heads, patch_size, tubelet_size,
             num_frames, img_size, num_classes``); ``None`` keeps the preset's value.
 
@@ -29,7 +33,9 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
     from harness.models.video_vit import VideoViT
     import methods
 
-    cfg = resolve_config(backbone, **dims)
+    from harness.models import hf
+
+    cfg = resolve_config(backbone, **hf.reconcile_dims(backbone, dims, checkpoint))
     spec = methods.get_method(method)
     params = spec.make_params(method_args)
     problems = method_problems(method, params, cfg)
@@ -46,4 +52,6 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
     model.method_name = method
     if checkpoint is not None:
         model.checkpoint_layout = model.load_checkpoint(checkpoint)
+        if hf.is_hf_reference(checkpoint):
+            model.class_names = hf.class_names(hf.read_config(checkpoint))
     return model.eval()

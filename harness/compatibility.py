@@ -29,7 +29,9 @@ def cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]
     import methods
     from harness.models.presets import resolve_config
 
+    from harness.models.hf import reconcile_dims
+
     dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
-    cfg = resolve_config(backbone["name"], **dims)
+    cfg = resolve_config(backbone["name"], **reconcile_dims(backbone["name"], dims, backbone.get("checkpoint")))
     params = methods.get_method(method["name"]).params(**method["params"])
     return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)

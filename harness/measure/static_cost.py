@@ -14,7 +14,7 @@ def meta_gmacs(backbone: dict, method: dict) -> tp.Optional[float]:
 
     if methods.get_method(method["name"]).adaptive_token_count:
         return None  # token counts depend on the data: only a real evaluation can count them
-    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
+    dims = _dims(backbone)
     with torch.device("meta"):
         model = build_model(backbone["name"], method=method["name"], method_args=method["params"], **dims)
         cfg = model.cfg
@@ -33,10 +33,18 @@ def meta_gmacs_upper_bound(backbone: dict, method: dict) -> tp.Optional[float]:
 
     from harness.build import build_model
 
-    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
+    dims = _dims(backbone)
     with torch.device("meta"):
         model = build_model(backbone["name"], method=method["name"], method_args=method["params"], **dims)
     try:
         return model.view_macs().total / 1e9
     except Exception:  # noqa: BLE001 -- a method whose count needs a forward: no bound to show
         return None
+
+
+def _dims(backbone: dict) -> dict:
+    """The cell's dims; a Hugging Face checkpoint's config.json supplies (and checks) them."""
+    from harness.models.hf import reconcile_dims
+
+    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
+    return reconcile_dims(backbone["name"], dims, backbone.get("checkpoint"))

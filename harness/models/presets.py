@@ -27,6 +27,7 @@ class VideoViTConfig:
     mlp_ratio: float = 4.0  # MLP hidden = mlp_ratio * C
     qkv_bias: bool = True  # separate q and v biases, as VideoMAE (k bias is zero)
     norm_eps: float = 1e-6  # LayerNorm epsilon
+    fc_norm_eps: tp.Optional[float] = None  # epsilon of the norm after pooling; None = norm_eps (transformers: 1e-5)
     fused_attention: bool = True  # SDPA kernel wherever no probabilities are needed; False = explicit softmax everywhere (the official code's numerics)
 
     @property

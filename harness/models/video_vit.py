@@ -132,7 +132,8 @@ class VideoViT(nn.Module):
         self.patch_embed = TubeletEmbed(cfg)
         self.register_buffer("pos_embed", sinusoid_table(cfg.num_tokens, cfg.embed_dim), persistent=False)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
-        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
+        fc_eps = cfg.norm_eps if cfg.fc_norm_eps is None else cfg.fc_norm_eps
+        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=fc_eps)
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.reducer = reducer if reducer is not None else TokenReducer(
             depth=cfg.depth, num_heads=cfg.num_heads, embed_dim=cfg.embed_dim)

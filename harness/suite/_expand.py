@@ -78,7 +78,14 @@ class Cell:
 
 
 def file_sha256(path: str) -> str:
-    """sha256 of a file's content, cached per (path, size, mtime_ns); ``"missing:<path>"`` if absent."""
+    """sha256 of a file's content, cached per (path, size, mtime_ns); ``"missing:<path>"`` if absent.
+
+    A Hugging Face model directory or ``hf:`` name is keyed by its config.json and weight files' content.
+    """
+    from harness.models import hf
+
+    if hf.is_hf_reference(path):
+        return hf.content_key(path)
     return provenance.cached_file_sha256(path)
 
 
@@ -347,7 +354,7 @@ class _Checker:
     def _build_backbones(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
         dims = {k: v for k, v in kwargs.items() if k != "checkpoint"}
         try:
-            _registries.resolve_backbone(name, dims)
+            _registries.resolve_backbone(name, dims, kwargs.get("checkpoint"))
         except Exception as err:  # resolve_config raises ValueError; anything else is reported too
             self.problem(path, f"{where} {_err(err)}".strip())
             return None
