@@ -173,6 +173,13 @@ def test_hf_name_resolves_from_an_offline_cache(reference, clip, tmp_path, monke
         with torch.no_grad():
             assert (ours(clip) - expected).abs().max() <= 1e-4
     assert hf.content_key("hf:tiny-org/videomae-tiny") == hf.content_key(folder)
+    # one file of a hub repository (how the official VideoMAE V2 .pth files are published)
+    one_file = "hf:tiny-org/videomae-tiny/model.safetensors"
+    ours = harness.build_model("video_vit", checkpoint=one_file, **DIMS)
+    with torch.no_grad():
+        assert (ours(clip) - expected).abs().max() <= 1e-4
+    assert hf.content_key(one_file) == hf.content_key(os.path.join(folder, "model.safetensors"))
+    assert hf.content_key("hf:tiny-org/videomae-tiny/absent.pth").startswith("missing:")
     with pytest.raises(CheckpointError) as err:
         harness.build_model("video_vit", checkpoint="hf:tiny-org/not-there")
     message = str(err.value)

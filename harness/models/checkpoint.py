@@ -35,6 +35,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     """
     state, layout = read_checkpoint(path)
     expected = model.state_dict()
+    state, layout = _k710_to_k400(state, layout, expected)
     if allow_missing_prefix:
         expected = {k: v for k, v in expected.items()
                     if not (k.startswith(allow_missing_prefix) and k not in state)}
@@ -46,6 +47,19 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     return layout
 
 
+def _k710_to_k400(state, layout: str, expected) -> tp.Tuple[tp.Dict[str, torch.Tensor], str]:
+    """A VideoMAE V2 Kinetics-710 head evaluated on K400 keeps the K400 classes' rows (the official
+    code's conversion, ``harness.models.k710``); the layout then says so."""
+    head, want = state.get("head.weight"), expected.get("head.weight")
+    if layout != "videomae" or head is None or want is None or (head.shape[0], want.shape[0]) != (710, 400):
+        return state, layout
+    from harness.models.k710 import K710_TO_K400
+
+    rows = torch.tensor(K710_TO_K400)
+    state = {**state, "head.weight": head[rows], "head.bias": state["head.bias"][rows]}
+    return state, "videomae+k710_to_k400"
+
+
 def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tensor], str]:
     """The state dict of ``path`` converted to our key names, and the layout it came in."""
     if hf.is_hf_reference(path):
@@ -55,6 +69,8 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
         for file in hf.weight_files(folder):
             state.update(_unwrap(_read_file(file), file))
         return _convert_hf(state, path), "hf"
+    if hf.is_hf_name(path):  # one file of a hub repository
+        path = hf.resolve(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     state = _unwrap(_read_file(path), path)
@@ -99,7 +115,9 @@ def _unwrap(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"{path}: expected a dict of tensors (optionally under 'module', 'model' "
                               "or 'state_dict')")
-    return {k.removeprefix("module."): v.float() if v.is_floating_point() else v for k, v in raw.items()}
+    # "_orig_mod.": saved from a torch.compile'd model (the VideoMAE V2 loader strips it too)
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v.float() if v.is_floating_point() else v
+            for k, v in raw.items()}
 
 
 def _convert_videomae(state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch.Tensor]:

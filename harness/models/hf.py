@@ -8,6 +8,10 @@ A backbone ``checkpoint`` is a Hugging Face reference when it is
   (``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``); it downloads when
   online and reads the cache only when ``HF_HUB_OFFLINE=1``.
 
+``hf:ORG/NAME[@REVISION]/PATH`` names one file of a hub repository instead (e.g. the official VideoMAE V2
+distilled ``.pth`` files, ``hf:OpenGVLab/VideoMAE2/distill/vit_b_k710_dl_from_giant.pth``): it is
+downloaded the same way and read as a file.
+
 ``config.json`` supplies the architecture (``config_dims``) and the class names (``class_names``);
 ``reconcile_dims`` merges it with a preset and the caller's dims, refusing any disagreement.
 The weights themselves are read by ``harness.models.checkpoint``.
@@ -36,8 +40,12 @@ def is_hf_name(checkpoint: tp.Any) -> bool:
 
 
 def is_hf_reference(checkpoint: tp.Any) -> bool:
-    """An ``hf:`` name or a directory (which must then be a Hugging Face model directory)."""
-    return checkpoint is not None and (is_hf_name(checkpoint) or os.path.isdir(checkpoint))
+    """A model reference: an ``hf:`` repository name or a directory (then a Hugging Face model directory)."""
+    if checkpoint is None:
+        return False
+    if is_hf_name(checkpoint):
+        return parse_hf_name(checkpoint)[2] is None
+    return os.path.isdir(checkpoint)
 
 
 def hub_cache_dir() -> str:
@@ -52,34 +60,38 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def parse_hf_name(name: str) -> tp.Tuple[str, tp.Optional[str]]:
-    """``"hf:ORG/NAME@REV"`` -> ``("ORG/NAME", "REV")`` (revision None when not given)."""
-    body = name[len(HF_PREFIX):]
-    repo, _, revision = body.partition("@")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise CheckpointError(f"{name!r}: expected hf:ORG/NAME or hf:ORG/NAME@REVISION, "
+def parse_hf_name(name: str) -> tp.Tuple[str, tp.Optional[str], tp.Optional[str]]:
+    """``"hf:ORG/NAME@REV/PATH"`` -> ``("ORG/NAME", "REV", "PATH")`` (None for what is not given)."""
+    parts = name[len(HF_PREFIX):].split("/")
+    if len(parts) < 2 or not all(parts):
+        raise CheckpointError(f"{name!r}: expected hf:ORG/NAME, hf:ORG/NAME@REVISION or hf:ORG/NAME[@REVISION]/FILE, "
                               "e.g. hf:MCG-NJU/videomae-base-finetuned-kinetics")
-    return repo, revision or None
+    repo_name, _, revision = parts[1].partition("@")
+    return f"{parts[0]}/{repo_name}", revision or None, "/".join(parts[2:]) or None
 
 
 def resolve(checkpoint: tp.Union[str, os.PathLike]) -> str:
-    """The local path of ``checkpoint``: an ``hf:`` name becomes its snapshot directory in the HF cache."""
+    """The local path of ``checkpoint``: an ``hf:`` name becomes its snapshot directory (or file) in the HF cache."""
     if not is_hf_name(checkpoint):
         return os.fspath(checkpoint)
-    repo, revision = parse_hf_name(checkpoint)
+    repo, revision, filename = parse_hf_name(checkpoint)
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import hf_hub_download, snapshot_download
     except ImportError as err:  # pragma: no cover - timm depends on it
         raise CheckpointError(f"{checkpoint}: hf: names need huggingface_hub (pip install huggingface_hub)") from err
     cache = hub_cache_dir()
     offline = _offline()
     memo = (checkpoint, cache, offline)
-    if memo in _RESOLVED and os.path.isdir(_RESOLVED[memo]):
+    if memo in _RESOLVED and os.path.exists(_RESOLVED[memo]):
         return _RESOLVED[memo]
     try:
-        _RESOLVED[memo] = snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=offline,
-                                 allow_patterns=[CONFIG, *WEIGHT_FILES, "model-*.safetensors",
-                                                 "pytorch_model-*.bin"])
+        if filename:
+            _RESOLVED[memo] = hf_hub_download(repo, filename, revision=revision, cache_dir=cache,
+                                              local_files_only=offline)
+        else:
+            _RESOLVED[memo] = snapshot_download(repo, revision=revision, cache_dir=cache, local_files_only=offline,
+                                                allow_patterns=[CONFIG, *WEIGHT_FILES, "model-*.safetensors",
+                                                                "pytorch_model-*.bin"])
         return _RESOLVED[memo]
     except Exception as err:  # noqa: BLE001 -- not cached, no network, unknown repo or revision
         folder = os.path.join(cache, "models--" + repo.replace("/", "--"))
@@ -235,7 +247,10 @@ def content_key(checkpoint: tp.Union[str, os.PathLike]) -> str:
     from harness.provenance import cached_file_sha256
 
     if not is_hf_reference(checkpoint):
-        return cached_file_sha256(os.fspath(checkpoint))
+        try:
+            return cached_file_sha256(resolve(checkpoint))  # a file, or one file of a hub repository
+        except CheckpointError:
+            return f"missing:{checkpoint}"
     try:
         folder = model_dir(checkpoint)
     except CheckpointError:

@@ -108,6 +108,21 @@ def videomae_vit_l16() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=1024, depth=24, num_heads=16)
 
 
+# VideoMAE V2 distilled classifiers (Wang et al., CVPR'23): the same ViT as VideoMAE v1 (q/v biases, sinusoid
+# positions, mean pool + fc_norm, LN eps 1e-6), students of V2-g distilled on K710. mmaction2's ports
+# (configs/recognition/videomaev2/) have a K400 head; the official files a K710 head, converted on load.
+@register_backbone("videomaev2_vit_s16",
+                   summary="VideoMAE V2 ViT-S/16 distilled from V2-g, K400 head, 16x224, tubelet 2 (22 M)")
+def videomaev2_vit_s16() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=384, depth=12, num_heads=6)
+
+
+@register_backbone("videomaev2_vit_b16",
+                   summary="VideoMAE V2 ViT-B/16 distilled from V2-g, K400 head, 16x224, tubelet 2 (87 M)")
+def videomaev2_vit_b16() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=768, depth=12, num_heads=12)
+
+
 @register_backbone("synthetic_vit_tiny",
                    summary="quickstart: 128-d, 4 blocks, 2 heads, 16x64, 12 classes (1 M)")
 def synthetic_vit_tiny() -> VideoViTConfig:

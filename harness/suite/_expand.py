@@ -12,7 +12,6 @@ import json
 import os
 import typing as tp
 
-from harness import provenance
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
@@ -84,9 +83,7 @@ def file_sha256(path: str) -> str:
     """
     from harness.models import hf
 
-    if hf.is_hf_reference(path):
-        return hf.content_key(path)
-    return provenance.cached_file_sha256(path)
+    return hf.content_key(path)  # provenance.cached_file_sha256 for a plain file
 
 
 @dataclasses.dataclass
