@@ -136,18 +136,6 @@ def test_single_safetensors_file_and_resaved_query_bias_spelling(reference, clip
             assert (ours(clip) - expected).abs().max() <= 1e-4, name
 
 
-def test_official_layout_in_safetensors(tmp_path, clip):
-    from safetensors.torch import save_file
-
-    torch.manual_seed(3)
-    source = harness.build_model("video_vit", **DIMS)
-    save_file(source.state_dict(), str(tmp_path / "official.safetensors"))
-    ours = harness.build_model("video_vit", checkpoint=str(tmp_path / "official.safetensors"), **DIMS)
-    assert ours.checkpoint_layout == "videomae"
-    with torch.no_grad():
-        assert torch.equal(ours(clip), source(clip))
-
-
 def hub_cache(root, repo, folder, commit="0123456789abcdef0123456789abcdef01234567"):
     """The HF cache layout huggingface_hub writes: models--ORG--NAME/{refs/main, snapshots/<commit>/...}."""
     base = root / "hub" / ("models--" + repo.replace("/", "--"))
