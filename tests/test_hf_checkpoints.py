@@ -185,6 +185,14 @@ def test_content_key_follows_the_weights(reference, tmp_path):
     model.save_pretrained(copy)
     assert hf.content_key(str(copy)) != hf.content_key(folder)
     assert hf.content_key(str(tmp_path / "nothing")).startswith("missing:")
+    # a fine-tune starting from a directory is keyed by its content too
+    from harness.training import FineTuneConfig
+
+    def ft_key(path):
+        return FineTuneConfig(backbone={"name": "video_vit", "checkpoint": path}, method={"name": "dense", "params": {}},
+                              dataset={"name": "synthetic_motion"}).key()
+
+    assert ft_key(folder) != ft_key(str(copy))
 
 
 def _rewrite_weights(folder, edit):

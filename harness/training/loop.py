@@ -132,7 +132,10 @@ def _setup(cfg: FineTuneConfig, recipe: dict):
     backbone = dict(cfg.backbone)
     name, init = backbone.pop("name"), backbone.pop("checkpoint", None)
     method = cfg.method
-    model = build_model(name, method=method["name"], method_args=method.get("params", {}), **backbone)
+    from harness.models.hf import reconcile_dims  # a Hugging Face checkpoint's config.json gives the dims
+
+    model = build_model(name, method=method["name"], method_args=method.get("params", {}),
+                        **reconcile_dims(name, backbone, init))
     model.init_report = model.init_from(init) if init else None
     fields = {k: v for k, v in cfg.dataset.items() if k != "name"}
     dataset = dataset_registry.get(cfg.dataset["name"])(**fields)
