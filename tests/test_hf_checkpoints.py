@@ -172,6 +172,14 @@ def test_hf_name_resolves_from_an_offline_cache(reference, clip, tmp_path, monke
         harness.build_model("video_vit", checkpoint="hf:tiny-org/not-there")
     message = str(err.value)
     assert "HF_HUB_OFFLINE=1" in message and str(tmp_path / "hub" / "models--tiny-org--not-there") in message
+    # the dims need config.json only (what validate reads); building needs the weights
+    only_config = tmp_path / "only_config"
+    only_config.mkdir()
+    shutil.copy(os.path.join(folder, "config.json"), only_config)
+    hub_cache(tmp_path, "tiny-org/config-only", str(only_config))
+    assert hf.reconcile_dims("video_vit", {}, "hf:tiny-org/config-only")["embed_dim"] == 64
+    with pytest.raises(CheckpointError, match="no weights"):
+        harness.build_model("video_vit", checkpoint="hf:tiny-org/config-only")
     with pytest.raises(CheckpointError, match="expected hf:ORG/NAME"):
         harness.build_model("video_vit", checkpoint="hf:just-a-name")
 

@@ -110,8 +110,13 @@ def model_dir(checkpoint: tp.Union[str, os.PathLike]) -> str:
 
 
 def read_config(checkpoint: tp.Union[str, os.PathLike]) -> dict:
-    """``config.json`` of a VideoMAE classifier; other model types and pre-training models are refused."""
-    path = os.path.join(model_dir(checkpoint), CONFIG)
+    """``config.json`` of a VideoMAE classifier; other model types and pre-training models are refused.
+
+    For an ``hf:`` name only ``config.json`` is fetched (``validate`` does not download the weights)."""
+    if is_hf_name(checkpoint):
+        path = resolve(f"{checkpoint}/{CONFIG}")
+    else:
+        path = os.path.join(model_dir(checkpoint), CONFIG)
     try:
         with open(path) as f:
             config = json.load(f)
