@@ -163,7 +163,7 @@ def config_dims(config: dict, where: str = CONFIG) -> dict:
     if missing:
         problems.append("missing " + ", ".join(missing))
     elif int(hidden * (inter / hidden)) != inter:
-        problems.append(f"intermediate_size {inter} is not a whole multiple-ratio of hidden_size {hidden}")
+        problems.append(f"intermediate_size {inter} is not mlp_ratio x hidden_size {hidden} for any float ratio")
     if problems:
         raise CheckpointError(f"{where}: unsupported VideoMAE config: " + "; ".join(problems))
     labels = config.get("id2label")
