@@ -197,8 +197,8 @@ def test_content_key_follows_the_weights(reference, tmp_path):
     from harness.training import FineTuneConfig
 
     def ft_key(path):
-        return FineTuneConfig(backbone={"name": "video_vit", "checkpoint": path}, method={"name": "dense", "params": {}},
-                              dataset={"name": "synthetic_motion"}).key()
+        return FineTuneConfig(backbone={"name": "video_vit", "checkpoint": path},
+                              method={"name": "dense", "params": {}}, dataset={"name": "synthetic_motion"}).key()
 
     assert ft_key(folder) != ft_key(str(copy))
 

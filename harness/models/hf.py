@@ -28,11 +28,14 @@ CONFIG = "config.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 _CLASSIFIER = "VideoMAEForVideoClassification"
-_RESOLVED: tp.Dict[tuple, str] = {}  # (hf name, cache, offline) -> snapshot folder, once per process
 
 
 class CheckpointError(ValueError):
     pass
+
+
+# (hf name, cache, offline) -> snapshot folder or file, or the error: resolved once per process
+_RESOLVED: tp.Dict[tuple, tp.Union[str, CheckpointError]] = {}
 
 
 def is_hf_name(checkpoint: tp.Any) -> bool:
@@ -82,8 +85,11 @@ def resolve(checkpoint: tp.Union[str, os.PathLike]) -> str:
     cache = hub_cache_dir()
     offline = _offline()
     memo = (checkpoint, cache, offline)
-    if memo in _RESOLVED and os.path.exists(_RESOLVED[memo]):
-        return _RESOLVED[memo]
+    known = _RESOLVED.get(memo)
+    if isinstance(known, CheckpointError):
+        raise known  # asked again by every cell: fail at once instead of waiting for the network again
+    if known is not None and os.path.exists(known):
+        return known
     try:
         if filename:
             _RESOLVED[memo] = hf_hub_download(repo, filename, revision=revision, cache_dir=cache,
@@ -96,8 +102,9 @@ def resolve(checkpoint: tp.Union[str, os.PathLike]) -> str:
     except Exception as err:  # noqa: BLE001 -- not cached, no network, unknown repo or revision
         folder = os.path.join(cache, "models--" + repo.replace("/", "--"))
         how = "HF_HUB_OFFLINE=1: only the local cache was read" if offline else "download failed"
-        raise CheckpointError(f"{checkpoint}: cannot resolve ({how}; looked in {folder}, "
-                              f"revision {revision or 'main'}): {type(err).__name__}: {err}") from None
+        _RESOLVED[memo] = CheckpointError(f"{checkpoint}: cannot resolve ({how}; looked in {folder}, "
+                                          f"revision {revision or 'main'}): {type(err).__name__}: {err}")
+        raise _RESOLVED[memo] from None
 
 
 def model_dir(checkpoint: tp.Union[str, os.PathLike]) -> str:
