@@ -19,7 +19,7 @@ def measure(request: dict) -> dict:
     from harness.build import build_from_config
     from harness.measure.device import resolve_device
     from harness.measure.speed import measure_throughput, peak_memory, reset_peak_memory
-    from harness.run.cell import resolve_checkpoint
+    from harness.training import resolve_checkpoint
 
     threads = request.get("threads")
     if threads:

@@ -53,20 +53,6 @@ def run_cell(job: CellJob, callback: tp.Optional[tp.Callable] = None) -> dict:
     return run_group([job], callback)[0]
 
 
-def resolve_checkpoint(config: dict, store_root: str) -> tp.Optional[str]:
-    """The weights a cell evaluates: its fine-tune's output, its method entry's own checkpoint, or the backbone's."""
-    ft = config["method"].get("finetune")
-    if not ft:  # a method entry's own released weights, else the backbone's
-        return config["method"].get("weights") or config["backbone"].get("checkpoint")
-    from harness.training import MODEL, is_complete, run_dir as finetune_dir
-
-    run_dir = finetune_dir(store_root, ft["key"])
-    if not is_complete(run_dir):
-        raise RuntimeError(f"fine-tuning run {ft['name']!r} ({ft['key']}) has not finished: no "
-                           f"{os.path.join(run_dir, MODEL)} (run `python -m harness finetune SUITE`)")
-    return os.path.join(run_dir, MODEL)
-
-
 @dataclasses.dataclass
 class CellSetup:
     """A cell's built model and dataset (what evaluation and measurement share)."""
@@ -92,6 +78,8 @@ def prepare_cell(config: dict, progress: Progress, store_root: str = "results") 
         torch.set_num_threads(int(me["threads"]))
     torch.manual_seed(me.get("seed", 0))
     device = resolve_device(ev.get("device", "auto"))
+    from harness.training import resolve_checkpoint
+
     checkpoint = resolve_checkpoint(config, store_root)
     method = config["method"]
     finetune = None
@@ -177,13 +165,15 @@ def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kerne
     import torch
 
     from harness.measure.device import device_name, numerics_state
-    from harness.provenance import file_sha256, numerics_code
+    from harness.models import hf
+    from harness.provenance import numerics_code
 
     me, method = config["measure"], config["method"]
     return {"device": device_name(setup.device), "torch_threads": torch.get_num_threads(),
             "seed": me.get("seed", 0), "dataset_manifest": manifest,
-            "checkpoint_sha256": file_sha256(setup.checkpoint) if setup.checkpoint else None,
-            "checkpoint_layout": getattr(setup.model, "checkpoint_layout", None),
+            "checkpoint_sha256": hf.content_key(setup.checkpoint) if setup.checkpoint else None,
+            "checkpoint_layout": setup.model.checkpoint_layout,
+            "class_names": getattr(setup.model, "class_names", None),
             "attention_kernel_per_block": list(attention_kernel),
             "numerics": numerics_state(setup.device),
             "reducer": setup.model.describe(),

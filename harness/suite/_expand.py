@@ -12,7 +12,7 @@ import json
 import os
 import typing as tp
 
-from harness import provenance
+from harness.models import hf
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
@@ -76,7 +76,7 @@ class Cell:
         config["eval"].pop("share_decode", None)
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
-        weights = provenance.cached_file_sha256(checkpoint) if checkpoint else None
+        weights = hf.content_key(checkpoint) if checkpoint else None  # a file's sha256; HF: config + weights
         if self.finetune:  # the evaluated weights are the fine-tune's, identified by its content key
             weights = "finetune:" + self.method["finetune"]["key"]
         payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material}
@@ -348,7 +348,7 @@ class _Checker:
     def _build_backbones(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
         dims = {k: v for k, v in kwargs.items() if k != "checkpoint"}
         try:
-            _registries.resolve_backbone(name, dims)
+            _registries.resolve_backbone(name, dims, kwargs.get("checkpoint"))
         except Exception as err:  # resolve_config raises ValueError; anything else is reported too
             self.problem(path, f"{where} {_err(err)}".strip())
             return None

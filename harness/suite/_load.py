@@ -201,7 +201,7 @@ def resolve_entry_paths(data: dict, base_dir: str) -> None:
 def _resolve(value: tp.Any, base_dir: str) -> tp.Any:
     if isinstance(value, list):
         return [_resolve(v, base_dir) for v in value]
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value and not value.startswith("hf:"):  # hf:ORG/NAME is a hub name
         return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
     return value
 

@@ -53,11 +53,11 @@ class FineTuneConfig:
 
     def key(self) -> str:
         """Content key of everything that changes the trained weights (not device/threads/amp off CPU)."""
-        from harness.provenance import cached_file_sha256
+        from harness.models.hf import content_key
 
         backbone = dict(self.backbone)
-        if backbone.get("checkpoint"):  # the initial weights by content, not by path
-            backbone["checkpoint"] = cached_file_sha256(backbone["checkpoint"])
+        if backbone.get("checkpoint"):  # the initial weights by content, not by path (HF: config + weights)
+            backbone["checkpoint"] = content_key(backbone["checkpoint"])
         material = {"backbone": backbone, "method": self.method, "dataset": self.dataset,
                     "recipe": self.resolved_recipe(), "limit": self.limit, "augment": self.augment,
                     "seed": self.seed, "threads": self.threads}

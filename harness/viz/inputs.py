@@ -100,7 +100,7 @@ def target_from_suite(suite_path: str, cell_label: str, overrides: tp.Sequence[s
                       backbone: tp.Optional[str] = None) -> Target:
     """The model of the suite cell labelled ``cell_label`` (as ``run --dry-run`` lists them), with the
     weights the cell evaluates: its fine-tune's output, else the backbone's checkpoint."""
-    from harness.run.cell import resolve_checkpoint
+    from harness.training import resolve_checkpoint
     from harness.suite import SuiteError, load_suite
 
     try:

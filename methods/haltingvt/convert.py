@@ -19,7 +19,7 @@ import typing as tp
 import torch
 import torch.nn.functional as F
 
-from harness.models.checkpoint import CheckpointError, check_keys, unwrap_state_dict, read_checkpoint
+from harness.models.checkpoint import CheckpointError, check_keys, read_weights_file, unwrap_state_dict, read_checkpoint
 from methods.haltingvt import GLIMPSER_BLOCKS
 
 OFFICIAL_PREFIXES = (("backbone.model.", ""), ("cls_head.fc_cls.", "head."),
@@ -28,9 +28,12 @@ BLOCK_PARAMS = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
 
 
 def read_raw(path: str | os.PathLike) -> tp.Dict[str, torch.Tensor]:
-    """The tensors of ``path`` (unwrapped from 'module'/'model'/'state_dict'), loaded weights-only."""
+    """The tensors of ``path`` (unwrapped from 'module'/'model'/'state_dict'), loaded weights-only
+    (``.safetensors`` files with safetensors)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    if str(path).endswith(".safetensors"):
+        return unwrap_state_dict(read_weights_file(path), path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
