@@ -234,7 +234,7 @@ def cmd_finetune(args) -> int:
     if args.dry_run:
         _print_finetunes(suite, args.results)
         return 0
-    results = run_finetunes(suite, executor=args.executor, store_root=args.results)
+    results = run_finetunes(suite, executor=args.executor, store_root=args.results, force=args.force)
     return 1 if any("error" in r for r in results.values()) else 0
 
 
@@ -247,7 +247,11 @@ def _print_finetunes(suite, results: str) -> None:
     for ft in suite.finetunes():
         run_dir = finetune_dir(results, ft.key())
         recipe = ft.resolved_recipe()
-        state = "finished" if is_complete(run_dir) else f"{epochs_done(run_dir)}/{recipe['epochs']} epochs"
+        from harness.training import SHIPPED
+
+        state = ("finished" if is_complete(run_dir) else
+                 "shipped (checkpoints/finetunes)" if is_complete(os.path.join(SHIPPED, ft.key())) else
+                 f"{epochs_done(run_dir)}/{recipe['epochs']} epochs")
         params = " ".join(f"{k}={v}" for k, v in ft.method["params"].items())
         rows.append((ft.key(), ft.backbone["name"], f"{ft.method['name']} {params}", ft.dataset["name"],
                      recipe["epochs"], recipe["lr"], state))
@@ -447,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("suite")
     finetune.add_argument("--executor", choices=("local", "debug"), default="local")
     finetune.add_argument("--dry-run", action="store_true", help="list the runs and their state")
+    finetune.add_argument("--force", action="store_true",
+                          help="retrain every run from scratch (also those finished or shipped with the repository)")
     finetune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     finetune.add_argument("--results", default="results")
     finetune.set_defaults(func=cmd_finetune)
