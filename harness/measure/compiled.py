@@ -37,10 +37,11 @@ def _graphs() -> tp.Tuple[int, int]:
 
 def compile_for_timing(model, x: torch.Tensor, *, mode: str, dynamic: tp.Optional[bool] = None,
                        context: tp.Callable[[], tp.ContextManager] = contextlib.nullcontext,
-                       backend: str = "inductor") -> tp.Tuple[tp.Optional[tp.Callable], dict]:
+                       backend: tp.Union[str, tp.Callable] = "inductor") -> tp.Tuple[tp.Optional[tp.Callable], dict]:
     """``torch.compile(model)`` and its first forward on ``x`` under ``context`` (timed as compile time)."""
     validate_compile_mode(mode)
-    info = {"compile_mode": mode, "compile_dynamic": dynamic, "compile_backend": backend if mode != "off" else None,
+    name = backend if isinstance(backend, str) else getattr(backend, "__name__", "custom")
+    info = {"compile_mode": mode, "compile_dynamic": dynamic, "compile_backend": name if mode != "off" else None,
             "compile_time_s": None, "compile_graphs": None, "compile_graph_breaks": None, "recompiles": None,
             "compile_error": None}
     if mode == "off":
@@ -50,7 +51,8 @@ def compile_for_timing(model, x: torch.Tensor, *, mode: str, dynamic: tp.Optiona
     torch._dynamo.reset()  # one model per compile: earlier models' graphs must not count or be reused
     graphs0, breaks0 = _graphs()
     try:
-        compiled = torch.compile(model, mode=None if mode == "default" else mode, dynamic=dynamic, backend=backend)
+        options = {"mode": None if mode == "default" else mode} if name == "inductor" else {}
+        compiled = torch.compile(model, dynamic=dynamic, backend=backend, **options)
         t0 = time.perf_counter()
         with torch.inference_mode(), context():
             compiled(x)
@@ -58,8 +60,7 @@ def compile_for_timing(model, x: torch.Tensor, *, mode: str, dynamic: tp.Optiona
             torch.cuda.synchronize(x.device)
         info["compile_time_s"] = time.perf_counter() - t0
     except Exception as err:  # any failure of dynamo/inductor/codegen: a field, not a crash
-        first = (str(err).strip().splitlines() or [""])[0][:300]
-        info["compile_error"] = f"{type(err).__name__}: {first}"
+        info["compile_error"] = one_line(err)
         torch._dynamo.reset()
         return None, info
     graphs, breaks = _graphs()
@@ -76,6 +77,18 @@ def count_after(info: dict, key: str = "recompiles") -> dict:
     info[key] = (info.get(key) or 0) + graphs - info["_graphs_after_first"]
     info["_graphs_after_first"] = graphs
     return info
+
+
+def one_line(err: BaseException) -> str:
+    """``Type: first line`` of an error, with the wrapped error dynamo raises it for (``inner_exception``)."""
+    def first(e):
+        return (str(e).strip().splitlines() or [""])[0][:200]
+
+    text = f"{type(err).__name__}: {first(err)}"
+    inner = getattr(err, "inner_exception", None) or err.__cause__
+    if inner is not None and inner is not err:
+        text += f" ({type(inner).__name__}: {first(inner)})"
+    return text
 
 
 def public(info: dict) -> dict:
