@@ -67,7 +67,7 @@ fi
 if [ "$DRY" = 1 ]; then
   echo "== 2/3 bench, eager (dry run: fp32,bf16, batch 1-2)"
   "$PY" -m harness.bench "$SUITE" "${COMMON[@]}" --precision fp32,bf16 --batch-sizes 1 --reference-batch-size 2
-  echo "== 3/3 compiled: skipped in the dry run (inductor on CPU takes minutes; tests/test_compile_regime.py covers it)"
+  echo "== 3/3 compiled: skipped in the dry run (inductor on CPU takes minutes; tests/test_regime.py covers it)"
 else
   echo "== 2/3 bench, eager"
   "$PY" -m harness.bench "$SUITE" "${COMMON[@]}" --precision fp32,bf16,fp16 --batch-sizes 1,16,64,128 \
