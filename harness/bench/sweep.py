@@ -240,6 +240,8 @@ def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int],
         entry["energy_j_per_clip"] = statistics.median(energy) if energy else None
         compile_times = [r["compile_time_s"] for r in runs if r.get("compile_time_s") is not None]
         entry["compile_time_s"] = statistics.median(compile_times) if compile_times else None
+        entry["compile_graph_breaks"] = max((r["compile_graph_breaks"] for r in runs
+                                             if r.get("compile_graph_breaks") is not None), default=None)
         entry["recompiles"] = max((r["recompiles"] for r in runs if r.get("recompiles") is not None), default=None)
         entry["recompiles_during_timing"] = max((r["recompiles_during_timing"] for r in runs
                                                  if r.get("recompiles_during_timing") is not None), default=None)
@@ -262,6 +264,8 @@ def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int],
             "sdpa_backend_per_block": first.get("sdpa_backend_per_block"),
             "compile_time_s": compiled[0]["compile_time_s"] if compiled else None,
             "recompiles": max((e["recompiles"] for e in sweep if e["recompiles"] is not None), default=None),
+            "compile_graph_breaks": max((e["compile_graph_breaks"] for e in sweep
+                                         if e["compile_graph_breaks"] is not None), default=None),
             "recompiles_during_timing": max((e["recompiles_during_timing"] for e in sweep
                                              if e["recompiles_during_timing"] is not None), default=None),
             "error": failure and failure.get("error"), "failed_at_batch_size": failure and failure["failed_at_batch_size"],

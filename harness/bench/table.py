@@ -92,7 +92,8 @@ def efficiency_rows(records: tp.Sequence[dict], batch_size: int,
                "largest_bs": rec.get("largest_batch_size"),
                "energy_j_per_clip": e and e.get("energy_j_per_clip"),
                "compile_time_s": (e and e.get("compile_time_s")) or rec.get("compile_time_s"),
-               "recompiles": rec.get("recompiles"), "error": rec.get("error")}
+               "recompiles": rec.get("recompiles"), "graph_breaks": rec.get("compile_graph_breaks"),
+               "error": rec.get("error")}
         if base and e and be and gmacs:
             row["gmacs_ratio"] = be.get("gmacs_per_view", base["gmacs_per_view"]) / gmacs
             row["speedup"] = e["clips_per_s"] / be["clips_per_s"]
@@ -112,7 +113,7 @@ HEADERS = [("method", "method", "{}"), ("GMACs/view", "gmacs", "{:.4g}"), ("GMAC
            ("vs fp32 eager", "vs_fp32_eager", "{:.2f}x"), ("attn kernels", "kernels", "{}"),
            ("overhead %", "overhead_pct", "{:.1f}"), ("peak mem GiB", "peak_mem_gib", "{:.3g}"),
            ("J/clip", "energy_j_per_clip", "{:.3g}"), ("compile s", "compile_time_s", "{:.1f}"),
-           ("recompiles", "recompiles", "{}"), ("bs=1 p50/p90 ms", None, None), ("largest bs", "largest_bs", "{}"),
+           ("recompiles", "recompiles", "{}"), ("graph breaks", "graph_breaks", "{}"), ("bs=1 p50/p90 ms", None, None), ("largest bs", "largest_bs", "{}"),
            ("error", "error", "{}")]
 
 
