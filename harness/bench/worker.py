@@ -19,7 +19,8 @@ def measure(request: dict) -> dict:
     from harness.build import build_model
     from harness.measure.compiled import compile_for_timing, count_after, public
     from harness.measure.kernels import check_sdpa_backend_runs, probe_attention_kernels
-    from harness.measure.regime import SdpaBackendError, regime_context, regime_record, validate_precision
+    from harness.measure.regime import (PrecisionError, SdpaBackendError, regime_context, regime_record,
+                                        validate_precision)
     from harness.measure.speed import measure_throughput, peak_memory, reset_peak_memory
 
     threads = request.get("threads")
@@ -46,9 +47,12 @@ def measure(request: dict) -> dict:
     inputs = _inputs(request, bs, device)
     x = inputs if inputs is not None else torch.randn(bs, *shape, device=device)
     precision, sdpa = request.get("precision") or "fp32", request.get("sdpa_backend") or "auto"
-    validate_precision(precision, device)
-    context = lambda: regime_context(device, precision, sdpa)
     regime = regime_record(device, precision, sdpa)
+    try:
+        validate_precision(precision, device)
+    except PrecisionError as err:  # e.g. bf16 on a GPU without it: that row's error, the others run
+        return {"oom": False, "failed": True, "batch_size": int(request["batch_size"]), "error": str(err), **regime}
+    context = lambda: regime_context(device, precision, sdpa)
     rss_before = _rss_gib()
     reset_peak_memory(device)
     t = request["timing"]
