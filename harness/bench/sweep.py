@@ -80,13 +80,10 @@ class Target:
                                    f" [{'fused' if self.fused_attention else 'explicit'} attention]")
         return label + (f" [sdpa {self.sdpa_backend}]" if self.forced_backend else "")
 
-    @property
-    def regime(self) -> dict:
-        return {"precision": self.precision, "compile": self.compile, "sdpa_backend": self.sdpa_backend}
-
 
 def targets_of(suite, cfg: BenchConfig) -> tp.List[Target]:
-    """Each distinct (backbone, method) cell once; dense also with explicit attention."""
+    """Each distinct (backbone, method) cell once per regime (precision x compile mode); dense also with
+    explicit attention and under each of ``cfg.dense_backends`` (the same-kernel baselines)."""
     import methods
 
     seen, cells = set(), []
@@ -121,9 +118,9 @@ def _default_device() -> str:
 def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.TextIO = sys.stdout,
               runner: tp.Optional[tp.Callable[[dict], dict]] = None) -> tp.List[dict]:
     """Measure every target; returns (and writes) one bench record per target."""
-    import methods
-
     import time
+
+    import methods
 
     cfg.check()
     if runner is None:
