@@ -48,7 +48,12 @@ class BenchConfig:
                                        ("sdpa_backend", [self.sdpa_backend], SDPA_BACKENDS)):
             for v in values:
                 if v not in allowed:
-                    raise ValueError(f"bench {field}: {v!r} is not one of {'|'.join(allowed)}")
+                    import difflib
+
+                    close = ["default"] if v in ("on", "true", "yes") and field == "compile_modes" else \
+                        difflib.get_close_matches(str(v), allowed, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ValueError(f"bench {field}: {v!r} is not one of {'|'.join(allowed)}{hint}")
         if "fp16" in self.precisions and (device or self.device or _default_device()) != "cuda":
             raise ValueError("bench precisions: fp16 runs on CUDA only (this bench runs on CPU); use bf16 or fp32")
 
