@@ -39,16 +39,17 @@ def test_cuda_events_timer_and_memory_counters():
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_dense_runs_flash_in_half_precision_and_efficient_under_an_additive_bias(precision):
     dense = _model()
-    assert set(probe_attention_kernels(dense, _clip(dense), lambda: regime_context(CUDA, precision))) == {"flash"}
+    fused = probe_attention_kernels(dense, _clip(dense), lambda: regime_context(CUDA, precision))
+    assert len(set(fused)) == 1 and fused[0] in ("flash", "cudnn"), fused  # torch's priority: flash, or cuDNN on some GPUs
     tome = _model("tome", {"r": 16, "prop_attn": True})  # log(size) bias after the first merge: no flash
     kernels = probe_attention_kernels(tome, _clip(tome), lambda: regime_context(CUDA, precision))
-    assert kernels[0] == "flash" and set(kernels[1:]) <= {"efficient", "cudnn"}, kernels
+    assert kernels[0] == fused[0] and set(kernels[1:]) <= {"efficient", "cudnn"}, kernels
 
 
 def test_blocks_needing_probabilities_run_explicit_and_forcing_math_is_recorded():
     tldr = _model("vid_tldr", {"r": [[100, 50, 25]]})
     kernels = probe_attention_kernels(tldr, _clip(tldr), lambda: regime_context(CUDA, "fp16"))
-    assert "explicit" in kernels[0] and kernels[-1] == "flash"
+    assert "explicit" in kernels[0] and kernels[-1] in ("flash", "cudnn")
     dense = _model()
     forced = probe_attention_kernels(dense, _clip(dense), lambda: regime_context(CUDA, "fp16", "math"))
     assert set(forced) == {"math"}
