@@ -134,7 +134,8 @@ methods: [{{name: dense}}, {{name: tome, r: 8}}]
             rate /= 2
         per_block = ["efficient"] * 4 if req["method"]["name"] == "tome" else [
             "math" if req["sdpa_backend"] == "math" else "flash"] * 4
-        return _fake_result(req, rate, sdpa_backend_per_block=per_block, compile_time_s=3.0 if req["compile"] != "off" else None)
+        return _fake_result(req, rate, sdpa_backend_per_block=per_block,
+                            compile_time_s=3.0 if req["compile"] != "off" else None)
 
     cfg = BenchConfig(batch_sizes=[2], repeats=1, reference_batch_size=2, precisions=["fp32", "bf16"],
                       compile_modes=["off", "default"], explicit_dense=False, dense_backends=["efficient"])

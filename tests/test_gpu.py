@@ -40,7 +40,7 @@ def test_cuda_events_timer_and_memory_counters():
 def test_dense_runs_flash_in_half_precision_and_efficient_under_an_additive_bias(precision):
     dense = _model()
     fused = probe_attention_kernels(dense, _clip(dense), lambda: regime_context(CUDA, precision))
-    assert len(set(fused)) == 1 and fused[0] in ("flash", "cudnn"), fused  # torch's priority: flash, or cuDNN on some GPUs
+    assert len(set(fused)) == 1 and fused[0] in ("flash", "cudnn"), fused  # torch prefers cuDNN on some GPUs
     tome = _model("tome", {"r": 16, "prop_attn": True})  # log(size) bias after the first merge: no flash
     kernels = probe_attention_kernels(tome, _clip(tome), lambda: regime_context(CUDA, precision))
     assert kernels[0] == fused[0] and set(kernels[1:]) <= {"efficient", "cudnn"}, kernels

@@ -101,7 +101,8 @@ def test_compile_time_recompiles_and_failures_become_fields():
     mlp = torch.nn.Linear(4, 4)
     compiled, info = compile_for_timing(mlp, torch.randn(2, 4), mode="default", backend=broken)
     assert compiled is None and "\n" not in info["compile_error"]
-    assert info["compile_error"].startswith("BackendCompilerFailed") and "RuntimeError: backend exploded" in info["compile_error"]
+    assert info["compile_error"].startswith("BackendCompilerFailed")
+    assert "RuntimeError: backend exploded" in info["compile_error"]
     assert compile_for_timing(model, x, mode="off")[1]["compile_time_s"] is None
 
 

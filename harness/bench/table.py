@@ -113,7 +113,8 @@ HEADERS = [("method", "method", "{}"), ("GMACs/view", "gmacs", "{:.4g}"), ("GMAC
            ("vs fp32 eager", "vs_fp32_eager", "{:.2f}x"), ("attn kernels", "kernels", "{}"),
            ("overhead %", "overhead_pct", "{:.1f}"), ("peak mem GiB", "peak_mem_gib", "{:.3g}"),
            ("J/clip", "energy_j_per_clip", "{:.3g}"), ("compile s", "compile_time_s", "{:.1f}"),
-           ("recompiles", "recompiles", "{}"), ("graph breaks", "graph_breaks", "{}"), ("bs=1 p50/p90 ms", None, None), ("largest bs", "largest_bs", "{}"),
+           ("recompiles", "recompiles", "{}"), ("graph breaks", "graph_breaks", "{}"),
+           ("bs=1 p50/p90 ms", None, None), ("largest bs", "largest_bs", "{}"),
            ("error", "error", "{}")]
 
 

@@ -91,7 +91,8 @@ def kernel_set(per_block: tp.Iterable[str]) -> tp.List[str]:
     return sorted(kinds, key=lambda k: SLOWNESS.index(k) if k in SLOWNESS else len(SLOWNESS))
 
 
-def check_sdpa_backend_runs(model, x: torch.Tensor, sdpa_backend: str, context: tp.Callable[[], tp.ContextManager]) -> None:
+def check_sdpa_backend_runs(model, x: torch.Tensor, sdpa_backend: str,
+                            context: tp.Callable[[], tp.ContextManager]) -> None:
     """Run one forward under the forced backend; a backend that cannot run becomes one clear error."""
     from harness.measure.regime import SdpaBackendError
 
