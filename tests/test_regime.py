@@ -117,3 +117,32 @@ def test_inductor_compiles_on_cpu():
     assert info["compile_error"] is None, info["compile_error"]
     with torch.inference_mode():
         assert torch.allclose(compiled(x), mlp(x), atol=1e-6)
+
+
+class FakeNvml:
+    def __init__(self, fail=False):
+        self.fail, self.mj = fail, 10_000
+
+    def nvmlInit(self):
+        if self.fail:
+            raise OSError("libnvidia-ml.so.1: cannot open shared object file")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        self.mj += 1500  # millijoules since the driver loaded
+        return self.mj
+
+
+def test_energy_meter_reads_nvml_millijoules_as_joules_or_says_why_not(monkeypatch):
+    from harness.measure import energy
+
+    monkeypatch.setattr(energy, "_handle_of", lambda nvml, device: "handle0")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    meter = energy.EnergyMeter(torch.device("cuda"), nvml=FakeNvml())
+    assert meter.available
+    meter.start()
+    assert meter.stop() == pytest.approx(1.5) and meter.stop() is None  # one window per start
+    broken = energy.EnergyMeter(torch.device("cuda"), nvml=FakeNvml(fail=True))
+    assert not broken.available and "cannot open shared object" in broken.reason
+    broken.start()
+    assert broken.stop() is None
+    assert energy.EnergyMeter(CPU).reason == "not a CUDA device"
