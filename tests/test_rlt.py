@@ -116,9 +116,9 @@ def test_per_video_and_executed_gmacs():
             assert executed == max(per_video) and model.token_counts == [128, 128]
 
 
-@pytest.mark.parametrize("mode", ["varlen", "padded"])
-def test_fvcore_agrees_on_a_still_and_a_moving_clip(mode):
-    model = tiny(mode=mode)
+@pytest.mark.parametrize("mode, length_encoding", [("varlen", False), ("padded", False), ("varlen", True)])
+def test_fvcore_agrees_on_a_still_and_a_moving_clip(mode, length_encoding):
+    model = tiny(mode=mode, length_encoding=length_encoding)
     for clip in (still(), mixed_batch()[2:]):
         with torch.no_grad():
             model(clip)

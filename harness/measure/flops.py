@@ -28,6 +28,7 @@ IGNORED_OPS = frozenset({
     "aten::sigmoid", "aten::lt", "aten::index_copy", "aten::index_select",  # HaltingVT: halting scores, ACT, packing
     "aten::_upsample_bilinear2d_aa",  # downsample: resizing the input clip (input preparation, like decoding)
     "aten::abs", "aten::avg_pool3d",  # RLT: mean |pixel difference| per patch (elementwise, before the model)
+    "aten::flip", "aten::cummin",  # RLT: run lengths (index bookkeeping)
 })
 
 
