@@ -194,3 +194,17 @@ def test_too_few_frames_and_wrong_clip_shape_are_named():
         harness.build_model("synthetic_vit_tiny", method="rlt", num_frames=2, **TINY)
     with pytest.raises(ValueError, match="backbone's input shape"):
         tiny()(torch.randn(1, 3, 8, 64, 64))
+
+
+def test_token_map_shows_the_dropped_input_patches():
+    from harness.viz.inputs import VizError
+    from harness.viz.tokens import DROPPED, KEPT, token_map
+
+    model = tiny(threshold=0.1)
+    clip = mixed_batch()[2]
+    tmap = token_map(model, clip)
+    (step,) = tmap.steps
+    assert step.tokens == 18 and (step.state == DROPPED).sum() == 110 and (step.state[0] == KEPT).all()
+    with pytest.raises(VizError, match="no token map"):
+        token_map(harness.build_model("synthetic_vit_tiny", method="downsample", method_args={"frames": 8}, **TINY),
+                  clip)

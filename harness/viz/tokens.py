@@ -9,6 +9,7 @@ of every input patch (t', h, w) of the token grid.
   patches). A patch in no row was pruned (STA, random_drop) or deleted as background (vid-TLDR); a
   patch sharing its token with others is merged (the group id is the smallest input patch index of
   the token, so a group keeps its id, hence its colour, from step to step).
+* RLT: ``model.last_keep`` (the input patches kept before block 0) is the one step.
 * HaltingVT (its own network): ``last_halting`` gives the Glimpser's kept patches per frame
   (``glimpser_idx``) and the running mask after each halting block; a patch is dropped by the
   Glimpser, halted at block l (the last block halts every token still running), or still running.
@@ -70,6 +71,12 @@ def token_map(model: torch.nn.Module, clip: torch.Tensor) -> TokenMap:
         return _halting_map(model, clip)
     if not hasattr(model, "reducer"):
         raise TypeError(f"{type(model).__name__} is neither a VideoViT with a TokenReducer nor HaltingVT")
+    reduced = getattr(model, "reduced_cfg", None)
+    if reduced is not None and tuple(reduced.grid) != tuple(model.cfg.grid):
+        from harness.viz.inputs import VizError
+
+        raise VizError("downsample resamples the whole clip before the patch embedding: no input patch is "
+                       "kept, merged or dropped, so it has no token map (docs/downsample.md)")
     return _reducer_map(model, clip)
 
 
@@ -121,6 +128,12 @@ def _reducer_map(model, clip: torch.Tensor) -> TokenMap:
     with tracking_sources(model.reducer) as records, torch.inference_mode():
         logits = model(clip)[0]
     steps = []
+    keep = getattr(model, "last_keep", None)  # input-level dropping before block 0 (RLT)
+    if keep is not None:
+        kept = keep[0].cpu().numpy().reshape(grid)
+        steps.append(Step(layer=0, title=f"input (before block 0): {cfg.num_tokens} \u2192 {int(kept.sum())} tokens",
+                          tokens=int(kept.sum()), state=np.where(kept, KEPT, DROPPED).astype(np.int8),
+                          group=np.full(grid, -1, dtype=np.int64), halt_block=np.full(grid, -1, dtype=np.int64)))
     for rec in records:
         if rec.source is None:
             raise NotImplementedError(
