@@ -26,6 +26,8 @@ class DownsampledViT(VideoViT):
         size = cfg.img_size if params.size is None else params.size
         self.reduced_cfg = dataclasses.replace(cfg, num_frames=frames, img_size=size)
         self.frame_index = frame_indices(cfg.num_frames, frames) if frames != cfg.num_frames else None
+        if self.frame_index is not None:
+            self.register_buffer("frame_index_t", torch.tensor(self.frame_index), persistent=False)
         self.size = size if size != cfg.img_size else None
         if self.reduced_cfg.grid != cfg.grid:
             if params.pos_embed == "interpolate":
@@ -39,9 +41,7 @@ class DownsampledViT(VideoViT):
         if tuple(clip.shape[1:]) != expected:
             raise ValueError(f"clip {tuple(clip.shape)} does not have the backbone's input shape [B, "
                              f"{', '.join(map(str, expected))}]; downsample resamples that clip itself")
-        index = None
-        if self.frame_index is not None:
-            index = torch.tensor(self.frame_index, device=clip.device)
+        index = self.frame_index_t if self.frame_index is not None else None
         return super().forward_features(downsample_clip(clip, index, self.size))
 
     def describe(self) -> dict:
