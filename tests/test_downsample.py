@@ -148,6 +148,14 @@ def test_bad_settings_are_named(args, message):
     assert message in str(err.value)
 
 
+def test_capabilities():
+    import methods
+
+    assert methods.get_method("downsample").capabilities() == {
+        "kind": "resample", "training_free": True, "needs_attention_probs": False,
+        "adaptive_token_count": False, "own_architecture": True}
+
+
 def test_wrong_clip_shape_is_named():
     with pytest.raises(ValueError, match="backbone's input shape"):
         tiny("downsample", frames=8)(torch.randn(1, 3, 8, 64, 64))

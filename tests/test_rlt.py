@@ -189,6 +189,15 @@ def test_bad_settings_are_named(args, message):
     assert message in str(err.value)
 
 
+def test_capabilities():
+    import methods
+
+    spec = methods.get_method("rlt")
+    assert spec.capabilities() == {"kind": "prune", "training_free": True, "needs_attention_probs": False,
+                                   "adaptive_token_count": True, "own_architecture": True}
+    assert spec.inference_only == ("mode",) and spec.title == "RLT"
+
+
 def test_too_few_frames_and_wrong_clip_shape_are_named():
     with pytest.raises(ValueError, match="num_frames >= 4"):
         harness.build_model("synthetic_vit_tiny", method="rlt", num_frames=2, **TINY)

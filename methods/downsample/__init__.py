@@ -17,7 +17,7 @@ POS_EMBED_MODES = ("interpolate", "regenerate")
 
 @register_method(
     "downsample", implementation="harness.models.reduction:TokenReducer",
-    architecture="methods.downsample.model:build_downsampled", kind="prune",
+    architecture="methods.downsample.model:build_downsampled", kind="resample",
     summary="resample the clip before the patch embedding to fewer frames (segment centres) and/or a "
             "smaller size (antialiased bilinear); positional table resampled (bicubic space, linear time)",
     reference="input-downsampling baseline (VTC-Bench 2025; positional resampling as "
