@@ -66,7 +66,7 @@ class RLTViT(VideoViT):
         self.scale = scale
         self.last_keep: tp.Optional[torch.Tensor] = None  # [B, N] kept mask of the last forward
         self._counts: tp.Optional[tp.List[int]] = None  # kept tokens per clip of the last forward
-        self._executed: int = cfg.num_tokens  # tokens per clip each block ran on (padded: the max)
+        self._executed: int = cfg.num_tokens  # padded: tokens per clip each block ran on (the batch's max)
 
     def keep_mask(self, clip: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -78,7 +78,6 @@ class RLTViT(VideoViT):
         if tuple(clip.shape[1:]) != expected:
             raise ValueError(f"clip {tuple(clip.shape)} does not have the backbone's input shape "
                              f"[B, {', '.join(map(str, expected))}]")
-        B, N = clip.shape[0], cfg.num_tokens
         with reduction_region("rlt/tokenize"):
             keep = self.keep_mask(clip)
             counts = keep.sum(dim=1)
@@ -119,7 +118,6 @@ class RLTViT(VideoViT):
             stats.attention_kernel.append("sdpa" if block.attn.fused else "explicit")
             x = varlen_block(block, x, sizes)
         stats.tokens_out = mean
-        self._executed = N
         return torch.stack([part.mean(dim=1)[0] for part in x.split(sizes, dim=1)])
 
     def _padded(self, patches, keep, counts, lengths, stats: ForwardStats) -> torch.Tensor:
