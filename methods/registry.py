@@ -33,7 +33,7 @@ import typing as tp
 
 from harness.registry import Registry, load_object
 
-METHOD_KINDS = ("none", "merge", "prune", "halt")
+METHOD_KINDS = ("none", "merge", "prune", "halt", "resample")  # resample: a smaller input, no token chosen
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,8 @@ def test_quickstart_is_valid_and_expands_to_every_method():
                       "haltingvt keep_rate=0.25 halt_center=5 ft=haltingvt_k25",
                       "haltingvt keep_rate=0.25 halt_center=5 mode=packed ft=haltingvt_k25",
                       "haltingvt keep_rate=0.25 halt_center=5 mode=varlen ft=haltingvt_k25",
-                      "random_drop match=sta r=4", "random_merge match=sta r=4"]
+                      "random_drop match=sta r=4", "random_merge match=sta r=4",
+                      "downsample frames=12", "downsample size=48", "rlt threshold=0.02", "rlt threshold=0.035"]
     finetunes = suite.finetunes()
     assert [f.method["name"] for f in finetunes] == ["sttm", "sttm", "haltingvt", "haltingvt"]
     # masked, packed and varlen evaluate the same fine-tuned weights

@@ -26,6 +26,9 @@ IGNORED_OPS = frozenset({
     "aten::detach", "aten::repeat", "aten::where", "aten::dropout", "aten::exp", "aten::neg",
     "aten::sqrt", "aten::min", "aten::argmax",  # STTM's DPC-kNN distances and meta assignment
     "aten::sigmoid", "aten::lt", "aten::index_copy", "aten::index_select",  # HaltingVT: halting scores, ACT, packing
+    "aten::_upsample_bilinear2d_aa",  # downsample: resizing the input clip (input preparation, like decoding)
+    "aten::abs", "aten::avg_pool3d",  # RLT: mean |pixel difference| per patch (elementwise, before the model)
+    "aten::flip", "aten::cummin",  # RLT: run lengths (index bookkeeping)
 })
 
 

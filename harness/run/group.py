@@ -9,9 +9,9 @@ of each share key into groups whose models fit in memory together (``MEMORY_FRAC
 the data (``measure.accuracy.evaluate_models``: each batch decoded once, each model with its own
 accumulator, so each record equals the cell's own evaluation); checks each cell's GMACs with fvcore
 alone; times throughput interleaved over the group (``measure.interleaved``); measures peak memory
-per cell alone (CUDA: the other models moved to the CPU; CPU: in a fresh probe process, since a
-process's peak RSS cannot be reset); writes one record per cell. A failure in one cell fails that
-cell only.
+per cell alone at its evaluation batch (CUDA: the other models moved to the CPU; CPU: the model's
+weights plus the peak RSS increase of one forward, with the peak reset through /proc/self/clear_refs,
+else a fresh probe process); writes one record per cell. A failure in one cell fails that cell only.
 """
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def _measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress)
         if job.key in out or not job.config["measure"].get("memory", True):
             continue
         try:
-            metrics[job.key].update(_memory_alone(job, setups, alone=len(jobs) == 1))
+            metrics[job.key].update(_memory_alone(job, setups))
         except Exception as err:  # noqa: BLE001
             out[job.key] = err
     for job in jobs:
@@ -187,14 +187,16 @@ def _measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress)
     return out
 
 
-def _memory_alone(job: CellJob, setups: dict, alone: bool) -> dict:
-    """Peak memory of one cell with no other model resident."""
+def _memory_alone(job: CellJob, setups: dict) -> dict:
+    """Peak memory of one cell as if no other model were resident, at its evaluation batch."""
     import torch
 
     from harness.measure.speed import peak_memory, reset_peak_memory
 
     setup = setups[job.key]
-    device = setup.device
+    device, cfg = setup.device, setup.model.cfg
+    views = job.config["eval"]["batch_size"] * setup.dataset.views
+    shape = (views, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
     if device.type == "cuda":
         others = [s for k, s in setups.items() if k != job.key]
         for s in others:
@@ -202,16 +204,40 @@ def _memory_alone(job: CellJob, setups: dict, alone: bool) -> dict:
         try:
             torch.cuda.empty_cache()
             reset_peak_memory(device)
-            cfg, bs = setup.model.cfg, job.config["eval"]["batch_size"] * setup.dataset.views
             with torch.inference_mode():
-                setup.model(torch.randn(bs, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, device=device))
+                setup.model(torch.randn(*shape, device=device))
             return peak_memory(device)
         finally:
             for s in others:
                 s.model.to(device)
-    if alone:  # this process is the cell's own: its peak RSS is the cell's (decoding buffers included)
-        return peak_memory(device)
-    return _cpu_memory_probe(job)
+    peak = _cpu_forward_peak(setup.model, shape)
+    if peak is None:  # no resettable peak RSS (not Linux): a fresh process per cell
+        return _cpu_memory_probe(job)
+    return peak
+
+
+def _cpu_forward_peak(model, shape) -> tp.Optional[dict]:
+    """The model's weights plus the peak RSS increase of one forward at ``shape`` (Linux: the peak RSS is
+    reset through /proc/self/clear_refs), so other resident models do not count."""
+    import torch
+
+    def rss_kib(field: str) -> int:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith(field)).split()[1])
+
+    try:
+        x = torch.randn(*shape)
+        before = rss_kib("VmRSS:")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current RSS
+        with torch.inference_mode():
+            model(x)
+        peak = rss_kib("VmHWM:")
+    except (OSError, StopIteration, ValueError):
+        return None
+    weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+    return {"peak_mem_gib": (weights + max(0, peak - before) * 1024) / 2 ** 30,
+            "peak_mem_kind": "cpu_weights_plus_forward_peak_rss"}
 
 
 def _cpu_memory_probe(job: CellJob) -> dict:

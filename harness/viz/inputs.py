@@ -77,7 +77,7 @@ def target_from_method(method: str, method_args: tp.Mapping[str, tp.Any], backbo
         default = DEFAULT_CHECKPOINTS.get(backbone)
         if default and not os.path.isfile(default):
             default = None
-        if default and (spec.architecture is not None or not spec.training_free):
+        if default and not spec.training_free:
             raise VizError(
                 f"{spec.title} is a trained method: the dense checkpoint {_rel(default)} does not hold its "
                 "weights. "

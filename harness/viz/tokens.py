@@ -74,7 +74,7 @@ def token_map(model: torch.nn.Module, clip: torch.Tensor, method: str = "dense")
     if hook is not None:
         tmap = load_object(hook)(model, clip)
     elif hasattr(model, "reducer"):
-        tmap = _reducer_map(model, clip)
+        tmap = reducer_map(model, clip)
     else:
         raise TypeError(f"{method}: {type(model).__name__} is not a VideoViT with a TokenReducer and the "
                         "method registers no token_map hook")
@@ -124,7 +124,8 @@ def tracking_sources(reducer) -> tp.Iterator[tp.List[_Record]]:
             reducer.track_source = previous
 
 
-def _reducer_map(model, clip: torch.Tensor) -> TokenMap:
+def reducer_map(model, clip: torch.Tensor) -> TokenMap:
+    """The map of a VideoViT whose reducer tracks sources: one step per reducer hook that changed the tokens."""
     cfg = model.cfg
     grid = tuple(cfg.grid)
     with tracking_sources(model.reducer) as records, torch.inference_mode():

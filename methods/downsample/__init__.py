@@ -1,0 +1,62 @@
+"""Input downsampling: the "just do less work" baseline (training-free, input level).
+
+Before the patch embedding the clip is resampled to ``frames`` frames (segment centres of the sampled
+clip) and/or ``size`` x ``size`` pixels (antialiased bilinear), and the positional table is resampled
+to the smaller token grid as VideoMAE V2 does for a fine-tuned model run at another input size
+(bicubic over the spatial grid, linear over time). See docs/downsample.md.
+
+Registration only (no torch); the tensor functions are in ``resample.py``, the model in ``model.py``.
+"""
+import dataclasses
+import typing as tp
+
+from methods.registry import register_method
+
+POS_EMBED_MODES = ("interpolate", "regenerate")
+
+
+@register_method(
+    "downsample", implementation="harness.models.reduction:TokenReducer",
+    architecture="methods.downsample.model:build_downsampled", kind="resample",
+    summary="resample the clip before the patch embedding to fewer frames (segment centres) and/or a "
+            "smaller size (antialiased bilinear); positional table resampled (bicubic space, linear time)",
+    reference="input-downsampling baseline (VTC-Bench 2025; positional resampling as "
+              "OpenGVLab/VideoMAEv2 run_class_finetuning.py)",
+    token_map="methods.downsample.viz:token_map",
+    examples=({"frames": 8}, {"frames": 12, "size": 48}),
+)
+@dataclasses.dataclass
+class DownsampleParams:
+    frames: tp.Optional[int] = None  # frames fed to the backbone (None: all); a multiple of the tubelet size
+    size: tp.Optional[int] = None  # input side in pixels (None: unchanged); a multiple of the patch size
+    pos_embed: str = "interpolate"  # "interpolate" the backbone's table to the new grid, or "regenerate"
+    #                                 the 1-D sinusoid for the new token count (what VideoMAE v1 builds)
+
+    def check(self) -> tp.List[str]:
+        problems = []
+        for name in ("frames", "size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                problems.append(f"{name} must be a positive int or null, got {value!r}")
+        if self.pos_embed not in POS_EMBED_MODES:
+            problems.append(f"pos_embed must be one of {POS_EMBED_MODES}, got {self.pos_embed!r}")
+        return problems
+
+    def check_backbone(self, cfg: tp.Any) -> tp.List[str]:
+        """Problems of these settings on backbone ``cfg`` (a ``VideoViTConfig``)."""
+        if self.check():
+            return []
+        problems = []
+        if self.frames is not None:
+            if self.frames > cfg.num_frames:
+                problems.append(f"frames {self.frames} > the clip's {cfg.num_frames} frames (it only downsamples)")
+            if self.frames % cfg.tubelet_size:
+                problems.append(f"frames {self.frames} is not a multiple of tubelet_size {cfg.tubelet_size}")
+        if self.size is not None:
+            if self.size > cfg.img_size:
+                problems.append(f"size {self.size} > the clip's {cfg.img_size} px (it only downsamples)")
+            if self.size % cfg.patch_size:
+                lower = max(cfg.patch_size, self.size - self.size % cfg.patch_size)
+                problems.append(f"size {self.size} is not a multiple of patch_size {cfg.patch_size} "
+                                f"(did you mean {lower}?)")
+        return problems

@@ -1,0 +1,62 @@
+"""The backbone fed a downsampled clip (``methods.downsample``): the same VideoViT weights, a smaller
+input, a positional table for the smaller token grid.
+
+``model.cfg`` stays the backbone's (the clip the data pipeline delivers, e.g. 16 x 224); the network
+runs on ``reduced_cfg`` (e.g. 8 x 160), and its GMACs are counted from that grid's token count.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from harness.measure.flops import count_macs
+from harness.models.presets import VideoViTConfig
+from harness.models.video_vit import VideoViT, sinusoid_table
+from methods.downsample import DownsampleParams
+from methods.downsample.resample import downsample_clip, frame_indices, resample_pos_table
+
+
+class DownsampledViT(VideoViT):
+    def __init__(self, cfg: VideoViTConfig, params: DownsampleParams):
+        super().__init__(cfg)
+        self.params = params
+        frames = cfg.num_frames if params.frames is None else params.frames
+        size = cfg.img_size if params.size is None else params.size
+        self.reduced_cfg = dataclasses.replace(cfg, num_frames=frames, img_size=size)
+        self.frame_index = frame_indices(cfg.num_frames, frames) if frames != cfg.num_frames else None
+        if self.frame_index is not None:
+            self.register_buffer("frame_index_t", torch.tensor(self.frame_index), persistent=False)
+        self.size = size if size != cfg.img_size else None
+        if self.reduced_cfg.grid != cfg.grid:
+            if params.pos_embed == "interpolate":
+                table = resample_pos_table(self.pos_embed, cfg.grid, self.reduced_cfg.grid)
+            else:
+                table = sinusoid_table(self.reduced_cfg.num_tokens, cfg.embed_dim)
+            self.register_buffer("pos_embed", table, persistent=False)
+
+    def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
+        expected = (self.cfg.in_chans, self.cfg.num_frames, self.cfg.img_size, self.cfg.img_size)
+        if tuple(clip.shape[1:]) != expected:
+            raise ValueError(f"clip {tuple(clip.shape)} does not have the backbone's input shape [B, "
+                             f"{', '.join(map(str, expected))}]; downsample resamples that clip itself")
+        index = self.frame_index_t if self.frame_index is not None else None
+        return super().forward_features(downsample_clip(clip, index, self.size))
+
+    def describe(self) -> dict:
+        r = self.reduced_cfg
+        return {"frames": r.num_frames, "size": r.img_size, "frame_indices": self.frame_index
+                or list(range(self.cfg.num_frames)), "pos_embed": self.params.pos_embed,
+                "tokens": r.num_tokens, "grid": list(r.grid)}
+
+    def view_macs(self):
+        stats = self.last_stats
+        tokens_in, tokens_mlp = stats.tokens_in, stats.tokens_mlp
+        if not tokens_in:  # before any forward (e.g. `run --dry-run` on the meta device)
+            tokens_in = tokens_mlp = [self.reduced_cfg.num_tokens] * self.cfg.depth
+        return count_macs(self.reduced_cfg, tokens_in, tokens_mlp)
+
+
+def build_downsampled(cfg: VideoViTConfig, params: DownsampleParams) -> DownsampledViT:
+    """``build_model``'s entry point for ``architecture="methods.downsample.model:build_downsampled"``."""
+    return DownsampledViT(cfg, params)

@@ -1,0 +1,54 @@
+"""Pure tensor functions of the input-downsampling baseline."""
+from __future__ import annotations
+
+import typing as tp
+
+import torch
+import torch.nn.functional as F
+
+
+def frame_indices(num_frames: int, frames: int) -> tp.List[int]:
+    """``frames`` of ``num_frames`` at the centres of equal segments, rounded down:
+    ``floor((i + 1/2) * num_frames / frames)`` (the test-mode segment rule of TSN / VideoMAE's SSv2
+    loader). 16 -> 8 gives 1, 3, ..., 15; 16 -> 12 gives 0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15;
+    ``frames == num_frames`` gives every frame."""
+    return [((2 * i + 1) * num_frames) // (2 * frames) for i in range(frames)]
+
+
+def downsample_clip(clip: torch.Tensor, index: tp.Optional[torch.Tensor], size: tp.Optional[int]) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B, C, len(index), size, size]; ``None`` leaves that axis unchanged.
+
+    Each frame is resized with antialiased bilinear interpolation (``align_corners=False``, as
+    torchvision's ``Resize``); resizing commutes with the per-channel normalisation (both are linear),
+    so resizing the normalised clip equals normalising a resized one (up to uint8 rounding).
+    """
+    if index is not None:
+        clip = clip.index_select(2, index)
+    if size is not None:
+        b, c, t, h, w = clip.shape
+        frames = clip.transpose(1, 2).reshape(b * t, c, h, w)
+        frames = F.interpolate(frames, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        clip = frames.reshape(b, t, c, size, size).transpose(1, 2)
+    return clip
+
+
+def resample_pos_table(table: torch.Tensor, grid: tp.Tuple[int, int, int],
+                       new_grid: tp.Tuple[int, int, int]) -> torch.Tensor:
+    """A [1, T'H'W', C] positional table (time-major tokens) resampled to ``new_grid``.
+
+    As OpenGVLab/VideoMAEv2 ``run_class_finetuning.py`` resamples the fixed sinusoid table of a
+    model run at another input size: first each temporal slice over the spatial grid with bicubic
+    interpolation (``align_corners=False``, no antialiasing), then each spatial position over time with
+    linear interpolation (``align_corners=False``). An axis whose size does not change is left as is.
+    """
+    (t, h, w), (t2, h2, w2) = grid, new_grid
+    c = table.shape[-1]
+    x = table.reshape(t, h, w, c)
+    if (h2, w2) != (h, w):
+        x = F.interpolate(x.permute(0, 3, 1, 2), size=(h2, w2), mode="bicubic", align_corners=False)
+        x = x.permute(0, 2, 3, 1)  # [t, h2, w2, c]
+    if t2 != t:
+        x = F.interpolate(x.permute(1, 2, 3, 0).reshape(1, h2 * w2 * c, t), size=t2, mode="linear",
+                          align_corners=False)
+        x = x.reshape(h2, w2, c, t2).permute(3, 0, 1, 2)
+    return x.reshape(1, t2 * h2 * w2, c).contiguous()
