@@ -16,7 +16,7 @@ from harness import provenance
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
-from harness.suite._schema import (ENTRY_SECTIONS, EvalConfig, MeasureConfig, Problem, SuiteConfig,
+from harness.suite._schema import (ENTRY_SECTIONS, OVERRIDE_FILE, EvalConfig, MeasureConfig, Problem, SuiteConfig,
                                    SuiteError, unknown_key_message)
 from harness.suite._types import (check_value, describe, field_default, field_types, is_list_type,
                                   list_item_type, type_name)
@@ -67,6 +67,7 @@ class Cell:
         """
         config = self.config()
         config["eval"].pop("num_workers", None)
+        strip_unkeyed_dataset_fields(config["dataset"])
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
         weights = file_sha256(checkpoint) if checkpoint else None
@@ -75,6 +76,15 @@ class Cell:
         payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def strip_unkeyed_dataset_fields(dataset: dict) -> dict:
+    """Drop, in place, the dataset fields that cannot change results: the decode deadline, and the
+    decoder while it is the default (keys made before decoders were selectable stay valid)."""
+    dataset.pop("decode_timeout_s", None)
+    if dataset.get("decoder") == "decord":
+        dataset.pop("decoder")
+    return dataset
 
 
 def file_sha256(path: str) -> str:
@@ -154,6 +164,44 @@ def _load(path: tp.Any, overrides: tp.Sequence[str]) -> tuple[Suite, list[Proble
     else:
         suite = Suite(SuiteConfig(), tree.root_file)
     return suite, list(dict.fromkeys(problems))  # same problem from several sweep points: once
+
+
+def dataset_from_overrides(name: str, overrides: tp.Sequence[str]) -> tuple[tp.Any, list[Problem]]:
+    """One registered dataset built from ``KEY=VALUE`` strings (``harness data check NAME --set ...``),
+    checked exactly as a suite's ``datasets:`` entry; ``(dataset, [])`` or ``(None, problems)``."""
+    import yaml
+
+    from harness.suite._load import _clean
+
+    _registries._ensure_registered()
+    problems: list[Problem] = []
+    entry: dict = {"name": name}
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(Problem(OVERRIDE_FILE, key, f"bad value {text!r}: expected KEY=VALUE, e.g. num_val=50"))
+            continue
+        try:
+            value = "" if not raw.strip() else yaml.safe_load(raw)
+        except (yaml.YAMLError, ValueError, RecursionError) as err:
+            problems.append(Problem(OVERRIDE_FILE, key, f"value is not valid YAML ({str(err).splitlines()[0]})"))
+            continue
+        entry[key] = _clean(value, (key,), OVERRIDE_FILE, problems, set())
+    if problems:
+        return None, problems
+    data = {"datasets": [entry]}
+    resolve_entry_paths(data, os.getcwd())
+    checker = _Checker(Tree(data, {("datasets",): OVERRIDE_FILE}, OVERRIDE_FILE))
+    variants = checker._entries("datasets")
+    problems = [dataclasses.replace(p, field=p.field.removeprefix("datasets[0]").removeprefix("."))
+                for p in dict.fromkeys(checker.problems)]
+    if problems or not variants:
+        return None, problems or [Problem(OVERRIDE_FILE, "", f"dataset {name!r} could not be built")]
+    if len(variants) > 1:
+        return None, [Problem(OVERRIDE_FILE, "", "a list value is a sweep; data check takes one value per key "
+                                                 "(nest a literal list: [[...]])")]
+    return variants[0]["obj"], []
 
 
 class _Checker:

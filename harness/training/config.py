@@ -58,7 +58,10 @@ class FineTuneConfig:
         backbone = dict(self.backbone)
         if backbone.get("checkpoint"):  # the initial weights by content, not by path
             backbone["checkpoint"] = cached_file_sha256(backbone["checkpoint"])
-        material = {"backbone": backbone, "method": self.method, "dataset": self.dataset,
+        from harness.suite._expand import strip_unkeyed_dataset_fields
+
+        dataset = strip_unkeyed_dataset_fields(dict(self.dataset))
+        material = {"backbone": backbone, "method": self.method, "dataset": dataset,
                     "recipe": self.resolved_recipe(), "limit": self.limit, "augment": self.augment,
                     "seed": self.seed, "threads": self.threads}
         digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()

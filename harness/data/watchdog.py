@@ -1,0 +1,263 @@
+"""A deadline for decoding: run a call in a persistent child process and give up after ``timeout`` s.
+
+decord can loop forever inside ``get_batch`` (dmlc/decord#373: a container that over-reports its frame
+count) and a decoder can segfault. Neither can be stopped from the calling thread -- a signal-based
+alarm is only handled between Python bytecodes, never inside a C call -- so every decode runs in a
+child process: the parent waits on a pipe with a deadline and, on a timeout or when the child dies,
+kills it (``DecodeTimeout`` / ``DecoderCrash``); the next call forks a fresh one.
+
+The child is forked (``os.fork``) from the calling process, not spawned: it inherits the imported
+modules (no start-up imports, no ``sys.path`` set-up) and works inside a DataLoader worker, where
+``multiprocessing`` refuses to start children of a daemonic process. It only runs the decode
+functions (decord, Pillow, numpy) and dies with its parent (``PR_SET_PDEATHSIG`` on Linux, plus a
+thread that watches the parent's pid). Requests and replies are pickles over two pipes; one call at
+a time per worker (a worker belongs to one thread).
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+import typing as tp
+import weakref
+
+_HEADER = struct.Struct("<Q")
+_LIVE: "weakref.WeakSet[DecodeWorker]" = weakref.WeakSet()
+
+
+class DecodeTimeout(TimeoutError):
+    """The call did not finish within its deadline; its worker was killed."""
+
+    reason = "timeout"
+
+
+class DecoderCrash(RuntimeError):
+    """The worker died during the call (a segfault, an abort, out of memory...)."""
+
+    reason = "crash"
+
+
+class DecodeWorker:
+    """``worker.call(fn, *args, timeout=60)`` runs ``fn(*args)`` in a child process with a deadline.
+
+    ``fn`` (a module-level function), ``args``, the result and any exception ``fn`` raises travel as
+    pickles (an exception that does not pickle comes back as ``RuntimeError`` with the same text). Returns ``fn``'s result or re-raises its exception; raises
+    ``DecodeTimeout`` or ``DecoderCrash`` without waiting further for the child.
+    """
+
+    def __init__(self) -> None:
+        self._pid: tp.Optional[int] = None
+        self._owner = os.getpid()
+        self._to_child = self._from_child = -1
+        _LIVE.add(self)
+
+    # -- child side ----------------------------------------------------------------------------------
+    @staticmethod
+    def _serve(req_fd: int, rep_fd: int, parent: int) -> tp.NoReturn:
+        _die_with_parent(parent)
+        code = 0
+        try:
+            while True:
+                message = _read_message(req_fd, None)
+                if message is None:
+                    break
+                fn, args = pickle.loads(message)
+                try:
+                    reply = (True, fn(*args))
+                except BaseException as err:  # noqa: BLE001 -- every failure goes back to the caller
+                    reply = (False, err)
+                try:
+                    data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:  # noqa: BLE001 -- an unpicklable result or exception
+                    ok, value = reply
+                    err = value if not ok else TypeError(f"result of type {type(value).__name__} does not pickle")
+                    data = pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
+                _write_all(rep_fd, _HEADER.pack(len(data)) + data)
+        except BaseException:  # noqa: BLE001 -- a broken pipe: the parent is gone
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+
+    # -- parent side ---------------------------------------------------------------------------------
+    def _start(self) -> None:
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        parent = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                os.close(req_w)
+                os.close(rep_r)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            finally:
+                self._serve(req_r, rep_w, parent)
+        os.close(req_r)
+        os.close(rep_w)
+        self._pid, self._to_child, self._from_child = pid, req_w, rep_r
+
+    def call(self, fn: tp.Callable, *args: tp.Any, timeout: float) -> tp.Any:
+        if os.getpid() != self._owner:  # copied into a forked process (a DataLoader worker): not ours
+            self._pid, self._owner, self._to_child, self._from_child = None, os.getpid(), -1, -1
+        if self._pid is None:
+            self._start()
+        deadline = time.monotonic() + timeout
+        try:
+            _write_all(self._to_child, _message((fn, args)))
+            data = _read_message(self._from_child, deadline)
+        except _Expired:
+            self.close()
+            raise DecodeTimeout(f"decoding took longer than decode_timeout_s={timeout:g} s; "
+                                "the decoder was stopped") from None
+        except OSError:
+            data = None
+        if data is None:
+            status = self.close(grace_s=1.0)
+            raise DecoderCrash(f"the decoder process died ({_describe_status(status)})")
+        ok, value = pickle.loads(data)
+        if ok:
+            return value
+        raise value
+
+    def close(self, grace_s: float = 0.0) -> tp.Optional[int]:
+        """Kill the child (if any) and return its wait status (its own, if it exits within ``grace_s``)."""
+        pid, self._pid = self._pid, None
+        for fd in (self._to_child, self._from_child):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._to_child = self._from_child = -1
+        if pid is None or os.getpid() != self._owner:
+            return None
+        end = time.monotonic() + grace_s
+        while True:  # a crashed child: collect its own status (SIGSEGV...) rather than our SIGKILL
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if done:
+                return status
+            if time.monotonic() >= end:
+                break
+            time.sleep(0.01)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 -- interpreter shutdown
+            pass
+
+
+_THREAD_WORKERS = threading.local()
+
+
+def run_with_deadline(fn: tp.Callable, *args: tp.Any, timeout: float) -> tp.Any:
+    """``fn(*args)`` in this thread's ``DecodeWorker`` (created on first use), with a deadline."""
+    worker = getattr(_THREAD_WORKERS, "worker", None)
+    if worker is None:
+        worker = _THREAD_WORKERS.worker = DecodeWorker()
+    return worker.call(fn, *args, timeout=timeout)
+
+
+def close_thread_worker() -> None:
+    """Stop this thread's worker now (it is restarted on the next call)."""
+    worker = getattr(_THREAD_WORKERS, "worker", None)
+    if worker is not None:
+        worker.close()
+        _THREAD_WORKERS.worker = None
+
+
+@atexit.register
+def _close_all() -> None:
+    for worker in list(_LIVE):
+        worker.close()
+
+
+class _Expired(Exception):
+    pass
+
+
+def _message(obj: tp.Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, n: int, deadline: tp.Optional[float]) -> tp.Optional[bytes]:
+    chunks, left = [], n
+    while left:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise _Expired
+        chunk = os.read(fd, min(left, 1 << 22))
+        if not chunk:
+            return None  # the other side is gone
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_message(fd: int, deadline: tp.Optional[float]) -> tp.Optional[bytes]:
+    header = _read_exact(fd, _HEADER.size, deadline)
+    if header is None:
+        return None
+    return _read_exact(fd, _HEADER.unpack(header)[0], deadline)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this child when its parent dies, even while it is stuck inside a C call."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 -- not Linux: the watcher thread below still works (GIL permitting)
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _describe_status(status: tp.Optional[int]) -> str:
+    if status is None:
+        return "exit status unknown"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return f"killed by {name}"
+    return f"exit code {os.WEXITSTATUS(status)}"
