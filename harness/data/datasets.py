@@ -26,9 +26,29 @@ def items_sha256(pairs: tp.Iterable[tuple[str, int]]) -> str:
     return h.hexdigest()
 
 
-def _file_sha256(path: str) -> str:
+def mark_duplicates(items: tp.Sequence[VideoItem], ann_file: str) -> list[VideoItem]:
+    """``items`` with ``problem`` set on every repeat of an earlier path (the first one stays valid)."""
+    first: dict = {}
+    out = []
+    for it in items:
+        key = os.path.normpath(it.path)
+        if key in first and not it.problem:
+            it = dataclasses.replace(it, problem=f"{ann_file}: duplicate video {it.path!r} (entry {it.index}; "
+                                                 f"first listed as entry {first[key]})")
+        first.setdefault(key, it.index)
+        out.append(it)
+    return out
+
+
+def _read_list_file(path: str) -> bytes:
+    """The bytes of an annotation or label file: a regular file of bounded size (never a FIFO)."""
+    from harness.suite._paths import MAX_LIST_BYTES, file_problem
+
+    problem = file_problem(path, MAX_LIST_BYTES)
+    if problem:
+        raise ValueError(problem)
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        return f.read()
 
 
 @register_dataset("video_list", summary="videos listed in an mmaction2 or VideoMAE annotation file")
@@ -68,11 +88,16 @@ class VideoListDataset(VideoProtocol):
         return max((it.label for it in items), default=-1) + 1
 
     def items(self) -> list[VideoItem]:
-        """The annotated videos, paths joined with ``data_root``; labels checked against the class count."""
+        """The annotated videos, paths joined with ``data_root``; labels checked against the class count.
+
+        A video listed again is kept in place with ``problem`` set (reported as invalid, never
+        evaluated or counted twice), as the real datasets do.
+        """
         limit = self.num_classes
         if limit is None and self.label_map:
             limit = len(read_label_map(self.label_map))
-        return read_video_list(self.ann_file, self.data_root, self.ann_format, num_classes=limit)
+        return mark_duplicates(read_video_list(self.ann_file, self.data_root, self.ann_format, num_classes=limit),
+                               self.ann_file)
 
     def build(self) -> "VideoDataset":
         """The torch test dataset (one item per video with all its views)."""
@@ -86,12 +111,19 @@ class VideoListDataset(VideoProtocol):
         return VideoDataset(self.items(), self)
 
     def key_material(self) -> dict:
-        """Content identity of the annotations (and label map) for the cell key."""
-        with open(self.ann_file, "rb") as f:
-            content = f.read()
+        """Content identity of the annotations (and label map) for the cell key; a missing or
+        unreadable file gives ``"missing:<path>"`` (validation reports it; the cell fails when it runs)."""
+        try:
+            content = _read_list_file(self.ann_file)
+        except (OSError, ValueError):
+            return {"ann_sha256": f"missing:{self.ann_file}",
+                    "label_map_sha256": f"missing:{self.label_map}" if self.label_map else None}
         material = {"ann_sha256": hashlib.sha256(content).hexdigest(), "ann_lines": len(content.splitlines())}
         if self.label_map:
-            material["label_map_sha256"] = _file_sha256(self.label_map)
+            try:
+                material["label_map_sha256"] = hashlib.sha256(_read_list_file(self.label_map)).hexdigest()
+            except (OSError, ValueError):
+                material["label_map_sha256"] = f"missing:{self.label_map}"
         return material
 
     def manifest(self) -> dict:
