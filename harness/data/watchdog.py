@@ -100,6 +100,9 @@ class DecodeWorker:
                 os.close(rep_r)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                import faulthandler
+
+                faulthandler.disable()  # a decoder crash is reported as the video's failure, not a dump
             finally:
                 self._serve(req_r, rep_w, parent)
         os.close(req_r)

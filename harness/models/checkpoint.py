@@ -45,12 +45,19 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
 def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tensor], str]:
     """The state dict of ``path`` converted to our key names, and the layout it came in."""
     if not os.path.isfile(path):
+        if os.path.exists(path):  # a directory, FIFO or device: torch.load would fail or block
+            raise CheckpointError(f"checkpoint {path} is not a regular file")
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors, truncated files, non-tensor objects
         raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
     state = _unwrap(raw, path)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # an all-NaN (or partly inf) file would load and evaluate as "ok" at chance accuracy
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"{path}: {len(bad)} of {len(state)} tensors hold NaN or infinite values ({shown}); "
+                              "refusing a damaged checkpoint")
     if any(k.startswith(("encoder.", "decoder.")) for k in state) or "mask_token" in state:
         raise CheckpointError(
             f"{path} is a VideoMAE pre-training checkpoint (encoder-decoder keys 'encoder.*'/'decoder.*'); "
