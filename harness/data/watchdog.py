@@ -29,6 +29,9 @@ import typing as tp
 import weakref
 
 _HEADER = struct.Struct("<Q")
+# Held from pipe creation until the parent has closed the child's ends: otherwise a worker forked by
+# another thread in between keeps this worker's reply pipe open, and its crash never reads as EOF.
+_FORK_LOCK = threading.Lock()
 _LIVE: "weakref.WeakSet[DecodeWorker]" = weakref.WeakSet()
 
 
@@ -88,6 +91,10 @@ class DecodeWorker:
 
     # -- parent side ---------------------------------------------------------------------------------
     def _start(self) -> None:
+        with _FORK_LOCK:  # a worker forked by another thread meanwhile must not inherit this one's pipe ends
+            self._fork()
+
+    def _fork(self) -> None:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         parent = os.getpid()
@@ -100,9 +107,8 @@ class DecodeWorker:
                 os.close(rep_r)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                import faulthandler
-
-                faulthandler.disable()  # a decoder crash is reported as the video's failure, not a dump
+                for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT):
+                    signal.signal(sig, signal.SIG_DFL)  # a decoder crash ends the worker: no handler, no dump
             finally:
                 self._serve(req_r, rep_w, parent)
         os.close(req_r)
