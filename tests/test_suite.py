@@ -330,13 +330,13 @@ def test_many_mistakes_in_two_files_are_all_reported_with_file_and_field(tmp_pat
         ("top.yaml", "backbones[0].depth"), ("top.yaml", "backbones[1]"),
         ("top.yaml", "datasets[0].split"), ("top.yaml", "datasets[1].ann_file"),
         ("top.yaml", "methods[0].name"), ("top.yaml", "methods[1].r[1]"), ("top.yaml", "methods[2].mode"),
-        ("top.yaml", "methods[3]"), ("top.yaml", "methods[4].name"), ("top.yaml", "methods[5]"),
+        ("top.yaml", "methods[3]"), ("top.yaml", "methods[4].name"), ("top.yaml", "methods[5].r"),
     }, format_problems(problems)
     assert find(problems, "measure.repeats").message == "expected int, got str 'five'"
     assert find(problems, "backbones[0].depth").message == "expected int, got bool True"
     assert "expected one of 'auto', 'cpu', 'cuda', got str 'gpu'" == find(problems, "eval.device").message
     assert "depth must be positive" in find(problems, "backbones[1]").message
-    assert "r must be >= 0" in find(problems, "methods[5]").message
+    assert "r must be >= 0" in find(problems, "methods[5].r").message
     assert "missing required key 'ann_file'" in find(problems, "datasets[1].ann_file").message
     with pytest.raises(SuiteError) as err:
         load_suite(top)

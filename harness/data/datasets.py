@@ -169,8 +169,10 @@ class SyntheticMotionDataset(VideoProtocol):
         problems = super().check()
         if self.split not in ("train", "val"):
             problems.append(f"split must be 'train' or 'val', got {self.split!r}")
-        if self.num_train < 0 or self.num_val < 0:
-            problems.append(f"num_train and num_val must be >= 0, got {self.num_train}, {self.num_val}")
+        for name in ("num_train", "num_val"):
+            value = getattr(self, name)
+            if not 0 <= value <= 10 ** 6:
+                problems.append(f"{name} must be within [0, 1000000], got {value}")
         return problems
 
     def train_flips(self) -> list[tuple[int, list[int]]]:

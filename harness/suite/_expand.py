@@ -208,7 +208,16 @@ def dataset_from_overrides(name: str, overrides: tp.Sequence[str]) -> tuple[tp.A
         except (yaml.YAMLError, ValueError, RecursionError) as err:
             problems.append(Problem(OVERRIDE_FILE, key, f"value is not valid YAML ({str(err).splitlines()[0]})"))
             continue
-        entry[key] = _clean(value, (key,), OVERRIDE_FILE, problems, set())
+        value = _clean(value, (key,), OVERRIDE_FILE, problems, set())
+        try:
+            ann = _registries.entry_fields("datasets", name).get(key)
+        except KeyError:
+            ann = None  # an unknown dataset: reported below
+        if ann is not None and _is_sweep(value, ann):
+            problems.append(Problem(OVERRIDE_FILE, key, f"expected {type_name(ann)}, got {describe(value)} "
+                                                        "(data check takes one value per key)"))
+            continue
+        entry[key] = value
     if problems:
         return None, problems
     data = {"datasets": [entry]}
@@ -219,9 +228,6 @@ def dataset_from_overrides(name: str, overrides: tp.Sequence[str]) -> tuple[tp.A
                 for p in dict.fromkeys(checker.problems)]
     if problems or not variants:
         return None, problems or [Problem(OVERRIDE_FILE, "", f"dataset {name!r} could not be built")]
-    if len(variants) > 1:
-        return None, [Problem(OVERRIDE_FILE, "", "a list value is a sweep; data check takes one value per key "
-                                                 "(nest a literal list: [[...]])")]
     return variants[0]["obj"], []
 
 
@@ -272,7 +278,19 @@ class _Checker:
                 text = f"{where}: {message}"
                 if text not in seen:
                     seen.add(text)
-                    self.problem(("methods",) if is_method else ("datasets",), text)
+                    self.problem(self._method_key_path(m, message) if is_method else ("datasets",), text)
+
+    def _method_key_path(self, variant: dict, message: str) -> tuple:
+        """``methods[i].<key>`` when a method's message starts with one of the entry's keys
+        (``method 'tome': r=1000 asks ...``), so that the file (or ``--set``) that gave it is named."""
+        body = message.split(": ", 1)[1] if message.startswith("method ") and ": " in message else message
+        first = body.replace("=", " ").split(" ", 1)[0]
+        path = variant.get("path")
+        entries = self.data.get("methods")
+        if path and isinstance(entries, list) and path[1] < len(entries) and isinstance(entries[path[1]], dict) \
+                and first in entries[path[1]]:
+            return path + (first,)
+        return ("methods",)
 
     def _scalar(self, key: str, ann: tp.Any) -> tp.Any:
         value = self.data.get(key)
@@ -456,8 +474,9 @@ class _Checker:
         except Exception as err:  # a dataset's __init__/check raising is a problem in the suite, reported
             self.problem(path, f"{where} {_err(err)}".strip())
             return None
+        fields = {f.name: None for f in dataclasses.fields(obj)}
         for message in messages:
-            self._check_problem(path, entry, f"{where} {message}".strip() if where else message)
+            self._check_problem(path, {**fields, **entry}, f"{where} {message}".strip() if where else message)
         if messages:
             return None
         return {"config": {"name": name, **dataclasses.asdict(obj)}, "obj": obj}
@@ -478,7 +497,10 @@ class _Checker:
         try:
             params = spec.make_params(kwargs)
         except Exception as err:  # make_params raises ValueError (TypeError for a missing field)
-            self.problem(path, f"{where} {_err(err)}".strip())
+            text = _err(err)
+            body = text.split(": ", 1)[1] if text.startswith("method ") and ": " in text else text
+            first = body.split(" ", 1)[0]
+            self.problem(path + (first,) if first in entry else path, f"{where} {text}".strip())
             return None
         values = dataclasses.asdict(params)
         label = _label(name, params, values) + (f" ft={finetune['name']}" if finetune else "")

@@ -50,6 +50,8 @@ def _kind_of(mode: int) -> str:
 def file_problem(path: str, limit: int, *, what: str = "file", missing_ok: bool = False,
                  allow_hf_dir: bool = False) -> tp.Optional[str]:
     """Why ``path`` is not a readable regular file of at most ``limit`` bytes (None when it is)."""
+    if "\0" in path:
+        return f"{path!r} contains a NUL byte; not a usable path"
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -74,6 +76,8 @@ def file_problem(path: str, limit: int, *, what: str = "file", missing_ok: bool 
 
 def dir_problem(path: str, *, missing_ok: bool = False) -> tp.Optional[str]:
     """Why ``path`` is not a readable directory (None when it is)."""
+    if "\0" in path:
+        return f"{path!r} contains a NUL byte; not a usable path"
     try:
         st = os.stat(path)
     except FileNotFoundError:
