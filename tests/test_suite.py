@@ -432,13 +432,15 @@ def test_malformed_suites_give_problems_never_crashes(top, base, sets):
         path = write(d, "top.yaml", top if isinstance(top, str) else yaml.safe_dump(top))
         problems = validate_suite(path, sets)
         assert isinstance(problems, list) and all(isinstance(p, Problem) for p in problems)
+        missing = [p for p in problems if "not found" in p.message]  # validate only: run leaves them to the cell
         try:
             suite = load_suite(path, sets)
         except SuiteError as err:
-            assert err.problems == problems and problems
+            assert set(err.problems) <= set(problems) and err.problems
+            assert set(problems) - set(err.problems) <= set(missing)
             event("invalid suite")
         else:
-            assert problems == []
+            assert problems == missing
             event("valid suite")
             for cell in suite.cells():
                 assert len(cell.key) == 64 and cell.label
