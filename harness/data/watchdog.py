@@ -16,10 +16,12 @@ a time per worker (a worker belongs to one thread).
 from __future__ import annotations
 
 import atexit
+import mmap
 import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import sys
 import threading
@@ -29,6 +31,8 @@ import typing as tp
 import weakref
 
 _HEADER = struct.Struct("<Q")
+_REPLY = struct.Struct("<QQ")  # pickle length, number of out-of-band buffers (in the memfd that comes along)
+_OOB_MIN_BYTES = 1 << 16  # smaller replies travel in-band
 # Held from pipe creation until the parent has closed the child's ends: otherwise a worker forked by
 # another thread in between keeps this worker's reply pipe open, and its crash never reads as EOF.
 _FORK_LOCK = threading.Lock()
@@ -58,12 +62,13 @@ class DecodeWorker:
     def __init__(self) -> None:
         self._pid: tp.Optional[int] = None
         self._owner = os.getpid()
-        self._to_child = self._from_child = -1
+        self._to_child = -1
+        self._from_child: tp.Optional[socket.socket] = None
         _LIVE.add(self)
 
     # -- child side ----------------------------------------------------------------------------------
     @staticmethod
-    def _serve(req_fd: int, rep_fd: int, parent: int) -> tp.NoReturn:
+    def _serve(req_fd: int, rep: socket.socket, parent: int) -> tp.NoReturn:
         _die_with_parent(parent)
         code = 0
         try:
@@ -76,13 +81,7 @@ class DecodeWorker:
                     reply = (True, fn(*args))
                 except BaseException as err:  # noqa: BLE001 -- every failure goes back to the caller
                     reply = (False, err)
-                try:
-                    data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception:  # noqa: BLE001 -- an unpicklable result or exception
-                    ok, value = reply
-                    err = value if not ok else TypeError(f"result of type {type(value).__name__} does not pickle")
-                    data = pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}")))
-                _write_all(rep_fd, _HEADER.pack(len(data)) + data)
+                _send_reply(rep, reply)
         except BaseException:  # noqa: BLE001 -- a broken pipe: the parent is gone
             traceback.print_exc()
             code = 1
@@ -96,7 +95,7 @@ class DecodeWorker:
 
     def _fork(self) -> None:
         req_r, req_w = os.pipe()
-        rep_r, rep_w = os.pipe()
+        rep_parent, rep_child = socket.socketpair()  # a socket: large replies come as a memfd (SCM_RIGHTS)
         parent = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -104,36 +103,36 @@ class DecodeWorker:
         if pid == 0:  # child
             try:
                 os.close(req_w)
-                os.close(rep_r)
+                rep_parent.close()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT):
                     signal.signal(sig, signal.SIG_DFL)  # a decoder crash ends the worker: no handler, no dump
             finally:
-                self._serve(req_r, rep_w, parent)
+                self._serve(req_r, rep_child, parent)
         os.close(req_r)
-        os.close(rep_w)
-        self._pid, self._to_child, self._from_child = pid, req_w, rep_r
+        rep_child.close()
+        self._pid, self._to_child, self._from_child = pid, req_w, rep_parent
 
     def call(self, fn: tp.Callable, *args: tp.Any, timeout: float) -> tp.Any:
         if os.getpid() != self._owner:  # copied into a forked process (a DataLoader worker): not ours
-            self._pid, self._owner, self._to_child, self._from_child = None, os.getpid(), -1, -1
+            self._pid, self._owner, self._to_child, self._from_child = None, os.getpid(), -1, None
         if self._pid is None:
             self._start()
         deadline = time.monotonic() + timeout
         try:
             _write_all(self._to_child, _message((fn, args)))
-            data = _read_message(self._from_child, deadline)
+            reply = _receive_reply(self._from_child, deadline)
         except _Expired:
             self.close()
             raise DecodeTimeout(f"decoding took longer than decode_timeout_s={timeout:g} s; "
                                 "the decoder was stopped") from None
         except OSError:
-            data = None
-        if data is None:
+            reply = None
+        if reply is None:
             status = self.close(grace_s=1.0)
             raise DecoderCrash(f"the decoder process died ({_describe_status(status)})")
-        ok, value = pickle.loads(data)
+        ok, value = reply
         if ok:
             return value
         raise value
@@ -141,13 +140,14 @@ class DecodeWorker:
     def close(self, grace_s: float = 0.0) -> tp.Optional[int]:
         """Kill the child (if any) and return its wait status (its own, if it exits within ``grace_s``)."""
         pid, self._pid = self._pid, None
-        for fd in (self._to_child, self._from_child):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self._to_child = self._from_child = -1
+        if self._to_child >= 0:
+            try:
+                os.close(self._to_child)
+            except OSError:
+                pass
+        if self._from_child is not None:
+            self._from_child.close()
+        self._to_child, self._from_child = -1, None
         if pid is None or os.getpid() != self._owner:
             return None
         end = time.monotonic() + grace_s
@@ -230,6 +230,69 @@ def _read_exact(fd: int, n: int, deadline: tp.Optional[float]) -> tp.Optional[by
         chunks.append(chunk)
         left -= len(chunk)
     return b"".join(chunks)
+
+
+def _send_reply(sock: socket.socket, reply: tuple) -> None:
+    """Pickle ``reply``; the big buffers (decoded frames) go into a memfd passed along the socket, so
+    the parent maps them instead of copying megabytes through a pipe."""
+    buffers: list = []
+    try:
+        data = pickle.dumps(reply, protocol=5, buffer_callback=buffers.append)
+    except Exception:  # noqa: BLE001 -- an unpicklable result or exception
+        ok, value = reply
+        err = value if not ok else TypeError(f"result of type {type(value).__name__} does not pickle")
+        data, buffers = pickle.dumps((False, RuntimeError(f"{type(err).__name__}: {err}"))), []
+    raws = [b.raw() for b in buffers]
+    sizes = [r.nbytes for r in raws]
+    if not buffers or sum(sizes) < _OOB_MIN_BYTES or not hasattr(os, "memfd_create"):
+        if buffers:
+            data = pickle.dumps(reply, protocol=5)
+        sock.sendall(_REPLY.pack(len(data), 0) + data)
+        return
+    fd = os.memfd_create("harness-decode", getattr(os, "MFD_CLOEXEC", 0))
+    try:
+        for raw in raws:
+            _write_all(fd, raw)
+        socket.send_fds(sock, [_REPLY.pack(len(data), len(sizes))], [fd])
+    finally:
+        os.close(fd)
+    sock.sendall(struct.pack(f"<{len(sizes)}Q", *sizes) + data)
+
+
+def _receive_reply(sock: socket.socket, deadline: float) -> tp.Optional[tuple]:
+    """The child's ``(ok, value)``, or None when it died (EOF); ``_Expired`` past ``deadline``."""
+    wait = deadline - time.monotonic()
+    if wait <= 0 or not select.select([sock], [], [], wait)[0]:
+        raise _Expired
+    head, fds, _, _ = socket.recv_fds(sock, _REPLY.size, 1)
+    try:
+        if not head:
+            return None
+        if len(head) < _REPLY.size:
+            rest = _read_exact(sock.fileno(), _REPLY.size - len(head), deadline)
+            if rest is None:
+                return None
+            head += rest
+        length, count = _REPLY.unpack(head)
+        sizes: tuple = ()
+        if count:
+            raw = _read_exact(sock.fileno(), 8 * count, deadline)
+            if raw is None or not fds:
+                return None
+            sizes = struct.unpack(f"<{count}Q", raw)
+        data = _read_exact(sock.fileno(), length, deadline)
+        if data is None:
+            return None
+        if not count:
+            return pickle.loads(data)
+        view = memoryview(mmap.mmap(fds[0], sum(sizes)))  # writable, shared with nobody once the child moves on
+        offsets = [0]
+        for n in sizes:
+            offsets.append(offsets[-1] + n)
+        return pickle.loads(data, buffers=[view[a:b] for a, b in zip(offsets, offsets[1:])])
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _read_message(fd: int, deadline: tp.Optional[float]) -> tp.Optional[bytes]:
