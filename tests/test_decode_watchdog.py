@@ -159,3 +159,27 @@ def test_train_sampler_draws_the_same_indices_as_in_process(videos):
     _, _, expected = decode_item(item, lambda n: train_indices(n, "dense", 4, 2, theirs), decoder="fake_test")
     assert np.array_equal(wanted, expected)
     assert ours.integers(1 << 30) == theirs.integers(1 << 30)  # our RNG advanced as if decoded here
+
+
+def test_video_listed_twice_is_flagged_and_counted_once(tmp_path, capsys):
+    import torch
+
+    import harness
+    from harness.cli import main
+    from harness.evaluate import evaluate_model
+
+    for name in ("ok_0.mp4", "ok_1.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    ann = tmp_path / "list.txt"
+    ann.write_text("ok_0.mp4 0\nok_1.mp4 1\n./ok_0.mp4 0\n")
+    with deadline(60):
+        result = evaluate_model(harness.build_model("synthetic_vit_tiny"), dataset(tmp_path, ann),
+                                device=torch.device("cpu"), batch_size=2)
+        code = main(["data", "check", "video_list", "--set", f"ann_file={ann}", "--set", f"data_root={tmp_path}",
+                     "--set", "decoder=fake_test", "--set", "num_classes=12"])
+    cov = result["coverage"]
+    assert (cov["listed"], cov["decoded"], cov["failed"]) == (3, 2, 1)
+    (dup,) = cov["failed_videos"]
+    assert dup["index"] == 2 and dup["reason"] == "invalid" and "duplicate video" in dup["error"]
+    out = capsys.readouterr().out
+    assert code == 1 and "3 listed, 2 ok" in out and "1 invalid" in out and "first listed as entry 0" in out

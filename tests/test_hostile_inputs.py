@@ -136,8 +136,15 @@ def test_hostile_suites_get_one_clear_error(workdir):
         if mode in ("dry-run", "both"):
             cases.append({"argv": ["run", path, "--dry-run", "--results", results_dir], "cwd": workdir})
             meta.append((f"run --dry-run {name}", name, field))
+        else:  # a missing file: run leaves it to the cell that needs it, but plans without a traceback
+            cases.append({"argv": ["run", path, "--dry-run", "--results", results_dir], "cwd": workdir})
+            meta.append((f"run --dry-run {name}", name, None))
     results = run_batch(cases)
-    check_all([(result, what, name, field) for result, (what, name, field) in zip(results, meta)])
+    tolerated = [(r, what) for r, (what, _, field) in zip(results, meta) if field is None]
+    for r, what in tolerated:
+        assert r["exc"] is None and "Traceback" not in r["out"] + r["err"] and r["rc"] == 0, (what, r)
+    check_all([(result, what, name, field) for result, (what, name, field) in zip(results, meta)
+               if field is not None])
     slow = [(what, round(r["secs"], 1)) for r, (what, _, _) in zip(results, meta) if r["secs"] > 10]
     assert not slow
 
