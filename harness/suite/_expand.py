@@ -503,6 +503,11 @@ class _Checker:
             self.problem(path + (first,) if first in entry else path, f"{where} {text}".strip())
             return None
         values = dataclasses.asdict(params)
+        bad = _param_number_problems(values)
+        for k, message in bad:
+            self.problem(path + (k,) if k in entry else path, f"{where} method {name!r}: {message}".strip())
+        if bad:
+            return None
         label = _label(name, params, values) + (f" ft={finetune['name']}" if finetune else "")
         if checkpoint:  # its own weights: name the file, since the table's title names the backbone's
             label += f" weights={os.path.basename(str(checkpoint))}"
@@ -603,9 +608,14 @@ class _Checker:
         try:
             params = spec.make_params(kwargs)
         except Exception as err:  # noqa: BLE001 -- reported as a suite problem
-            self.problem(path, _err(err))
+            text = _err(err)
+            first = (text.split(": ", 1)[1] if text.startswith("method ") and ": " in text else text).split(" ", 1)[0]
+            self.problem(path + (first,) if first in given else path, text)
             return None
-        return {"name": name, "params": dataclasses.asdict(params)}
+        bad = _param_number_problems(dataclasses.asdict(params))
+        for k, message in bad:
+            self.problem(path + (k,), f"method {name!r}: {message}")
+        return None if bad else {"name": name, "params": dataclasses.asdict(params)}
 
     def _ft_dataset(self, value: dict, path: tuple) -> tp.Optional[dict]:
         """A fine-tune's training/validation dataset: the same checks as a ``datasets:`` entry, no sweeps."""
@@ -636,6 +646,25 @@ class _Checker:
         for message in messages:
             self._check_problem(path, value, message)
         return None if messages else {"name": name, **dataclasses.asdict(obj)}
+
+
+MAX_PARAM_MAGNITUDE = 1e12  # no method knob means anything past this; past it, integer maths overflows
+
+
+def _param_number_problems(values: dict) -> list[tuple[str, str]]:
+    """Method knobs that no method can mean: NaN, infinities, magnitudes past ``MAX_PARAM_MAGNITUDE``
+    (ranges that depend on the method are its own ``check()``/``check_backbone()``)."""
+    import math
+
+    def bad(v: tp.Any) -> bool:
+        if isinstance(v, (list, tuple)):
+            return any(bad(x) for x in v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        return not math.isfinite(v) or abs(v) > MAX_PARAM_MAGNITUDE
+
+    return [(k, f"{k} must be finite and at most {MAX_PARAM_MAGNITUDE:g} in magnitude, got {v!r}")
+            for k, v in values.items() if bad(v)]
 
 
 DIM_BOUNDS = {"embed_dim": (1, 65536), "depth": (1, 1024), "num_heads": (1, 1024), "patch_size": (1, 1024),
