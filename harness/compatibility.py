@@ -32,4 +32,13 @@ def cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]
     dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
     cfg = resolve_config(backbone["name"], **dims)
     params = methods.get_method(method["name"]).params(**method["params"])
-    return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)
+    return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg) + \
+        count_problems(method["name"], params, cfg)
+
+
+def count_problems(method_name: str, params: tp.Any, cfg: tp.Any) -> tp.List[str]:
+    """Knobs the method would silently cap on this backbone (``params.check_counts(cfg)``, if it has
+    one; ToMe's r above N // 2, say). The model still builds -- capping is the official behaviour --
+    but a suite cell labelled with the uncapped value would misreport what ran, so suites refuse it."""
+    check = getattr(params, "check_counts", None)
+    return [f"method {method_name!r}: {p}" for p in check(cfg)] if check else []

@@ -136,8 +136,14 @@ def test_finetuning_skips_the_hung_video_and_records_it(videos, tmp_path):
     data = {"name": "video_list", **{k: v for k, v in vars(dataset(root, ann)).items()}}
     cfg = FineTuneConfig(backbone={"name": "synthetic_vit_tiny"}, method={"name": "dense", "params": {}},
                          dataset=data, recipe={"epochs": 2, "batch_size": 2, "warmup_epochs": 0.0}, threads=1)
-    with deadline(90):
-        meta = finetune(cfg, str(tmp_path / "ft"), progress=False)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        with deadline(90):
+            meta = finetune(cfg, str(tmp_path / "ft"), progress=False)
+    finally:
+        torch.set_num_threads(threads)  # the goldens of later tests are bit-exact at the session's count
     failed = {os.path.basename(f["path"]): f["reason"] for f in meta["failed_videos"]}
     assert failed == {"hang_2.mp4": "timeout", "segv_3.mp4": "crash"}
     assert meta["steps"] >= 2  # both epochs trained on the decodable videos
@@ -183,3 +189,15 @@ def test_video_listed_twice_is_flagged_and_counted_once(tmp_path, capsys):
     assert dup["index"] == 2 and dup["reason"] == "invalid" and "duplicate video" in dup["error"]
     out = capsys.readouterr().out
     assert code == 1 and "3 listed, 2 ok" in out and "1 invalid" in out and "first listed as entry 0" in out
+
+
+def test_worker_leaves_sigterm_to_its_parent():
+    """Slurm preempts by SIGTERM to every process of the job: a decoder dying first would turn the
+    video it was decoding into a 'crash'; the worker ignores it and dies with its parent instead."""
+    worker = DecodeWorker()
+    with deadline(20):
+        assert worker.call(divmod, 9, 4, timeout=5) == (2, 1)
+        os.kill(worker._pid, signal.SIGTERM)
+        time.sleep(0.2)
+        assert worker.call(divmod, 9, 4, timeout=5) == (2, 1)
+    worker.close()

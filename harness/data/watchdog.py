@@ -104,8 +104,11 @@ class DecodeWorker:
             try:
                 os.close(req_w)
                 rep_parent.close()
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # Ctrl-C and SIGTERM (Slurm preempting the job's process group) are the parent's to handle:
+                # a decoder dying first would count its video as a crash. The parent kills it (SIGKILL),
+                # and it dies with the parent (PR_SET_PDEATHSIG).
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT):
                     signal.signal(sig, signal.SIG_DFL)  # a decoder crash ends the worker: no handler, no dump
             finally:

@@ -39,9 +39,9 @@ class ToMeParams:
             problems.append(f"inflection must be in [-1, 1], got {self.inflection}")
         return problems
 
-    def check_backbone(self, cfg: tp.Any) -> tp.List[str]:
-        """Refuse an r that the merge would cap (at most N // 2 per block): the label would claim
-        merges that never happen (r=1000 and r=1e26 would give the same model)."""
+    def check_counts(self, cfg: tp.Any) -> tp.List[str]:
+        """An r the merge would cap (at most N // 2 per block): the model runs as ToMe does, but a suite
+        cell's label would claim merges that never happen (r=1000 and r=1e26 give the same model)."""
         r = self.r if isinstance(self.r, list) else [self.r]
         if self.check():
             return []  # check() reports it
