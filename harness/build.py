@@ -15,7 +15,11 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
         backbone: a registered preset (``harness ls backbones``) or ``"video_vit"`` with explicit dims.
         method: a registered method name (``harness ls methods``).
         method_args: the method's knobs, e.g. ``{"r": 16}`` for ToMe.
-        checkpoint: a fine-tuned checkpoint (official VideoMAE or mmaction2 layout), loaded strictly.
+        checkpoint: a fine-tuned checkpoint, loaded strictly: a file (official VideoMAE, DeepSpeed,
+            mmaction2 or Hugging Face keys; ``.safetensors`` or a pickle), a Hugging Face model
+            directory or ``"hf:ORG/NAME[@REVISION]"`` (``docs/checkpoints.md``). A directory or ``hf:``
+            name also gives the dims (``config.json``; with a preset it must agree) and
+            ``model.class_names`` (``id2label``).
         **dims: architecture overrides (``embed_dim, depth, num_heads, patch_size, tubelet_size,
             num_frames, img_size, num_classes``); ``None`` keeps the preset's value.
 
@@ -25,11 +29,13 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
 
     >>> model = build_model("videomae_vit_b16", num_classes=400, method="tome", method_args={"r": 16})
     """
-    from harness.compatibility import method_problems
-    from harness.models.video_vit import VideoViT
     import methods
+    from harness.models.compatibility import method_problems
+    from harness.models.video_vit import VideoViT
 
-    cfg = resolve_config(backbone, **dims)
+    from harness.models import hf
+
+    cfg = resolve_config(backbone, **hf.reconcile_dims(backbone, dims, checkpoint))
     spec = methods.get_method(method)
     params = spec.make_params(method_args)
     problems = method_problems(method, params, cfg)
@@ -43,7 +49,16 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
         reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
                                              embed_dim=cfg.embed_dim)
         model = VideoViT(cfg, reducer)
-    model.method_name = method
     if checkpoint is not None:
-        model.checkpoint_layout = model.load_checkpoint(checkpoint)
+        model.load_checkpoint(checkpoint)  # sets model.checkpoint_layout (and class_names from an HF config)
     return model.eval()
+
+
+def build_from_config(backbone: tp.Mapping[str, tp.Any], method: tp.Mapping[str, tp.Any], *,
+                      checkpoint: tp.Optional[str | os.PathLike] = None):
+    """``build_model`` from a suite/cell's ``backbone`` dict (name + dims; its ``checkpoint`` is not loaded:
+    which weights a cell evaluates is the caller's decision) and ``method`` dict (name + params)."""
+    from harness.models.presets import backbone_dims
+
+    return build_model(backbone["name"], method=method["name"], method_args=method.get("params"),
+                       checkpoint=checkpoint, **backbone_dims(backbone))

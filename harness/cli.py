@@ -30,8 +30,9 @@ class UserError(Exception):
 
 
 def cmd_run(args) -> int:
-    from harness.launch import plan, run_suite
     from harness.report import render
+    from harness.run.local import run_suite
+    from harness.run.plan import plan
 
     overrides = list(args.set)
     if args.limit is not None:
@@ -104,11 +105,14 @@ def cmd_report(args) -> int:
     from harness.report import render
     from harness.store import ResultStore
 
-    if os.path.isdir(os.path.join(args.results, "slurm")):  # Slurm cells: lost jobs -> failures, late merges
+    if args.sync:  # the one write a report may do, when asked: what `harness status` does first
         from harness.cluster.status import sync_store
 
         for action in sync_store(args.results):
             print(f"synced: {action}", file=sys.stderr)
+    elif os.path.isdir(os.path.join(args.results, "slurm")):
+        print(f"note: {args.results}/ holds Slurm submissions; `harness status` (or `report --sync`) records "
+              "lost tasks and merges finished shards; a plain report only reads", file=sys.stderr)
     store = ResultStore(args.results)
     filters = {k: getattr(args, k) for k in ("suite", "backbone", "dataset", "method") if getattr(args, k)}
     records = list(store.records())
@@ -123,7 +127,7 @@ def cmd_report(args) -> int:
             print(f"wrote {len(written)} plot files under {args.plots}", file=sys.stderr)
     except ValueError as err:
         raise UserError(str(err)) from err
-    out = args.out or ("results/report.html" if args.format == "html" else None)
+    out = args.out or (os.path.join(args.results, "report.html") if args.format == "html" else None)
     if out is None or out == "-":
         print(text, end="" if text.endswith("\n") else "\n")
         return 0
@@ -190,16 +194,15 @@ def _datasets_to_check(args) -> list:
             title = f"{cell.dataset['name']} ({cell.dataset.get('ann_file') or cell.dataset.get('split') or ''})"
             if title not in seen:
                 seen.add(title)
-                out.append((title, cell._dataset_obj))
-        from harness.data.registry import dataset_registry
+                out.append((title, cell.dataset_object))
+        from harness.data.registry import build_dataset
 
         for ft in suite.finetunes():  # the fine-tunes' training sets too: a broken video stops a training run
             for part in (ft.dataset, ft.val_dataset):
                 title = f"{part['name']} ({part.get('ann_file') or part.get('split') or ''})" if part else None
                 if part and title not in seen:
                     seen.add(title)
-                    fields = {k: v for k, v in part.items() if k != "name"}
-                    out.append((title, dataset_registry.get(part["name"])(**fields)))
+                    out.append((title, build_dataset(part)))
         return out
     from harness.suite import format_problems
     from harness.suite._expand import dataset_from_overrides
@@ -211,32 +214,30 @@ def _datasets_to_check(args) -> list:
 
 
 def cmd_finetune(args) -> int:
-    from harness.launch import run_finetunes
+    from harness.run.local import run_finetunes
 
     suite = _load(args.suite, list(args.set))
     if args.dry_run:
         _print_finetunes(suite, args.results)
         return 0
-    results = run_finetunes(suite, executor=args.executor, store_root=args.results)
+    results = run_finetunes(suite, executor=args.executor, store_root=args.results, force=args.force)
     return 1 if any("error" in r for r in results.values()) else 0
 
 
 def _print_finetunes(suite, results: str) -> None:
     from tabulate import tabulate
 
-    from harness.runner import finetune_dir
-    from harness.training.loop import LOG, is_complete
+    from harness.training import epochs_done, is_complete, run_dir as finetune_dir
 
     rows = []
     for ft in suite.finetunes():
         run_dir = finetune_dir(results, ft.key())
         recipe = ft.resolved_recipe()
-        try:
-            with open(os.path.join(run_dir, LOG)) as f:
-                epochs_done = sum(1 for _ in f)
-        except OSError:
-            epochs_done = 0
-        state = "finished" if is_complete(run_dir) else f"{epochs_done}/{recipe['epochs']} epochs"
+        from harness.training import SHIPPED
+
+        state = ("finished" if is_complete(run_dir) else
+                 "shipped (checkpoints/finetunes)" if is_complete(os.path.join(SHIPPED, ft.key())) else
+                 f"{epochs_done(run_dir)}/{recipe['epochs']} epochs")
         params = " ".join(f"{k}={v}" for k, v in ft.method["params"].items())
         rows.append((ft.key(), ft.backbone["name"], f"{ft.method['name']} {params}", ft.dataset["name"],
                      recipe["epochs"], recipe["lr"], state))
@@ -292,7 +293,7 @@ def cmd_viz(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from harness.train import TrainConfig, train
+    from harness.training.backbone import TrainConfig, train
 
     meta = train(TrainConfig(out=args.out, epochs=args.epochs, seed=args.seed, num_train=args.num_train,
                              num_val=args.num_val, threads=args.threads))
@@ -319,8 +320,7 @@ def _suite_records(suite, results: str) -> list:
 def _print_cells(suite, todo, done, results: str) -> None:
     from tabulate import tabulate
 
-    from harness.launch import other_code
-    from harness.measure.static_cost import meta_gmacs, meta_gmacs_upper_bound
+    from harness.run.plan import meta_gmacs, meta_gmacs_upper_bound, other_code
 
     flagged = other_code(done, results)
     state = {c.key: f"finished (skip; {flagged[c.key]})" if c.key in flagged else "finished (skip)" for c in done}
@@ -399,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("suite", "backbone", "dataset", "method"):
         report.add_argument(f"--{name}", action="append", metavar="NAME",
                             help=f"only this {name} (exact name; repeat for several)")
+    report.add_argument("--sync", action="store_true",
+                        help="first record lost Slurm tasks and merge finished shards (as `status` does)")
     report.add_argument("--sort", metavar="COLUMN",
                         help="order rows by a table column, e.g. top1 (--sort=-top1: descending)")
     report.set_defaults(func=cmd_report)
@@ -435,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("suite")
     finetune.add_argument("--executor", choices=("local", "debug"), default="local")
     finetune.add_argument("--dry-run", action="store_true", help="list the runs and their state")
+    finetune.add_argument("--force", action="store_true",
+                          help="retrain every run from scratch (also those finished or shipped with the repository)")
     finetune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     finetune.add_argument("--results", default="results")
     finetune.set_defaults(func=cmd_finetune)

@@ -1,12 +1,16 @@
-"""Token-reduction methods. Importing this package registers every method (torch is not imported)."""
+"""Token-reduction methods, one module or package each; importing this package registers them all.
+
+Every module and package directly under ``methods/`` (except ``registry``) is imported here, so a new
+method is one folder with a ``register_method`` call in its ``__init__.py``: nothing else to edit.
+Registration modules import no torch.
+"""
+import importlib
+import pkgutil
+
 from methods.registry import MethodSpec, get_method, list_methods, method_registry, register_method
 
-from methods import dense as _dense  # noqa: F401  (registration)
-from methods import haltingvt as _haltingvt  # noqa: F401
-from methods import random_baselines as _random_baselines  # noqa: F401
-from methods import sta as _sta  # noqa: F401
-from methods import sttm as _sttm  # noqa: F401
-from methods import tome as _tome  # noqa: F401
-from methods import vid_tldr as _vid_tldr  # noqa: F401
+DISCOVERED = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "registry"))
+for _name in DISCOVERED:
+    importlib.import_module(f"{__name__}.{_name}")
 
-__all__ = ["MethodSpec", "get_method", "list_methods", "method_registry", "register_method"]
+__all__ = ["DISCOVERED", "MethodSpec", "get_method", "list_methods", "method_registry", "register_method"]

@@ -4,7 +4,7 @@ import dataclasses
 from methods.registry import register_method
 
 
-@register_method("dense", implementation="harness.models.reduction:TokenReducer", kind="none",
+@register_method("dense", implementation="harness.models.reduction:TokenReducer", kind="none", examples=({},),
                  summary="no token reduction (baseline)", reference="-")
 @dataclasses.dataclass
 class DenseParams:

@@ -19,6 +19,12 @@ Methods that are more than a token reducer name extra entry points (all "module:
 - ``train_recipe``: optimiser/schedule defaults of the official fine-tuning configs (a plain dict).
 - ``inference_only``: knobs that do not change the trained weights (e.g. HaltingVT's ``mode``), so an
   evaluation may change them on a fine-tuned checkpoint.
+- ``token_map``: ``token_map(model, clip [1,3,T,H,W]) -> harness.viz.TokenMap`` for a method whose network
+  is not a VideoViT with a source-tracking reducer (HaltingVT); ``harness viz`` calls it.
+
+``examples`` are two (or more) parameter settings that exercise the method on a small backbone: the
+registry-wide tests (GMACs analytic = fvcore = an independent count, build on the meta device) run
+every registered method at each of them, so a new method is checked without editing any test.
 """
 from __future__ import annotations
 
@@ -46,6 +52,8 @@ class MethodSpec:
     train_batch: tp.Optional[str] = None  # "module:expand" applied to each training batch
     train_recipe: tp.Mapping[str, tp.Any] = dataclasses.field(default_factory=dict)  # fine-tuning defaults
     inference_only: tp.Tuple[str, ...] = ()  # knobs an evaluation may change on a fine-tuned checkpoint
+    token_map: tp.Optional[str] = None  # "module:fn" drawing the method's own token map (harness viz)
+    examples: tp.Tuple[tp.Mapping[str, tp.Any], ...] = ()  # settings the registry-wide tests run
 
     def make_params(self, args: tp.Mapping[str, tp.Any] | None = None) -> tp.Any:
         """Build the params dataclass; unknown or missing keys raise one ValueError naming them all."""
@@ -106,6 +114,8 @@ def register_method(
     train_batch: tp.Optional[str] = None,
     train_recipe: tp.Optional[tp.Mapping[str, tp.Any]] = None,
     inference_only: tp.Sequence[str] = (),
+    token_map: tp.Optional[str] = None,
+    examples: tp.Sequence[tp.Mapping[str, tp.Any]] = (),
 ) -> tp.Callable[[type], type]:
     if kind not in METHOD_KINDS:
         raise ValueError(f"kind must be one of {METHOD_KINDS}, got {kind!r}")
@@ -120,7 +130,7 @@ def register_method(
         spec = MethodSpec(name, params_cls, implementation, kind, training_free,
                           needs_attention_probs, adaptive_token_count, summary, reference,
                           display_name, architecture, train_batch, dict(train_recipe or {}),
-                          tuple(inference_only))
+                          tuple(inference_only), token_map, tuple(dict(e) for e in examples))
         method_registry.add(name, spec, **spec.capabilities())
         return params_cls
 

@@ -1,5 +1,4 @@
 """Benchmark bookkeeping: warm-up excluded, per-iteration times kept, OOM back-off, interleaving, table."""
-import json
 import os
 
 import pytest

@@ -19,13 +19,13 @@ from harness.cluster.profiles import ProfileError, check_on_cluster, load_profil
 from harness.cluster.snapshot import take_snapshot
 from harness.cluster.status import cell_rows, expand_job_ids, sync_store, _compact
 from harness.cluster.worker import ShardFailed, ShardJob, ShardTask
-from harness.runner import CellJob, run_cell
+from harness.run.cell import CellJob, run_cell
 from harness.store import ResultStore
 from harness.suite import load_suite
+from conftest import FAST_MEASURE as FAST
 
 REPO = Path(__file__).resolve().parent.parent
-FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 1,
-                "min_timed_s": 0.0, "repeats": 1}
+FAST_MEASURE = {**FAST, "timed_iters": 1, "repeats": 1}
 SAME = ("top1", "top5", "num_videos", "views_per_video", "gmacs_per_view", "gflops_per_view", "gmacs_per_video",
         "tokens_per_block", "tokens_per_mlp", "tokens_out", "gmacs_breakdown", "gmacs_per_block", "aggregation")
 

@@ -1,7 +1,7 @@
 """A decoder that never returns (decord#373) or crashes costs one video, never the run.
 
 A fake backend (registered like decord) blocks forever on ``hang.mp4`` and segfaults on ``segv.mp4``;
-evaluation (``evaluate_model``), ``harness data check`` and fine-tuning data loading must each finish
+evaluation (``harness.measure.accuracy.evaluate_model``), ``harness data check`` and fine-tuning data loading must each finish
 with that video counted as ``timeout`` (``crash``) and every other video decoded. Each test is bounded
 by an alarm, so a regression fails instead of hanging the suite.
 """
@@ -99,7 +99,7 @@ def test_evaluation_counts_the_hung_and_crashed_videos_and_finishes(videos, num_
     import torch
 
     import harness
-    from harness.evaluate import evaluate_model
+    from harness.measure.accuracy import evaluate_model
 
     root, ann = videos
     model = harness.build_model("synthetic_vit_tiny")
@@ -172,7 +172,7 @@ def test_video_listed_twice_is_flagged_and_counted_once(tmp_path, capsys):
 
     import harness
     from harness.cli import main
-    from harness.evaluate import evaluate_model
+    from harness.measure.accuracy import evaluate_model
 
     for name in ("ok_0.mp4", "ok_1.mp4"):
         (tmp_path / name).write_bytes(b"x")

@@ -10,9 +10,8 @@ import yaml
 import harness
 from harness.cli import main
 from harness.store import ResultStore
+from conftest import FAST_MEASURE
 
-FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 2,
-                "min_timed_s": 0.0, "repeats": 2}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,7 @@ def test_run_skip_and_report(workdir, capsys):
     assert {row["method"] for row in rows} >= {"dense", "tome"}
 
     # a record computed by other code is kept, and said so instead of being passed off as current
-    assert prov["numerics_code"]["paths"] == ["harness/data", "harness/evaluate.py", "harness/measure",
+    assert prov["numerics_code"]["paths"] == ["harness/build.py", "harness/data", "harness/measure",
                                               "harness/models"]
     assert "methods/tome" in by_label["tome r=8"]["provenance"]["numerics_code"]["paths"]
     store = ResultStore(results)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from harness.evaluate import aggregate_views, topk_correct
+from harness.measure.accuracy import aggregate_views, topk_correct
 
 
 def test_prob_and_score_aggregation_differ_as_defined():
@@ -29,7 +29,7 @@ def test_input_pipeline_and_model_speed_are_reported_apart(tmp_path, monkeypatch
 
     import harness
     from harness.data.datasets import SyntheticMotionDataset
-    from harness.evaluate import evaluate_model
+    from harness.measure.accuracy import evaluate_model
 
     dataset = SyntheticMotionDataset(root=str(tmp_path / "data"), num_train=0, num_val=6)
     model = harness.build_model("synthetic_vit_tiny")

@@ -8,7 +8,7 @@ import torch
 
 from harness.training import FineTuneConfig, finetune
 from harness.training.data import TrainClips, collate_clips, random_resized_crop, train_indices
-from harness.training.loop import LAST, LOG, META, MODEL
+from harness.training import LAST, LOG, META, MODEL
 from harness.training.schedule import lr_at, param_groups
 
 CKPT = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "synthetic_vit_tiny.pth")
@@ -116,12 +116,19 @@ def test_checkpoint_every_epoch_log_and_final_weights(tmp_path):
     assert finetune(_cfg(), str(tmp_path), progress=False)["history"] == meta["history"]  # finished: no rerun
 
 
+def _stop_after(n: int):
+    def on_step(steps_this_call: int, step: int) -> None:
+        if steps_this_call >= n:
+            raise KeyboardInterrupt(f"stopped after {steps_this_call} steps")
+    return on_step
+
+
 def test_interrupted_run_resumes_to_bit_identical_weights(tmp_path):
     straight = tmp_path / "straight"
     finetune(_cfg(), str(straight), progress=False)
     broken = tmp_path / "broken"
     with pytest.raises(KeyboardInterrupt):
-        finetune(_cfg(), str(broken), progress=False, stop_after_steps=4)  # epoch 1 done (3 steps), 1 into epoch 2
+        finetune(_cfg(), str(broken), progress=False, on_step=_stop_after(4))  # epoch 1 done (3 steps), 1 into epoch 2
     assert (broken / LAST).exists() and not (broken / MODEL).exists()
     assert torch.load(broken / LAST, weights_only=True)["epoch"] == 1
     finetune(_cfg(), str(broken), progress=False)
@@ -133,7 +140,7 @@ def test_interrupted_run_resumes_to_bit_identical_weights(tmp_path):
 
 def test_resume_refuses_a_folder_of_another_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        finetune(_cfg(), str(tmp_path), progress=False, stop_after_steps=4)
+        finetune(_cfg(), str(tmp_path), progress=False, on_step=_stop_after(4))
     with pytest.raises(RuntimeError, match="belongs to run"):
         finetune(_cfg(seed=5), str(tmp_path), progress=False)
 
@@ -143,3 +150,18 @@ def test_cosine_period_can_outlast_the_run_as_haltingvt_configures_it():
               "cosine_t_max_epochs": 20}
     last = lr_at(20 * 4 - 1, 4, recipe)
     assert last == pytest.approx(0.5 * (1 + np.cos(np.pi * (59 / 80))))  # ~0.15, not 0
+
+
+def test_a_shipped_run_is_adopted_by_its_key_only(tmp_path):
+    from harness.training import adopt_shipped, is_complete, run_dir
+
+    shipped, store = tmp_path / "shipped", tmp_path / "store"
+    finetune(_cfg(), str(shipped / _cfg().key()), progress=False)
+    assert adopt_shipped(str(store), _cfg().key(), shipped=str(shipped))
+    copied = run_dir(str(store), _cfg().key())
+    assert is_complete(copied) and not (tmp_path / "store" / "finetunes" / _cfg().key() / LAST).exists()
+    a = torch.load(shipped / _cfg().key() / MODEL, weights_only=True)["module"]
+    b = torch.load(os.path.join(copied, MODEL), weights_only=True)["module"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = _cfg(seed=5).key()  # another recipe/seed is another key: never adopted
+    assert other != _cfg().key() and not adopt_shipped(str(store), other, shipped=str(shipped))

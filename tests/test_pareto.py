@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.pareto import at_budget, frontier, parse_budget
+from harness.report.pareto import at_budget, frontier, parse_budget
 
 
 def frame(rows):
@@ -102,3 +102,37 @@ def test_at_budget_matches_numpy_on_random_curves():
     d = frame([("m", x, y, 1.0, "ok") for x, y in zip(xs, ys)])
     for b in rng.uniform(xs[0], xs[-1], 10):
         assert at_budget(d, b)["top1"].iloc[0] == pytest.approx(np.interp(b, xs, ys))
+
+
+def _baselines_table():
+    return pd.DataFrame({
+        "method_name": ["dense", "downsample", "random_drop", "tome", "sta", "vid_tldr", "rlt", "tome"],
+        "gmacs_per_view": [1.0, 0.5, 0.7, 0.75, 0.6, 0.3, 1.2, 0.9],
+        "top1": [0.9, 0.8, 0.7, 0.88, 0.80, 0.95, 0.99, 0.5],
+        "status": ["ok"] * 7 + ["failed: RuntimeError"],
+    })
+
+
+def test_baseline_frontier_is_the_upper_envelope_of_dense_downsample_and_random_drop():
+    from harness.report.pareto import baseline_frontier
+
+    assert baseline_frontier(_baselines_table()) == [(0.5, 0.8), (1.0, 0.9)]  # random_drop is dominated
+
+
+def test_versus_baselines_interpolates_never_extrapolates_and_skips_baselines():
+    from harness.report.pareto import versus_baselines
+
+    delta = versus_baselines(_baselines_table())
+    assert delta.iloc[:3].isna().all()  # the baselines themselves
+    assert delta.iloc[3] == pytest.approx(0.88 - 0.85)  # frontier at 0.75: halfway between 0.8 and 0.9
+    assert delta.iloc[4] == pytest.approx(0.80 - 0.82)  # worse than doing less work
+    assert math.isnan(delta.iloc[5]) and math.isnan(delta.iloc[6])  # cheaper / costlier than any baseline
+    assert math.isnan(delta.iloc[7])  # a failed row
+
+
+def test_versus_baselines_without_baselines_is_blank():
+    from harness.report.pareto import versus_baselines
+
+    df = _baselines_table()
+    df = df[~df["method_name"].isin(["dense", "downsample", "random_drop"])].reset_index(drop=True)
+    assert versus_baselines(df).isna().all()

@@ -71,7 +71,7 @@ def test_latex_format(records):
 
 
 def test_plots_written(records, tmp_path):
-    from harness.plots import plot_group
+    from harness.report.plots import plot_group
 
     group, df = leaderboard(records)[1]
     paths = plot_group(group, df, tmp_path / "p", "tiny")

@@ -5,9 +5,9 @@ import torch
 import harness
 from methods.random_baselines.reducer import random_keep, random_merge_fn, random_merge_indices
 from methods.tome.merge import merge_wavg
+from conftest import tiny
 
-TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=2, num_frames=4,
-            img_size=64, num_classes=5)
+TINY = tiny(num_frames=4)  # 2 x 4 x 4 = 32 tokens
 
 
 def _run(method, args, clip):

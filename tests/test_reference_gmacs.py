@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from harness.measure.static_cost import meta_gmacs
+from harness.run.plan import meta_gmacs
 from harness.suite import load_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,9 +8,9 @@ import harness
 import methods
 from harness.measure.flops import model_macs
 from harness.registry import Registry, UnknownNameError
+from conftest import tiny
 
-TINY = dict(embed_dim=32, depth=3, num_heads=2, patch_size=16, tubelet_size=2, num_frames=16,
-            img_size=32, num_classes=5)  # 8 temporal slices of 2x2 tokens: every method accepts it
+TINY = tiny(depth=3, img_size=32)  # 8 temporal slices of 2x2 tokens: every method accepts it
 
 
 def test_duplicate_names_raise():

@@ -255,3 +255,24 @@ def test_batch_latency_is_the_median_forward_time_over_all_repeats(records):
     assert df.loc["-", "latency_ms"] == pytest.approx(30.0)
     assert pd.isna(df.loc["r=8", "latency_ms"])
     assert "ms/batch" in render(records, "term")
+
+
+def test_unreliable_timing_flags_the_speedup_in_every_format():
+    from harness.report import render
+
+    def record(key, method, params, clips, warnings):
+        return {"key": key, "status": "ok", "label": method, "finished_at": "2026-01-01T00:00:00+00:00",
+                "config": {"backbone": {"name": "b"}, "dataset": {"name": "d"}, "eval": {}, "measure": {},
+                           "method": {"name": method, "params": params}},
+                "metrics": {"top1": 0.5, "num_videos": 10, "gmacs_per_view": 1.0 if method == "dense" else 0.5,
+                            "clips_per_s": clips, "timing": {"reliable": not warnings, "warnings": warnings}}}
+
+    records = [record("a" * 64, "dense", {}, 100.0, []),
+               record("b" * 64, "tome", {"r": 8}, 150.0, ["load average up to 5.0 on 2 cores while timing"])]
+    term = render(records, "term")
+    assert "1.50x?" in term and "speedup ?: unreliable" in term
+    assert "1.50x?" in render(records, "md") and "1.50x?" in render(records, "latex")
+    rows = json.loads(render(records, "json"))
+    assert [r["speedup_unreliable"] for r in rows] == [False, True]
+    assert "load average" in rows[1]["timing_warnings"]
+    assert "speedup_unreliable" in render(records, "csv").splitlines()[0]

@@ -21,13 +21,12 @@ import yaml
 
 from harness.cli import main
 from harness.store import ResultStore
+from conftest import FAST_MEASURE
 
 pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "slurm" / "cluster.sh"
-FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 2,
-                "min_timed_s": 0.0, "repeats": 2}
 PAUSE_S = 3.0  # per batch of array task 0 (HARNESS_TEST_BATCH_PAUSE_S): time to preempt it mid-run
 COMPARED = ("top1", "top5", "num_videos", "views_per_video", "gmacs_per_view", "gflops_per_view",
             "tokens_per_block", "tokens_per_mlp", "tokens_out", "gmacs_breakdown", "aggregation")

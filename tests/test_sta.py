@@ -12,12 +12,12 @@ from harness.measure.flops import count_macs, fvcore_macs, model_macs
 from harness.models.presets import resolve_config
 from methods.sta import STAParams, stage_token_counts
 from methods.sta.reducer import STAReducer, accumulate, sta_stage, tome_drop
+from conftest import tiny
 
 # 16 x 224 grid (8 slices x 196 tokens) at a width that keeps a forward to about a second
 GRID_224 = dict(embed_dim=16, depth=12, num_heads=1, patch_size=16, tubelet_size=2, num_frames=16,
                 img_size=224, num_classes=10)
-TINY = dict(embed_dim=32, depth=6, num_heads=2, patch_size=16, tubelet_size=2, num_frames=16,
-            img_size=64, num_classes=5)  # 8 x 4 x 4 = 128 tokens, stages after blocks 0, 2, 4
+TINY = tiny(depth=6)  # 8 x 4 x 4 = 128 tokens, stages after blocks 0, 2, 4
 
 
 def _counts(r, **dims):

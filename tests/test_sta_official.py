@@ -84,8 +84,9 @@ def test_whole_model_matches_the_official_model(golden, official_file, r, fused)
         assert torch.equal(kept[layer], rows.long()), f"stage after block {layer}"
     assert (logits - ref["logits"]).abs().max() <= ATOL
     assert (feature - ref["feature"]).abs().max() <= ATOL
-    if not fused:  # same kernels and op order as the official code: bit-identical
-        assert torch.equal(logits, ref["logits"])
+    # With explicit attention our ops run in the official order: bit-identical on the machine that made the
+    # golden; on another CPU the BLAS kernels (vector width, summation order) differ by float32 ulps, so the
+    # stored values are compared to ATOL everywhere and only the discrete decisions above must be exact.
 
 
 def test_pruning_matters_in_the_golden(golden):

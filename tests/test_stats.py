@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from harness.stats import mcnemar_exact, paired_comparison, wilson_interval
+from harness.report.stats import mcnemar_exact, paired_comparison, wilson_interval
 
 
 def test_wilson_interval_known_values():

@@ -8,12 +8,12 @@ import yaml
 from harness.cli import main
 from harness.store import ResultStore
 from harness.suite import load_suite, validate_suite
+from conftest import FAST_MEASURE as FAST
 
 CKPT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "checkpoints", "synthetic_vit_tiny.pth"))
 TRAIN = {"name": "synthetic_motion", "root": "data", "num_train": 16, "num_val": 8, "split": "train"}
 VAL = {**TRAIN, "split": "val"}
-FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 2,
-                "min_timed_s": 0.0, "repeats": 2, "flops": True}
+FAST_MEASURE = {**FAST, "flops": True}
 
 
 def write(tmp_path, methods, finetunes, name="ft.yaml"):
@@ -76,7 +76,7 @@ def test_run_trains_first_then_evaluates_the_finetuned_weights(tmp_path, capsys,
 
 
 def test_cell_fails_clearly_when_its_finetune_is_missing(tmp_path):
-    from harness.runner import CellJob, run_cell
+    from harness.run.cell import CellJob, run_cell
 
     cell = load_suite(write(tmp_path, [{"name": "tome", "finetune": "tome8"}], [FT])).cells()[0]
     record = run_cell(CellJob(key=cell.key, config=cell.config(), label=cell.label, suite={"name": "ft"},

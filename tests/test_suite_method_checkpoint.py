@@ -23,7 +23,7 @@ def test_method_checkpoint_replaces_the_backbones_for_its_cells_only(tmp_path):
                              "checkpoint": "b5.pth"}])
     assert validate_suite(path) == []
     cells = load_suite(path).cells()
-    from harness.runner import resolve_checkpoint
+    from harness.training import resolve_checkpoint
 
     assert [resolve_checkpoint(c.config(), "results") for c in cells] == [
         str(tmp_path / "dense.pth"), str(tmp_path / "b5.pth"), str(tmp_path / "b5.pth")]  # relative to the suite

@@ -4,9 +4,9 @@ import torch
 
 import harness
 from methods.tome.merge import bipartite_soft_matching, merge_source, merge_wavg, parse_r
+from conftest import tiny
 
-TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=2, num_frames=4,
-            img_size=64, num_classes=5)  # 2 x 4 x 4 = 32 tokens
+TINY = tiny(num_frames=4)  # 2 x 4 x 4 = 32 tokens
 
 
 def test_parse_r_forms():

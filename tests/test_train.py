@@ -5,7 +5,7 @@ import torch
 
 import harness
 from harness.data.synthetic import CLASSES
-from harness.train import TrainConfig, _augmenters, augment, train
+from harness.training.backbone import TrainConfig, _augmenters, augment, train
 
 
 def _train(tmp_path, name):

@@ -27,7 +27,9 @@ FN_TOL = {torch.float32: 1e-6, torch.float16: 2e-3}
 # block stack: the explicit-softmax path (the official numerics) is bit-identical here (max error 0);
 # the fused SDPA kernel in the non-merging blocks rounds differently (~1e-7), which the saliency's
 # min-max normalisation amplifies to 3.7e-5 on tokens of magnitude ~7 (run 1, block 0 dense)
-MODEL_TOL = {False: 1e-5, True: 1e-4}
+# values ~7; explicit attention is bit-identical on the golden's machine, but float32 BLAS kernels differ
+# between CPUs (3.3e-5 seen on another Xeon), so both paths get 1e-4 against the stored golden
+MODEL_TOL = {False: 1e-4, True: 1e-4}
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ import torch
 import harness
 from harness.cli import main
 from harness.viz import DROPPED, HALTED, KEPT, MERGED, membership, token_map, tracking_sources
+from conftest import TINY
 
 # 16 frames x 64 px, tubelet 2, patch 16: 8 slices of 4 x 4 = 128 tokens (STA needs 8 slices)
-TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=2, num_frames=16, img_size=64,
-            num_classes=5)
 CKPT = "checkpoints/synthetic_vit_tiny.pth"
 
 MERGE = [("tome", {"r": 12}), ("random_merge", {"match": "sta", "r": 3}), ("sttm", {}),
@@ -117,7 +116,7 @@ def test_haltingvt_map_glimpser_drops_s_minus_k_per_frame_and_halts_consistently
     torch.manual_seed(0)
     model = harness.build_model("video_vit", method="haltingvt",
                                 method_args={"keep_rate": 0.25, "halt_center": 0.0, "mode": mode}, **TINY)
-    tmap = token_map(model, _clip(batch=1))
+    tmap = token_map(model, _clip(batch=1), "haltingvt")
     per_frame, keep = 16, 4
     glimpse = tmap.steps[0]
     assert (glimpse.state == DROPPED).reshape(8, -1).sum(1).tolist() == [per_frame - keep] * 8

@@ -16,27 +16,25 @@ import typing as tp
 def measure(request: dict) -> dict:
     import torch
 
-    from harness.build import build_model
+    from harness.build import build_from_config
+    from harness.measure.device import resolve_device
     from harness.measure.speed import measure_throughput, peak_memory, reset_peak_memory
+    from harness.training import resolve_checkpoint
 
     threads = request.get("threads")
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(request.get("seed", 0))
-    device = torch.device(request.get("device") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    from harness.runner import resolve_checkpoint
-
+    device = resolve_device(request.get("device") or "auto")
     backbone = dict(request["backbone"])
-    name = backbone.pop("name")
     checkpoint = resolve_checkpoint(request, request.get("store_root", "results"))
-    backbone.pop("checkpoint", None)
     # Static methods are timed on random input and random weights (their cost does not depend on
     # either); adaptive ones (HaltingVT) on real clips with their trained weights.
     if request.get("fused_attention") is not None:
         backbone["fused_attention"] = request["fused_attention"]
     method = request["method"]
-    model = build_model(name, method=method["name"], method_args=method["params"],
-                        checkpoint=checkpoint if request.get("load_checkpoint") else None, **backbone).to(device)
+    model = build_from_config(backbone, method,
+                              checkpoint=checkpoint if request.get("load_checkpoint") else None).to(device)
     cfg = model.cfg
     shape = (cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
     bs = int(request["batch_size"])
@@ -101,11 +99,10 @@ def _inputs(request: dict, bs: int, device):
     """Real clips for adaptive methods (their work depends on the data), else None (random input)."""
     if not request.get("real_inputs"):
         return None
-    from harness.data.registry import dataset_registry
-    from harness.runner import _real_clips
+    from harness.data.registry import build_dataset
+    from harness.data.video_dataset import real_clips
 
-    fields = {k: v for k, v in request["dataset"].items() if k != "name"}
-    return _real_clips(dataset_registry.get(request["dataset"]["name"])(**fields), bs).to(device)
+    return real_clips(build_dataset(request["dataset"]), bs).to(device)
 
 
 def _is_oom(err: BaseException) -> bool:

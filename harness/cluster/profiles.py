@@ -125,8 +125,7 @@ def load_profile(name: tp.Optional[str] = None, directory: Path = PROFILE_DIR) -
 
 def parse_profile(data: dict, name: str = "", path: str = "<profile>") -> SlurmProfile:
     """Check ``data`` against ``SlurmProfile``: every unknown key and bad value, raised together."""
-    from harness.suite._schema import unknown_key_message
-    from harness.suite._types import check_value, describe, field_types, type_name
+    from harness.suite import check_value, describe, field_types, type_name, unknown_key_message
 
     fields = {f.name: f for f in profile_fields()}
     types = field_types(SlurmProfile)

@@ -18,7 +18,7 @@ and, for adaptive methods, that view's theoretical MACs; plus per-batch metadata
 failed videos, MACs executed, token counts of that forward). On restart a shard skips the batches
 its chunks already hold. ``merge_predictions`` reads every chunk of every shard, keeps one row per
 (video, clip, crop) and one entry per batch (a batch saved twice, e.g. by a checkpoint racing a
-regular save, counts once) and computes the metrics as ``harness.evaluate.evaluate_model`` does.
+regular save, counts once) and adds them to the same ``AccuracyAccumulator`` as a local evaluation.
 """
 from __future__ import annotations
 
@@ -181,42 +181,28 @@ def predict_range(model, dataset, items, *, start: int, end: int, batch_size: in
     import torch
 
     from harness.data.video_dataset import VideoDataset, collate_views
-    from harness.measure.flops import model_macs
-    from harness.runner import forward_stats
+    from harness.measure.accuracy import forward_batches
 
     todo = [g for g in batch_numbers(start, end, batch_size) if g not in skip]
     index_batches = [list(range(max(start, g * batch_size), min(end, (g + 1) * batch_size))) for g in todo]
-    data = VideoDataset(items, dataset)
-    loader = torch.utils.data.DataLoader(data, batch_sampler=index_batches, num_workers=num_workers,
-                                         collate_fn=collate_views)
+    loader = torch.utils.data.DataLoader(VideoDataset(items, dataset), batch_sampler=index_batches,
+                                         num_workers=num_workers, collate_fn=collate_views)
     total, done = end - start, end - start - sum(len(b) for b in index_batches)
     progress("evaluate", done, total, force=True)
     t_prev = time.perf_counter()
-    with torch.inference_mode():
-        for g, batch in zip(todo, loader):
-            data_wait_s = time.perf_counter() - t_prev  # decode + transforms not hidden behind the model
-            entry = {"batch": g, "data_wait_s": data_wait_s, "videos": batch["indices"].tolist(), "paths": list(batch["paths"]),
-                     "labels": batch["labels"].tolist(), "failed": list(batch["failed"]),
-                     "num_crops": dataset.num_crops, "views_per_video": dataset.views}
-            views = batch["views"]
-            if views is not None and len(views):
-                b, v = views.shape[:2]
-                t_model = time.perf_counter()
-                logits = model(views.flatten(0, 1).to(device, non_blocking=True)).view(b, v, -1)
-                entry["logits"] = logits.float().cpu().numpy()
-                entry["sample_macs"] = model.sample_macs()
-                entry["realised_macs"] = model.view_macs().total * b * v
-                entry["views"] = b * v
-                entry["stats"] = forward_stats(model)
-                entry["macs_record"] = model_macs(model).as_record()
-                entry["model_s"] = time.perf_counter() - t_model
-            now = time.perf_counter()
-            entry["wall_s"], t_prev = now - t_prev, now
-            writer.add(entry)
-            done += len(entry["videos"]) + len(entry["failed"])
-            progress("evaluate", done, total)
-            if after_batch is not None:
-                after_batch(g)
+    for g, entry in zip(todo, forward_batches(model, loader, device)):
+        entry = {"batch": g, "videos": entry.pop("indices"), "num_crops": dataset.num_crops,
+                 "views_per_video": dataset.views, **entry}
+        if "logits" in entry:
+            entry["logits"] = entry["logits"].float().cpu().numpy()
+            entry["views"] = entry["logits"].shape[0] * entry["logits"].shape[1]
+        now = time.perf_counter()
+        entry["wall_s"], t_prev = now - t_prev, now
+        writer.add(entry)
+        done += len(entry["videos"]) + len(entry["failed"])
+        progress("evaluate", done, total)
+        if after_batch is not None:
+            after_batch(g)
     writer.flush()
     progress("evaluate", done, total, force=True)
     return len(todo)
@@ -260,71 +246,36 @@ def load_predictions(directories: tp.Iterable[Path]) -> dict:
 
 
 def merge_predictions(predictions: dict, *, aggregation: str, num_items: int, listed_total: int) -> dict:
-    """Metrics, coverage, samples and last-forward stats from deduplicated predictions.
-
-    Mirrors ``harness.evaluate.evaluate_model``: each batch's views are aggregated together, in batch
-    order, so the result (and every per-video row) equals an unsharded evaluation's.
-    """
+    """Metrics, coverage and samples from deduplicated predictions, through the same
+    ``AccuracyAccumulator`` as a local evaluation: each saved batch is added in batch order, so the
+    result (and every per-video row) equals an unsharded evaluation's."""
     import numpy as np
     import torch
 
-    from harness.evaluate import _sample_rows, aggregate_views, per_sample_summary, topk_correct
+    from harness.measure.accuracy import AccuracyAccumulator
 
-    top1 = top5 = decoded = 0
-    realised_macs, views_run, adaptive = 0.0, 0, False
-    samples: tp.List[dict] = []
-    wall = model_s = wait_s = 0.0
-    last = None
-    for number in sorted(predictions["batches"]):
-        meta = predictions["batches"][number]
+    batches = [predictions["batches"][n] for n in sorted(predictions["batches"])]
+    if not batches:
+        raise RuntimeError(f"no video of {num_items} could be decoded (no saved batch)")
+    acc = AccuracyAccumulator(aggregation, batches[0]["views_per_video"])
+    wall = 0.0
+    for meta in batches:
         wall += meta.get("wall_s", 0.0)
-        if not meta["videos"]:
-            continue
-        v, crops = meta["views_per_video"], meta["num_crops"]
-        keys = [(video, i // crops, i % crops) for video in meta["videos"] for i in range(v)]
-        missing = [k for k in keys if k not in predictions["views"]]
-        if missing:
-            raise RuntimeError(f"batch {number}: {len(missing)} views have no saved prediction "
-                               f"(first: video {missing[0][0]}, clip {missing[0][1]}, crop {missing[0][2]})")
-        b = len(meta["videos"])
-        logits = torch.from_numpy(np.stack([predictions["views"][k][0] for k in keys])).view(b, v, -1)
-        scores = aggregate_views(logits.float(), aggregation)
-        labels = torch.tensor(meta["labels"], dtype=torch.long)
-        hit1, hit5 = topk_correct(scores, labels, 1), topk_correct(scores, labels, 5)
-        top1 += int(hit1.sum())
-        top5 += int(hit5.sum())
-        rows = _sample_rows({"indices": torch.tensor(meta["videos"]), "paths": meta["paths"]},
-                            scores, labels, hit1, hit5)
-        realised_macs += meta["realised_macs"]
-        views_run += meta["views"]
-        per_view = [predictions["views"][k][1] for k in keys]
-        if not any(math.isnan(m) for m in per_view):
-            adaptive = True
-            per_video = torch.tensor(per_view, dtype=torch.float64).view(b, v).mean(dim=1)
-            for row, macs in zip(rows, per_video.tolist()):
-                row["gmacs_per_view"] = macs / 1e9
-        samples.extend(rows)
-        model_s += meta.get("model_s", 0.0)
-        wait_s += meta.get("data_wait_s", 0.0)
-        decoded += b
-        last = meta
-    failed = [predictions["failed"][i] for i in sorted(predictions["failed"])]
-    if decoded == 0:
-        raise RuntimeError(f"no video of {num_items} could be decoded (first error: "
-                           f"{failed[0]['error'] if failed else 'none'})")
-    done = decoded + len(failed)
-    if done != num_items:
-        raise RuntimeError(f"the shards hold predictions for {done} of {num_items} videos")
-    metrics = {"top1": top1 / decoded, "top5": top5 / decoded, "num_videos": decoded,
-               "views_per_video": last["views_per_video"], "eval_wall_s": wall, "eval_model_s": model_s,
-               "eval_videos_per_s": decoded / wall if wall > 0 else None, "aggregation": aggregation,
-               "eval_data_wait_s": wait_s, "data_videos_per_s": (decoded + len(failed)) / max(wait_s, 1e-9),
-               "model_videos_per_s": decoded / max(model_s, 1e-9), "input_bound": wait_s > model_s,
-               "gmacs_realised_per_view": realised_macs / views_run / 1e9}
-    if adaptive:
-        metrics["gmacs_theoretical"] = per_sample_summary([r["gmacs_per_view"] for r in samples])
-    coverage = {"listed": num_items, "listed_in_annotation": listed_total, "decoded": decoded,
-                "failed": len(failed), "failed_videos": failed}
-    return {"metrics": metrics, "coverage": coverage, "samples": samples,
-            "last_stats": last["stats"], "last_macs_record": last["macs_record"],
-            "duplicates": predictions["duplicates"]}
+        forward = {}
+        if meta["videos"]:
+            v, crops = meta["views_per_video"], meta["num_crops"]
+            keys = [(video, i // crops, i % crops) for video in meta["videos"] for i in range(v)]
+            missing = [k for k in keys if k not in predictions["views"]]
+            if missing:
+                raise RuntimeError(f"batch {meta['batch']}: {len(missing)} views have no saved prediction "
+                                   f"(first: video {missing[0][0]}, clip {missing[0][1]}, crop {missing[0][2]})")
+            logits = torch.from_numpy(np.stack([predictions["views"][k][0] for k in keys]))
+            forward = {"logits": logits.view(len(meta["videos"]), v, -1), "realised_macs": meta["realised_macs"],
+                       "sample_macs": [predictions["views"][k][1] for k in keys], "model_s": meta.get("model_s", 0.0)}
+            acc.last_forward(meta["stats"], meta["macs_record"])
+        acc.add(indices=meta["videos"], paths=meta["paths"], labels=meta["labels"], failed=meta["failed"],
+                data_wait_s=meta.get("data_wait_s", 0.0), **forward)
+    result = acc.result(listed=num_items, listed_in_annotation=listed_total, wall_s=wall)
+    result["last_stats"] = acc.last_stats
+    result["duplicates"] = predictions["duplicates"]
+    return result

@@ -74,8 +74,9 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
                  executor_factory: ExecutorFactory = make_slurm_executor) -> Submission:
     """Submit ``suite``'s unfinished cells (and the fine-tunes they need); returns without waiting."""
     from harness.cluster.worker import ShardJob, ShardTask, cell_info
-    from harness.launch import plan, warn_other_code
-    from harness.runner import CellJob, _now
+    from harness.run.cell import CellJob
+    from harness.run.plan import plan, warn_other_code
+    from harness.run.record import now
 
     if num_shards < 1:
         raise ValueError(f"--shards must be >= 1, got {num_shards}")
@@ -93,7 +94,7 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
     snap = take_snapshot(store_root)
     sub = Submission(sid, str(folder), {"name": suite.config.name, "file": str(suite.path)},
                      dataclasses.asdict(profile), snap.as_record(), num_shards,
-                     _now(), skipped=len(done))
+                     now(), skipped=len(done))
     print(f"suite {suite.config.name}: {len(todo) + len(done) + len(busy)} cells, {len(done)} already finished "
           f"(skipped; --force reruns them), {len(busy)} in flight, {len(todo)} to submit as "
           f"{len(todo) * num_shards} task(s) ({num_shards} shard(s) per cell); code snapshot {snap.id}", file=out)
@@ -131,11 +132,11 @@ def _submit_finetunes(suite, todo, store_root, profile, snap, folder, sub, execu
     import dataclasses as dc
 
     from harness.cluster.worker import FinetuneTask
-    from harness.launch import _distinct_finetunes
-    from harness.runner import finetune_dir
+    from harness.run.plan import distinct_finetunes
+    from harness.training import adopt_shipped, is_complete, run_dir as finetune_dir
 
-    pending = [ft for ft in _distinct_finetunes(todo)
-               if not _finetune_complete(finetune_dir(store_root, ft.key()))]
+    pending = [ft for ft in distinct_finetunes(todo)
+               if not is_complete(finetune_dir(store_root, ft.key())) and not adopt_shipped(store_root, ft.key())]
     if not pending:
         return {}
     executor = executor_factory(folder / "%j", profile, snap, f"harness-ft-{_safe(suite.config.name)}", None)
@@ -169,10 +170,6 @@ def _not_in_flight(cells: list, store_root: str) -> tp.Tuple[list, list]:
         active = [t["job_id"] for t in tasks[cell.key] if view.is_active(t["job_id"])]
         (busy.append((cell, active[0])) if active else free.append(cell))
     return free, busy
-
-
-def _finetune_complete(run_dir: str) -> bool:
-    return os.path.isfile(os.path.join(run_dir, "meta.json")) and os.path.isfile(os.path.join(run_dir, "model.pth"))
 
 
 def _prepare_cell_dir(store_root: str, key: str, info: dict, num_shards: int, force: bool) -> None:

@@ -294,15 +294,10 @@ def _cell_row(store_root: str, store, key: str, label: str, tasks: tp.List[dict]
 
 
 def _finetune_row(store_root: str, key: str, label: str, tasks: tp.List[dict], view: SchedulerView) -> dict:
-    from harness.runner import finetune_dir
+    from harness.training import epochs_done, is_complete, run_dir as finetune_dir
 
     run_dir = finetune_dir(store_root, key)
-    complete = os.path.isfile(os.path.join(run_dir, "meta.json")) and os.path.isfile(os.path.join(run_dir, "model.pth"))
-    try:
-        with open(os.path.join(run_dir, "log.jsonl")) as f:
-            epochs = sum(1 for _ in f)
-    except OSError:
-        epochs = 0
+    complete, epochs = is_complete(run_dir), epochs_done(run_dir)
     row = {"label": label, "key": key[:12], "shards": "-", "videos": f"{epochs} epochs",
            "jobs": _compact([t["job_id"] for t in tasks]), "detail": ""}
     info = view.state(tasks[0]["job_id"]) if tasks else None

@@ -19,7 +19,8 @@ import typing as tp
 import submitit
 
 from harness.cluster import shards as sh
-from harness.runner import SCHEMA, CellJob, _now
+from harness.run import record as rec
+from harness.run.cell import CellJob
 
 COMPLETE_RECHECKS = 1  # finalize again after writing a partial record (see finalize_cell)
 
@@ -86,7 +87,7 @@ class ShardTask(submitit.helpers.Checkpointable):
             error = err
             sh.write_json(directory / sh.FAILED, {
                 "shard": job.shard, "type": type(err).__name__, "message": str(err),
-                "traceback": traceback.format_exc(), "log": _log_path(), "job_id": _job_id(), "at": _now()})
+                "traceback": traceback.format_exc(), "log": _log_path(), "job_id": _job_id(), "at": rec.now()})
         record = finalize_cell(job.cell.store_root, job.cell.key)
         if error is not None and self.raise_on_failure:  # so that Slurm, too, shows the task as FAILED
             raise ShardFailed(f"{job.cell.label} shard {job.shard}: {type(error).__name__}: {error} "
@@ -95,7 +96,7 @@ class ShardTask(submitit.helpers.Checkpointable):
                 "videos_done": (state or {}).get("videos_done")}
 
     def _run(self, job: ShardJob, directory, state: tp.Optional[dict]) -> dict:
-        from harness.runner import Progress, cell_runtime, measure_cell, prepare_cell
+        from harness.run.cell import Progress, cell_runtime, measure_cell, prepare_cell
 
         _threads_from_slurm(job.cell.config)
         progress = Progress(None)
@@ -113,7 +114,7 @@ class ShardTask(submitit.helpers.Checkpointable):
         state.update(complete=False, videos_done=sum(saved.values()),
                      chunks=len(list(directory.glob(sh.CHUNK_GLOB))))
         state["runs"].append({"job_id": _job_id(), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
-                              "started_at": _now(), "resumed_at": state["videos_done"], "predicted": 0,
+                              "started_at": rec.now(), "resumed_at": state["videos_done"], "predicted": 0,
                               "log": _log_path()})
         sh.write_json(directory / sh.STATE, state)
         print(f"{job.cell.label} [{job.cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
@@ -132,9 +133,9 @@ class ShardTask(submitit.helpers.Checkpointable):
             sh.write_json(measure_file, {
                 "metrics": measured, "flops_check": flops_check, "finetune": setup.finetune,
                 "runtime": cell_runtime(setup, config, setup.dataset.manifest(), []),
-                "listed_in_annotation": len(listed), **_worker_provenance(), "measured_at": _now()})
+                "listed_in_annotation": len(listed), **_worker_provenance(), "measured_at": rec.now()})
         state["complete"] = True
-        state["runs"][-1]["finished_at"] = _now()
+        state["runs"][-1]["finished_at"] = rec.now()
         sh.write_json(directory / sh.STATE, state)
         print(f"shard {job.shard}/{job.num_shards} complete: {state['runs'][-1]['predicted']} videos predicted "
               f"in this run", flush=True)
@@ -145,7 +146,7 @@ class FinetuneTask(submitit.helpers.Checkpointable):
     """A fine-tuning run as an array task; a requeued run resumes from its last epoch checkpoint."""
 
     def __call__(self, config: dict, out_dir: str) -> dict:
-        from harness.launch import run_finetune_job
+        from harness.run.local import run_finetune_job
 
         _threads_from_slurm({"measure": {"threads": config.get("threads")}})
         return run_finetune_job(config, out_dir)
@@ -180,9 +181,8 @@ def _cell_record(store_root: str, key: str) -> dict:
     dirs = [sh.shard_dir(cdir, i, n) for i in range(n)]
     states = [sh.load_state(d) for d in dirs]
     failures = [f for f in (sh.read_json(d / sh.FAILED) for d in dirs) if f is not None]
-    record = {"schema": SCHEMA, "key": key, "suite": cell["suite"], "config": cell["config"],
-              "label": cell["label"], "started_at": _first_start(states),
-              "execution": _execution(cell, states)}
+    record = rec.new_record(key, cell["config"], cell["label"], cell["suite"], started_at=_first_start(states))
+    record["execution"] = _execution(cell, states)
     measure = sh.read_json(cdir / sh.MEASURE)
     complete = all(s is not None and s.get("complete") for s in states)
     runtime = {}
@@ -191,32 +191,28 @@ def _cell_record(store_root: str, key: str) -> dict:
             merged = _merged(cell, dirs, states, measure)
             runtime = merged.pop("runtime")
             record["execution"]["duplicates_dropped"] = merged.pop("duplicates_dropped")
-            record.update(merged, status="ok", error=None)
+            rec.set_ok(record, merged, samples_file=None)
+            record["samples"] = merged["samples"]  # written to the samples file by finalize_cell
         except Exception as err:  # noqa: BLE001 -- e.g. no video decoded: a failed cell
             failures = [{"type": type(err).__name__, "message": f"merge: {err}", "traceback": traceback.format_exc(),
                          "log": None, "shard": None}]
     if failures:
         first = failures[0]
-        record.update(status="failed", error={
-            "type": first["type"], "message": first["message"], "traceback": first.get("traceback"),
-            "log": first.get("log"), "shard": first.get("shard"), "failed_shards": [f.get("shard") for f in failures]})
+        rec.set_failed(record, {"type": first["type"], "message": first["message"],
+                                "traceback": first.get("traceback"), "log": first.get("log"),
+                                "shard": first.get("shard"), "failed_shards": [f.get("shard") for f in failures]})
     elif record.get("status") != "ok":
-        record.update(status="partial", error=None)
-    record["provenance"] = {**_provenance(cell, measure), **runtime}
-    record["finished_at"] = _now()
-    return record
+        rec.set_partial(record)
+    return rec.finish(record, {**_provenance(cell, measure), **runtime})
 
 
 def _merged(cell: dict, dirs, states, measure: dict) -> dict:
-    from harness.runner import last_forward_metrics
-
     predictions = sh.load_predictions(dirs)
     num_items = sum(s["videos"] for s in states)
     config = cell["config"]
     merged = sh.merge_predictions(predictions, aggregation=config["dataset"].get("aggregation", "prob"),
                                   num_items=num_items, listed_total=measure["listed_in_annotation"])
-    metrics = last_forward_metrics(merged["metrics"], merged["last_macs_record"], merged["last_stats"],
-                                   merged["metrics"]["views_per_video"])
+    metrics = merged["metrics"]
     metrics.update(measure["metrics"])
     runtime = dict(measure["runtime"], attention_kernel_per_block=list(merged["last_stats"]["attention_kernel"]))
     return {"metrics": metrics, "coverage": merged["coverage"], "flops_check": measure["flops_check"],

@@ -52,7 +52,7 @@ class FrameFolderItem(VideoItem):
         return os.path.join(self.path, self.filename_tmpl.format(int(i) + self.start_index))
 
 
-def _content_lines(path: str) -> list[tuple[int, str]]:
+def content_lines(path: str) -> list[tuple[int, str]]:
     """(1-based line number, stripped text) for every non-blank, non-comment line."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -64,7 +64,7 @@ def _content_lines(path: str) -> list[tuple[int, str]]:
 
 def detect_format(path: str) -> str:
     """Guess ``"mmaction"`` or ``"videomae_csv"`` from the first content line of ``path``."""
-    lines = _content_lines(path)
+    lines = content_lines(path)
     if lines and "," in lines[0][1] and len(lines[0][1].split()) == 1:
         return "videomae_csv"
     return "mmaction"
@@ -105,7 +105,7 @@ def read_video_list(
     """
     if fmt not in ANN_FORMATS:
         raise ValueError(f"unknown annotation format {fmt!r}; expected one of {ANN_FORMATS}")
-    lines = _content_lines(path)
+    lines = content_lines(path)
     if fmt == "auto":
         fmt = detect_format(path)
     items: list[VideoItem] = []
@@ -145,10 +145,3 @@ def read_label_map(path: str) -> list[str]:
         seen[name] = lineno
         names.append(name)
     return names
-
-
-def write_video_list(path: str, entries: tp.Iterable[tuple[str, int]]) -> None:
-    """Write ``(relative_path, label)`` pairs in mmaction2 list format."""
-    with open(path, "w", encoding="utf-8") as f:
-        for rel, label in entries:
-            f.write(f"{rel} {int(label)}\n")

@@ -13,6 +13,7 @@ import typing as tp
 
 from harness.data.annotations import ANN_FORMATS, VideoItem, read_label_map, read_video_list
 from harness.data.registry import VideoProtocol, data_home, register_dataset
+from harness.provenance import cached_file_sha256
 
 if tp.TYPE_CHECKING:
     from harness.data.video_dataset import VideoDataset
@@ -40,11 +41,16 @@ def mark_duplicates(items: tp.Sequence[VideoItem], ann_file: str) -> list[VideoI
     return out
 
 
-def _read_list_file(path: str) -> bytes:
-    """The bytes of an annotation or label file: a regular file of bounded size (never a FIFO)."""
+def _list_file_problem(path: str):
+    """Why an annotation or label file cannot be read whole (not a bounded regular file), or None."""
     from harness.suite._paths import MAX_LIST_BYTES, file_problem
 
-    problem = file_problem(path, MAX_LIST_BYTES)
+    return file_problem(path, MAX_LIST_BYTES)
+
+
+def _read_list_file(path: str) -> bytes:
+    """The bytes of an annotation or label file: a regular file of bounded size (never a FIFO)."""
+    problem = _list_file_problem(path)
     if problem:
         raise ValueError(problem)
     with open(path, "rb") as f:
@@ -120,10 +126,8 @@ class VideoListDataset(VideoProtocol):
                     "label_map_sha256": f"missing:{self.label_map}" if self.label_map else None}
         material = {"ann_sha256": hashlib.sha256(content).hexdigest(), "ann_lines": len(content.splitlines())}
         if self.label_map:
-            try:
-                material["label_map_sha256"] = hashlib.sha256(_read_list_file(self.label_map)).hexdigest()
-            except (OSError, ValueError):
-                material["label_map_sha256"] = f"missing:{self.label_map}"
+            material["label_map_sha256"] = (f"missing:{self.label_map}" if _list_file_problem(self.label_map)
+                                            else cached_file_sha256(self.label_map))
         return material
 
     def manifest(self) -> dict:

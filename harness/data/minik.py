@@ -15,8 +15,9 @@ import hashlib
 import os
 import typing as tp
 
-from harness.data.annotations import FrameFolderItem, _content_lines, read_label_map
-from harness.data.real import Entry, _RealDataset, _sha256_or_missing
+from harness.data.annotations import FrameFolderItem, content_lines, read_label_map
+from harness.data.real import Entry, RealDataset
+from harness.provenance import cached_file_sha256
 from harness.data.registry import VideoProtocol, register_dataset
 
 
@@ -40,7 +41,7 @@ def read_rawframe_list(path: str) -> list[Entry]:
     rejected: read with the AR-Net rule they would silently shift the fields.
     """
     entries: list[Entry] = []
-    for lineno, line in _content_lines(path):
+    for lineno, line in content_lines(path):
         parts = line.split(";") if line.count(";") == 2 else line.rsplit(None, 2)
         parts = [p.strip() for p in parts]
         if len(parts) != 3 or not parts[0]:
@@ -61,7 +62,7 @@ def read_rawframe_list(path: str) -> list[Entry]:
 
 @register_dataset("minik", summary="Mini-Kinetics-200 (AR-Net split lists, raw frames), HaltingVT 8x32, 1x1 view at 224, [-1, 1]")
 @dataclasses.dataclass
-class MiniKineticsDataset(_RealDataset, VideoProtocol):
+class MiniKineticsDataset(RealDataset, VideoProtocol):
     """Mini-Kinetics-200 as HaltingVT evaluates it: AR-Net's split lists over raw-frame folders.
 
     Layout (``data_root`` = the folder the listed frame folders are relative to)::
@@ -159,7 +160,7 @@ class MiniKineticsDataset(_RealDataset, VideoProtocol):
 
     def key_material(self) -> dict:
         """sha256 of the list (it holds the frame counts the sampler uses) and class index; frame naming."""
-        material = {f"{field}_sha256": _sha256_or_missing(path) if path else None
+        material = {f"{field}_sha256": cached_file_sha256(path) if path else None
                     for field, path in self._ann_files().items()}
         material.update(filename_tmpl=self.filename_tmpl, start_index=self.start_index)
         return material

@@ -2,7 +2,7 @@
 
 Torch-free at import (registration only). Each entry is a ``VideoProtocol`` subclass whose protocol
 defaults are the VideoMAE test protocol of that dataset (see ``docs/datasets.md``), so one instance
-is a resolved dataset *and* its test protocol, used by ``harness.evaluate`` exactly like
+is a resolved dataset *and* its test protocol, used by ``harness.measure.accuracy`` exactly like
 ``video_list``: ``items()``, ``build()``, ``key_material()``, ``manifest()``, ``resolve_num_classes()``.
 
 Errors
@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import os
 import typing as tp
 
-from harness.data.annotations import ANN_FORMATS, VideoItem, _content_lines, detect_format, read_label_map, read_video_list
+from harness.data.annotations import ANN_FORMATS, VideoItem, content_lines, detect_format, read_label_map, read_video_list
 from harness.data.datasets import items_sha256
 from harness.data.registry import VideoProtocol, register_dataset
+from harness.provenance import cached_file_sha256
 
 if tp.TYPE_CHECKING:
     from harness.data.video_dataset import VideoDataset
@@ -47,14 +47,6 @@ class Entry(tp.NamedTuple):
     num_frames: int = 0  # listed frame count (frame-folder datasets), 0 for video files
 
 
-def _sha256_or_missing(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return f"missing:{path}"
-
-
 def _require_file(field: str, path: tp.Optional[str], dataset: str) -> str:
     if not path:
         raise FileNotFoundError(f"{dataset}: {field} is not set")
@@ -66,11 +58,11 @@ def _require_file(field: str, path: tp.Optional[str], dataset: str) -> str:
 def _list_entries(path: str, fmt: str) -> list[Entry]:
     """mmaction2 / VideoMAE lists via ``read_video_list``, with the line number of every entry."""
     listed = read_video_list(path, "", fmt)
-    lines = _content_lines(path)
+    lines = content_lines(path)
     return [Entry(it.path, it.label, path, lines[i][0]) for i, it in enumerate(listed)]
 
 
-class _RealDataset:
+class RealDataset:
     """Shared machinery; subclasses define ``_entries()``, ``_ann_files()`` and ``num_classes``."""
 
     dataset_name: tp.ClassVar[str] = ""
@@ -147,7 +139,7 @@ class _RealDataset:
 
     def key_material(self) -> dict:
         """sha256 of every annotation file, the annotation format and the video extension (cell key)."""
-        material = {f"{field}_sha256": _sha256_or_missing(path) if path else None
+        material = {f"{field}_sha256": cached_file_sha256(path) if path else None
                     for field, path in self._ann_files().items()}
         material["ann_format"] = getattr(self, "ann_format", None)
         material["video_ext"] = getattr(self, "video_ext", None)
@@ -173,7 +165,7 @@ K400_OFFICIAL_HEADER = ("label", "youtube_id", "time_start", "time_end", "split"
 
 
 def _is_official_k400_csv(path: str) -> bool:
-    lines = _content_lines(path)
+    lines = content_lines(path)
     if not lines:
         return False
     head = [c.strip().lower() for c in lines[0][1].split(",")]
@@ -206,7 +198,7 @@ class _VideoMAEDenseTest(VideoProtocol):
 
 @register_dataset("kinetics400", summary="Kinetics-400 (mmaction2/VideoMAE list or official CSV), VideoMAE 16x4, 5x3 views")
 @dataclasses.dataclass
-class Kinetics400Dataset(_RealDataset, _VideoMAEDenseTest):
+class Kinetics400Dataset(RealDataset, _VideoMAEDenseTest):
     """Kinetics-400 validation set; protocol defaults = VideoMAE K400 test (dense 16x4, 5 clips x 3 crops).
 
     Layout (``data_root`` = folder of videos, flat, as written by the common downloaders)::
@@ -264,7 +256,7 @@ class Kinetics400Dataset(_RealDataset, _VideoMAEDenseTest):
         if fmt != "official_csv":
             return _list_entries(self.ann_file, fmt)
         path = self.ann_file
-        lines = _content_lines(path)
+        lines = content_lines(path)
         if not lines:
             return []
         header = [c.strip().lower() for c in next(csv.reader([lines[0][1]]))]
@@ -376,7 +368,7 @@ def read_ssv2_labels(path: str) -> dict[str, int]:
 
 @register_dataset("ssv2", summary="Something-Something v2 (official JSON or a list), VideoMAE uniform 16, 2x3 views")
 @dataclasses.dataclass
-class SSv2Dataset(_RealDataset, VideoProtocol):
+class SSv2Dataset(RealDataset, VideoProtocol):
     """Something-Something v2 validation set; protocol defaults = VideoMAE SSv2 test (uniform 16, 2 clips x 3 crops).
 
     Layout (``data_root`` = the folder of the official ``.webm`` files, or re-encoded ``.mp4``)::
@@ -475,7 +467,7 @@ def read_ucf101_class_index(path: str) -> list[str]:
     """``classInd.txt`` (``1 ApplyEyeMakeup``, 1-based, consecutive) as 0-based class names."""
     names: list[str] = []
     seen: dict[str, int] = {}
-    for lineno, line in _content_lines(path):
+    for lineno, line in content_lines(path):
         parts = line.split()
         if len(parts) != 2:
             raise ValueError(f"{path}:{lineno}: expected 'index ClassName', got {line!r}")
@@ -494,7 +486,7 @@ def read_ucf101_class_index(path: str) -> list[str]:
 
 @register_dataset("ucf101", summary="UCF-101 (official split + classInd.txt), VideoMAE 16x4, 5x3 views")
 @dataclasses.dataclass
-class UCF101Dataset(_RealDataset, _VideoMAEDenseTest):
+class UCF101Dataset(RealDataset, _VideoMAEDenseTest):
     """UCF-101 split; protocol defaults = VideoMAE UCF101 test (dense 16x4, 5 clips x 3 crops).
 
     Layout (``data_root`` = the extracted ``UCF-101`` folder)::
@@ -548,7 +540,7 @@ class UCF101Dataset(_RealDataset, _VideoMAEDenseTest):
         for i, n in enumerate(names):
             folded.setdefault(n.lower(), []).append(i)
         entries: list[Entry] = []
-        for lineno, line in _content_lines(path):
+        for lineno, line in content_lines(path):
             parts = line.split()
             if len(parts) not in (1, 2):
                 raise ValueError(f"{path}:{lineno}: expected 'Class/v_Class_gXX_cYY.avi [label]', got {line!r}")

@@ -93,3 +93,10 @@ def bounds_problems(obj: tp.Any, bounds: tp.Dict[str, tp.Tuple[float, float]],
         if not (math.isfinite(value) and lo <= value <= hi):
             out.append(f"{name} must be a finite number within [{lo:g}, {hi:g}], got {value}")
     return out
+
+
+def build_dataset(config: tp.Mapping[str, tp.Any]):
+    """The registered dataset object for a suite/cell dataset dict (``{"name": ..., **fields}``)."""
+    import harness.data  # noqa: F401  (registers the datasets)
+
+    return dataset_registry.get(config["name"])(**{k: v for k, v in config.items() if k != "name"})

@@ -126,5 +126,18 @@ def load_clips_uint8(
     return clips, labels
 
 
+def real_clips(protocol, n: int) -> torch.Tensor:
+    """``n`` test views of a dataset's first decodable videos, [n, 3, T, H, W] (timing input for
+    methods whose work depends on the data)."""
+    data, views = VideoDataset(protocol.items(), protocol), []
+    for i in range(len(data)):
+        item = data[i]
+        if item["views"] is not None:
+            views.extend(item["views"])
+        if len(views) >= n:
+            return torch.stack(views[:n])
+    raise RuntimeError(f"fewer than {n} decodable views for timing")
+
+
 def _first_frames(num: int, clip_len: int) -> np.ndarray:
     return np.arange(clip_len) % num

@@ -1,6 +1,6 @@
 """Load fine-tuned VideoMAE classifiers into ``VideoViT``.
 
-Two layouts are recognised from signature keys (one ``_convert_*`` function each):
+Three layouts are recognised from signature keys (one ``_convert_*`` function each):
 - official VideoMAE (MCG-NJU/VideoMAE, DeepSpeed): ``{'module': {...}}`` (or ``'model'``) with
   ``patch_embed.proj.*``, ``blocks.{i}.attn.{qkv.weight,q_bias,v_bias,proj.*}``, ``mlp.fc1/fc2``,
   ``fc_norm.*``, ``head.*`` -- the same names as ours;
@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 
-class CheckpointError(ValueError):
-    pass
+from harness.models import hf
+from harness.models.hf import CheckpointError
+
+__all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint"]
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike,
@@ -33,31 +35,63 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     """
     state, layout = read_checkpoint(path)
     expected = model.state_dict()
+    state, layout = _k710_to_k400(state, layout, expected)
     if allow_missing_prefix:
         expected = {k: v for k, v in expected.items()
                     if not (k.startswith(allow_missing_prefix) and k not in state)}
-    _check_keys(path, layout, state, expected)
+    if layout == "hf":
+        _check_qv_biases(path, state, expected)
+    check_keys(path, layout, state, expected)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()},
                           strict=not allow_missing_prefix)
     return layout
 
 
+def _k710_to_k400(state, layout: str, expected) -> tp.Tuple[tp.Dict[str, torch.Tensor], str]:
+    """A VideoMAE V2 Kinetics-710 head evaluated on K400 keeps the K400 classes' rows (the official
+    code's conversion, ``harness.models.k710``); the layout then says so."""
+    head, want = state.get("head.weight"), expected.get("head.weight")
+    if layout != "videomae" or head is None or want is None or (head.shape[0], want.shape[0]) != (710, 400):
+        return state, layout
+    from harness.models.k710 import K710_TO_K400
+
+    rows = torch.tensor(K710_TO_K400)
+    state = {**state, "head.weight": head[rows], "head.bias": state["head.bias"][rows]}
+    return state, "videomae+k710_to_k400"
+
+
+def refuse_non_finite(state: tp.Dict[str, torch.Tensor], path: tp.Any) -> None:
+    """An all-NaN (or partly infinite) file would load and evaluate as "ok" at chance accuracy."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"{path}: {len(bad)} of {len(state)} tensors hold NaN or infinite values ({shown}); "
+                              "refusing a damaged checkpoint")
+
+
 def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tensor], str]:
     """The state dict of ``path`` converted to our key names, and the layout it came in."""
+    if hf.is_hf_reference(path):
+        folder = hf.model_dir(path)
+        hf.read_config(folder)  # refuses other model types and pre-training models by their config
+        state = {}
+        for file in hf.weight_files(folder):
+            state.update(unwrap_state_dict(read_weights_file(file), file))
+        refuse_non_finite(state, path)
+        return _convert_hf(state, path), "hf"
+    if hf.is_hf_name(path):  # one file of a hub repository
+        path = hf.resolve(path)
     if not os.path.isfile(path):
         if os.path.exists(path):  # a directory, FIFO or device: torch.load would fail or block
             raise CheckpointError(f"checkpoint {path} is not a regular file")
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncated files, non-tensor objects
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
-    state = _unwrap(raw, path)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:  # an all-NaN (or partly inf) file would load and evaluate as "ok" at chance accuracy
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise CheckpointError(f"{path}: {len(bad)} of {len(state)} tensors hold NaN or infinite values ({shown}); "
-                              "refusing a damaged checkpoint")
+    state = unwrap_state_dict(read_weights_file(path), path)
+    refuse_non_finite(state, path)
+    if any(k.startswith(("videomae.", "classifier.")) for k in state):
+        return _convert_hf(state, path), "hf"
+    if any(k.startswith("embeddings.patch_embeddings.") for k in state):
+        raise CheckpointError(f"{path} is a Hugging Face VideoMAEModel (backbone only, no fc_norm/classifier); "
+                              "token-reduction benchmarks need a VideoMAEForVideoClassification checkpoint")
     if any(k.startswith(("encoder.", "decoder.")) for k in state) or "mask_token" in state:
         raise CheckpointError(
             f"{path} is a VideoMAE pre-training checkpoint (encoder-decoder keys 'encoder.*'/'decoder.*'); "
@@ -74,7 +108,18 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
         "('backbone.*', 'cls_head.*')")
 
 
-def _unwrap(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
+def read_weights_file(path: str) -> tp.Any:
+    try:
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, non-tensor objects, bad safetensors headers
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err
+
+
+def unwrap_state_dict(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
     if isinstance(raw, dict):
         for wrapper in ("module", "model", "state_dict"):
             if wrapper in raw and isinstance(raw[wrapper], dict):
@@ -83,7 +128,9 @@ def _unwrap(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
     if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
         raise CheckpointError(f"{path}: expected a dict of tensors (optionally under 'module', 'model' "
                               "or 'state_dict')")
-    return {k.removeprefix("module."): v.float() if v.is_floating_point() else v for k, v in raw.items()}
+    # "_orig_mod.": saved from a torch.compile'd model (the VideoMAE V2 loader strips it too)
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v.float() if v.is_floating_point() else v
+            for k, v in raw.items()}
 
 
 def _convert_videomae(state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch.Tensor]:
@@ -112,7 +159,84 @@ def _convert_mmaction2(state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch.
     return out
 
 
-def _check_keys(path, layout: str, state: tp.Dict[str, torch.Tensor],
+_HF_LAYER = re.compile(r"^videomae\.encoder\.layer\.(\d+)\.(.+)$")
+_HF_IN_LAYER = {  # HF name inside a layer -> ours inside blocks.{i}
+    "attention.attention.q_bias": "attn.q_bias", "attention.attention.query.bias": "attn.q_bias",
+    "attention.attention.v_bias": "attn.v_bias", "attention.attention.value.bias": "attn.v_bias",
+    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
+    "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
+    "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
+    "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
+    "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
+}
+_HF_TOP = {"videomae.embeddings.patch_embeddings.projection.": "patch_embed.proj.",
+           "fc_norm.": "fc_norm.", "classifier.": "head."}
+_QKV = ("query", "key", "value")
+
+
+def _convert_hf(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
+    """Hugging Face VideoMAEForVideoClassification keys -> ours; q/k/v weights stacked into qkv."""
+    if any(k.startswith(("decoder.", "encoder_to_decoder.")) for k in state) or "mask_token" in state:
+        raise CheckpointError(
+            f"{where} is a Hugging Face VideoMAEForPreTraining checkpoint (keys 'decoder.*', "
+            "'encoder_to_decoder.*'); token-reduction benchmarks need a fine-tuned "
+            "VideoMAEForVideoClassification, e.g. hf:MCG-NJU/videomae-base-finetuned-kinetics")
+    if any(k.startswith("videomae.layernorm.") for k in state):
+        raise CheckpointError(f"{where}: has 'videomae.layernorm.*' (use_mean_pooling=false: first-token "
+                              "pooling), which is not the mean-pooled VideoMAE classifier the harness builds")
+    out, qkv = {}, {}
+    for key, value in state.items():
+        m = _HF_LAYER.match(key)
+        if m:
+            layer, rest = int(m.group(1)), m.group(2)
+            part = rest.removeprefix("attention.attention.").removesuffix(".weight")
+            if rest.startswith("attention.attention.") and rest.endswith(".weight") and part in _QKV:
+                qkv.setdefault(layer, {})[part] = value
+                continue
+            if rest == "attention.attention.key.bias":
+                if value.any():
+                    raise CheckpointError(f"{where}: {key} is non-zero; VideoMAE attention has no key bias")
+                continue
+            ours = f"blocks.{layer}." + _HF_IN_LAYER.get(rest, rest)
+            if ours in out:
+                raise CheckpointError(f"{where}: layer {layer} holds both the q_bias/v_bias and the "
+                                      "query.bias/value.bias spelling; keep one")
+            out[ours] = value
+            continue
+        if key == "videomae.embeddings.position_embeddings":
+            continue  # the fixed sinusoid table, regenerated at construction
+        prefix = next((p for p in _HF_TOP if key.startswith(p)), None)
+        out[_HF_TOP[prefix] + key[len(prefix):] if prefix else key] = value
+    for layer, parts in sorted(qkv.items()):
+        if set(parts) != set(_QKV):
+            raise CheckpointError(f"{where}: layer {layer} lacks attention weight(s) "
+                                  f"{sorted(set(_QKV) - set(parts))}")
+        out[f"blocks.{layer}.attn.qkv.weight"] = torch.cat([parts[p] for p in _QKV], dim=0)
+    return out
+
+
+def _check_qv_biases(path, state: tp.Dict[str, torch.Tensor], expected: tp.Dict[str, torch.Tensor]) -> None:
+    """Refuse HF weights whose q/v biases are absent or all zero (transformers 5 loading trap).
+
+    transformers 5 holds them as ``query.bias``/``value.bias``; a hub file spelled ``q_bias``/``v_bias``
+    loaded by a version without the mapping (huggingface/transformers PR #48675) keeps zero-initialised
+    biases, and re-saving writes them out: the model then runs, silently wrong.
+    """
+    wanted = sorted(k for k in expected if k.endswith(("attn.q_bias", "attn.v_bias")))
+    absent = [k for k in wanted if k not in state]
+    zero = [k for k in wanted if k in state and not state[k].any()]
+    if absent:
+        raise CheckpointError(f"{path}: q/v attention biases absent ({len(absent)} of {len(wanted)}, e.g. "
+                              f"{absent[0]}); a VideoMAE classifier needs them (q_bias/v_bias or "
+                              "query.bias/value.bias)")
+    if zero:
+        raise CheckpointError(
+            f"{path}: q/v attention biases are all zero in {len(zero)} of {len(wanted)} tensors (e.g. {zero[0]}): "
+            "these weights were most likely loaded and re-saved by a transformers 5 release without the "
+            "VideoMAE q_bias/v_bias mapping (huggingface/transformers PR #48675); use the original hub files")
+
+
+def check_keys(path, layout: str, state: tp.Dict[str, torch.Tensor],
                 expected: tp.Dict[str, torch.Tensor]) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

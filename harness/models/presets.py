@@ -27,6 +27,7 @@ class VideoViTConfig:
     mlp_ratio: float = 4.0  # MLP hidden = mlp_ratio * C
     qkv_bias: bool = True  # separate q and v biases, as VideoMAE (k bias is zero)
     norm_eps: float = 1e-6  # LayerNorm epsilon
+    fc_norm_eps: tp.Optional[float] = None  # epsilon of the norm after pooling; None = norm_eps (transformers: 1e-5)
     fused_attention: bool = True  # SDPA kernel wherever no probabilities are needed; False = explicit softmax everywhere (the official code's numerics)
 
     @property
@@ -87,6 +88,20 @@ def resolve_config(name: str, **overrides: tp.Any) -> VideoViTConfig:
     return cfg
 
 
+def backbone_dims(backbone: tp.Mapping[str, tp.Any]) -> dict:
+    """The architecture overrides of a suite/cell backbone dict (everything but ``name`` and ``checkpoint``);
+    a Hugging Face checkpoint's config.json supplies (and checks) them (``harness.models.hf.reconcile_dims``)."""
+    from harness.models.hf import reconcile_dims
+
+    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
+    return reconcile_dims(backbone["name"], dims, backbone.get("checkpoint"))
+
+
+def backbone_config(backbone: tp.Mapping[str, tp.Any]) -> VideoViTConfig:
+    """The resolved config of a suite/cell backbone dict."""
+    return resolve_config(backbone["name"], **backbone_dims(backbone))
+
+
 @register_backbone("video_vit", summary="generic joint space-time ViT; give every dim")
 def video_vit() -> VideoViTConfig:
     return VideoViTConfig()
@@ -105,6 +120,21 @@ def videomae_vit_b16() -> VideoViTConfig:
 @register_backbone("videomae_vit_l16", summary="VideoMAE ViT-L/16, 16x224, tubelet 2 (304 M)")
 def videomae_vit_l16() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=1024, depth=24, num_heads=16)
+
+
+# VideoMAE V2 distilled classifiers (Wang et al., CVPR'23): the same ViT as VideoMAE v1 (q/v biases, sinusoid
+# positions, mean pool + fc_norm, LN eps 1e-6), students of V2-g distilled on K710. mmaction2's ports
+# (configs/recognition/videomaev2/) have a K400 head; the official files a K710 head, converted on load.
+@register_backbone("videomaev2_vit_s16",
+                   summary="VideoMAE V2 ViT-S/16 distilled from V2-g, K400 head, 16x224, tubelet 2 (22 M)")
+def videomaev2_vit_s16() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=384, depth=12, num_heads=6)
+
+
+@register_backbone("videomaev2_vit_b16",
+                   summary="VideoMAE V2 ViT-B/16 distilled from V2-g, K400 head, 16x224, tubelet 2 (87 M)")
+def videomaev2_vit_b16() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=768, depth=12, num_heads=12)
 
 
 @register_backbone("synthetic_vit_tiny",

@@ -13,32 +13,8 @@ its own network (HaltingVT) plugs in by providing them:
                                          None when every clip costs the same)
     training_loss(batch) -> (loss, logs) in train mode; ``batch`` has "clips" [B,3,T,H,W] (normalised),
                                          "labels" [B] and whatever the method's ``train_batch`` added
-    load_checkpoint(path) -> str         strict load of a fine-tuned checkpoint; returns its layout
+    load_checkpoint(path) -> str         strict load of a fine-tuned checkpoint; returns its layout and
+                                         keeps it in ``checkpoint_layout`` (None until a load)
     init_from(path) -> dict              non-strict initialisation before fine-tuning (e.g. a dense
                                          checkpoint, an image ViT); returns what was loaded/left new
 """
-from __future__ import annotations
-
-import typing as tp
-
-import torch
-
-
-@tp.runtime_checkable
-class BenchmarkModel(tp.Protocol):
-    cfg: tp.Any
-    last_stats: tp.Any
-
-    def __call__(self, clip: torch.Tensor) -> torch.Tensor: ...
-
-    def describe(self) -> dict: ...
-
-    def view_macs(self) -> tp.Any: ...
-
-    def sample_macs(self) -> tp.Optional[tp.List[float]]: ...
-
-    def training_loss(self, batch: tp.Mapping[str, torch.Tensor]) -> tp.Tuple[torch.Tensor, dict]: ...
-
-    def load_checkpoint(self, path: str) -> str: ...
-
-    def init_from(self, path: str) -> dict: ...

@@ -25,8 +25,6 @@ import typing as tp
 import torch
 from torch import nn
 
-ATTENTION_NEEDS = frozenset({"probs", "keys"})
-
 
 @dataclasses.dataclass
 class TokenState:

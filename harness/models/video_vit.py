@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness._compat import import_timm
+from harness.models.timm_import import import_timm
 from harness.measure.regions import reduction_region
 from harness.models.presets import VideoViTConfig
 from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
@@ -132,12 +132,15 @@ class VideoViT(nn.Module):
         self.patch_embed = TubeletEmbed(cfg)
         self.register_buffer("pos_embed", sinusoid_table(cfg.num_tokens, cfg.embed_dim), persistent=False)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
-        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
+        fc_eps = cfg.norm_eps if cfg.fc_norm_eps is None else cfg.fc_norm_eps
+        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=fc_eps)
         self.head = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.reducer = reducer if reducer is not None else TokenReducer(
             depth=cfg.depth, num_heads=cfg.num_heads, embed_dim=cfg.embed_dim)
         self.reducer.bind(cfg)
         self.last_stats = ForwardStats()
+        self.checkpoint_layout: tp.Optional[str] = None  # set by load_checkpoint
+        self.class_names: tp.Optional[tp.List[str]] = None  # set by load_checkpoint from an HF id2label
         self.apply(_init_weights)
 
     @property
@@ -187,7 +190,12 @@ class VideoViT(nn.Module):
     def load_checkpoint(self, path: str) -> str:
         from harness.models.checkpoint import load_checkpoint
 
-        return load_checkpoint(self, path)
+        from harness.models import hf
+
+        self.checkpoint_layout = load_checkpoint(self, path)
+        if hf.is_hf_reference(path):
+            self.class_names = hf.class_names(hf.read_config(path))
+        return self.checkpoint_layout
 
     def init_from(self, path: str) -> dict:
         """Load a checkpoint of this backbone, leaving the reducer's own parameters (if any) new."""

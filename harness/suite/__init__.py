@@ -29,6 +29,12 @@ from harness.suite._schema import Problem as Problem
 from harness.suite._schema import SuiteConfig as SuiteConfig
 from harness.suite._schema import SuiteError as SuiteError
 from harness.suite._schema import format_problems as format_problems
+from harness.suite._schema import unknown_key_message as unknown_key_message
+from harness.suite._types import check_value as check_value
+from harness.suite._types import describe as describe
+from harness.suite._types import field_types as field_types
+from harness.suite._types import type_name as type_name
 
 __all__ = ["Cell", "EvalConfig", "MeasureConfig", "Problem", "Suite", "SuiteConfig", "SuiteError",
-           "apply_overrides", "format_problems", "load_suite", "validate_suite"]
+           "apply_overrides", "check_value", "describe", "field_types", "format_problems", "load_suite",
+           "type_name", "unknown_key_message", "validate_suite"]

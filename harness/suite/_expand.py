@@ -12,7 +12,7 @@ import json
 import os
 import typing as tp
 
-from harness import provenance
+from harness.models import hf
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
@@ -53,6 +53,11 @@ class Cell:
                               "eval": self.eval, "measure": self.measure})
 
     @property
+    def dataset_object(self) -> tp.Any:
+        """The resolved dataset object (protocol + ``items()``) the cell evaluates on."""
+        return self._dataset_obj
+
+    @property
     def label(self) -> str:
         """Method name plus the params that differ from its defaults: ``"dense"``, ``"tome r=8"``."""
         return self._label or self.method["name"]
@@ -61,17 +66,19 @@ class Cell:
     def key(self) -> str:
         """sha256 of the canonical JSON of everything that determines this cell's results.
 
-        The payload is the config (without ``eval.num_workers``, which cannot change results), the
+        The payload is the config (without ``eval.num_workers`` and ``eval.share_decode``, which cannot
+        change results), the
         checkpoint file's sha256 (``"missing:<path>"`` if absent, None without a checkpoint) and the
         dataset's ``key_material()``. It deliberately excludes the git commit (a refactor must not
         invalidate stored results) and the suite name/file (the same cell in two suites is shared).
         """
         config = self.config()
         config["eval"].pop("num_workers", None)
+        config["eval"].pop("share_decode", None)
         strip_unkeyed_dataset_fields(config["dataset"])
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
-        weights = file_sha256(checkpoint) if checkpoint else None
+        weights = hf.content_key(checkpoint) if checkpoint else None  # a file's sha256; HF: config + weights
         if self.finetune:  # the evaluated weights are the fine-tune's, identified by its content key
             weights = "finetune:" + self.method["finetune"]["key"]
         payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material}
@@ -86,26 +93,6 @@ def strip_unkeyed_dataset_fields(dataset: dict) -> dict:
     if dataset.get("decoder") == "decord":
         dataset.pop("decoder")
     return dataset
-
-
-def file_sha256(path: str) -> str:
-    """The identity of a checkpoint in cell keys: sha256 of a file's content (cached per path, size,
-    mtime_ns); ``"missing:<path>"`` if absent. Hook for Hugging Face weights: an ``hf:ORG/NAME`` name
-    is its own identity, and a model folder (``config.json`` inside) hashes its regular files."""
-    if path.startswith(HF_PREFIX):
-        return path
-    if os.path.isdir(path):
-        parts = []
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                if os.path.isfile(full):
-                    parts.append(f"{os.path.relpath(full, path)}\t{provenance.cached_file_sha256(full)}")
-        return "dir:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-    if os.path.exists(path) and not os.path.isfile(path):
-        return f"not-a-file:{path}"  # refused by validation; never read (a FIFO would block)
-    return provenance.cached_file_sha256(path)
 
 
 @dataclasses.dataclass
@@ -264,12 +251,11 @@ class _Checker:
 
     def _check_combinations(self, variants: dict) -> None:
         """Cells that cannot run: a protocol that does not fit the backbone, a method the backbone cannot take."""
-        from harness.compatibility import cell_problems
 
         seen = set()
         for b, d, m in itertools.product(*(variants.get(s, []) for s in ENTRY_SECTIONS)):
             try:
-                problems = cell_problems(b["config"], d["obj"], m["config"])
+                problems = _cell_problems(b["config"], d["obj"], m["config"])
             except Exception:  # noqa: BLE001 -- an invalid entry; its own check reported it
                 continue
             for message in problems:
@@ -461,7 +447,7 @@ class _Checker:
         if bad:
             return None
         try:
-            _registries.resolve_backbone(name, dims)
+            _registries.resolve_backbone(name, dims, kwargs.get("checkpoint"))
         except Exception as err:  # resolve_config raises ValueError; anything else is reported too
             self.problem(path, f"{where} {_err(err)}".strip())
             return None
@@ -738,3 +724,15 @@ def _label(name: str, params: tp.Any, values: dict) -> str:
             v = _whole_floats_as_ints(values[f.name])
             parts.append(f"{f.name}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'), default=str)}")
     return " ".join(parts)
+
+
+def _cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]:
+    """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
+    import methods
+    from harness.models.compatibility import count_problems, method_problems, protocol_problems
+    from harness.models.presets import backbone_config
+
+    cfg = backbone_config(backbone)
+    params = methods.get_method(method["name"]).params(**method["params"])
+    return (protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)
+            + count_problems(method["name"], params, cfg))

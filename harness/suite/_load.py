@@ -277,9 +277,7 @@ def resolve_entry_paths(data: dict, base_dir: str) -> None:
 def _resolve(value: tp.Any, base_dir: str) -> tp.Any:
     if isinstance(value, list):
         return [_resolve(v, base_dir) for v in value]
-    if isinstance(value, str) and value.startswith(HF_PREFIX):  # a hub name, not a path
-        return value
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and value and not value.startswith(HF_PREFIX):  # hf:ORG/NAME is a hub name
         return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
     return value
 

@@ -12,12 +12,13 @@ import typing as tp
 
 @dataclasses.dataclass
 class EvalConfig:
-    """How accuracy is evaluated (all of it is part of the cell key except ``num_workers``)."""
+    """How accuracy is evaluated (all of it is part of the cell key except ``num_workers`` and ``share_decode``)."""
 
     batch_size: int = 8  # videos per batch
     num_workers: int = 2  # decoder processes (does not change results; excluded from the key)
     limit: tp.Optional[int] = None  # evaluate the first N videos only; None = all
     device: tp.Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
+    share_decode: bool = True  # cells with the same data and protocol share one decoding pass (same results)
 
     def check(self) -> list[str]:
         problems = _positive(self, "batch_size")
@@ -132,10 +133,6 @@ def format_problems(problems: tp.Sequence[Problem]) -> str:
     n = len(problems)
     lines.append(f"{n} problem{'' if n == 1 else 's'} found")
     return "\n".join(lines)
-
-
-def section_keys(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
 
 
 def bounded(obj: tp.Any, **bounds: tp.Tuple[float, float]) -> list[str]:

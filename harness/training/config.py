@@ -91,11 +91,11 @@ class FineTuneConfig:
 
     def key(self) -> str:
         """Content key of everything that changes the trained weights (not device/threads/amp off CPU)."""
-        from harness.suite._expand import file_sha256
+        from harness.models.hf import content_key
 
         backbone = dict(self.backbone)
-        if backbone.get("checkpoint"):  # the initial weights by content, not by path (an HF folder/name too)
-            backbone["checkpoint"] = file_sha256(backbone["checkpoint"])
+        if backbone.get("checkpoint"):  # the initial weights by content, not by path (HF: config + weights)
+            backbone["checkpoint"] = content_key(backbone["checkpoint"])
         from harness.suite._expand import strip_unkeyed_dataset_fields
 
         dataset = strip_unkeyed_dataset_fields(dict(self.dataset))

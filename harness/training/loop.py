@@ -20,21 +20,17 @@ import typing as tp
 
 import torch
 
+from harness.measure.device import resolve_device
+from harness.training import LAST, LOG, META, MODEL, is_complete
 from harness.training.config import FineTuneConfig
-
-LAST, MODEL, META, LOG = "last.pth", "model.pth", "meta.json", "log.jsonl"
-
-
-def is_complete(out_dir: str) -> bool:
-    return os.path.isfile(os.path.join(out_dir, META)) and os.path.isfile(os.path.join(out_dir, MODEL))
 
 
 def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
-             stop_after_steps: tp.Optional[int] = None) -> dict:
+             on_step: tp.Optional[tp.Callable[[int, int], None]] = None) -> dict:
     """Train (or resume, or return the finished run); returns the run's meta dict.
 
-    ``stop_after_steps`` raises ``KeyboardInterrupt`` after that many optimiser steps of this call
-    (for tests of interruption and resume).
+    ``on_step(steps_this_call, step)`` is called after every optimiser step (progress reporting; an
+    exception it raises interrupts the run as a kill would, leaving the last epoch checkpoint).
     """
     if is_complete(out_dir):
         with open(os.path.join(out_dir, META)) as f:
@@ -44,8 +40,8 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = _device(cfg.device)
-    model, data, loader_for, mean_std = _setup(cfg, recipe)
+    device = resolve_device(cfg.device)
+    model, init_report, data, loader_for, mean_std = _setup(cfg, recipe)
     model.to(device)
     from harness.training.schedule import lr_at, make_optimizer
 
@@ -100,8 +96,8 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             bar.set_postfix(loss=f"{logs['loss']:.3f}")
-            if stop_after_steps is not None and steps_this_call >= stop_after_steps:
-                raise KeyboardInterrupt(f"stopped after {steps_this_call} steps (test)")
+            if on_step is not None:
+                on_step(steps_this_call, step)
         entry = {"epoch": epoch + 1, "step": step, "lr": lr,
                  **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}}
         if failed:
@@ -121,7 +117,7 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     meta = {"key": cfg.key(), "config": cfg.as_dict(), "history": history,
             "train_wall_s": history[-1]["wall_s"] if history else 0.0, "steps": step,
             "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-            "init": getattr(model, "init_report", None), "checkpoint": os.path.join(out_dir, MODEL),
+            "init": init_report, "checkpoint": os.path.join(out_dir, MODEL),
             "failed_videos": sorted(failed.values(), key=lambda f: f["index"])}
     tmp = os.path.join(out_dir, META + ".tmp")
     with open(tmp, "w") as f:
@@ -132,18 +128,15 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
 
 def _setup(cfg: FineTuneConfig, recipe: dict):
     import methods
-    from harness.build import build_model
-    from harness.data.registry import dataset_registry
+    from harness.build import build_from_config
+    from harness.data.registry import build_dataset
     from harness.registry import load_object
     from harness.training.data import TrainClips, collate_clips
 
-    backbone = dict(cfg.backbone)
-    name, init = backbone.pop("name"), backbone.pop("checkpoint", None)
-    method = cfg.method
-    model = build_model(name, method=method["name"], method_args=method.get("params", {}), **backbone)
-    model.init_report = model.init_from(init) if init else None
-    fields = {k: v for k, v in cfg.dataset.items() if k != "name"}
-    dataset = dataset_registry.get(cfg.dataset["name"])(**fields)
+    method, init = cfg.method, cfg.backbone.get("checkpoint")
+    model = build_from_config(cfg.backbone, method)
+    init_report = model.init_from(init) if init else None
+    dataset = build_dataset(cfg.dataset)
     items = [it for it in dataset.items() if not getattr(it, "problem", None)]  # no label-less/duplicate entry
     items = items[: cfg.limit] if cfg.limit else items
     spec = methods.get_method(method["name"])
@@ -156,7 +149,7 @@ def _setup(cfg: FineTuneConfig, recipe: dict):
         sampler = torch.utils.data.BatchSampler(order.tolist(), recipe["batch_size"], drop_last=True)
         return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=collate_clips, num_workers=0)
 
-    return model, data, loader_for, (dataset.mean, dataset.std)
+    return model, init_report, data, loader_for, (dataset.mean, dataset.std)
 
 
 def _normalise(clips_uint8, mean, std):
@@ -166,11 +159,10 @@ def _normalise(clips_uint8, mean, std):
 
 
 def _validate(model, cfg: FineTuneConfig, device) -> float:
-    from harness.data.registry import dataset_registry
-    from harness.evaluate import evaluate_model
+    from harness.data.registry import build_dataset
+    from harness.measure.accuracy import evaluate_model
 
-    fields = {k: v for k, v in cfg.val_dataset.items() if k != "name"}
-    dataset = dataset_registry.get(cfg.val_dataset["name"])(**fields)
+    dataset = build_dataset(cfg.val_dataset)
     model.eval()
     result = evaluate_model(model, dataset, device=device, batch_size=32, limit=cfg.val_limit)
     model.train()
@@ -181,12 +173,6 @@ def _save_atomic(obj: dict, path: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     torch.save(obj, tmp)
     os.replace(tmp, path)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def _autocast(device: torch.device, amp: bool):

@@ -27,6 +27,7 @@ class Target:
     """A built model and what the figure says about it."""
 
     model: torch.nn.Module  # eval mode, weights loaded
+    method: str  # registered method name
     label: str  # method and settings, e.g. "tome r=16"
     backbone: str  # backbone preset name
     weights: str  # where the weights come from, for the title
@@ -91,7 +92,7 @@ def target_from_method(method: str, method_args: tp.Mapping[str, tp.Any], backbo
         weights = _rel(checkpoint)
     else:
         weights = "random init (no checkpoint)"
-    return Target(model=model, label=method_label(method, method_args), backbone=backbone, weights=weights)
+    return Target(model=model, method=method, label=method_label(method, method_args), backbone=backbone, weights=weights)
 
 
 def target_from_suite(suite_path: str, cell_label: str, overrides: tp.Sequence[str] = (),
@@ -99,7 +100,7 @@ def target_from_suite(suite_path: str, cell_label: str, overrides: tp.Sequence[s
                       backbone: tp.Optional[str] = None) -> Target:
     """The model of the suite cell labelled ``cell_label`` (as ``run --dry-run`` lists them), with the
     weights the cell evaluates: its fine-tune's output, else the backbone's checkpoint."""
-    from harness.runner import resolve_checkpoint
+    from harness.training import resolve_checkpoint
     from harness.suite import SuiteError, load_suite
 
     try:
@@ -136,11 +137,13 @@ def target_from_suite(suite_path: str, cell_label: str, overrides: tp.Sequence[s
                 "the model before fine-tuning") from None
         weights = f"fine-tune {ft['name']} ({ft['key']})" if ft else (_rel(checkpoint) if checkpoint else
                                                                      "random init (no checkpoint)")
-    dims = {k: v for k, v in config["backbone"].items() if k not in ("name", "checkpoint")}
+    from harness.models.presets import backbone_dims
+
+    dims = backbone_dims(config["backbone"])
     model = _build(config["backbone"]["name"], config["method"]["name"], config["method"]["params"], dims,
                    checkpoint, init_from)
-    return Target(model=model, label=cell.label, backbone=config["backbone"]["name"], weights=weights,
-                  dataset=cell._dataset_obj)
+    return Target(model=model, method=config["method"]["name"], label=cell.label, backbone=config["backbone"]["name"], weights=weights,
+                  dataset=cell.dataset_object)
 
 
 def _build(backbone: str, method: str, args: dict, dims: dict, checkpoint: tp.Optional[str],

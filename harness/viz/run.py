@@ -37,7 +37,7 @@ def run_viz(req: VizRequest) -> tp.List[str]:
     target = resolve_target(req)
     clip = load_clip(target, video=req.video, index=req.index, split=req.split,
                      frame_interval=req.frame_interval)
-    tmap = token_map(target.model, clip.tensor)
+    tmap = token_map(target.model, clip.tensor, target.method)
     title = figure_title(target, clip, tmap, req.title)
     written = [render_png(tmap, clip.frames, req.out, title)]
     if req.gif:

@@ -9,9 +9,8 @@ of every input patch (t', h, w) of the token grid.
   patches). A patch in no row was pruned (STA, random_drop) or deleted as background (vid-TLDR); a
   patch sharing its token with others is merged (the group id is the smallest input patch index of
   the token, so a group keeps its id, hence its colour, from step to step).
-* HaltingVT (its own network): ``last_halting`` gives the Glimpser's kept patches per frame
-  (``glimpser_idx``) and the running mask after each halting block; a patch is dropped by the
-  Glimpser, halted at block l (the last block halts every token still running), or still running.
+* A method with its own network registers a ``token_map`` hook that builds the ``TokenMap`` itself
+  (HaltingVT: ``methods/haltingvt/viz.py``).
 """
 from __future__ import annotations
 
@@ -60,17 +59,27 @@ class TokenMap:
     note: str = ""  # e.g. where the CLS token halted
 
 
-def token_map(model: torch.nn.Module, clip: torch.Tensor) -> TokenMap:
-    """Run ``model`` on one normalised clip ([3, T, H, W] or [1, 3, T, H, W]) and map its reduction."""
+def token_map(model: torch.nn.Module, clip: torch.Tensor, method: str = "dense") -> TokenMap:
+    """Run ``model`` (built for ``method``) on one normalised clip ([3, T, H, W] or [1, 3, T, H, W]) and
+    map its reduction: through the method's own ``token_map`` hook if it registered one (HaltingVT),
+    else by tracking the VideoViT reducer's sources."""
+    import methods
+    from harness.registry import load_object
+
     if clip.ndim == 4:
         clip = clip.unsqueeze(0)
     if clip.ndim != 5 or clip.shape[0] != 1:
         raise ValueError(f"token_map takes one clip [3, T, H, W] or [1, 3, T, H, W], got {tuple(clip.shape)}")
-    if hasattr(model, "last_halting") and hasattr(model, "halting_blocks"):
-        return _halting_map(model, clip)
-    if not hasattr(model, "reducer"):
-        raise TypeError(f"{type(model).__name__} is neither a VideoViT with a TokenReducer nor HaltingVT")
-    return _reducer_map(model, clip)
+    hook = methods.get_method(method).token_map
+    if hook is not None:
+        tmap = load_object(hook)(model, clip)
+    elif hasattr(model, "reducer"):
+        tmap = _reducer_map(model, clip)
+    else:
+        raise TypeError(f"{method}: {type(model).__name__} is not a VideoViT with a TokenReducer and the "
+                        "method registers no token_map hook")
+    tmap.method = method
+    return tmap
 
 
 # --- VideoViT + TokenReducer ------------------------------------------------------------------------
@@ -124,7 +133,7 @@ def _reducer_map(model, clip: torch.Tensor) -> TokenMap:
     for rec in records:
         if rec.source is None:
             raise NotImplementedError(
-                f"{getattr(model, 'method_name', type(model.reducer).__name__)}: block {rec.layer} "
+                f"{type(model.reducer).__name__}: block {rec.layer} "
                 f"({rec.slot}) reduced the tokens but its reducer does not track sources "
                 "(TokenReducer.track_source)")
         state, group = membership(rec.source)
@@ -133,7 +142,7 @@ def _reducer_map(model, clip: torch.Tensor) -> TokenMap:
         steps.append(Step(layer=rec.layer, title=f"{where}: {rec.tokens_in} \u2192 {n_out} tokens",
                           tokens=n_out, state=state.reshape(grid), group=group.reshape(grid),
                           halt_block=np.full(grid, -1, dtype=np.int64)))
-    return TokenMap(method=getattr(model, "method_name", "?"), grid=grid, tubelet_size=cfg.tubelet_size,
+    return TokenMap(method="?", grid=grid, tubelet_size=cfg.tubelet_size,
                     patch_size=cfg.patch_size, tokens_in=cfg.num_tokens, steps=steps, logits=logits.float().cpu())
 
 
@@ -155,63 +164,3 @@ def membership(source: torch.Tensor) -> tp.Tuple[np.ndarray, np.ndarray]:
     state = torch.where(owners == 0, DROPPED, torch.where(sizes[owner] > 1, MERGED, KEPT))
     group = torch.where(state == MERGED, anchor[owner], -1)
     return state.numpy().astype(np.int8), group.numpy().astype(np.int64)
-
-
-# --- HaltingVT ---------------------------------------------------------------------------------------
-
-def _halting_map(model, clip: torch.Tensor) -> TokenMap:
-    from methods.haltingvt import GLIMPSER_BLOCKS
-
-    with torch.inference_mode():
-        logits = model(clip)[0]
-    rec = model.last_halting
-    frames, per_frame = model.frames, model.per_frame
-    side = int(round(per_frame ** 0.5))
-    grid = (frames, side, side)
-    idx = rec.get("glimpser_idx")
-    if idx is None:  # keep_rate 1: every patch of every frame, in order
-        idx = torch.arange(per_frame).expand(1, frames, per_frame)
-    idx = idx[0].cpu()  # [T', k]: patch index of rank r in frame t
-    keep = idx.shape[1]
-    masks = rec["masks"][:, 0].cpu().bool()  # [L_halt, n] running after each halting block
-    n = masks.shape[1]
-    if n != 1 + keep * frames:
-        raise RuntimeError(f"HaltingVT record has {n} tokens, expected 1 + {keep} x {frames}")
-    layers = [GLIMPSER_BLOCKS + i for i in range(masks.shape[0])]
-    # block at which each token halted: the first block after which it no longer runs
-    halted_at = torch.full((n,), -1, dtype=torch.long)
-    for i in range(masks.shape[0]):
-        newly = (~masks[i]) & (halted_at < 0)
-        halted_at[newly] = layers[i]
-    # patch (t, s) <- token 1 + r * T' + t
-    rank = torch.arange(keep)
-    t_of = torch.arange(frames)[:, None].expand(frames, keep)
-    token_of = 1 + rank[None, :] * frames + t_of  # [T', k]
-    flat = (t_of * per_frame + idx).flatten()  # input patch index (time-major) of every kept token
-    token_flat = token_of.flatten()
-
-    selected = np.zeros(frames * per_frame, dtype=bool)
-    selected[flat.numpy()] = True
-    no_group = np.full(grid, -1, dtype=np.int64)
-    glimpse_state = np.where(selected, KEPT, DROPPED).astype(np.int8).reshape(grid)
-    steps = [Step(layer=GLIMPSER_BLOCKS - 1, tokens=n, state=glimpse_state, group=no_group,
-                  halt_block=np.full(grid, -1, dtype=np.int64),
-                  title=f"Glimpser (block {GLIMPSER_BLOCKS - 1}): {per_frame} \u2192 {keep} patches per "
-                        f"{'frame' if model.cfg.tubelet_size == 1 else 'slice'}")]
-    for i, layer in enumerate(layers):
-        halt = np.full(frames * per_frame, -1, dtype=np.int64)
-        when = halted_at[token_flat]
-        done = (when >= 0) & (when <= layer)
-        halt[flat[done].numpy()] = when[done].numpy()
-        state = np.where(~selected, DROPPED, np.where(halt >= 0, HALTED, KEPT)).astype(np.int8)
-        running = int(masks[i].sum())
-        last = " (the last)" if i == len(layers) - 1 else ""
-        before = int(masks[i - 1].sum()) if i else n
-        steps.append(Step(layer=layer, tokens=running, state=state.reshape(grid), group=no_group,
-                          halt_block=halt.reshape(grid),
-                          title=f"block {layer}{last}: {before} \u2192 {running} running"))
-    note = f"CLS halted at block {int(halted_at[0])}"
-    return TokenMap(method=getattr(model, "method_name", "haltingvt"), grid=grid,
-                    tubelet_size=model.cfg.tubelet_size, patch_size=model.cfg.patch_size,
-                    tokens_in=1 + frames * per_frame, steps=steps, logits=logits.float().cpu(),
-                    halting_blocks=layers, note=note, cls_token=True)

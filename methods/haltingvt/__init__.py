@@ -43,6 +43,9 @@ OFFICIAL_RECIPE = {
             "(channel-0 score) in the joint blocks; trained with ponder + motion losses",
     reference="Wu et al., HaltingVT: Adaptive Token Halting Transformer for Efficient Video "
               "Recognition, arXiv 2401.04975 (2024); dun-research/HaltingVT",
+    token_map="methods.haltingvt.viz:token_map",
+    examples=({"halt_center": -1.0}, {"halt_center": -1.0, "mode": "packed"},
+              {"keep_rate": 0.25, "halt_center": -1.0, "mode": "varlen"}),
 )
 @dataclasses.dataclass
 class HaltingVTParams:

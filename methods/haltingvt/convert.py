@@ -19,7 +19,7 @@ import typing as tp
 import torch
 import torch.nn.functional as F
 
-from harness.models.checkpoint import CheckpointError, _check_keys, _unwrap, read_checkpoint
+from harness.models.checkpoint import CheckpointError, check_keys, read_weights_file, unwrap_state_dict, read_checkpoint
 from methods.haltingvt import GLIMPSER_BLOCKS
 
 OFFICIAL_PREFIXES = (("backbone.model.", ""), ("cls_head.fc_cls.", "head."),
@@ -28,9 +28,12 @@ BLOCK_PARAMS = ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
 
 
 def read_raw(path: str | os.PathLike) -> tp.Dict[str, torch.Tensor]:
-    """The tensors of ``path`` (unwrapped from 'module'/'model'/'state_dict'), loaded weights-only."""
+    """The tensors of ``path`` (unwrapped from 'module'/'model'/'state_dict'), loaded weights-only
+    (``.safetensors`` files with safetensors)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
+    if str(path).endswith(".safetensors"):
+        return unwrap_state_dict(read_weights_file(path), path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -39,7 +42,7 @@ def read_raw(path: str | os.PathLike) -> tp.Dict[str, torch.Tensor]:
             "  hint: an mmengine checkpoint also pickles its training state; keep only the weights with "
             "torch.save({'state_dict': torch.load(path, weights_only=False)['state_dict']}, new_path) "
             "in an environment you trust") from err
-    return _unwrap(raw, path)
+    return unwrap_state_dict(raw, path)
 
 
 def detect_layout(state: tp.Mapping[str, torch.Tensor]) -> str:
@@ -82,7 +85,7 @@ def load_haltingvt(model, path: str | os.PathLike) -> str:
         state = convert_official(state)
     expected = model.state_dict()
     try:
-        _check_keys(path, layout, state, expected)
+        check_keys(path, layout, state, expected)
     except CheckpointError as err:
         hint = ""
         if "patch_embed.proj.weight" in str(err) and layout == "haltingvt_official":

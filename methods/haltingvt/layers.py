@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness._compat import import_timm
+from harness.models.timm_import import import_timm
 from harness.measure.regions import reduction_region
 
 import_timm()

@@ -55,6 +55,7 @@ class HaltingVTModel(nn.Module):
     def __init__(self, cfg: VideoViTConfig, params: HaltingVTParams):
         super().__init__()
         self.cfg, self.params = cfg, params
+        self.checkpoint_layout: tp.Optional[str] = None  # set by load_checkpoint
         C = cfg.embed_dim
         self.frames = cfg.num_frames // cfg.tubelet_size
         self.per_frame = (cfg.img_size // cfg.patch_size) ** 2
@@ -324,7 +325,8 @@ class HaltingVTModel(nn.Module):
     def load_checkpoint(self, path: str) -> str:
         from methods.haltingvt.convert import load_haltingvt
 
-        return load_haltingvt(self, path)
+        self.checkpoint_layout = load_haltingvt(self, path)
+        return self.checkpoint_layout
 
     def init_from(self, path: str) -> dict:
         from methods.haltingvt.convert import init_haltingvt

@@ -50,7 +50,7 @@ class RandomParams:
 @register_method(
     "random_drop", implementation="methods.random_baselines.reducer:RandomDropReducer", kind="prune",
     summary="drop random tokens where the matched method removes tokens (same counts per block)",
-    reference="chance baseline of this harness")
+    reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}))
 @dataclasses.dataclass
 class RandomDropParams(RandomParams):
     pass
@@ -59,7 +59,7 @@ class RandomDropParams(RandomParams):
 @register_method(
     "random_merge", implementation="methods.random_baselines.reducer:RandomMergeReducer", kind="merge",
     summary="merge random tokens into random others (size-weighted) at the matched method's counts",
-    reference="chance baseline of this harness")
+    reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}))
 @dataclasses.dataclass
 class RandomMergeParams(RandomParams):
     pass

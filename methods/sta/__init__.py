@@ -42,6 +42,7 @@ def stage_token_counts(tokens_per_slice: int, r: int, depth: int = 12) -> tp.Lis
             "after blocks 0, L/3, 2L/3",
     reference="Ding et al., Prune Spatio-temporal Tokens by Semantic-aware Temporal Accumulation, "
               "ICCV 2023; Mark12Ding/STA",
+    examples=({"r": 2}, {"r": 5}),
 )
 @dataclasses.dataclass
 class STAParams:

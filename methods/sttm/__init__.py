@@ -77,6 +77,7 @@ def budget(params: "STTMParams", cfg: tp.Any) -> Budget:
     # [R8] plain cross-entropy, the backbone's fine-tuning optimiser, a short schedule (our choice)
     train_recipe={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.05, "epochs": 5,
                   "warmup_epochs": 1.0, "schedule": "cosine", "label_smoothing": 0.1},
+    examples=({}, {"num_meta": 0.25, "temporal_r": 0.5, "motion": "learned", "layer": 0}),
 )
 @dataclasses.dataclass
 class STTMParams:

@@ -12,6 +12,7 @@ from methods.registry import register_method
     "tome", implementation="methods.tome.reducer:ToMeReducer", kind="merge",
     summary="bipartite soft matching on head-averaged keys, size-weighted merge, every block",
     reference="Bolya et al., Token Merging: Your ViT but Faster, ICLR 2023; facebookresearch/ToMe",
+    examples=({"r": 16}, {"r": 8, "prop_attn": True}),
 )
 @dataclasses.dataclass
 class ToMeParams:

@@ -22,6 +22,7 @@ from methods.registry import register_method
             "dropped, foreground merged with saliency weights; per-block r list",
     reference="Choi et al., vid-TLDR: Training Free Token merging for Light-weight Video Transformer, "
               "CVPR 2024; mlvlab/vid-TLDR multi_modality/utils/vid_TLDR.py",
+    examples=({"r": [16, 16]}, {"r": [32, 16, 8]}),
 )
 @dataclasses.dataclass
 class VidTLDRParams:

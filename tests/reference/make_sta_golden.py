@@ -5,7 +5,7 @@
 ``--repo`` is a git directory of Mark12Ding/STA (commit faf10be; the search tool's ``fetch`` gives
 /work/.mirror/Mark12Ding+STA/repo). ``model_vit.py`` is read with ``git show`` into a temporary
 module. Its imports: ``timm.models.layers`` / ``timm.models.registry`` come from the installed timm
-(through ``harness._compat.import_timm``) or, without timm, from tiny stand-ins (``drop_path`` is never
+(through ``harness.models.timm_import.import_timm``) or, without timm, from tiny stand-ins (``drop_path`` is never
 called: drop-path rate 0; ``trunc_normal_`` only initialises weights that are then overwritten);
 ``einops`` is the real package if importable (e.g. ``PYTHONPATH=einops-0.8.0-py3-none-any.whl``), else
 a stand-in for the two ``rearrange`` patterns ``merge`` uses. Not run by the tests, which only load
@@ -61,7 +61,7 @@ def install_stand_ins() -> str:
     used = []
     sys.path.insert(0, ROOT)
     try:
-        from harness._compat import import_timm
+        from harness.models.timm_import import import_timm
 
         import_timm()
         import timm.models.layers  # noqa: F401

@@ -6,7 +6,7 @@
 gives /work/.mirror/facebookresearch+ToMe/repo). ``tome/merge.py``, ``tome/utils.py`` and
 ``tome/patch/timm.py`` are read with ``git show`` into a temporary ``tome`` package (its two
 ``__init__.py`` are left empty: the official ones also import the SWAG/MAE patches and ``vis.py``, which
-are not run here). Needs timm (imported through ``harness._compat.import_timm``) and tqdm.
+are not run here). Needs timm (imported through ``harness.models.timm_import.import_timm``) and tqdm.
 Not run by the tests, which only load the .pt.
 
 The golden has three parts:
@@ -86,7 +86,7 @@ def import_official(repo: str, workdir: str):
             f.write(source)
     sys.path.insert(0, workdir)
     sys.path.insert(0, ROOT)
-    from harness._compat import import_timm
+    from harness.models.timm_import import import_timm
 
     import_timm()
     import tome.merge as merge

@@ -6,7 +6,7 @@
 /work/.mirror/mlvlab+vid-TLDR/repo). ``multi_modality/utils/vid_TLDR.py`` (the method) and
 ``multi_modality/models/backbones/vit/vit.py`` (the UMT vision encoder that calls it) are read with
 ``git show`` into a temporary directory and imported; einops (imported, never used) gets a stand-in,
-timm is the installed one (``harness._compat.import_timm`` first). Nothing of the official code is
+timm is the installed one (``harness.models.timm_import.import_timm`` first). Nothing of the official code is
 stored. Not run by the tests, which only load the .pt.
 
 The golden (all inputs fp16-representable or stored exactly; every output is the official one):
@@ -64,7 +64,7 @@ def import_official(repo: str, workdir: str):
         with open(os.path.join(workdir, dst), "w") as f:
             f.write(text)
     sys.path.insert(0, ROOT)
-    from harness._compat import import_timm
+    from harness.models.timm_import import import_timm
 
     import_timm()
     einops = types.ModuleType("einops")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import report as _report
+from harness.report.text import BUDGET_HEADERS, DISPLAY_COLUMNS, budget_rows, budget_title, display_rows, notes
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1400px;
@@ -53,9 +53,9 @@ def render_html(tables: tp.Sequence[tp.Tuple[dict, pd.DataFrame]],
 def _section(i: int, group: dict, df: pd.DataFrame, images: tp.Sequence[tp.Union[str, Path]],
              budget: tp.Optional[str]) -> str:
     out = [f'<section id="group-{i + 1}">', f"<h2>{html.escape(str(group['title']))}</h2>", _table(df)]
-    notes = [n for n in _report._notes(df) if n]
-    if notes:
-        out.append(f'<p class="notes">{html.escape(notes[0])}</p>')
+    lines = [n for n in notes(df) if n]
+    if lines:
+        out.append(f'<p class="notes">{html.escape(lines[0])}</p>')
     failed = df[df["error_message"].notna()]
     if len(failed):
         out.append("<h3>errors</h3><ul>")
@@ -64,8 +64,8 @@ def _section(i: int, group: dict, df: pd.DataFrame, images: tp.Sequence[tp.Union
                 f'{html.escape(str(r["error_message"]))}</span></li>' for _, r in failed.iterrows()]
         out.append("</ul>")
     if budget is not None:
-        out.append(f"<h3>{html.escape(_report.budget_title(budget))}</h3>")
-        out.append(_simple_table(_report.BUDGET_HEADERS, _report.budget_rows(df, budget), ["left", "right", "left"]))
+        out.append(f"<h3>{html.escape(budget_title(budget))}</h3>")
+        out.append(_simple_table(BUDGET_HEADERS, budget_rows(df, budget), ["left", "right", "left"]))
     pngs = [Path(p) for p in images if Path(p).suffix.lower() == ".png" and Path(p).is_file()]
     if pngs:
         out.append('<div class="plots">')
@@ -79,10 +79,10 @@ def _section(i: int, group: dict, df: pd.DataFrame, images: tp.Sequence[tp.Union
 
 
 def _table(df: pd.DataFrame) -> str:
-    headers = [h for h, _, _ in _report._DISPLAY]
-    align = [a for _, a, _ in _report._DISPLAY]
+    headers = [h for h, _, _ in DISPLAY_COLUMNS]
+    align = [a for _, a, _ in DISPLAY_COLUMNS]
     classes = ["front" if bool(p) else "" for p in df["pareto"]]
-    return _simple_table(headers, _report._display_rows(df), align, classes)
+    return _simple_table(headers, display_rows(df), align, classes)
 
 
 def _simple_table(headers: tp.Sequence[str], rows: tp.Sequence[tp.Sequence[str]], align: tp.Sequence[str],

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.pareto import frontier
+from harness.report.pareto import baseline_frontier, frontier
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
 AXES = {  # x column -> (axis label, file suffix, higher_is_better)
@@ -80,6 +80,11 @@ def _draw(ax, data: pd.DataFrame, x: str, higher: bool, palette: dict, markers: 
         order = np.argsort(xs[on], kind="stable")
         ax.plot(xs[on][order], pct[on][order], linestyle="--", color="0.25", linewidth=1.0,
                 label="Pareto frontier", zorder=2)
+    if x == "gmacs_per_view" and "method_name" in data.columns:
+        base = baseline_frontier(data, x=x)
+        if len(base) >= 2:
+            ax.plot([p[0] for p in base], [100 * p[1] for p in base], linestyle=":", color="crimson",
+                    linewidth=1.6, label="baseline frontier (dense, downsample, random_drop)", zorder=2)
     if dense.any():
         ax.scatter(xs[dense], pct[dense], s=220, facecolors="none", edgecolors="crimson", linewidths=1.8,
                    label="dense (no reduction)", zorder=4)

@@ -24,18 +24,6 @@ def protocol_problems(dataset: tp.Any, cfg: tp.Any) -> tp.List[str]:
     return problems
 
 
-def cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]:
-    """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
-    import methods
-    from harness.models.presets import resolve_config
-
-    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
-    cfg = resolve_config(backbone["name"], **dims)
-    params = methods.get_method(method["name"]).params(**method["params"])
-    return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg) + \
-        count_problems(method["name"], params, cfg)
-
-
 def count_problems(method_name: str, params: tp.Any, cfg: tp.Any) -> tp.List[str]:
     """Knobs the method would silently cap on this backbone (``params.check_counts(cfg)``, if it has
     one; ToMe's r above N // 2, say). The model still builds -- capping is the official behaviour --

@@ -1,7 +1,9 @@
 """Accuracy-cost trade-offs of leaderboard rows (pure pandas/numpy, torch-free).
 
 ``frontier`` marks the Pareto-optimal rows; ``at_budget`` reads every method's accuracy at one
-matched cost (or throughput) by linear interpolation along that method's own curve.
+matched cost (or throughput) by linear interpolation along that method's own curve;
+``baseline_frontier`` / ``versus_baselines`` compare every row with the best of doing less work
+(dense, input downsampling, random dropping) at the same GMACs.
 """
 from __future__ import annotations
 
@@ -48,6 +50,42 @@ def frontier(df: pd.DataFrame, x: str = "gmacs_per_view", y: str = "top1",
     dominated = (no_worse & strict).any(axis=1)
     on.loc[usable[usable].index] = ~dominated
     return on
+
+
+BASELINES = ("dense", "downsample", "random_drop")  # doing less work: the verdict's reference line
+
+
+def baseline_frontier(df: pd.DataFrame, x: str = "gmacs_per_view", y: str = "top1",
+                      baselines: tp.Sequence[str] = BASELINES, name: str = "method_name") -> list[tuple[float, float]]:
+    """The accuracy-cost frontier of the baseline rows: ``[(x, y), ...]`` sorted by ``x``, each point
+    better than every cheaper one (the upper-left envelope of the usable baseline rows)."""
+    usable = _usable(df, x, y) & df[name].isin(list(baselines))
+    rows = df.loc[usable]
+    on = frontier(rows, x, y)
+    points = sorted({(float(a), float(b)) for a, b in zip(rows.loc[on, x], rows.loc[on, y])})
+    return [(a, b) for a, b in points if not any(c <= a and d > b for c, d in points if (c, d) != (a, b))]
+
+
+def versus_baselines(df: pd.DataFrame, x: str = "gmacs_per_view", y: str = "top1",
+                     baselines: tp.Sequence[str] = BASELINES, name: str = "method_name") -> pd.Series:
+    """Per row: its ``y`` minus the baseline frontier's ``y`` linearly interpolated at its ``x``.
+
+    NaN for the baseline rows themselves, for rows that are not usable, and outside the frontier's
+    ``x`` range (never extrapolated; a frontier of one point only judges rows at exactly its cost).
+    A negative value: the method is worse than doing less work at the same compute.
+    """
+    points = baseline_frontier(df, x, y, baselines, name)
+    out = pd.Series(np.nan, index=df.index, dtype="float64")
+    if not points:
+        return out
+    xs = np.array([p[0] for p in points])
+    ys = np.array([p[1] for p in points])
+    usable = _usable(df, x, y) & ~df[name].isin(list(baselines))
+    for i in df.index[usable]:
+        at = float(df.at[i, x])
+        if xs[0] <= at <= xs[-1]:
+            out.at[i] = float(df.at[i, y]) - float(np.interp(at, xs, ys))
+    return out
 
 
 def parse_budget(spec: str) -> tp.Tuple[str, float, bool]:

@@ -16,10 +16,8 @@ import typing as tp
 from pathlib import Path
 
 import pandas as pd
-from tabulate import tabulate
-
-from harness.pareto import at_budget, frontier, parse_budget
-from harness.stats import paired_comparison, wilson_interval
+from harness.report.pareto import at_budget, frontier, parse_budget, versus_baselines
+from harness.report.stats import paired_comparison, wilson_interval
 
 Record = tp.Dict[str, tp.Any]
 Group = tp.Dict[str, tp.Any]
@@ -31,17 +29,18 @@ GROUP_COLUMNS = ["backbone", "checkpoint", "dataset", "group"]
 INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size"]
 COLUMNS = [
     "method", "settings", "top1", "top1_ci_low", "top1_ci_high", "top5", "delta_top1", "p_vs_dense",
-    "agreement_vs_dense", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
+    "agreement_vs_dense", "delta_top1_vs_baselines", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
     "speedup", "peak_mem_gib", "coverage_decoded", "coverage_listed", "status", "pareto",
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
     "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95", "method_name", "latency_ms",
+    "speedup_unreliable", "timing_warnings",
 ]
 _FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_per_video", "clips_per_s",
                   "clips_per_s_iqr", "peak_mem_gib"]
 _FLOAT_COLUMNS = _FLOAT_METRICS + ["latency_ms", "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95",
                                    "delta_top1", "gmacs_ratio", "speedup", "top1_ci_low", "top1_ci_high",
-                                   "p_vs_dense", "agreement_vs_dense"]
+                                   "p_vs_dense", "agreement_vs_dense", "delta_top1_vs_baselines"]
 Samples = tp.Optional[tp.Callable[[str], tp.List[dict]]]  # record key -> per-video rows (ResultStore.read_samples)
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
@@ -74,41 +73,10 @@ def leaderboard(records: tp.Iterable[Record], samples: Samples = None) -> list[t
         buckets.setdefault(_group_id(rec), []).append(rec)
     configs = [(_config(recs[0], "backbone"), _config(recs[0], "dataset")) for recs in buckets.values()]
     titles = _titles(configs)
-    tables = [(_group(bb, ds, title), _table(recs, samples))
+    code_ids: dict = {}  # (method, params) -> this checkout's numerics_code id, for this call only
+    tables = [(_group(bb, ds, title), _table(recs, samples, code_ids))
               for (bb, ds), title, recs in zip(configs, titles, buckets.values())]
     return sorted(tables, key=lambda t: t[0]["title"])
-
-
-def render(records: tp.Iterable[Record], fmt: Fmt = "term", root: str | Path = "results",
-           samples: Samples = None, budget: tp.Optional[str] = None,
-           filters: tp.Optional[tp.Mapping[str, tp.Any]] = None, sort: tp.Optional[str] = None) -> str:
-    """The leaderboard as text: ``term`` / ``md`` / ``latex`` tables per group, one ``csv`` / ``json`` for all,
-    or one self-contained ``html`` page (tables and embedded plots; needs matplotlib).
-
-    ``budget`` (``"gmacs=0.12"`` or ``"clips_per_s=400"``) appends to each group of the table formats an
-    "accuracy at matched budget" table (see ``harness.pareto.at_budget``). ``filters`` keeps records by exact
-    name (``suite``, ``backbone``, ``dataset``: whole records; ``method``: rows, after the comparison with
-    dense, which needs the dense rows); each value is a name or a list of names. ``sort`` orders each table
-    by a column of ``COLUMNS`` (``-column``: descending; missing values last). Pareto markers always refer
-    to the whole group. With no records it returns ``empty_message(root)`` whatever the format.
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown report format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if budget is not None:
-        parse_budget(budget)  # fail early on a bad spec
-    tables = prepare(records, samples, filters, sort)
-    if not tables:
-        return empty_message(root) if not filters or not _any_records(records) else _no_match(filters)
-    if fmt == "html":
-        import tempfile
-
-        from harness.html_report import render_html
-
-        with tempfile.TemporaryDirectory(prefix="harness-plots-") as tmp:
-            return render_html(tables, make_plots(tables, tmp), budget=budget)
-    if fmt in ("csv", "json"):
-        return _RENDERERS[fmt](tables)
-    return _RENDERERS[fmt](tables, budget)
 
 
 def prepare(records: tp.Iterable[Record], samples: Samples = None,
@@ -141,15 +109,6 @@ def budget_table(df: pd.DataFrame, budget: str) -> pd.DataFrame:
     return at_budget(df, value, x=x, y="top1", higher_is_better=higher)
 
 
-def make_plots(tables: list[tuple[Group, pd.DataFrame]], out_dir: str | Path) -> dict[str, list[Path]]:
-    """PNG + SVG plots per group (``harness.plots.plot_group``) under ``out_dir`` as ``group<N>_*``,
-    keyed by group title (needs matplotlib and seaborn)."""
-    from harness.plots import plot_group
-
-    out = Path(out_dir)
-    return {group["title"]: plot_group(group, df, out, f"group{i + 1}") for i, (group, df) in enumerate(tables)}
-
-
 def _names(value: tp.Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
@@ -159,17 +118,6 @@ def _keep(rec: Record, filters: dict[str, list[str]]) -> bool:
               "dataset": _config(rec, "dataset").get("name")}
     return all(fields[k] in names for k, names in filters.items() if k in fields)
 
-
-def _any_records(records: tp.Iterable[Record]) -> bool:
-    return bool(records) if isinstance(records, (list, tuple)) else True
-
-
-def _no_match(filters: tp.Mapping[str, tp.Any]) -> str:
-    shown = ", ".join(f"{k}={'|'.join(_names(v))}" for k, v in filters.items() if v not in (None, [], ()))
-    return f"no records match the filters ({shown})"
-
-
-# ---- grouping -------------------------------------------------------------------------------------
 
 def _config(rec: Record, part: str) -> dict:
     return _dict(_dict(rec.get("config")).get(part))
@@ -229,13 +177,14 @@ def _differing_fields(config: tuple[dict, dict], twins: list[tuple[dict, dict]])
 
 # ---- rows -----------------------------------------------------------------------------------------
 
-def _table(records: list[Record], samples: Samples = None) -> pd.DataFrame:
-    rows = [_row(rec) for rec in records]
+def _table(records: list[Record], samples: Samples, code_ids: dict) -> pd.DataFrame:
+    rows = [_row(rec, code_ids) for rec in records]
     _add_baselines(rows, samples)
     rows.sort(key=_sort_key)
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.astype({c: "Int64" for c in INT_COLUMNS} | {c: "float64" for c in _FLOAT_COLUMNS})
     df["pareto"] = frontier(df, "gmacs_per_view", "top1")
+    df["delta_top1_vs_baselines"] = versus_baselines(df)
     return df
 
 
@@ -243,7 +192,7 @@ def _dict(value: tp.Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _row(rec: Record) -> dict:
+def _row(rec: Record, code_ids: dict) -> dict:
     config = _dict(rec.get("config"))
     method = _dict(config.get("method"))
     name = str(method.get("name") or "?")
@@ -259,12 +208,13 @@ def _row(rec: Record) -> dict:
         **{m: _number(metrics.get(m)) for m in _FLOAT_METRICS},
         **_top1_interval(metrics),
         "coverage_decoded": _integer(coverage.get("decoded")), "coverage_listed": _integer(coverage.get("listed")),
-        "status": _status(rec) + (" (other code)" if _other_code(rec, name, params) else ""),
+        "status": _status(rec) + (" (other code)" if _other_code(rec, name, params, code_ids) else ""),
         "label": rec.get("label"), "key": rec.get("key"),
         "error_type": error.get("type"), "error_message": error.get("message"),
         "throughput_batch_size": _integer(metrics.get("throughput_batch_size")),
         "peak_mem_kind": metrics.get("peak_mem_kind"), "num_videos": _integer(metrics.get("num_videos")),
         "views_per_video": _integer(metrics.get("views_per_video")), "finished_at": rec.get("finished_at"),
+        "timing_warnings": "; ".join(_dict(metrics.get("timing")).get("warnings") or []) or None,
         "_dense": name == "dense" and all(v is None for v in params.values()),
         "_eval": _canon(config.get("eval")), "_measure": _canon(config.get("measure")),
     }
@@ -295,15 +245,12 @@ def _settings(method: str, params: dict, label: tp.Any) -> str:
     return ", ".join(f"{k}={v if isinstance(v, str) else _canon(v)}" for k, v in params.items()) or "-"
 
 
-_CURRENT_CODE: dict = {}  # (method, params) -> this checkout's numerics_code id
-
-
-def _other_code(rec: Record, method: str, params: dict) -> bool:
+def _other_code(rec: Record, method: str, params: dict, code_ids: dict) -> bool:
     """Whether a finished record was computed by other model/method/data code than this checkout's
     (``provenance.numerics_code``; records without it, or of methods this checkout lacks, are not judged)."""
     from harness.provenance import code_state
 
-    return rec.get("status") == "ok" and code_state(rec, method, params, _CURRENT_CODE) == "other code"
+    return rec.get("status") == "ok" and code_state(rec, method, params, code_ids) == "other code"
 
 
 def _status(rec: Record) -> str:
@@ -339,6 +286,9 @@ def _add_baselines(rows: list[dict], samples: Samples = None) -> None:
         row["delta_top1"] = _diff(row["top1"], accuracy and accuracy["top1"])
         row["gmacs_ratio"] = _ratio(row["gmacs_per_view"], accuracy and accuracy["gmacs_per_view"])
         row["speedup"] = _ratio(row["clips_per_s"], speed and speed["clips_per_s"])
+        # a speedup is only as good as the two timings it divides (spread, load: measure.interleaved)
+        row["speedup_unreliable"] = (bool(row["timing_warnings"] or (speed and speed["timing_warnings"]))
+                                     if row["speedup"] is not None else None)
 
 
 def _match(dense: list[dict], row: dict, *fields: str) -> dict | None:
@@ -377,164 +327,3 @@ def _finished_at(rec: Record) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
-# ---- rendering ------------------------------------------------------------------------------------
-
-def _blank_or(fmt: tp.Callable[[tp.Any], str]) -> tp.Callable[[tp.Any], str]:
-    return lambda v: "" if v is None or pd.isna(v) else fmt(v)
-
-
-def _short(v: float) -> str:
-    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
-
-
-def _coverage(row: pd.Series) -> str:
-    decoded, listed = row["coverage_decoded"], row["coverage_listed"]
-    return "" if pd.isna(decoded) or pd.isna(listed) else f"{decoded}/{listed}"
-
-
-_DISPLAY: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # header, alignment, cell
-    ("method", "left", lambda r: r["method"]),
-    ("settings", "left", lambda r: r["settings"]),
-    ("top-1 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"])),
-    ("95% CI", "right", lambda r: "" if pd.isna(r["top1_ci_low"]) else
-     f"{100 * r['top1_ci_low']:.1f}-{100 * r['top1_ci_high']:.1f}"),
-    ("top-5 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top5"])),
-    ("Δtop-1 pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1"])),
-    ("p vs dense", "right", lambda r: _blank_or(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}")(r["p_vs_dense"])),
-    ("agree %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["agreement_vs_dense"])),
-    ("front", "center", lambda r: "*" if bool(r["pareto"]) else ""),
-    ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
-    ("GMACs ratio", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["gmacs_ratio"])),
-    ("adaptive GMACs", "right", lambda r: "" if pd.isna(r["gmacs_theoretical_mean"]) else
-     f"{_short(r['gmacs_theoretical_mean'])}±{_short(r['gmacs_theoretical_std'])} "
-     f"p95 {_short(r['gmacs_theoretical_p95'])}"),
-    ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
-    ("ms/batch", "right", lambda r: _blank_or(_short)(r["latency_ms"])),
-    ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["speedup"])),
-    ("peak GiB", "right", lambda r: _blank_or(lambda v: f"{v:.2f}")(r["peak_mem_gib"])),
-    ("coverage", "right", _coverage),
-    ("status", "left", lambda r: r["status"]),
-]
-
-
-def _display_rows(df: pd.DataFrame) -> list[list[str]]:
-    return [[cell(row) for _, _, cell in _DISPLAY] for _, row in df.iterrows()]
-
-
-def _notes(df: pd.DataFrame) -> list[str]:
-    notes = []
-    sizes = sorted({int(b) for b in df["throughput_batch_size"].dropna()})
-    if sizes:
-        notes.append("clips/s and ms/batch (median forward time of one batch) at batch size "
-                     + ", ".join(map(str, sizes)))
-    kinds = sorted(set(df["peak_mem_kind"].dropna()))
-    if kinds:
-        notes.append("peak memory: " + ", ".join(kinds))
-    if df["p_vs_dense"].notna().any():
-        notes.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense")
-    if df["pareto"].any():
-        notes.append("front *: on the accuracy-cost Pareto frontier (top-1 vs GMACs/view) of this group")
-    if df["gmacs_theoretical_mean"].notna().any():
-        notes.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "
-                     "video's active tokens (mean±std, p95), as the halting papers count it")
-    if df["status"].astype(str).str.endswith("(other code)").any():
-        notes.append("(other code): computed by other model/method/data code than this checkout "
-                     "(provenance.numerics_code); `run --force` recomputes it")
-    return ["", "; ".join(notes)] if notes else []
-
-
-BUDGET_HEADERS = ["method", "top-1 % (interpolated)", "note"]
-
-
-def budget_title(budget: str) -> str:
-    x, value, _ = parse_budget(budget)
-    return f"accuracy at matched budget: {'GMACs/view' if x == 'gmacs_per_view' else 'clips/s'} = {value:g}"
-
-
-def budget_rows(df: pd.DataFrame, budget: str) -> list[list[str]]:
-    table = budget_table(df, budget)
-    return [[str(r["method"]), _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"]), str(r["note"])]
-            for _, r in table.iterrows()]
-
-
-def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, heading: str,
-                   budget: tp.Optional[str] = None) -> str:
-    headers = [header for header, _, _ in _DISPLAY]
-    align = [alignment for _, alignment, _ in _DISPLAY]
-    blocks = []
-    for group, df in tables:
-        table = tabulate(_display_rows(df), headers=headers, tablefmt=tablefmt, colalign=align,
-                         disable_numparse=True)
-        block = [heading + group["title"], "", table, *_notes(df)]
-        if budget is not None:
-            block += ["", budget_title(budget), "",
-                      tabulate(budget_rows(df, budget), headers=BUDGET_HEADERS, tablefmt=tablefmt,
-                               colalign=("left", "right", "left"), disable_numparse=True)]
-        blocks.append("\n".join(block))
-    return "\n\n".join(blocks) + "\n"
-
-
-_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                  "<": r"\textless{}", ">": r"\textgreater{}", "Δ": r"$\Delta$"}
-
-
-def latex_escape(text: tp.Any) -> str:
-    """``text`` with LaTeX's special characters escaped (for captions and notes)."""
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
-
-
-def _booktabs(rows: list[list[str]], headers: list[str], align: tp.Sequence[str]) -> str:
-    """tabulate's ``latex_booktabs`` (which escapes the cells), with Δ made valid in plain LaTeX too."""
-    return tabulate(rows, headers=headers, tablefmt="latex_booktabs", colalign=align,
-                    disable_numparse=True).replace("Δ", "$\\Delta$")
-
-
-def _render_latex(tables: list[tuple[Group, pd.DataFrame]], budget: tp.Optional[str] = None) -> str:
-    headers = [header for header, _, _ in _DISPLAY]
-    align = [alignment for _, alignment, _ in _DISPLAY]
-    blocks = ["% leaderboard: one table per group; needs \\usepackage{booktabs}"]
-    for group, df in tables:
-        block = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{latex_escape(group['title'])}}}",
-                 _booktabs(_display_rows(df), headers, align)]
-        notes = [n for n in _notes(df) if n]
-        if notes:
-            block.append(f"\\par\\smallskip{{\\footnotesize {latex_escape(notes[0])}}}")
-        block.append("\\end{table}")
-        if budget is not None:
-            block += ["\\begin{table}[ht]", "\\centering",
-                      f"\\caption{{{latex_escape(group['title'] + ': ' + budget_title(budget))}}}",
-                      _booktabs(budget_rows(df, budget), BUDGET_HEADERS, ("left", "right", "left")),
-                      "\\end{table}"]
-        blocks.append("\n".join(block))
-    return "\n\n".join(blocks) + "\n"
-
-
-def _flat_frame(tables: list[tuple[Group, pd.DataFrame]]) -> pd.DataFrame:
-    frames = []
-    for group, df in tables:
-        df = df.copy()
-        for i, col in enumerate(GROUP_COLUMNS):
-            df.insert(i, col, group["title"] if col == "group" else group[col])
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True)
-
-
-def _json_value(value: tp.Any) -> tp.Any:
-    if value is None or (not isinstance(value, (dict, list)) and pd.isna(value)):
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
-def _render_json(tables: list[tuple[Group, pd.DataFrame]]) -> str:
-    rows = [{k: _json_value(v) for k, v in row.items()} for row in _flat_frame(tables).to_dict(orient="records")]
-    return json.dumps(rows, indent=2, allow_nan=False) + "\n"
-
-
-_RENDERERS: dict[str, tp.Callable[..., str]] = {
-    "term": lambda tables, budget=None: _render_tables(tables, "simple", "", budget),
-    "md": lambda tables, budget=None: _render_tables(tables, "github", "### ", budget),
-    "latex": _render_latex,
-    "csv": lambda tables: _flat_frame(tables).to_csv(index=False),
-    "json": _render_json,
-}

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import time
-import typing as tp
 
 import torch
 import torch.nn.functional as F

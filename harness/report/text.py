@@ -1,0 +1,186 @@
+"""Text formats of the leaderboard: terminal, Markdown, LaTeX, CSV and JSON (torch-free).
+
+``DISPLAY_COLUMNS`` is the one list of shown columns (header, alignment, cell formatter) that the
+term, md, latex and html formats share; csv and json write the raw table columns instead.
+"""
+from __future__ import annotations
+
+import json
+import typing as tp
+
+import pandas as pd
+from tabulate import tabulate
+
+from harness.report.pareto import parse_budget
+from harness.report.tables import GROUP_COLUMNS, Group, budget_table
+
+
+def _blank_or(fmt: tp.Callable[[tp.Any], str]) -> tp.Callable[[tp.Any], str]:
+    return lambda v: "" if v is None or pd.isna(v) else fmt(v)
+
+
+def _short(v: float) -> str:
+    return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
+
+
+def _coverage(row: pd.Series) -> str:
+    decoded, listed = row["coverage_decoded"], row["coverage_listed"]
+    return "" if pd.isna(decoded) or pd.isna(listed) else f"{decoded}/{listed}"
+
+
+DISPLAY_COLUMNS: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # header, alignment, cell
+    ("method", "left", lambda r: r["method"]),
+    ("settings", "left", lambda r: r["settings"]),
+    ("top-1 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"])),
+    ("95% CI", "right", lambda r: "" if pd.isna(r["top1_ci_low"]) else
+     f"{100 * r['top1_ci_low']:.1f}-{100 * r['top1_ci_high']:.1f}"),
+    ("top-5 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top5"])),
+    ("Δtop-1 pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1"])),
+    ("p vs dense", "right", lambda r: _blank_or(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}")(r["p_vs_dense"])),
+    ("agree %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["agreement_vs_dense"])),
+    ("Δ vs baselines pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1_vs_baselines"])),
+    ("front", "center", lambda r: "*" if bool(r["pareto"]) else ""),
+    ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
+    ("GMACs ratio", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["gmacs_ratio"])),
+    ("adaptive GMACs", "right", lambda r: "" if pd.isna(r["gmacs_theoretical_mean"]) else
+     f"{_short(r['gmacs_theoretical_mean'])}±{_short(r['gmacs_theoretical_std'])} "
+     f"p95 {_short(r['gmacs_theoretical_p95'])}"),
+    ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
+    ("ms/batch", "right", lambda r: _blank_or(_short)(r["latency_ms"])),
+    ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x" + ("?" if r["speedup_unreliable"] is True else ""))(
+        r["speedup"])),
+    ("peak GiB", "right", lambda r: _blank_or(lambda v: f"{v:.2f}")(r["peak_mem_gib"])),
+    ("coverage", "right", _coverage),
+    ("status", "left", lambda r: r["status"]),
+]
+
+
+def display_rows(df: pd.DataFrame) -> list[list[str]]:
+    return [[cell(row) for _, _, cell in DISPLAY_COLUMNS] for _, row in df.iterrows()]
+
+
+def notes(df: pd.DataFrame) -> list[str]:
+    """The footnotes of a group's table: ["", joined notes], or [] when there is nothing to say."""
+    out = []
+    sizes = sorted({int(b) for b in df["throughput_batch_size"].dropna()})
+    if sizes:
+        out.append("clips/s and ms/batch (median forward time of one batch) at batch size "
+                     + ", ".join(map(str, sizes)))
+    kinds = sorted(set(df["peak_mem_kind"].dropna()))
+    if kinds:
+        out.append("peak memory: " + ", ".join(kinds))
+    if df["p_vs_dense"].notna().any():
+        out.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense")
+    if df["pareto"].any():
+        out.append("front *: on the accuracy-cost Pareto frontier (top-1 vs GMACs/view) of this group")
+    if df["delta_top1_vs_baselines"].notna().any():
+        out.append("Δ vs baselines: top-1 minus the frontier of the doing-less-work baselines (dense, downsampled input, "
+                   "chance dropping) interpolated "
+                   "at the row's GMACs (blank outside that frontier's range); negative = worse than doing less work")
+    if (df["speedup_unreliable"] == True).any():  # noqa: E712 -- an object column with None
+        out.append("speedup ?: unreliable, its timing or dense's spread over 10% between repeats or ran with "
+                   "the load average above the cores (record: metrics.timing.warnings)")
+    if df["gmacs_theoretical_mean"].notna().any():
+        out.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "
+                     "video's active tokens (mean±std, p95), as the halting papers count it")
+    if df["status"].astype(str).str.endswith("(other code)").any():
+        out.append("(other code): computed by other model/method/data code than this checkout "
+                     "(provenance.numerics_code); `run --force` recomputes it")
+    return ["", "; ".join(out)] if out else []
+
+
+BUDGET_HEADERS = ["method", "top-1 % (interpolated)", "note"]
+
+
+def budget_title(budget: str) -> str:
+    x, value, _ = parse_budget(budget)
+    return f"accuracy at matched budget: {'GMACs/view' if x == 'gmacs_per_view' else 'clips/s'} = {value:g}"
+
+
+def budget_rows(df: pd.DataFrame, budget: str) -> list[list[str]]:
+    table = budget_table(df, budget)
+    return [[str(r["method"]), _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"]), str(r["note"])]
+            for _, r in table.iterrows()]
+
+
+def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, heading: str,
+                   budget: tp.Optional[str] = None) -> str:
+    headers = [header for header, _, _ in DISPLAY_COLUMNS]
+    align = [alignment for _, alignment, _ in DISPLAY_COLUMNS]
+    blocks = []
+    for group, df in tables:
+        table = tabulate(display_rows(df), headers=headers, tablefmt=tablefmt, colalign=align,
+                         disable_numparse=True)
+        block = [heading + group["title"], "", table, *notes(df)]
+        if budget is not None:
+            block += ["", budget_title(budget), "",
+                      tabulate(budget_rows(df, budget), headers=BUDGET_HEADERS, tablefmt=tablefmt,
+                               colalign=("left", "right", "left"), disable_numparse=True)]
+        blocks.append("\n".join(block))
+    return "\n\n".join(blocks) + "\n"
+
+
+_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}", "Δ": r"$\Delta$"}
+
+
+def latex_escape(text: tp.Any) -> str:
+    """``text`` with LaTeX's special characters escaped (for captions and notes)."""
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _booktabs(rows: list[list[str]], headers: list[str], align: tp.Sequence[str]) -> str:
+    """tabulate's ``latex_booktabs`` (which escapes the cells), with Δ made valid in plain LaTeX too."""
+    return tabulate(rows, headers=headers, tablefmt="latex_booktabs", colalign=align,
+                    disable_numparse=True).replace("Δ", "$\\Delta$")
+
+
+def _render_latex(tables: list[tuple[Group, pd.DataFrame]], budget: tp.Optional[str] = None) -> str:
+    headers = [header for header, _, _ in DISPLAY_COLUMNS]
+    align = [alignment for _, alignment, _ in DISPLAY_COLUMNS]
+    blocks = ["% leaderboard: one table per group; needs \\usepackage{booktabs}"]
+    for group, df in tables:
+        block = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{latex_escape(group['title'])}}}",
+                 _booktabs(display_rows(df), headers, align)]
+        lines = [n for n in notes(df) if n]
+        if lines:
+            block.append(f"\\par\\smallskip{{\\footnotesize {latex_escape(lines[0])}}}")
+        block.append("\\end{table}")
+        if budget is not None:
+            block += ["\\begin{table}[ht]", "\\centering",
+                      f"\\caption{{{latex_escape(group['title'] + ': ' + budget_title(budget))}}}",
+                      _booktabs(budget_rows(df, budget), BUDGET_HEADERS, ("left", "right", "left")),
+                      "\\end{table}"]
+        blocks.append("\n".join(block))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _flat_frame(tables: list[tuple[Group, pd.DataFrame]]) -> pd.DataFrame:
+    frames = []
+    for group, df in tables:
+        df = df.copy()
+        for i, col in enumerate(GROUP_COLUMNS):
+            df.insert(i, col, group["title"] if col == "group" else group[col])
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _json_value(value: tp.Any) -> tp.Any:
+    if value is None or (not isinstance(value, (dict, list)) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _render_json(tables: list[tuple[Group, pd.DataFrame]]) -> str:
+    rows = [{k: _json_value(v) for k, v in row.items()} for row in _flat_frame(tables).to_dict(orient="records")]
+    return json.dumps(rows, indent=2, allow_nan=False) + "\n"
+
+
+RENDERERS: dict[str, tp.Callable[..., str]] = {
+    "term": lambda tables, budget=None: _render_tables(tables, "simple", "", budget),
+    "md": lambda tables, budget=None: _render_tables(tables, "github", "### ", budget),
+    "latex": _render_latex,
+    "csv": lambda tables: _flat_frame(tables).to_csv(index=False),
+    "json": _render_json,
+}

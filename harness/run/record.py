@@ -1,0 +1,65 @@
+"""The one record builder: every cell record is assembled here (torch-free).
+
+A record is ``{"schema", "key", "suite", "config", "label", "started_at", "status", "error",
+"metrics", "coverage", "flops_check", "finetune", "samples_file", "provenance", "finished_at"}``;
+``status`` is ``ok``, ``failed`` or (a sharded cell with shards still running) ``partial``. The local
+runner, a lost local job, the Slurm shard merge and a lost Slurm task all build their records with
+these functions, so the fields and their meaning cannot drift apart.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import traceback as tb
+import typing as tp
+
+SCHEMA = 1
+RESULT_FIELDS = ("metrics", "coverage", "flops_check", "finetune")
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(key: str, config: dict, label: str, suite: dict, started_at: tp.Optional[str] = None) -> dict:
+    """A record of cell ``key`` before its outcome is known."""
+    return {"schema": SCHEMA, "key": key, "suite": suite, "config": config, "label": label,
+            "started_at": started_at}
+
+
+def set_ok(record: dict, result: tp.Mapping[str, tp.Any], samples_file: tp.Optional[str]) -> dict:
+    """Mark ``record`` finished: the measured fields of ``result`` and the per-video samples file's name."""
+    record.update({k: result.get(k) for k in RESULT_FIELDS})
+    record.update(status="ok", error=None, samples_file=samples_file)
+    return record
+
+
+def error_of(err: BaseException, **extra: tp.Any) -> dict:
+    """The ``error`` field for an exception caught in this process (type, message, traceback)."""
+    return {"type": type(err).__name__, "message": str(err), "traceback": tb.format_exc(), **extra}
+
+
+def set_failed(record: dict, error: tp.Mapping[str, tp.Any]) -> dict:
+    """Mark ``record`` failed with ``error`` (``type`` and ``message`` at least; ``traceback``, ``log``...)."""
+    if not error.get("type") or "message" not in error:
+        raise ValueError("a failure needs an error type and a message")
+    record.update(status="failed", error=dict(error))
+    return record
+
+
+def set_partial(record: dict) -> dict:
+    record.update(status="partial", error=None)
+    return record
+
+
+def finish(record: dict, provenance: tp.Mapping[str, tp.Any]) -> dict:
+    """Stamp ``provenance`` and ``finished_at``; the record is then ready for ``ResultStore.write``."""
+    record["provenance"] = dict(provenance)
+    record["finished_at"] = now()
+    return record
+
+
+def this_process_provenance(runtime: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> dict:
+    """Code version, packages and machine of this process, plus what the worker measured (``runtime``)."""
+    from harness.provenance import git_state, machine, package_versions
+
+    return {**git_state(), "versions": package_versions(), **machine(), **(runtime or {})}

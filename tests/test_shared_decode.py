@@ -1,0 +1,99 @@
+"""Shared decoding: cells with one test protocol evaluated on one pass give the records they give alone;
+groups respect memory and share_decode: false; throughput is timed interleaved with its load recorded."""
+import types
+
+import pytest
+import torch
+import yaml
+
+import harness
+from conftest import FAST_MEASURE
+from harness.cli import main
+from harness.run.group import memory_estimate, plan_groups, share_key
+from harness.store import ResultStore
+
+SAME_METRICS = ("top1", "top5", "num_videos", "views_per_video", "gmacs_per_view", "gflops_per_view",
+                "gmacs_per_video", "tokens_per_block", "tokens_per_mlp", "tokens_out", "gmacs_per_block",
+                "gmacs_breakdown", "gmacs_theoretical", "aggregation")
+
+
+@pytest.fixture(scope="module")
+def suite_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("share")
+    torch.manual_seed(0)
+    torch.save({"module": harness.build_model("synthetic_vit_tiny").state_dict()}, root / "tiny.pth")
+    suite = {"name": "share", "backbones": [{"name": "synthetic_vit_tiny", "checkpoint": "tiny.pth"}],
+             "datasets": [{"name": "synthetic_motion", "root": "data", "num_train": 0, "num_val": 10}],
+             "methods": [{"name": "dense"}, {"name": "tome", "r": 16}, {"name": "sta", "r": 4},
+                         {"name": "vid_tldr", "r": [[16, 16]]}, {"name": "random_drop", "match": "sta", "r": 4}],
+             "eval": {"batch_size": 4, "num_workers": 0},
+             "measure": {**FAST_MEASURE, "flops": False, "memory": False}}
+    path = root / "share.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return root, str(path)
+
+
+def _run(root, suite, share: bool):
+    results = str(root / f"results-{share}")
+    assert main(["run", suite, "--executor", "debug", "--results", results,
+                 "--set", f"eval.share_decode={str(share).lower()}"]) == 0
+    store = ResultStore(results)
+    return store, {r["label"]: r for r in store.records()}
+
+
+def test_shared_pass_gives_the_records_of_each_cell_alone(suite_file):
+    root, suite = suite_file
+    alone_store, alone = _run(root, suite, False)
+    shared_store, shared = _run(root, suite, True)
+    assert set(alone) == set(shared) and len(shared) == 5
+    for label, record in shared.items():
+        other = alone[label]
+        assert record["key"] == other["key"]  # share_decode is not part of the key
+        assert record["execution"]["shared_decode"]["cells"] == 5
+        assert other["execution"]["shared_decode"]["cells"] == 1
+        for field in SAME_METRICS:
+            assert record["metrics"].get(field) == other["metrics"].get(field), (label, field)
+        assert record["coverage"] == other["coverage"]
+        assert shared_store.read_samples(record["key"]) == alone_store.read_samples(other["key"])
+        timing = record["metrics"]["timing"]
+        assert timing["interleaved_with"] == 5 and len(timing["load_avg_per_repeat"]) == FAST_MEASURE["repeats"]
+
+
+def _cell(dataset=None, batch=4, share=True, embed=32):
+    config = {"backbone": {"name": "video_vit", "embed_dim": embed, "depth": 2, "num_heads": 2},
+              "dataset": dataset or {"name": "synthetic_motion", "num_val": 8},
+              "method": {"name": "dense", "params": {}},
+              "eval": {"batch_size": batch, "num_workers": 0, "share_decode": share}, "measure": {}}
+    return types.SimpleNamespace(config=lambda: config, label="x")
+
+
+def test_groups_follow_the_protocol_the_memory_budget_and_share_decode():
+    a, b, c = _cell(), _cell(), _cell()
+    assert plan_groups([a, b, c]) == [[a, b, c]]
+    assert plan_groups([a, b, c], share=False) == [[a], [b], [c]]
+    other_data, other_batch, opted_out = _cell({"name": "synthetic_motion", "num_val": 9}), _cell(batch=2), _cell(share=False)
+    assert share_key(a.config()) != share_key(other_data.config()) != share_key(other_batch.config())
+    assert plan_groups([a, other_data, b, other_batch, opted_out]) == [[a, b], [other_data], [other_batch], [opted_out]]
+    one = memory_estimate(a.config())
+    assert plan_groups([a, b, c], budget=2 * one) == [[a, b], [c]]  # falls back to smaller groups
+    assert plan_groups([a, b, c], budget=one // 2) == [[a], [b], [c]]
+    assert memory_estimate(_cell(embed=64).config()) > one
+
+
+def test_interleaved_throughput_records_load_and_flags_unreliable_timing(monkeypatch):
+    from harness.measure import interleaved
+
+    models = {name: harness.build_model("video_vit", embed_dim=32, depth=1, num_heads=2, num_frames=2,
+                                        tubelet_size=2, img_size=32, num_classes=3).eval() for name in "ab"}
+    subjects = {n: {"model": m, "x": torch.randn(2, 3, 2, 32, 32), "warmup_iters": 1, "warmup_s": 0.0,
+                    "timed_iters": 2, "min_timed_s": 0.0, "repeats": 3} for n, m in models.items()}
+    order = []
+    monkeypatch.setattr(interleaved, "_step", lambda model, x, device: order.append(model) or 0.01)
+    monkeypatch.setattr(interleaved.os, "getloadavg", lambda: (99.0, 0.0, 0.0))
+    out = interleaved.interleaved_throughput(subjects, device=torch.device("cpu"))
+    a, b = models["a"], models["b"]
+    assert order == [a, b] + [a, a, b, b] * 3  # warm-up, then A B per repeat
+    for result in out.values():
+        assert result["clips_per_s"] == pytest.approx(200.0) and len(result["iteration_times_s"]) == 3
+        assert result["timing"]["load_avg_per_repeat"] == [99.0] * 3
+        assert not result["timing"]["reliable"] and "load average" in result["timing"]["warnings"][0]
