@@ -204,8 +204,7 @@ def _datasets_to_check(args) -> list:
                     seen.add(title)
                     out.append((title, build_dataset(part)))
         return out
-    from harness.suite import format_problems
-    from harness.suite._expand import dataset_from_overrides
+    from harness.suite import dataset_from_overrides, format_problems
 
     dataset, problems = dataset_from_overrides(args.target, args.set)  # the same checks as a suite's entry
     if problems:

@@ -43,7 +43,7 @@ def mark_duplicates(items: tp.Sequence[VideoItem], ann_file: str) -> list[VideoI
 
 def _list_file_problem(path: str):
     """Why an annotation or label file cannot be read whole (not a bounded regular file), or None."""
-    from harness.suite._paths import MAX_LIST_BYTES, file_problem
+    from harness.data.paths import MAX_LIST_BYTES, file_problem
 
     return file_problem(path, MAX_LIST_BYTES)
 

@@ -95,6 +95,15 @@ def bounds_problems(obj: tp.Any, bounds: tp.Dict[str, tp.Tuple[float, float]],
     return out
 
 
+def strip_unkeyed_fields(dataset: dict) -> dict:
+    """Drop, in place, the fields of a dataset dict that cannot change results (cell and fine-tune
+    keys): the decode deadline, and the decoder while it is the default (older keys stay valid)."""
+    dataset.pop("decode_timeout_s", None)
+    if dataset.get("decoder") == "decord":
+        dataset.pop("decoder")
+    return dataset
+
+
 def build_dataset(config: tp.Mapping[str, tp.Any]):
     """The registered dataset object for a suite/cell dataset dict (``{"name": ..., **fields}``)."""
     import harness.data  # noqa: F401  (registers the datasets)

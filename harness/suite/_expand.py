@@ -16,7 +16,8 @@ from harness.models import hf
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
-from harness.suite._paths import HF_PREFIX, path_problem
+from harness.data.registry import strip_unkeyed_fields
+from harness.suite._paths import path_problem
 from harness.suite._schema import (ENTRY_SECTIONS, OVERRIDE_FILE, EvalConfig, MeasureConfig, Problem, SuiteConfig,
                                    SuiteError, unknown_key_message)
 from harness.suite._types import (check_value, describe, field_default, field_types, is_list_type,
@@ -75,7 +76,7 @@ class Cell:
         config = self.config()
         config["eval"].pop("num_workers", None)
         config["eval"].pop("share_decode", None)
-        strip_unkeyed_dataset_fields(config["dataset"])
+        strip_unkeyed_fields(config["dataset"])
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
         weights = hf.content_key(checkpoint) if checkpoint else None  # a file's sha256; HF: config + weights
@@ -84,15 +85,6 @@ class Cell:
         payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
-
-
-def strip_unkeyed_dataset_fields(dataset: dict) -> dict:
-    """Drop, in place, the dataset fields that cannot change results: the decode deadline, and the
-    decoder while it is the default (keys made before decoders were selectable stay valid)."""
-    dataset.pop("decode_timeout_s", None)
-    if dataset.get("decoder") == "decord":
-        dataset.pop("decoder")
-    return dataset
 
 
 @dataclasses.dataclass
@@ -341,7 +333,7 @@ class _Checker:
         same cells twice: a problem naming both."""
         first: dict = {}
         for v in variants:
-            config = strip_unkeyed_dataset_fields(dict(v["config"])) if section == "datasets" else v["config"]
+            config = strip_unkeyed_fields(dict(v["config"])) if section == "datasets" else v["config"]
             ident = json.dumps([config, v.get("checkpoint"), (v.get("finetune") or {}).get("name")],
                                sort_keys=True, default=str)
             if ident in first:

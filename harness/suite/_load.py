@@ -17,7 +17,7 @@ import typing as tp
 
 import yaml
 
-from harness.suite._paths import HF_PREFIX, MAX_SUITE_BYTES, file_problem
+from harness.data.paths import HF_PREFIX, MAX_SUITE_BYTES, file_problem
 from harness.suite._schema import PATH_KEYS, Problem
 from harness.suite._types import describe
 

@@ -96,9 +96,9 @@ class FineTuneConfig:
         backbone = dict(self.backbone)
         if backbone.get("checkpoint"):  # the initial weights by content, not by path (HF: config + weights)
             backbone["checkpoint"] = content_key(backbone["checkpoint"])
-        from harness.suite._expand import strip_unkeyed_dataset_fields
+        from harness.data.registry import strip_unkeyed_fields
 
-        dataset = strip_unkeyed_dataset_fields(dict(self.dataset))
+        dataset = strip_unkeyed_fields(dict(self.dataset))
         material = {"backbone": backbone, "method": self.method, "dataset": dataset,
                     "recipe": self.resolved_recipe(), "limit": self.limit, "augment": self.augment,
                     "seed": self.seed, "threads": self.threads}
