@@ -171,10 +171,13 @@ def cmd_data_check(args) -> int:
             items = dataset.items()
         except (OSError, ValueError) as err:
             raise UserError(f"{title}: {err}") from None
-        result = check_items(items, frames=args.frames, workers=args.workers)
+        result = check_items(items, frames=args.frames, workers=args.workers,
+                             timeout_s=getattr(dataset, "decode_timeout_s", 60.0),
+                             decoder=getattr(dataset, "decoder", "decord"))
         print(f"{title}: {result['listed']} listed, {result['ok']} ok, {result['missing']} missing, "
               f"{result['unreadable']} unreadable, {result['empty']} empty, {result['corrupt']} corrupt, "
-              f"{result['invalid']} invalid")
+              f"{result['invalid']} invalid" + "".join(f", {result[s]} {s}" for s in ("timeout", "crash")
+                                                       if result[s]))
         if result["problems"]:
             rows = [(p["index"], p["status"], p["path"], p["error"]) for p in result["problems"]]
             print(tabulate(rows, headers=["#", "status", "path", "error"]))
@@ -184,8 +187,6 @@ def cmd_data_check(args) -> int:
 
 def _datasets_to_check(args) -> list:
     """(title, dataset object) pairs: every dataset of a suite file, or one registered dataset."""
-    import yaml
-
     if os.path.isfile(args.target) or args.target.endswith((".yaml", ".yml")):
         suite = _load(args.target, args.set)
         seen, out = set(), []
@@ -203,27 +204,11 @@ def _datasets_to_check(args) -> list:
                     seen.add(title)
                     out.append((title, build_dataset(part)))
         return out
-    import harness.data  # noqa: F401  (registers the datasets)
-    from harness.data.registry import dataset_registry
-    from harness.registry import UnknownNameError
+    from harness.suite import dataset_from_overrides, format_problems
 
-    try:
-        cls = dataset_registry.get(args.target)
-    except UnknownNameError as err:
-        raise UserError(str(err)) from None
-    fields = {}
-    for text in args.set:
-        key, sep, value = text.partition("=")
-        if not sep:
-            raise UserError(f"--set {text!r}: expected KEY=VALUE")
-        fields[key.strip()] = yaml.safe_load(value)
-    try:
-        dataset = cls(**fields)
-    except TypeError as err:
-        raise UserError(f"dataset {args.target!r}: {err}") from None
-    problems = dataset.check()
+    dataset, problems = dataset_from_overrides(args.target, args.set)  # the same checks as a suite's entry
     if problems:
-        raise UserError(f"dataset {args.target!r}: " + "; ".join(problems))
+        raise UserError(f"dataset {args.target!r}:\n" + format_problems(problems))
     return [(args.target, dataset)]
 
 

@@ -98,9 +98,15 @@ class ResultStore:
         return _load(self.path_for(key))
 
     def is_finished(self, key: str) -> bool:
-        """True when a record for ``key`` exists and its status is ``"ok"``."""
+        """True when a record for ``key`` exists, its status is ``"ok"`` and its metrics are sane
+        (``finished_problem``): a damaged or hand-edited record is computed again, not kept forever."""
         record = self.read(key)
-        return record is not None and record.get("status") == "ok"
+        if record is None or record.get("status") != "ok":
+            return False
+        problem = finished_problem(record, key)
+        if problem:
+            log.warning("result record %s says status ok but %s; it will be computed again", self.path_for(key), problem)
+        return problem is None
 
     def records(self) -> list[dict]:
         """Every readable record, in file-name order; unparseable files are skipped with a warning."""
@@ -108,6 +114,33 @@ class ResultStore:
             return []
         paths = sorted(p for p in self.cells_dir.glob("*.json") if not p.name.startswith("."))
         return [r for r in map(_load, paths) if r is not None]
+
+
+def _is_real(value: tp.Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def finished_problem(record: dict, key: tp.Optional[str] = None) -> tp.Optional[str]:
+    """Why an ``ok`` record cannot count as a finished cell (None when it can): its key differs from
+    its file's, ``metrics`` is not a mapping, ``top1``/``top5`` are not finite fractions in [0, 1]
+    (top-5 >= top-1), or ``num_videos`` is not a positive integer."""
+    if key is not None and record.get("key") != key:
+        return f"its key field is {str(record.get('key'))[:80]!r}"
+    metrics = record.get("metrics")
+    if not isinstance(metrics, dict):
+        return "it has no metrics mapping"
+    for name in ("top1", "top5"):
+        if name == "top1" or name in metrics:
+            value = metrics.get(name)
+            if not (_is_real(value) and 0.0 <= value <= 1.0):
+                return f"metrics.{name} is {str(value)[:40]!r}, not a fraction in [0, 1]"
+    if "top5" in metrics and metrics["top5"] < metrics["top1"]:
+        return f"metrics.top5 {metrics['top5']} < top1 {metrics['top1']}"
+    if "num_videos" in metrics:
+        n = metrics["num_videos"]
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            return f"metrics.num_videos is {str(n)[:40]!r}, not a positive integer"
+    return None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

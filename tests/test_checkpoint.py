@@ -99,3 +99,28 @@ def test_unfused_attention_reproduces_the_reference_bit_for_bit(reference, clip,
     model = harness.build_model("video_vit", checkpoint=str(path), fused_attention=False, **DIMS)
     with torch.no_grad():
         assert torch.equal(model(clip), reference(clip))
+
+
+@pytest.mark.parametrize("poison", ["nan", "inf", "all_nan"])
+def test_non_finite_checkpoint_is_refused_at_load(reference, tmp_path, poison):
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    if poison == "all_nan":
+        state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}
+    else:
+        state["blocks.1.mlp.fc2.weight"][0, 0] = float(poison)
+    path = tmp_path / f"{poison}.pth"
+    torch.save({"module": state}, path)
+    with pytest.raises(CheckpointError, match="NaN or infinite values") as err:
+        harness.build_model("video_vit", checkpoint=str(path), **DIMS)
+    if poison != "all_nan":
+        assert "blocks.1.mlp.fc2.weight" in str(err.value)
+
+
+def test_directory_or_fifo_as_checkpoint_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.pth"
+    os.mkfifo(fifo)
+    for path in (tmp_path, fifo):
+        with pytest.raises(CheckpointError, match="not a regular file|must be a Hugging Face model directory"):
+            harness.build_model("video_vit", checkpoint=str(path), **DIMS)

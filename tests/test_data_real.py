@@ -329,4 +329,12 @@ def test_other_suites_validate(tmp_path, monkeypatch, name, env):
     assert all(var in text for var in env)
     for var in env:
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    missing = validate_suite(suite)  # validate checks that every path exists
+    assert {p.message.split(":")[0] for p in missing} <= {"checkpoint not found", "directory not found",
+                                                          "ann file not found", "label file not found",
+                                                          "class index not found", "label map not found"}
+    assert len(missing) == len(env)
+    for var in env:
+        target = tmp_path / var.lower()
+        target.mkdir() if var.endswith(("_VIDEOS", "_ROOT")) else target.write_bytes(b"")
     assert validate_suite(suite) == []

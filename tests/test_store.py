@@ -193,3 +193,23 @@ def test_numerics_code_follows_the_method_its_imports_and_named_methods(tmp_path
     with open(tmp_path / "harness" / "models" / "video_vit.py", "a") as f:
         f.write("\n# changed\n")
     assert all(v != after[k] for k, v in ids().items())  # shared model code: every method
+
+
+@pytest.mark.parametrize("metrics", [None, "garbage", {}, {"top1": None}, {"top1": "0.5"}, {"top1": 1.5},
+                                     {"top1": -0.1}, {"top1": True}, {"top1": 0.5, "top5": 0.4},
+                                     {"top1": 0.5, "num_videos": 0}, {"top1": 0.5, "num_videos": 2.5}])
+def test_ok_record_with_garbage_metrics_is_not_finished(tmp_path, metrics):
+    """A damaged or hand-edited record is computed again rather than counted as done forever."""
+    store = ResultStore(tmp_path)
+    store.write(record("k1", metrics=metrics))
+    assert store.read("k1")["status"] == "ok"
+    assert not store.is_finished("k1")
+
+
+def test_ok_record_whose_key_field_differs_from_its_file_is_not_finished(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write(record("k1"))
+    (tmp_path / "cells" / "k1.json").rename(tmp_path / "cells" / "k2.json")
+    assert not store.is_finished("k2") and not store.is_finished("k1")
+    store.write(record("k3", metrics={"top1": 0.25, "top5": 0.75, "num_videos": 4}))
+    assert store.is_finished("k3")

@@ -11,6 +11,7 @@ def write(tmp_path, methods, **extra):
              "datasets": [{"name": "synthetic_motion"}], "methods": methods, **extra}
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(suite))
+    (tmp_path / "dense.pth").write_bytes(b"weights")  # validate reports a missing file: keep the suite valid
     return path
 
 

@@ -6,7 +6,9 @@ processes. A video passes when every probe frame decodes; otherwise it is report
 classified as ``missing`` (no such file or folder, a dangling link), ``unreadable`` (not a regular
 file, no read permission), ``empty`` (no frames), ``corrupt`` (anything decord, the image decoder
 or the file system raised) or ``invalid`` (the annotation entry itself is unusable: a label out of
-range, a duplicate; the file is not opened).
+range, a duplicate; the file is not opened), ``timeout`` (the probe took longer than the dataset's
+``decode_timeout_s``: a decoder that hangs) or ``crash`` (the decoder process died). Every probe runs
+in a watchdog worker (``harness.data.watchdog``), one per checking thread, so neither stops the check.
 """
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ import os
 import typing as tp
 
 from harness.data.annotations import VideoItem
+from harness.data.decode import DEFAULT_DECODE_TIMEOUT_S, DEFAULT_DECODER
 
-STATUSES = ("missing", "unreadable", "empty", "corrupt", "invalid")  # every status but "ok"
+STATUSES = ("missing", "unreadable", "empty", "corrupt", "invalid", "timeout", "crash")  # every status but "ok"
 
 
-def probe_video(path: str, frames: int = 3) -> tp.Tuple[str, str]:
+def probe_video(path: str, frames: int = 3, decoder: str = DEFAULT_DECODER) -> tp.Tuple[str, str]:
     """``(status, detail)`` for one video: status is ok, missing, unreadable, empty or corrupt."""
     if not os.path.lexists(path):
         return "missing", "no such file"
@@ -38,6 +41,8 @@ def probe_video(path: str, frames: int = 3) -> tp.Tuple[str, str]:
         cut = truncation(path)
         if cut:
             return "corrupt", cut
+        if decoder != DEFAULT_DECODER:
+            return _probe_with(decoder, path, frames)
         import decord
 
         reader = decord.VideoReader(path, num_threads=1)
@@ -53,7 +58,25 @@ def probe_video(path: str, frames: int = 3) -> tp.Tuple[str, str]:
         return "corrupt", f"{type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}"
 
 
-def probe_item(item: VideoItem, frames: int = 3) -> tp.Tuple[str, str]:
+def _probe_with(decoder: str, path: str, frames: int) -> tp.Tuple[str, str]:
+    """``probe_video`` through a registered backend other than decord."""
+    import numpy as np
+
+    from harness.data.decode import _DECODERS
+
+    seen = []
+
+    def spread(n: int) -> np.ndarray:
+        seen.append(n)
+        return np.asarray(sorted({round(i * (n - 1) / max(frames - 1, 1)) for i in range(frames)}))
+
+    decoded, _, wanted = _DECODERS[decoder](path, spread)
+    if decoded.shape[0] != len(wanted):
+        return "corrupt", f"decoded {decoded.shape[0]} of {len(wanted)} probe frames"
+    return "ok", f"{seen[0]} frames, {decoded.shape[2]}x{decoded.shape[1]}"
+
+
+def probe_item(item: VideoItem, frames: int = 3, decoder: str = DEFAULT_DECODER) -> tp.Tuple[str, str]:
     """``probe_video`` for any item: video file, frame folder, or an entry with an annotation problem."""
     from harness.data.annotations import FrameFolderItem
 
@@ -63,17 +86,31 @@ def probe_item(item: VideoItem, frames: int = 3) -> tp.Tuple[str, str]:
         from harness.data.frames import probe_frame_folder
 
         return probe_frame_folder(item, frames)
-    return probe_video(item.path, frames)
+    return probe_video(item.path, frames, decoder)
 
 
-def check_items(items: tp.Sequence[VideoItem], *, frames: int = 3, workers: int = 2,
-                progress: bool = True) -> dict:
-    """Probe every item; returns counts and the list of problem videos (sorted by index)."""
+def guarded_probe(item: VideoItem, frames: int = 3, decoder: str = DEFAULT_DECODER,
+                  timeout_s: float = DEFAULT_DECODE_TIMEOUT_S) -> tp.Tuple[str, str]:
+    """``probe_item`` in this thread's watchdog worker: ``timeout`` / ``crash`` instead of a hang."""
+    from harness.data.watchdog import DecoderCrash, DecodeTimeout, run_with_deadline
+
+    if getattr(item, "problem", None):
+        return "invalid", str(item.problem)
+    try:
+        return run_with_deadline(probe_item, item, frames, decoder, timeout=timeout_s)
+    except (DecodeTimeout, DecoderCrash) as err:
+        return err.reason, str(err)
+
+
+def check_items(items: tp.Sequence[VideoItem], *, frames: int = 3, workers: int = 2, progress: bool = True,
+                timeout_s: float = DEFAULT_DECODE_TIMEOUT_S, decoder: str = DEFAULT_DECODER) -> dict:
+    """Probe every item (``workers`` at a time, each with a deadline of ``timeout_s``); returns counts
+    and the list of problem videos (sorted by index)."""
     from tqdm import tqdm
 
     problems: tp.List[dict] = []
-    with futures.ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        jobs = {pool.submit(probe_item, item, frames): item for item in items}
+    with futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        jobs = {pool.submit(guarded_probe, item, frames, decoder, timeout_s): item for item in items}
         bar = tqdm(futures.as_completed(jobs), total=len(jobs), desc="check videos", unit="video",
                    disable=not progress)
         for job in bar:

@@ -27,6 +27,36 @@ def items_sha256(pairs: tp.Iterable[tuple[str, int]]) -> str:
     return h.hexdigest()
 
 
+def mark_duplicates(items: tp.Sequence[VideoItem], ann_file: str) -> list[VideoItem]:
+    """``items`` with ``problem`` set on every repeat of an earlier path (the first one stays valid)."""
+    first: dict = {}
+    out = []
+    for it in items:
+        key = os.path.normpath(it.path)
+        if key in first and not it.problem:
+            it = dataclasses.replace(it, problem=f"{ann_file}: duplicate video {it.path!r} (entry {it.index}; "
+                                                 f"first listed as entry {first[key]})")
+        first.setdefault(key, it.index)
+        out.append(it)
+    return out
+
+
+def _list_file_problem(path: str):
+    """Why an annotation or label file cannot be read whole (not a bounded regular file), or None."""
+    from harness.data.paths import MAX_LIST_BYTES, file_problem
+
+    return file_problem(path, MAX_LIST_BYTES)
+
+
+def _read_list_file(path: str) -> bytes:
+    """The bytes of an annotation or label file: a regular file of bounded size (never a FIFO)."""
+    problem = _list_file_problem(path)
+    if problem:
+        raise ValueError(problem)
+    with open(path, "rb") as f:
+        return f.read()
+
+
 @register_dataset("video_list", summary="videos listed in an mmaction2 or VideoMAE annotation file")
 @dataclasses.dataclass
 class VideoListDataset(VideoProtocol):
@@ -64,11 +94,16 @@ class VideoListDataset(VideoProtocol):
         return max((it.label for it in items), default=-1) + 1
 
     def items(self) -> list[VideoItem]:
-        """The annotated videos, paths joined with ``data_root``; labels checked against the class count."""
+        """The annotated videos, paths joined with ``data_root``; labels checked against the class count.
+
+        A video listed again is kept in place with ``problem`` set (reported as invalid, never
+        evaluated or counted twice), as the real datasets do.
+        """
         limit = self.num_classes
         if limit is None and self.label_map:
             limit = len(read_label_map(self.label_map))
-        return read_video_list(self.ann_file, self.data_root, self.ann_format, num_classes=limit)
+        return mark_duplicates(read_video_list(self.ann_file, self.data_root, self.ann_format, num_classes=limit),
+                               self.ann_file)
 
     def build(self) -> "VideoDataset":
         """The torch test dataset (one item per video with all its views)."""
@@ -82,12 +117,17 @@ class VideoListDataset(VideoProtocol):
         return VideoDataset(self.items(), self)
 
     def key_material(self) -> dict:
-        """Content identity of the annotations (and label map) for the cell key."""
-        with open(self.ann_file, "rb") as f:
-            content = f.read()
+        """Content identity of the annotations (and label map) for the cell key; a missing or
+        unreadable file gives ``"missing:<path>"`` (validation reports it; the cell fails when it runs)."""
+        try:
+            content = _read_list_file(self.ann_file)
+        except (OSError, ValueError):
+            return {"ann_sha256": f"missing:{self.ann_file}",
+                    "label_map_sha256": f"missing:{self.label_map}" if self.label_map else None}
         material = {"ann_sha256": hashlib.sha256(content).hexdigest(), "ann_lines": len(content.splitlines())}
         if self.label_map:
-            material["label_map_sha256"] = cached_file_sha256(self.label_map)
+            material["label_map_sha256"] = (f"missing:{self.label_map}" if _list_file_problem(self.label_map)
+                                            else cached_file_sha256(self.label_map))
         return material
 
     def manifest(self) -> dict:
@@ -133,8 +173,10 @@ class SyntheticMotionDataset(VideoProtocol):
         problems = super().check()
         if self.split not in ("train", "val"):
             problems.append(f"split must be 'train' or 'val', got {self.split!r}")
-        if self.num_train < 0 or self.num_val < 0:
-            problems.append(f"num_train and num_val must be >= 0, got {self.num_train}, {self.num_val}")
+        for name in ("num_train", "num_val"):
+            value = getattr(self, name)
+            if not 0 <= value <= 10 ** 6:
+                problems.append(f"{name} must be within [0, 1000000], got {value}")
         return problems
 
     def train_flips(self) -> list[tuple[int, list[int]]]:

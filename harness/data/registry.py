@@ -6,6 +6,7 @@ An instance is a fully resolved dataset + test protocol. ``build()`` returns the
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing as tp
 
@@ -46,6 +47,8 @@ class VideoProtocol:
     mean: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, on [0,1] pixels
     std: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))  # per channel, on [0,1] pixels
     aggregation: tp.Literal["prob", "score"] = "prob"  # prob = mean of softmax over views; score = mean of logits
+    decoder: str = "decord"  # video decoding backend (harness.data.decode.register_decoder)
+    decode_timeout_s: float = 60.0  # a video taking longer is failed with reason "timeout" (not in the cell key)
 
     @property
     def views(self) -> int:
@@ -62,7 +65,43 @@ class VideoProtocol:
             problems.append("mean and std need 3 values each")
         elif any(s <= 0 for s in self.std):
             problems.append(f"std must be positive, got {self.std}")
+        problems += bounds_problems(self, {"clip_len": (1, 4096), "frame_interval": (1, 4096),
+                                           "num_clips": (1, 1024), "short_side": (1, 16384),
+                                           "crop_size": (1, 16384)},
+                                    skip=lambda v: isinstance(v, (int, float)) and v <= 0)  # "must be positive" above
+        problems += bounds_problems(self, {"decode_timeout_s": (0.01, 86400.0)})
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= 1e6 for v in values):
+                problems.append(f"{name} values must be finite numbers, got {values}")
+        from harness.data.decode import decoder_names
+
+        if self.decoder not in decoder_names():
+            problems.append(f"decoder must be one of {', '.join(decoder_names())}, got {self.decoder!r}")
         return problems
+
+
+def bounds_problems(obj: tp.Any, bounds: tp.Dict[str, tp.Tuple[float, float]],
+                    skip: tp.Callable[[tp.Any], bool] = lambda v: False) -> list[str]:
+    """``name must be ... within [lo, hi], got v`` for each numeric field outside its bounds (NaN/inf
+    too); values ``skip`` accepts are left to a more specific check."""
+    out = []
+    for name, (lo, hi) in bounds.items():
+        value = getattr(obj, name, None)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or skip(value):
+            continue
+        if not (math.isfinite(value) and lo <= value <= hi):
+            out.append(f"{name} must be a finite number within [{lo:g}, {hi:g}], got {value}")
+    return out
+
+
+def strip_unkeyed_fields(dataset: dict) -> dict:
+    """Drop, in place, the fields of a dataset dict that cannot change results (cell and fine-tune
+    keys): the decode deadline, and the decoder while it is the default (older keys stay valid)."""
+    dataset.pop("decode_timeout_s", None)
+    if dataset.get("decoder") == "decord":
+        dataset.pop("decoder")
+    return dataset
 
 
 def build_dataset(config: tp.Mapping[str, tp.Any]):

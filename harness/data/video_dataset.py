@@ -2,21 +2,25 @@
 small training sets.
 
 Undecodable videos are never replaced by another video (measurement spec P19): the sample comes back
-with ``views=None`` and an ``error`` string, ``collate_views`` separates such samples, and the caller
-counts them as missing coverage. Entries whose annotation is unusable (``VideoItem.problem``: a label
+with ``views=None``, an ``error`` string and a ``reason`` (``timeout``, ``crash``, ``invalid``,
+``error``), ``collate_views`` separates such samples, and the caller counts them as missing coverage.
+Decoding runs in a watchdog worker (``harness.data.decode.guarded_decode``): a decoder that hangs
+past the protocol's ``decode_timeout_s`` or crashes costs one video, never the run. Entries whose annotation is unusable (``VideoItem.problem``: a label
 out of range, a duplicate) come back the same way (``AnnotationError``) without being decoded.
 """
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import typing as tp
 
 import numpy as np
 import torch
 
-from harness.data.annotations import FrameFolderItem, VideoItem
-from harness.data.containers import truncation
+from harness.data.annotations import VideoItem
+from harness.data.decode import (DEFAULT_DECODE_TIMEOUT_S, DEFAULT_DECODER, AnnotationError,  # noqa: F401
+                                 TruncatedVideoError, decode_frames, decode_item, failure_reason,
+                                 guarded_decode)
 from harness.data.sampling import sample_test_indices
 from harness.data.transforms import make_views, resize_short_side
 
@@ -24,64 +28,6 @@ if tp.TYPE_CHECKING:
     from harness.data.registry import VideoProtocol
 
 logger = logging.getLogger("harness.data")
-
-
-class TruncatedVideoError(OSError):
-    """The file is shorter than its container header declares (``harness.data.containers``)."""
-
-
-def decode_frames(
-    path: str, index_fn: tp.Optional[tp.Callable[[int], np.ndarray]] = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode the frames of one video with decord, each distinct frame once.
-
-    ``index_fn(num_frames)`` returns the wanted frame indices (any shape); default: all frames.
-    Returns ``(frames, unique_inds, wanted)``: uint8 ``frames[U, H, W, 3]`` hold the sorted distinct
-    indices ``unique_inds``; ``wanted`` is ``index_fn``'s array. Raises on a missing, unreadable,
-    truncated (shorter than its header says), corrupt or empty video.
-    """
-    import decord
-
-    if not os.path.isfile(path):
-        if os.path.exists(path):
-            raise IsADirectoryError(f"not a regular file: {path}")
-        raise FileNotFoundError(f"no such video file: {path}")
-    with open(path, "rb"):  # a PermissionError names the problem better than decord would
-        pass
-    cut = truncation(path)  # decord would decode a cut AVI/WebM up to the cut, silently
-    if cut:
-        raise TruncatedVideoError(f"{cut}: {path}")
-    vr = decord.VideoReader(path, num_threads=1)
-    num_frames = len(vr)
-    if num_frames <= 0:
-        raise ValueError(f"video has no frames: {path}")
-    wanted = np.arange(num_frames) if index_fn is None else np.asarray(index_fn(num_frames), dtype=np.int64)
-    unique_inds = np.unique(wanted)
-    frames = vr.get_batch(unique_inds.tolist()).asnumpy()
-    if frames.shape[0] != len(unique_inds):
-        raise RuntimeError(f"decord returned {frames.shape[0]} frames for {len(unique_inds)} indices: {path}")
-    return frames, unique_inds, wanted
-
-
-class AnnotationError(ValueError):
-    """A listed entry that cannot be evaluated (label out of range, duplicate...): ``VideoItem.problem``."""
-
-
-def decode_item(
-    item: VideoItem, index_fn: tp.Optional[tp.Callable[[int], np.ndarray]] = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``decode_frames`` for any item: a video file (decord) or a frame folder (``FrameFolderItem``).
-
-    Raises ``AnnotationError`` for an item whose annotation is unusable (``item.problem``), without
-    touching its file.
-    """
-    if getattr(item, "problem", None):
-        raise AnnotationError(item.problem)
-    if isinstance(item, FrameFolderItem):
-        from harness.data.frames import decode_frame_folder
-
-        return decode_frame_folder(item, index_fn)
-    return decode_frames(item.path, index_fn)
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -108,8 +54,13 @@ class VideoDataset(torch.utils.data.Dataset):
 
     def load_views(self, path: tp.Union[str, VideoItem]) -> torch.Tensor:
         """Decode a video (a path or an item) once and build its ``[V, 3, T, S, S]`` views; raises on failure."""
+        p = self.protocol
         item = path if isinstance(path, VideoItem) else VideoItem(path=path, label=0, index=0)
-        frames_np, unique_inds, clip_inds = decode_item(item, self.frame_indices)
+        index_fn = functools.partial(sample_test_indices, sampler=p.sampler, clip_len=p.clip_len,
+                                     frame_interval=p.frame_interval, num_clips=p.num_clips)
+        frames_np, unique_inds, clip_inds = guarded_decode(
+            item, index_fn, timeout_s=getattr(p, "decode_timeout_s", DEFAULT_DECODE_TIMEOUT_S),
+            decoder=getattr(p, "decoder", DEFAULT_DECODER))
         # resize each distinct frame once, then gather the [num_clips, clip_len] clips
         frames = resize_short_side(torch.from_numpy(frames_np), self.protocol.short_side)
         positions = torch.from_numpy(np.searchsorted(unique_inds, clip_inds))
@@ -122,7 +73,8 @@ class VideoDataset(torch.utils.data.Dataset):
         except Exception as e:  # noqa: BLE001 - every decode failure is reported, none is fatal
             error = f"{type(e).__name__}: {e}"
             logger.warning("cannot decode video %d (%s): %s", i, item.path, error)
-            return {"views": None, "label": item.label, "index": i, "path": item.path, "error": error}
+            return {"views": None, "label": item.label, "index": i, "path": item.path, "error": error,
+                    "reason": failure_reason(e)}
         return {"views": views, "label": item.label, "index": i, "path": item.path, "error": None}
 
 
@@ -131,11 +83,12 @@ def collate_views(batch: tp.Sequence[dict]) -> dict:
     """DataLoader ``collate_fn`` for ``VideoDataset``.
 
     Returns ``{"views": Tensor[B, V, 3, T, S, S] | None, "labels": LongTensor[B],
-    "indices": LongTensor[B], "paths": list[str], "failed": [{"index", "path", "error"}, ...]}``
+    "indices": LongTensor[B], "paths": list[str], "failed": [{"index", "path", "error", "reason"}, ...]}``
     where ``B`` counts only the decoded samples; failed ones are listed, never padded or replaced.
     """
     ok = [b for b in batch if b["error"] is None]
-    failed = [{"index": b["index"], "path": b["path"], "error": b["error"]} for b in batch if b["error"] is not None]
+    failed = [{"index": b["index"], "path": b["path"], "error": b["error"], "reason": b.get("reason", "error")}
+              for b in batch if b["error"] is not None]
     return {
         "views": torch.stack([b["views"] for b in ok]) if ok else None,
         "labels": torch.tensor([b["label"] for b in ok], dtype=torch.long),
@@ -146,7 +99,8 @@ def collate_views(batch: tp.Sequence[dict]) -> dict:
 
 
 def load_clips_uint8(
-    items: tp.Sequence[VideoItem], clip_len: int, size: int, *, progress: bool = True, desc: str = "decode"
+    items: tp.Sequence[VideoItem], clip_len: int, size: int, *, progress: bool = True, desc: str = "decode",
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode frames ``0 .. clip_len-1`` of every video into RAM for training on small data.
 
@@ -161,9 +115,10 @@ def load_clips_uint8(
 
     clips = torch.empty((len(items), clip_len, size, size, 3), dtype=torch.uint8)
     labels = torch.tensor([it.label for it in items], dtype=torch.long)
+    first_frames = functools.partial(_first_frames, clip_len=clip_len)
     for n, item in enumerate(tqdm(items, desc=desc, disable=not progress, unit="clip")):
         try:
-            frames, unique_inds, wanted = decode_item(item, lambda num: np.arange(clip_len) % num)
+            frames, unique_inds, wanted = guarded_decode(item, first_frames, timeout_s=decode_timeout_s)
             clip = torch.from_numpy(frames)[torch.from_numpy(np.searchsorted(unique_inds, wanted))]
             clips[n] = center_crop(resize_short_side(clip, size), size)
         except Exception as e:
@@ -182,3 +137,7 @@ def real_clips(protocol, n: int) -> torch.Tensor:
         if len(views) >= n:
             return torch.stack(views[:n])
     raise RuntimeError(f"fewer than {n} decodable views for timing")
+
+
+def _first_frames(num: int, clip_len: int) -> np.ndarray:
+    return np.arange(clip_len) % num

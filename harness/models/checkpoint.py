@@ -60,6 +60,15 @@ def _k710_to_k400(state, layout: str, expected) -> tp.Tuple[tp.Dict[str, torch.T
     return state, "videomae+k710_to_k400"
 
 
+def refuse_non_finite(state: tp.Dict[str, torch.Tensor], path: tp.Any) -> None:
+    """An all-NaN (or partly infinite) file would load and evaluate as "ok" at chance accuracy."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"{path}: {len(bad)} of {len(state)} tensors hold NaN or infinite values ({shown}); "
+                              "refusing a damaged checkpoint")
+
+
 def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tensor], str]:
     """The state dict of ``path`` converted to our key names, and the layout it came in."""
     if hf.is_hf_reference(path):
@@ -68,12 +77,16 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
         state = {}
         for file in hf.weight_files(folder):
             state.update(unwrap_state_dict(read_weights_file(file), file))
+        refuse_non_finite(state, path)
         return _convert_hf(state, path), "hf"
     if hf.is_hf_name(path):  # one file of a hub repository
         path = hf.resolve(path)
     if not os.path.isfile(path):
+        if os.path.exists(path):  # a directory, FIFO or device: torch.load would fail or block
+            raise CheckpointError(f"checkpoint {path} is not a regular file")
         raise CheckpointError(f"checkpoint not found: {path}")
     state = unwrap_state_dict(read_weights_file(path), path)
+    refuse_non_finite(state, path)
     if any(k.startswith(("videomae.", "classifier.")) for k in state):
         return _convert_hf(state, path), "hf"
     if any(k.startswith("embeddings.patch_embeddings.") for k in state):

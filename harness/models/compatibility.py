@@ -22,3 +22,11 @@ def protocol_problems(dataset: tp.Any, cfg: tp.Any) -> tp.List[str]:
     if dataset.crop_size != cfg.img_size:
         problems.append(f"dataset crop_size {dataset.crop_size} != backbone img_size {cfg.img_size}")
     return problems
+
+
+def count_problems(method_name: str, params: tp.Any, cfg: tp.Any) -> tp.List[str]:
+    """Knobs the method would silently cap on this backbone (``params.check_counts(cfg)``, if it has
+    one; ToMe's r above N // 2, say). The model still builds -- capping is the official behaviour --
+    but a suite cell labelled with the uncapped value would misreport what ran, so suites refuse it."""
+    check = getattr(params, "check_counts", None)
+    return [f"method {method_name!r}: {p}" for p in check(cfg)] if check else []

@@ -20,6 +20,7 @@ Precedence: CLI --set > suite file > included files > dataclass defaults (only a
 """
 from harness.suite._expand import Cell as Cell
 from harness.suite._expand import Suite as Suite
+from harness.suite._expand import dataset_from_overrides as dataset_from_overrides
 from harness.suite._expand import load_suite as load_suite
 from harness.suite._expand import validate_suite as validate_suite
 from harness.suite._overrides import apply_overrides as apply_overrides
@@ -35,6 +36,6 @@ from harness.suite._types import describe as describe
 from harness.suite._types import field_types as field_types
 from harness.suite._types import type_name as type_name
 
-__all__ = ["Cell", "EvalConfig", "MeasureConfig", "Problem", "Suite", "SuiteConfig", "SuiteError",
+__all__ = ["Cell", "EvalConfig", "dataset_from_overrides", "MeasureConfig", "Problem", "Suite", "SuiteConfig", "SuiteError",
            "apply_overrides", "check_value", "describe", "field_types", "format_problems", "load_suite",
            "type_name", "unknown_key_message", "validate_suite"]

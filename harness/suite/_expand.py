@@ -16,7 +16,9 @@ from harness.models import hf
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
-from harness.suite._schema import (ENTRY_SECTIONS, EvalConfig, MeasureConfig, Problem, SuiteConfig,
+from harness.data.registry import strip_unkeyed_fields
+from harness.suite._paths import path_problem
+from harness.suite._schema import (ENTRY_SECTIONS, OVERRIDE_FILE, EvalConfig, MeasureConfig, Problem, SuiteConfig,
                                    SuiteError, unknown_key_message)
 from harness.suite._types import (check_value, describe, field_default, field_types, is_list_type,
                                   list_item_type, type_name)
@@ -74,6 +76,7 @@ class Cell:
         config = self.config()
         config["eval"].pop("num_workers", None)
         config["eval"].pop("share_decode", None)
+        strip_unkeyed_fields(config["dataset"])
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
         weights = hf.content_key(checkpoint) if checkpoint else None  # a file's sha256; HF: config + weights
@@ -128,8 +131,13 @@ def finetune_fields(backbone: dict, entry: dict) -> dict:
 
 
 def validate_suite(path: tp.Union[str, os.PathLike], overrides: tp.Sequence[str] = ()) -> list[Problem]:
-    """Every problem in the suite at ``path`` with ``overrides`` applied; [] when it is valid."""
-    return _load(path, overrides)[1]
+    """Every problem in the suite at ``path`` with ``overrides`` applied; [] when it is valid.
+
+    Stricter than ``load_suite`` in one respect: a path field naming a file or folder that does not
+    exist is a problem here, while ``run`` leaves it to the cells that need it (they fail, the others
+    run). A path of the wrong kind (a directory, FIFO or device for a file...) is refused by both.
+    """
+    return _load(path, overrides, missing_ok=False)[1]
 
 
 def load_suite(path: tp.Union[str, os.PathLike], overrides: tp.Sequence[str] = ()) -> Suite:
@@ -137,20 +145,20 @@ def load_suite(path: tp.Union[str, os.PathLike], overrides: tp.Sequence[str] = (
 
     Precedence: CLI --set > suite file > included files > dataclass defaults (only null unsets).
     """
-    suite, problems = _load(path, overrides)
+    suite, problems = _load(path, overrides, missing_ok=True)
     if problems:
         raise SuiteError(problems)
     return suite
 
 
-def _load(path: tp.Any, overrides: tp.Sequence[str]) -> tuple[Suite, list[Problem]]:
+def _load(path: tp.Any, overrides: tp.Sequence[str], missing_ok: bool) -> tuple[Suite, list[Problem]]:
     _registries._ensure_registered()
     problems: list[Problem] = []
     tree = load_tree(path, problems)
     if tree.loaded:
         apply_to(tree.data, tree.origins, overrides, problems)
         resolve_entry_paths(tree.data, os.getcwd())  # paths given with --set are relative to the CWD
-        checker = _Checker(tree)
+        checker = _Checker(tree, missing_ok)
         suite = checker.run()
         problems += checker.problems
     else:
@@ -158,11 +166,56 @@ def _load(path: tp.Any, overrides: tp.Sequence[str]) -> tuple[Suite, list[Proble
     return suite, list(dict.fromkeys(problems))  # same problem from several sweep points: once
 
 
+def dataset_from_overrides(name: str, overrides: tp.Sequence[str]) -> tuple[tp.Any, list[Problem]]:
+    """One registered dataset built from ``KEY=VALUE`` strings (``harness data check NAME --set ...``),
+    checked exactly as a suite's ``datasets:`` entry; ``(dataset, [])`` or ``(None, problems)``."""
+    import yaml
+
+    from harness.suite._load import _clean
+
+    _registries._ensure_registered()
+    problems: list[Problem] = []
+    entry: dict = {"name": name}
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(Problem(OVERRIDE_FILE, key, f"bad value {text!r}: expected KEY=VALUE, e.g. num_val=50"))
+            continue
+        try:
+            value = "" if not raw.strip() else yaml.safe_load(raw)
+        except (yaml.YAMLError, ValueError, RecursionError) as err:
+            problems.append(Problem(OVERRIDE_FILE, key, f"value is not valid YAML ({str(err).splitlines()[0]})"))
+            continue
+        value = _clean(value, (key,), OVERRIDE_FILE, problems, set())
+        try:
+            ann = _registries.entry_fields("datasets", name).get(key)
+        except KeyError:
+            ann = None  # an unknown dataset: reported below
+        if ann is not None and _is_sweep(value, ann):
+            problems.append(Problem(OVERRIDE_FILE, key, f"expected {type_name(ann)}, got {describe(value)} "
+                                                        "(data check takes one value per key)"))
+            continue
+        entry[key] = value
+    if problems:
+        return None, problems
+    data = {"datasets": [entry]}
+    resolve_entry_paths(data, os.getcwd())
+    checker = _Checker(Tree(data, {("datasets",): OVERRIDE_FILE}, OVERRIDE_FILE), missing_ok=False)
+    variants = checker._entries("datasets")
+    problems = [dataclasses.replace(p, field=p.field.removeprefix("datasets[0]").removeprefix("."))
+                for p in dict.fromkeys(checker.problems)]
+    if problems or not variants:
+        return None, problems or [Problem(OVERRIDE_FILE, "", f"dataset {name!r} could not be built")]
+    return variants[0]["obj"], []
+
+
 class _Checker:
     """Walks a merged tree once, collecting problems and building the typed config and variants."""
 
-    def __init__(self, tree: Tree):
+    def __init__(self, tree: Tree, missing_ok: bool = True):
         self.tree, self.data, self.problems = tree, tree.data, []
+        self.missing_ok = missing_ok
 
     def problem(self, path: tuple, message: str) -> None:
         self.problems.append(Problem(self.tree.file_of(path), format_path(path), message))
@@ -203,7 +256,19 @@ class _Checker:
                 text = f"{where}: {message}"
                 if text not in seen:
                     seen.add(text)
-                    self.problem(("methods",) if is_method else ("datasets",), text)
+                    self.problem(self._method_key_path(m, message) if is_method else ("datasets",), text)
+
+    def _method_key_path(self, variant: dict, message: str) -> tuple:
+        """``methods[i].<key>`` when a method's message starts with one of the entry's keys
+        (``method 'tome': r=1000 asks ...``), so that the file (or ``--set``) that gave it is named."""
+        body = message.split(": ", 1)[1] if message.startswith("method ") and ": " in message else message
+        first = body.replace("=", " ").split(" ", 1)[0]
+        path = variant.get("path")
+        entries = self.data.get("methods")
+        if path and isinstance(entries, list) and path[1] < len(entries) and isinstance(entries[path[1]], dict) \
+                and first in entries[path[1]]:
+            return path + (first,)
+        return ("methods",)
 
     def _scalar(self, key: str, ann: tp.Any) -> tp.Any:
         value = self.data.get(key)
@@ -261,7 +326,24 @@ class _Checker:
         out = []
         for i, entry in enumerate(value):
             out += self._entry(section, i, entry)
-        return out
+        return self._without_duplicates(section, out)
+
+    def _without_duplicates(self, section: str, variants: list[dict]) -> list[dict]:
+        """An entry (or sweep point) that repeats an earlier one would evaluate, store and count the
+        same cells twice: a problem naming both."""
+        first: dict = {}
+        for v in variants:
+            config = strip_unkeyed_fields(dict(v["config"])) if section == "datasets" else v["config"]
+            ident = json.dumps([config, v.get("checkpoint"), (v.get("finetune") or {}).get("name")],
+                               sort_keys=True, default=str)
+            if ident in first:
+                a, b = first[ident], v
+                what = b.get("label") or b["config"].get("name")
+                self.problem(b["path"], f"repeats {format_path(a['path'])} ({what}): its cells would be evaluated "
+                                        "and counted twice; remove one")
+            else:
+                first[ident] = v
+        return variants
 
     def _entry(self, section: str, i: int, entry: tp.Any) -> list[dict]:
         path = (section, i)
@@ -298,7 +380,7 @@ class _Checker:
             where = "with " + " ".join(f"{k}={kwargs[k]!r}" for k in swept) + ":" if swept else ""
             variant = build(name, kwargs, path, entry, where)
             if variant is not None:
-                out.append(variant)
+                out.append({**variant, "path": path})
         return out
 
     def _axes(self, entry: dict, types: dict, path: tuple) -> tp.Optional[list]:
@@ -330,11 +412,15 @@ class _Checker:
             options = []
             for item_path, item in items:
                 ok, coerced = check_value(item, ann)
-                if ok:
+                problem = path_problem(path[0], k, coerced, missing_ok=self.missing_ok) if ok else None
+                if problem and not os.path.lexists(coerced):  # missing: reported, the entry still checked
+                    self.problem(item_path, problem)
+                    problem = None
+                if ok and problem is None:
                     options.append(coerced)
                 else:
                     ok_all = False
-                    self.problem(item_path, f"expected {type_name(ann)}, got {describe(item)}")
+                    self.problem(item_path, problem or f"expected {type_name(ann)}, got {describe(item)}")
             axes.append((k, options))
         return axes if ok_all else None
 
@@ -347,6 +433,11 @@ class _Checker:
 
     def _build_backbones(self, name: str, kwargs: dict, path: tuple, entry: dict, where: str) -> tp.Optional[dict]:
         dims = {k: v for k, v in kwargs.items() if k != "checkpoint"}
+        bad = _dim_problems(dims)
+        for k, message in bad:
+            self.problem(path + (k,), f"{where} {message}".strip())
+        if bad:
+            return None
         try:
             _registries.resolve_backbone(name, dims, kwargs.get("checkpoint"))
         except Exception as err:  # resolve_config raises ValueError; anything else is reported too
@@ -361,8 +452,9 @@ class _Checker:
         except Exception as err:  # a dataset's __init__/check raising is a problem in the suite, reported
             self.problem(path, f"{where} {_err(err)}".strip())
             return None
+        fields = {f.name: None for f in dataclasses.fields(obj)}
         for message in messages:
-            self._check_problem(path, entry, f"{where} {message}".strip() if where else message)
+            self._check_problem(path, {**fields, **entry}, f"{where} {message}".strip() if where else message)
         if messages:
             return None
         return {"config": {"name": name, **dataclasses.asdict(obj)}, "obj": obj}
@@ -383,9 +475,17 @@ class _Checker:
         try:
             params = spec.make_params(kwargs)
         except Exception as err:  # make_params raises ValueError (TypeError for a missing field)
-            self.problem(path, f"{where} {_err(err)}".strip())
+            text = _err(err)
+            body = text.split(": ", 1)[1] if text.startswith("method ") and ": " in text else text
+            first = body.split(" ", 1)[0]
+            self.problem(path + (first,) if first in entry else path, f"{where} {text}".strip())
             return None
         values = dataclasses.asdict(params)
+        bad = _param_number_problems(values)
+        for k, message in bad:
+            self.problem(path + (k,) if k in entry else path, f"{where} method {name!r}: {message}".strip())
+        if bad:
+            return None
         label = _label(name, params, values) + (f" ft={finetune['name']}" if finetune else "")
         if checkpoint:  # its own weights: name the file, since the table's title names the backbone's
             label += f" weights={os.path.basename(str(checkpoint))}"
@@ -425,8 +525,8 @@ class _Checker:
 
     def _finetunes(self) -> dict:
         """name -> checked FineTuneEntry dict (``False`` for an invalid entry, reported once)."""
-        from harness.suite._schema import FineTuneEntry
-        from harness.training.config import RECIPE_KEYS
+        from harness.suite._schema import FineTuneEntry, bounded
+        from harness.training.config import recipe_problems
 
         value = self.data.get("finetunes")
         if value is None:
@@ -454,9 +554,17 @@ class _Checker:
             method = self._ft_method(ft.method, path + ("method",))
             dataset = self._ft_dataset(ft.dataset, path + ("dataset",))
             val = self._ft_dataset(ft.val_dataset, path + ("val_dataset",)) if ft.val_dataset else None
-            for k in ft.recipe:
-                if k not in RECIPE_KEYS:
-                    self.problem(path + ("recipe", k), unknown_key_message(k, RECIPE_KEYS))
+            for k, message in recipe_problems(ft.recipe):
+                if message.startswith("unknown recipe key"):
+                    from harness.training.config import RECIPE_KEYS
+
+                    message = unknown_key_message(k, RECIPE_KEYS)
+                self.problem(path + ("recipe", k), message)
+            for message in bounded(ft, limit=(1, 10 ** 9), val_limit=(1, 10 ** 9), seed=(0, 2 ** 63 - 1),
+                                   threads=(1, 4096)):
+                self._check_problem(path, entry, message)
+            for message in _augment_problems(ft.augment):
+                self.problem(path + ("augment",), message)
             if len(self.problems) > n_before or method is None or dataset is None:
                 out[name] = False
                 continue
@@ -470,25 +578,109 @@ class _Checker:
         except KeyError as err:
             self.problem(path + ("name",), str(err))
             return None
-        try:
-            params = spec.make_params({k: v for k, v in value.items() if k != "name"})
-        except Exception as err:  # noqa: BLE001 -- reported as a suite problem
-            self.problem(path, _err(err))
+        n_before = len(self.problems)
+        given = {k: v for k, v in value.items() if k != "name"}
+        kwargs = self._typed_fields(given, field_types(spec.params), path)
+        if len(self.problems) > n_before:
             return None
-        return {"name": name, "params": dataclasses.asdict(params)}
+        try:
+            params = spec.make_params(kwargs)
+        except Exception as err:  # noqa: BLE001 -- reported as a suite problem
+            text = _err(err)
+            first = (text.split(": ", 1)[1] if text.startswith("method ") and ": " in text else text).split(" ", 1)[0]
+            self.problem(path + (first,) if first in given else path, text)
+            return None
+        bad = _param_number_problems(dataclasses.asdict(params))
+        for k, message in bad:
+            self.problem(path + (k,), f"method {name!r}: {message}")
+        return None if bad else {"name": name, "params": dataclasses.asdict(params)}
 
     def _ft_dataset(self, value: dict, path: tuple) -> tp.Optional[dict]:
+        """A fine-tune's training/validation dataset: the same checks as a ``datasets:`` entry, no sweeps."""
         name = value.get("name")
+        if not isinstance(name, str) or not name:
+            self.problem(path + ("name",), f"expected a registered dataset name ({', '.join(_registries.names('datasets'))})")
+            return None
         try:
             cls = _registries.entry_class("datasets", name)
-            obj = cls(**{k: v for k, v in value.items() if k != "name"})
+        except KeyError as err:
+            self.problem(path + ("name",), str(err))
+            return None
+        types = field_types(cls)
+        n_before = len(self.problems)
+        fields = self._typed_fields({k: v for k, v in value.items() if k != "name"}, types, path)
+        for k, v in fields.items():
+            problem = path_problem("datasets", k, v, missing_ok=self.missing_ok)
+            if problem:
+                self.problem(path + (k,), problem)
+        if len(self.problems) > n_before:
+            return None
+        try:
+            obj = cls(**fields)
             messages = obj.check() if hasattr(obj, "check") else []
-        except Exception as err:  # noqa: BLE001 -- unknown dataset, bad field: a suite problem
+        except Exception as err:  # noqa: BLE001 -- a dataset's __init__/check raising: a suite problem
             self.problem(path, _err(err))
             return None
         for message in messages:
-            self.problem(path, message)
+            self._check_problem(path, value, message)
         return None if messages else {"name": name, **dataclasses.asdict(obj)}
+
+
+MAX_PARAM_MAGNITUDE = 1e12  # no method knob means anything past this; past it, integer maths overflows
+
+
+def _param_number_problems(values: dict) -> list[tuple[str, str]]:
+    """Method knobs that no method can mean: NaN, infinities, magnitudes past ``MAX_PARAM_MAGNITUDE``
+    (ranges that depend on the method are its own ``check()``/``check_backbone()``)."""
+    import math
+
+    def bad(v: tp.Any) -> bool:
+        if isinstance(v, (list, tuple)):
+            return any(bad(x) for x in v)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        return not math.isfinite(v) or abs(v) > MAX_PARAM_MAGNITUDE
+
+    return [(k, f"{k} must be finite and at most {MAX_PARAM_MAGNITUDE:g} in magnitude, got {v!r}")
+            for k, v in values.items() if bad(v)]
+
+
+DIM_BOUNDS = {"embed_dim": (1, 65536), "depth": (1, 1024), "num_heads": (1, 1024), "patch_size": (1, 1024),
+              "tubelet_size": (1, 1024), "num_frames": (1, 4096), "img_size": (1, 16384), "num_classes": (0, 10 ** 6),
+              "in_chans": (1, 64), "mlp_ratio": (1e-3, 64.0), "norm_eps": (1e-12, 1.0)}
+
+
+def _dim_problems(dims: dict) -> list[tuple[str, str]]:
+    """Backbone dims outside a sane range (NaN and infinities included): ``[(dim, message)]``."""
+    import math
+
+    out = []
+    for k, v in dims.items():
+        if k in DIM_BOUNDS and isinstance(v, (int, float)) and not isinstance(v, bool):
+            lo, hi = DIM_BOUNDS[k]
+            if isinstance(v, int) and v < lo:
+                continue  # the preset's check says "must be positive" (or >= 0)
+            if not (math.isfinite(v) and lo <= v <= hi):
+                out.append((k, f"{k} must be a finite number within [{lo:g}, {hi:g}], got {v}"))
+    return out
+
+
+def _augment_problems(augment: tp.Any) -> list[str]:
+    """``augment: {scale: [lo, hi], flip: bool}`` of a fine-tune."""
+    import math
+
+    problems = []
+    unknown = sorted(set(augment) - {"scale", "flip"})
+    if unknown:
+        problems.append(f"unknown augment key(s) {unknown}; valid: scale, flip")
+    scale = augment.get("scale", [0.5, 1.0])
+    if not (isinstance(scale, (list, tuple)) and len(scale) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in scale)
+            and 0 < scale[0] <= scale[1] <= 1):
+        problems.append(f"augment.scale must be [lo, hi] with 0 < lo <= hi <= 1, got {scale!r}")
+    if not isinstance(augment.get("flip", True), bool):
+        problems.append(f"augment.flip must be true or false, got {augment.get('flip')!r}")
+    return problems
 
 
 def _is_sweep(value: tp.Any, ann: tp.Any) -> bool:
@@ -529,9 +721,10 @@ def _label(name: str, params: tp.Any, values: dict) -> str:
 def _cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]:
     """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
     import methods
-    from harness.models.compatibility import method_problems, protocol_problems
+    from harness.models.compatibility import count_problems, method_problems, protocol_problems
     from harness.models.presets import backbone_config
 
     cfg = backbone_config(backbone)
     params = methods.get_method(method["name"]).params(**method["params"])
-    return protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)
+    return (protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)
+            + count_problems(method["name"], params, cfg))

@@ -2,6 +2,11 @@
 
 Every node of the merged tree remembers the file that declared it (``Tree.origins``), so a problem
 found later can name the included file that holds the bad value.
+
+Hostile files are refused before they cost anything: the suite file (and each include) must be a
+regular file of at most ``MAX_SUITE_BYTES``; includes must live in the suite's folder (or below) and
+are not opened otherwise; a key given twice in one mapping is a problem with its line; aliases
+(``&a`` / ``*a``) may not expand the tree past ``MAX_NODES`` values ("billion laughs").
 """
 from __future__ import annotations
 
@@ -12,11 +17,42 @@ import typing as tp
 
 import yaml
 
+from harness.data.paths import HF_PREFIX, MAX_SUITE_BYTES, file_problem
 from harness.suite._schema import PATH_KEYS, Problem
 from harness.suite._types import describe
 
 Path = tp.Tuple[tp.Union[str, int], ...]
 _ENV_RE = re.compile(r"\$\{([^}]*)\}")
+MAX_NODES = 100_000  # values in one file or --set value after alias expansion
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that records a key repeated in one mapping (YAML says keys are unique;
+    PyYAML keeps the last silently) instead of dropping the first value."""
+
+    duplicates: list
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                continue  # merge keys (<<) may legitimately be overridden
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in seen:
+                self.duplicates.append((key, line, seen[key]))
+            else:
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_strict(text: str) -> tuple[tp.Any, list]:
+    """``yaml.safe_load`` plus the duplicated keys: ``(data, [(key, line, first line), ...])``."""
+    loader = _StrictLoader(text)
+    loader.duplicates = []
+    try:
+        return loader.get_single_data(), loader.duplicates
+    finally:
+        loader.dispose()
 
 
 @dataclasses.dataclass
@@ -48,7 +84,7 @@ def format_path(path: tp.Sequence[tp.Union[str, int]]) -> str:
 def load_tree(path: tp.Union[str, os.PathLike], problems: list) -> Tree:
     """Load ``path`` and its includes (the including file wins; dicts merge deeply, lists are replaced)."""
     root = os.path.abspath(os.fspath(path))
-    data, origins, include = _load_file(root, (), problems)
+    data, origins, include = _load_file(root, (), problems, os.path.dirname(os.path.realpath(root)))
     if data is None:
         return Tree({}, {}, root, loaded=False)
     if include is not None:  # keep the suite's own include list (as written) for the record
@@ -56,7 +92,7 @@ def load_tree(path: tp.Union[str, os.PathLike], problems: list) -> Tree:
     return Tree(data, origins, root)
 
 
-def _load_file(file: str, stack: tuple, problems: list) -> tuple[tp.Optional[dict], dict, tp.Any]:
+def _load_file(file: str, stack: tuple, problems: list, home: str) -> tuple[tp.Optional[dict], dict, tp.Any]:
     raw = _read_mapping(file, problems)
     if raw is None:
         return None, {}, None
@@ -64,6 +100,8 @@ def _load_file(file: str, stack: tuple, problems: list) -> tuple[tp.Optional[dic
     hints = {k: v for k, v in variables.items() if isinstance(k, str) and isinstance(v, str)} \
         if isinstance(variables, dict) else {}
     raw = _clean(raw, (), file, problems, set(), hints)
+    if raw is None:  # expanded past MAX_NODES (reported)
+        return None, {}, None
     resolve_entry_paths(raw, os.path.dirname(file))
     include = raw.pop("include", None)
     merged: dict = {}
@@ -71,14 +109,23 @@ def _load_file(file: str, stack: tuple, problems: list) -> tuple[tp.Optional[dic
     stack = stack + (os.path.realpath(file),)
     for i, inc in enumerate(_include_list(include, file, problems)):
         inc_file = os.path.normpath(os.path.join(os.path.dirname(file), os.path.expanduser(inc)))
-        if os.path.realpath(inc_file) in stack:
-            chain = " -> ".join(list(stack) + [os.path.realpath(inc_file)])
+        real = os.path.realpath(inc_file)
+        if os.path.commonpath([home, real]) != home:  # never open (or quote) a file outside the suite's folder
+            problems.append(Problem(file, f"include[{i}]", f"{inc!r} is outside the suite's folder {home}; "
+                                                            "included files must live in it or below it"))
+            continue
+        if real in stack:
+            chain = " -> ".join(list(stack) + [real])
             problems.append(Problem(file, f"include[{i}]", f"include cycle: {chain}"))
             continue
-        if not os.path.isfile(inc_file):
+        if not os.path.lexists(inc_file):
             problems.append(Problem(file, f"include[{i}]", f"included file not found: {inc_file}"))
             continue
-        child, child_origins, _ = _load_file(inc_file, stack, problems)
+        problem = file_problem(inc_file, MAX_SUITE_BYTES, what="suite file")
+        if problem:
+            problems.append(Problem(file, f"include[{i}]", problem))
+            continue
+        child, child_origins, _ = _load_file(inc_file, stack, problems, home)
         if child is None:
             continue
         child.pop("name", None)  # a suite's name is its own (or its file stem), never inherited
@@ -88,21 +135,28 @@ def _load_file(file: str, stack: tuple, problems: list) -> tuple[tp.Optional[dic
 
 
 def _read_mapping(file: str, problems: list) -> tp.Optional[dict]:
-    try:
-        with open(file, encoding="utf-8") as fh:
-            text = fh.read()
-    except FileNotFoundError:
+    if not os.path.lexists(file):
         problems.append(Problem(file, "", f"suite file not found: {file}"))
         return None
-    except (OSError, UnicodeDecodeError) as err:
-        problems.append(Problem(file, "", f"cannot read {file}: {err}"))
+    problem = file_problem(file, MAX_SUITE_BYTES, what="suite file")  # a FIFO or /dev/zero would hang
+    if problem:
+        problems.append(Problem(file, "", problem))
         return None
     try:
-        data = yaml.safe_load(text)
+        with open(file, "rb") as fh:
+            text = fh.read(MAX_SUITE_BYTES + 1).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        problems.append(Problem(file, "", f"cannot read {file}: {type(err).__name__}: {getattr(err, 'strerror', None) or err}"))
+        return None
+    if len(text) > MAX_SUITE_BYTES:
+        problems.append(Problem(file, "", f"{file} grew past {MAX_SUITE_BYTES} bytes while being read"))
+        return None
+    try:
+        data, duplicates = safe_load_strict(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        detail = getattr(err, "problem", None) or str(err)
+        detail = getattr(err, "problem", None) or type(err).__name__  # never str(err): it quotes the file
         problems.append(Problem(file, "", f"invalid YAML{where}: {detail}"))
         return None
     except (ValueError, RecursionError) as err:  # e.g. a timestamp like 2024-13-01
@@ -111,7 +165,10 @@ def _read_mapping(file: str, problems: list) -> tp.Optional[dict]:
     if not isinstance(data, dict):
         problems.append(Problem(file, "", f"YAML root must be a mapping in {file} (got {describe(data)})"))
         return None
-    return data
+    for key, line, first in duplicates:
+        problems.append(Problem(file, "", f"line {line}: duplicate key {str(key)[:60]!r} (first given on line "
+                                          f"{first}); each key may appear once in a mapping"))
+    return None if duplicates else data
 
 
 def _include_list(include: tp.Any, file: str, problems: list) -> list[str]:
@@ -130,9 +187,28 @@ def _include_list(include: tp.Any, file: str, problems: list) -> list[str]:
     return good
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def _clean(value: tp.Any, path: Path, file: str, problems: list, active: set,
            hints: tp.Optional[dict] = None) -> tp.Any:
-    """Copy ``value``: expand ``${VAR}`` in strings, drop non-string keys, cut recursive aliases."""
+    """Copy ``value``: expand ``${VAR}`` in strings, drop non-string keys, cut recursive aliases;
+    None (and a problem) when aliases expand it past ``MAX_NODES`` values."""
+    budget = [MAX_NODES]
+    try:
+        return _clean_node(value, path, file, problems, active, hints, budget)
+    except _TooLarge:
+        problems.append(Problem(file, format_path(path), f"the YAML expands to more than {MAX_NODES} values "
+                                                         "through its &anchor / *alias references; refused"))
+        return None
+
+
+def _clean_node(value: tp.Any, path: Path, file: str, problems: list, active: set,
+                hints: tp.Optional[dict], budget: list) -> tp.Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
     if isinstance(value, (dict, list)):
         if id(value) in active:
             problems.append(Problem(file, format_path(path), "recursive YAML alias"))
@@ -145,10 +221,10 @@ def _clean(value: tp.Any, path: Path, file: str, problems: list, active: set,
                 problems.append(Problem(file, format_path(path + (str(k),)),
                                         f"keys must be strings, got {describe(k)}"))
                 continue
-            out[k] = _clean(v, path + (k,), file, problems, active, hints)
+            out[k] = _clean_node(v, path + (k,), file, problems, active, hints, budget)
         return out
     if isinstance(value, list):
-        return [_clean(v, path + (i,), file, problems, active, hints) for i, v in enumerate(value)]
+        return [_clean_node(v, path + (i,), file, problems, active, hints, budget) for i, v in enumerate(value)]
     if isinstance(value, str):
         return expand_env(value, format_path(path), file, problems, hints)
     return value
@@ -201,7 +277,7 @@ def resolve_entry_paths(data: dict, base_dir: str) -> None:
 def _resolve(value: tp.Any, base_dir: str) -> tp.Any:
     if isinstance(value, list):
         return [_resolve(v, base_dir) for v in value]
-    if isinstance(value, str) and value and not value.startswith("hf:"):  # hf:ORG/NAME is a hub name
+    if isinstance(value, str) and value and not value.startswith(HF_PREFIX):  # hf:ORG/NAME is a hub name
         return os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
     return value
 

@@ -11,7 +11,7 @@ import typing as tp
 import yaml
 
 from harness.suite import _registries
-from harness.suite._load import _clean, _origins_of, replace
+from harness.suite._load import _clean, _origins_of, replace, safe_load_strict
 from harness.suite._schema import OVERRIDE_FILE, Problem, SuiteError, unknown_key_message
 from harness.suite._types import describe
 
@@ -62,9 +62,11 @@ def _apply_one(data: dict, origins: dict, text: tp.Any, problems: list) -> None:
         value: tp.Any = ""
     else:
         try:
-            value = yaml.safe_load(raw)
+            value, duplicates = safe_load_strict(raw)
         except (yaml.YAMLError, ValueError, RecursionError) as err:
             raise _BadOverride(f"value is not valid YAML ({str(err).splitlines()[0]})") from None
+        if duplicates:
+            raise _BadOverride(f"duplicate key {str(duplicates[0][0])[:60]!r} in the value")
     value = _clean(value, (dotted,), OVERRIDE_FILE, problems, set())
     _set(data, data, origins, parts, (), value)
 

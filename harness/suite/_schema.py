@@ -26,7 +26,7 @@ class EvalConfig:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if self.limit is not None and self.limit < 1:
             problems.append(f"limit must be >= 1 or null, got {self.limit}")
-        return problems
+        return problems or bounded(self, batch_size=(1, 4096), num_workers=(0, 256), limit=(1, 10 ** 9))
 
 
 @dataclasses.dataclass
@@ -52,7 +52,9 @@ class MeasureConfig:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
             problems.append(f"threads must be >= 1 or null, got {self.threads}")
-        return problems
+        return problems or bounded(self, batch_size=(1, 4096), warmup_iters=(0, 10 ** 6), warmup_s=(0, 3600),
+                                   timed_iters=(1, 10 ** 6), min_timed_s=(0, 3600), repeats=(1, 1000),
+                                   threads=(1, 4096), seed=(0, 2 ** 63 - 1))
 
 
 @dataclasses.dataclass
@@ -131,6 +133,21 @@ def format_problems(problems: tp.Sequence[Problem]) -> str:
     n = len(problems)
     lines.append(f"{n} problem{'' if n == 1 else 's'} found")
     return "\n".join(lines)
+
+
+def bounded(obj: tp.Any, **bounds: tp.Tuple[float, float]) -> list[str]:
+    """``name must be a finite number within [lo, hi], got v`` for each field outside its bounds
+    (NaN and infinities included; None = unset is fine)."""
+    import math
+
+    out = []
+    for name, (lo, hi) in bounds.items():
+        v = getattr(obj, name)
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if not (math.isfinite(v) and lo <= v <= hi):
+            out.append(f"{name} must be a finite number within [{lo:g}, {hi:g}], got {v}")
+    return out
 
 
 def _positive(obj: tp.Any, *names: str) -> list[str]:

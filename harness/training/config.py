@@ -22,6 +22,40 @@ DEFAULT_RECIPE: tp.Dict[str, tp.Any] = {
     "label_smoothing": 0.0,
 }
 RECIPE_KEYS = tuple(DEFAULT_RECIPE)
+_CHOICES = {"optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "constant")}
+# key -> (lo, hi, integer?, nullable?)
+_RANGES = {"lr": (1e-12, 10.0, False, False), "weight_decay": (0.0, 10.0, False, False),
+           "clip_grad": (1e-12, 1e6, False, True), "warmup_epochs": (0.0, 1e5, False, False),
+           "warmup_start_factor": (0.0, 1.0, False, False), "cosine_t_max_epochs": (1e-6, 1e5, False, True),
+           "epochs": (1, 100_000, True, False), "batch_size": (1, 65_536, True, False),
+           "label_smoothing": (0.0, 0.999, False, False)}
+
+
+def recipe_problems(recipe: tp.Mapping[str, tp.Any]) -> tp.List[tp.Tuple[str, str]]:
+    """``[(key, message)]`` for every recipe value of the wrong type or outside its sane range."""
+    import math
+
+    out = []
+    for key, value in recipe.items():
+        if key not in RECIPE_KEYS:
+            out.append((key, f"unknown recipe key {key!r}; valid: {', '.join(RECIPE_KEYS)}"))
+        elif key in _CHOICES:
+            if value not in _CHOICES[key] or not isinstance(value, str):
+                out.append((key, f"{key} must be one of {', '.join(map(repr, _CHOICES[key]))}, got {value!r}"))
+        elif key == "no_decay":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                out.append((key, f"no_decay must be a list of parameter-name substrings, got {value!r}"))
+        else:
+            lo, hi, integer, nullable = _RANGES[key]
+            if value is None and nullable:
+                continue
+            kind = "an integer" if integer else "a number"
+            ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+            if isinstance(value, bool) or not ok_type:
+                out.append((key, f"{key} must be {kind}{' or null' if nullable else ''}, got {value!r}"))
+            elif not (math.isfinite(value) and lo <= value <= hi):
+                out.append((key, f"{key} must be {kind} within [{lo:g}, {hi:g}], got {value!r}"))
+    return out
 
 
 @dataclasses.dataclass
@@ -48,8 +82,12 @@ class FineTuneConfig:
         unknown = sorted(set(self.recipe) - set(RECIPE_KEYS))
         if unknown:
             raise ValueError(f"unknown recipe key(s) {unknown}; valid: {', '.join(RECIPE_KEYS)}")
-        return {**DEFAULT_RECIPE, **{k: v for k, v in spec.train_recipe.items() if k in RECIPE_KEYS},
-                **self.recipe}
+        recipe = {**DEFAULT_RECIPE, **{k: v for k, v in spec.train_recipe.items() if k in RECIPE_KEYS},
+                  **self.recipe}
+        problems = recipe_problems(recipe)
+        if problems:
+            raise ValueError("invalid recipe: " + "; ".join(message for _, message in problems))
+        return recipe
 
     def key(self) -> str:
         """Content key of everything that changes the trained weights (not device/threads/amp off CPU)."""
@@ -58,7 +96,10 @@ class FineTuneConfig:
         backbone = dict(self.backbone)
         if backbone.get("checkpoint"):  # the initial weights by content, not by path (HF: config + weights)
             backbone["checkpoint"] = content_key(backbone["checkpoint"])
-        material = {"backbone": backbone, "method": self.method, "dataset": self.dataset,
+        from harness.data.registry import strip_unkeyed_fields
+
+        dataset = strip_unkeyed_fields(dict(self.dataset))
+        material = {"backbone": backbone, "method": self.method, "dataset": dataset,
                     "recipe": self.resolved_recipe(), "limit": self.limit, "augment": self.augment,
                     "seed": self.seed, "threads": self.threads}
         digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()

@@ -5,9 +5,15 @@ so an epoch is reproducible whatever the worker count, and a resumed run sees th
 uninterrupted one. A method's ``train_batch`` hook (HaltingVT's static clips) runs on the sampled
 frames before augmentation, so that each clip it adds is augmented independently, as in the
 official dataset.
+
+Decoding goes through the watchdog (``harness.data.decode.guarded_decode``): a video that fails
+(reason ``timeout``, ``crash``, ``error``) is dropped from its batch, listed in the batch's
+``failed`` entries and skipped in later epochs; the run goes on and its meta counts it.
 """
 from __future__ import annotations
 
+import functools
+import logging
 import typing as tp
 
 import numpy as np
@@ -15,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from harness.data.transforms import resize_short_side
+
+logger = logging.getLogger("harness.training")
 
 
 def train_indices(num_frames: int, sampler: str, clip_len: int, frame_interval: int,
@@ -76,6 +84,7 @@ class TrainClips(torch.utils.data.Dataset):
         self.flips = flip_rules(dataset) if augment.get("flip", True) else []
         self.expand, self.epoch = expand, 0
         self._cache: tp.Optional[dict] = {} if cache else None
+        self._failed: tp.Dict[int, dict] = {}  # item -> its failure, not decoded again
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -84,26 +93,42 @@ class TrainClips(torch.utils.data.Dataset):
         return len(self.items)
 
     def _frames(self, i: int, rng: np.random.Generator) -> torch.Tensor:
-        from harness.data.video_dataset import decode_item
+        from harness.data.decode import DEFAULT_DECODE_TIMEOUT_S, DEFAULT_DECODER, guarded_decode
 
         d = self.dataset
+        guard = {"timeout_s": getattr(d, "decode_timeout_s", DEFAULT_DECODE_TIMEOUT_S),
+                 "decoder": getattr(d, "decoder", DEFAULT_DECODER)}
         if self._cache is None:  # decode only the sampled frames (same rng draws as below)
-            frames, unique, wanted = decode_item(  # a video file or a frame folder
-                self.items[i], lambda n: train_indices(n, d.sampler, d.clip_len, d.frame_interval, rng))
+            index_fn = functools.partial(train_indices, sampler=d.sampler, clip_len=d.clip_len,
+                                         frame_interval=d.frame_interval, rng=rng)
+            frames, unique, wanted = guarded_decode(self.items[i], index_fn, **guard)  # a file or a frame folder
             video = resize_short_side(torch.from_numpy(frames), d.short_side)
             return video[torch.from_numpy(np.searchsorted(unique, wanted))]
         if i in self._cache:
             video = self._cache[i]
         else:
-            frames, _, _ = decode_item(self.items[i])
+            frames, _, _ = guarded_decode(self.items[i], None, **guard)
             video = resize_short_side(torch.from_numpy(frames), d.short_side)
             self._cache[i] = video
         inds = train_indices(len(video), d.sampler, d.clip_len, d.frame_interval, rng)
         return video[torch.from_numpy(inds)]
 
     def __getitem__(self, i: int) -> list:
+        """The item's clips, or ``[Failed]`` when its video cannot be decoded (now or in an earlier epoch)."""
+        from harness.data.decode import failure_reason
+
+        if i in self._failed:
+            return [Failed(self._failed[i])]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        frames, label = self._frames(i, rng), self.items[i].label
+        try:
+            frames = self._frames(i, rng)
+        except Exception as err:  # noqa: BLE001 -- one failed video, never the run
+            item = self.items[i]
+            self._failed[i] = {"index": item.index, "path": item.path, "error": f"{type(err).__name__}: {err}",
+                               "reason": failure_reason(err)}
+            logger.warning("cannot decode training video %s: %s", item.path, self._failed[i]["error"])
+            return [Failed(self._failed[i])]
+        label = self.items[i].label
         clips = [(frames, label, {})]
         if self.expand is not None:
             gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
@@ -120,11 +145,21 @@ class TrainClips(torch.utils.data.Dataset):
         return out
 
 
+class Failed(tp.NamedTuple):
+    """Stands in for the clips of an item whose video could not be decoded."""
+
+    info: dict  # {"index", "path", "error", "reason"}
+
+
 def collate_clips(batch: tp.Sequence[list]) -> dict:
-    """Items (lists of clips) -> ``{"clips" uint8 [N,T,S,S,3], "labels" [N], extras...}`` in item order."""
-    flat = [c for item in batch for c in item]
+    """Items (lists of clips) -> ``{"clips" uint8 [N,T,S,S,3], "labels" [N], extras..., "failed": [...]}``
+    in item order; ``failed`` lists the items left out (``clips`` is None when none is left)."""
+    failed = [c.info for item in batch for c in item if isinstance(c, Failed)]
+    flat = [c for item in batch for c in item if not isinstance(c, Failed)]
+    if not flat:
+        return {"clips": None, "labels": None, "failed": failed}
     out = {"clips": torch.stack([c[0] for c in flat]),
-           "labels": torch.tensor([c[1] for c in flat], dtype=torch.long)}
+           "labels": torch.tensor([c[1] for c in flat], dtype=torch.long), "failed": failed}
     for key in flat[0][2]:
         out[key] = torch.stack([torch.as_tensor(c[2][key]) for c in flat])
     return out

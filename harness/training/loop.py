@@ -63,6 +63,7 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
         print(f"resuming {cfg.key()} after epoch {start_epoch}/{recipe['epochs']}", flush=True)
     t0 = time.time()
     steps_this_call = 0
+    failed: tp.Dict[str, dict] = {}
     for epoch in range(start_epoch, recipe["epochs"]):
         model.train()
         data.set_epoch(epoch)
@@ -73,6 +74,10 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
                    leave=False, disable=not progress)
         for batch in bar:
             lr = lr_at(step, steps_per_epoch, recipe)
+            for info in batch.pop("failed", []):  # undecodable videos: counted, left out, never replaced
+                failed.setdefault(info["path"], info)
+            if batch["clips"] is None:
+                continue
             for group in opt.param_groups:
                 group["lr"] = lr
             inputs = {k: v.to(device) for k, v in batch.items() if k != "clips"}
@@ -95,6 +100,8 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
                 on_step(steps_this_call, step)
         entry = {"epoch": epoch + 1, "step": step, "lr": lr,
                  **{f"train_{k}": v / steps_per_epoch for k, v in sums.items()}}
+        if failed:
+            entry["failed_videos"] = len(failed)
         if cfg.val_dataset is not None:
             entry["val_top1"] = _validate(model, cfg, device)
         entry["wall_s"] = wall_before + time.time() - t0
@@ -110,7 +117,8 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     meta = {"key": cfg.key(), "config": cfg.as_dict(), "history": history,
             "train_wall_s": history[-1]["wall_s"] if history else 0.0, "steps": step,
             "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-            "init": init_report, "checkpoint": os.path.join(out_dir, MODEL)}
+            "init": init_report, "checkpoint": os.path.join(out_dir, MODEL),
+            "failed_videos": sorted(failed.values(), key=lambda f: f["index"])}
     tmp = os.path.join(out_dir, META + ".tmp")
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=2, default=str)

@@ -41,6 +41,11 @@ class RandomParams:
         check = getattr(params, "check_backbone", None)
         return check(cfg) if check else []
 
+    def check_counts(self, cfg) -> tp.List[str]:  # a matched r the method would cap: the same label problem
+        params = self.matched_params()
+        check = getattr(params, "check_counts", None)
+        return check(cfg) if check else []
+
 
 @register_method(
     "random_drop", implementation="methods.random_baselines.reducer:RandomDropReducer", kind="prune",

@@ -32,8 +32,33 @@ class ToMeParams:
         problems = []
         if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
             problems.append(f"r must be a non-negative int or a list of them, got {self.r!r}")
+        elif any(v > 1_000_000 for v in values):
+            problems.append(f"r must be at most 1000000 tokens per block, got {self.r!r}")
         if isinstance(self.r, list) and self.inflection != 0.0:
             problems.append("inflection applies to an int r, not to a per-block list")
         if not -1.0 <= self.inflection <= 1.0:
             problems.append(f"inflection must be in [-1, 1], got {self.inflection}")
         return problems
+
+    def check_counts(self, cfg: tp.Any) -> tp.List[str]:
+        """An r the merge would cap (at most N // 2 per block): the model runs as ToMe does, but a suite
+        cell's label would claim merges that never happen (r=1000 and r=1e26 give the same model)."""
+        r = self.r if isinstance(self.r, list) else [self.r]
+        if self.check():
+            return []  # check() reports it
+        if isinstance(self.r, list):
+            if len(r) > cfg.depth:
+                return [f"r has {len(r)} entries but the backbone has {cfg.depth} blocks"]
+            schedule = r + [0] * (cfg.depth - len(r))
+        else:  # as merge.parse_r (kept torch-free here)
+            low = int(self.r * (1.0 - self.inflection))
+            step = (2 * self.r - 2 * low) / max(cfg.depth - 1, 1)
+            schedule = [low] if cfg.depth == 1 else [int(low + step * i) for i in range(cfg.depth)]
+        n = cfg.num_tokens
+        for block, want in enumerate(schedule):
+            if want > n // 2:
+                return [f"r={self.r!r} asks block {block} to merge {want} tokens, but {n} tokens enter it and "
+                        f"at most {n // 2} can merge (ToMe caps r at N // 2, so the label would overstate "
+                        "the merges); lower r"]
+            n -= want
+        return []

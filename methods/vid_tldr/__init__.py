@@ -41,6 +41,8 @@ class VidTLDRParams:
                 problems.append(f"r entries must be finite numbers >= 0, got {v!r} in r={self.r!r}")
             elif v >= 1 and v != int(v):
                 problems.append(f"r entries >= 1 are token counts and must be whole, got {v!r}")
+            elif v > 1_000_000:
+                problems.append(f"r entries must be at most 1000000 tokens, got {v!r}")
         if self.pool not in ("mean", "size_weighted"):
             problems.append(f"pool must be 'mean' or 'size_weighted', got {self.pool!r}")
         return problems
@@ -48,4 +50,20 @@ class VidTLDRParams:
     def check_backbone(self, cfg: tp.Any) -> tp.List[str]:
         if isinstance(self.r, list) and len(self.r) > cfg.depth:
             return [f"r has {len(self.r)} entries but the backbone has {cfg.depth} blocks"]
+        return []
+
+    def check_counts(self, cfg: tp.Any) -> tp.List[str]:
+        """A count the merge would cap at N // 2 (as ``merge.merge_count``): the model runs as the
+        official code does, but a suite cell's label would overstate the merges."""
+        if self.check_backbone(cfg) or self.check():
+            return []  # check() reports it
+        values = self.r if isinstance(self.r, list) else [self.r] * cfg.depth
+        n = cfg.num_tokens
+        for block, v in enumerate(values):
+            want = int(n * v) if v < 1 else int(v)
+            if want > n // 2:
+                return [f"r={self.r!r} asks block {block} to merge {want} tokens, but {n} tokens enter it and "
+                        f"at most {n // 2} can merge (vid-TLDR caps each count at N // 2, so the label would "
+                        "overstate the merges); lower that entry"]
+            n -= want
         return []
