@@ -88,11 +88,25 @@ def test_no_dense_leaves_relative_columns_blank(records):
 
 
 def test_dense_must_share_eval_settings(records):
-    other_eval = cell("k-tome8-fp16", "tome", {"r": 8}, top1=0.77, gmacs=60.0)
-    other_eval["config"]["eval"]["precision"] = "fp16"
+    other_eval = cell("k-tome8-lim", "tome", {"r": 8}, top1=0.77, gmacs=60.0)
+    other_eval["config"]["eval"]["limit"] = 7
     df = tiny_table(records + [other_eval]).reset_index()
-    row = df[df["key"] == "k-tome8-fp16"].iloc[0]
+    row = df[df["key"] == "k-tome8-lim"].iloc[0]
     assert pd.isna(row["delta_top1"]) and pd.isna(row["gmacs_ratio"])
+
+
+def test_regimes_get_their_own_tables(records):
+    bf16 = cell("k-tome8-bf16", "tome", {"r": 8}, top1=0.77, gmacs=60.0)
+    bf16["config"]["eval"]["precision"] = "bf16"
+    compiled = cell("k-dense-c", "dense", {}, top1=0.8, gmacs=100.0)
+    compiled["config"]["measure"]["compile"] = "default"
+    groups = {g["title"]: (g, df) for g, df in leaderboard(records + [bf16, compiled])}
+    base = "synthetic_vit_tiny (x.pth) on synthetic_motion [val]"
+    assert {base, base + " [bf16]", base + " [fp32, compile default]"} <= set(groups)
+    group, df = groups[base + " [bf16]"]
+    assert group["regime"] == {"precision": "bf16", "compile": "off", "sdpa_backend": "auto"}
+    assert list(df["key"]) == ["k-tome8-bf16"] and pd.isna(df["delta_top1"].iloc[0])  # never against fp32 dense
+    assert "k-tome8-bf16" not in set(groups[base][1]["key"])
 
 
 def test_speedup_needs_same_measure_settings(records):

@@ -88,7 +88,7 @@ def test_interleaved_throughput_records_load_and_flags_unreliable_timing(monkeyp
     subjects = {n: {"model": m, "x": torch.randn(2, 3, 2, 32, 32), "warmup_iters": 1, "warmup_s": 0.0,
                     "timed_iters": 2, "min_timed_s": 0.0, "repeats": 3} for n, m in models.items()}
     order = []
-    monkeypatch.setattr(interleaved, "_step", lambda model, x, device: order.append(model) or 0.01)
+    monkeypatch.setattr(interleaved, "_step", lambda model, x, device, context=None: order.append(model) or 0.01)
     monkeypatch.setattr(interleaved.os, "getloadavg", lambda: (99.0, 0.0, 0.0))
     out = interleaved.interleaved_throughput(subjects, device=torch.device("cpu"))
     a, b = models["a"], models["b"]
@@ -97,3 +97,42 @@ def test_interleaved_throughput_records_load_and_flags_unreliable_timing(monkeyp
         assert result["clips_per_s"] == pytest.approx(200.0) and len(result["iteration_times_s"]) == 3
         assert result["timing"]["load_avg_per_repeat"] == [99.0] * 3
         assert not result["timing"]["reliable"] and "load average" in result["timing"]["warnings"][0]
+
+
+def test_a_bf16_compiled_cell_records_its_regime(tmp_path):
+    """On CPU: eval.precision bf16 and measure.compile default run end to end; the record holds the
+    precision, the compile mode, compile time, recompilations and the kernel of every block."""
+    pytest.importorskip("torch._inductor")
+    torch.manual_seed(0)
+    torch.save({"module": harness.build_model("synthetic_vit_tiny").state_dict()}, tmp_path / "tiny.pth")
+    suite = {"name": "regime", "backbones": [{"name": "synthetic_vit_tiny", "checkpoint": "tiny.pth"}],
+             "datasets": [{"name": "synthetic_motion", "root": "data", "num_train": 0, "num_val": 4}],
+             "methods": [{"name": "dense"}, {"name": "tome", "r": 8}],
+             "eval": {"batch_size": 4, "num_workers": 0, "precision": "bf16"},
+             "measure": {**FAST_MEASURE, "flops": False, "memory": False, "compile": "default", "batch_size": 2}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    results = str(tmp_path / "results")
+    assert main(["run", str(tmp_path / "s.yaml"), "--executor", "debug", "--results", results]) == 0
+    for record in ResultStore(results).records():
+        regime, compiled = record["metrics"]["regime"], record["metrics"]["compile"]
+        assert record["provenance"]["numerics"]["precision"] == regime["precision"] == "bf16"
+        assert compiled["compile_mode"] == "default"
+        assert compiled["compile_error"] is not None or (compiled["compile_time_s"] > 0 and compiled["recompiles"] >= 0)
+        assert len(regime["sdpa_backend_per_block"]) == 4 and regime["torch"]
+    fp32 = dict(suite, eval={**suite["eval"], "precision": "fp32"})
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(fp32))
+    from harness.suite import load_suite
+    keys = {c.key for c in load_suite(str(tmp_path / "f.yaml")).cells()}
+    assert not keys & {r["key"] for r in ResultStore(results).records()}  # the regime is part of the key
+
+
+def test_fp16_on_cpu_fails_the_cell_with_one_clear_line(tmp_path, capsys):
+    suite = {"name": "fp16", "backbones": [{"name": "synthetic_vit_tiny"}],
+             "datasets": [{"name": "synthetic_motion", "root": "data", "num_train": 0, "num_val": 2}],
+             "methods": [{"name": "dense"}], "eval": {"batch_size": 2, "num_workers": 0, "precision": "fp16",
+                                                     "device": "cpu"},
+             "measure": {**FAST_MEASURE, "flops": False, "memory": False}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    assert main(["run", str(tmp_path / "s.yaml"), "--executor", "debug", "--results", str(tmp_path / "r")]) == 1
+    (record,) = ResultStore(str(tmp_path / "r")).records()
+    assert record["status"] == "failed" and "fp16 runs on CUDA only" in record["error"]["message"]

@@ -7,11 +7,14 @@ order, so a sharded cell equals an unsharded one by construction.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import typing as tp
 
 import torch
+
+Context = tp.Callable[[], tp.ContextManager]  # the regime every forward runs under (harness.measure.regime)
 
 
 def aggregate_views(logits: torch.Tensor, how: str) -> torch.Tensor:
@@ -156,12 +159,13 @@ def batch_meta(batch: dict, data_wait_s: float) -> dict:
             "failed": list(batch["failed"]), "data_wait_s": data_wait_s}
 
 
-def forward_views(model, views: torch.Tensor, device) -> dict:
-    """One forward of a batch's views [b, V, 3, T, H, W]: ``logits`` [b, V, K], ``realised_macs`` (executed,
-    all views), ``sample_macs`` (adaptive methods), ``stats``, ``macs_record`` and ``model_s``."""
+def forward_views(model, views: torch.Tensor, device, context: Context = contextlib.nullcontext) -> dict:
+    """One forward of a batch's views [b, V, 3, T, H, W] under ``context()`` (the regime: autocast, SDPA
+    backend): ``logits`` [b, V, K], ``realised_macs`` (executed, all views), ``sample_macs`` (adaptive
+    methods), ``stats``, ``macs_record`` and ``model_s``."""
     b, v = views.shape[:2]
     t_model = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), context():
         logits = model(views.flatten(0, 1).to(device, non_blocking=True)).view(b, v, -1)
     macs = model.view_macs()
     out = {"logits": logits, "realised_macs": macs.total * b * v, "sample_macs": model.sample_macs(),
@@ -170,13 +174,13 @@ def forward_views(model, views: torch.Tensor, device) -> dict:
     return out
 
 
-def forward_batches(model, loader, device) -> tp.Iterator[dict]:
+def forward_batches(model, loader, device, context: Context = contextlib.nullcontext) -> tp.Iterator[dict]:
     """Forward every batch of a ``collate_views`` loader through one model; one entry per batch
     (``batch_meta`` plus, when any video decoded, ``forward_views``). The Slurm shards predict with it."""
     for batch, wait_s in decoded_batches(loader):
         entry = batch_meta(batch, wait_s)
         if batch["views"] is not None and len(batch["views"]):
-            entry.update(forward_views(model, batch["views"], device))
+            entry.update(forward_views(model, batch["views"], device, context))
         yield entry
 
 
@@ -192,7 +196,8 @@ def _accumulate(acc: AccuracyAccumulator, entry: dict) -> None:
 
 def evaluate_models(models: tp.Mapping[str, tp.Any], dataset, *, device: torch.device, batch_size: int,
                     num_workers: int = 0, limit: tp.Optional[int] = None,
-                    progress: tp.Callable[..., None] = lambda *a, **k: None) -> tp.Dict[str, tp.Any]:
+                    progress: tp.Callable[..., None] = lambda *a, **k: None,
+                    contexts: tp.Optional[tp.Mapping[str, Context]] = None) -> tp.Dict[str, tp.Any]:
     """Evaluate several models on one pass over ``dataset``: each batch is decoded once and forwarded
     through every model, each with its own accumulator, so each result equals evaluating that model
     alone. Returns ``{name: result dict}`` (see ``evaluate_model``), or ``{name: exception}`` for a model
@@ -219,7 +224,8 @@ def evaluate_models(models: tp.Mapping[str, tp.Any], dataset, *, device: torch.d
             entry = dict(meta)
             try:
                 if views is not None and len(views):  # a copy per model: no forward can see another's input
-                    entry.update(forward_views(model, views if len(models) == 1 else views.clone(), device))
+                    entry.update(forward_views(model, views if len(models) == 1 else views.clone(), device,
+                                               (contexts or {}).get(name, contextlib.nullcontext)))
             except Exception as err:  # noqa: BLE001 -- one model failing must not stop the others
                 errors[name] = err
                 continue
@@ -245,14 +251,16 @@ def evaluate_models(models: tp.Mapping[str, tp.Any], dataset, *, device: torch.d
 
 def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num_workers: int = 0,
                    limit: tp.Optional[int] = None,
-                   progress: tp.Callable[..., None] = lambda *a, **k: None) -> dict:
+                   progress: tp.Callable[..., None] = lambda *a, **k: None,
+                   context: Context = contextlib.nullcontext) -> dict:
     """Top-1/top-5 and GMACs over the videos of ``dataset`` (a registered dataset config).
 
     A video that fails to decode is counted and listed in ``coverage``, never replaced; metrics are
     over the decoded videos. Returns ``{"metrics", "coverage", "samples", "manifest", "last_stats"}``.
     """
     result = evaluate_models({"model": model}, dataset, device=device, batch_size=batch_size,
-                             num_workers=num_workers, limit=limit, progress=progress)["model"]
+                             num_workers=num_workers, limit=limit, progress=progress,
+                             contexts={"model": context})["model"]
     if isinstance(result, BaseException):
         raise result
     return result

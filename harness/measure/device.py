@@ -24,11 +24,11 @@ def device_name(device) -> str:
     return f"cpu ({machine()['processor']})"
 
 
-def numerics_state(device) -> dict:
-    """Precision and the kernel switches that change speed or results."""
+def numerics_state(device, precision: str = "fp32") -> dict:
+    """Precision (the autocast dtype of the forwards) and the kernel switches that change speed or results."""
     import torch
 
-    out = {"precision": "fp32", "matmul_precision": torch.get_float32_matmul_precision()}
+    out = {"precision": precision, "matmul_precision": torch.get_float32_matmul_precision()}
     if device.type == "cuda":
         out.update({"allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
                     "allow_tf32_cudnn": torch.backends.cudnn.allow_tf32,

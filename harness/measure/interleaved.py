@@ -8,6 +8,7 @@ spread by more than ``MAX_IQR`` of their median or the load exceeded the machine
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -18,17 +19,18 @@ import torch
 MAX_IQR = 0.10  # IQR / median of a cell's repeats above which its speedup is not trusted
 
 
-def _step(model, x, device) -> float:
-    if device.type == "cuda":
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+def _step(model, x, device, context=contextlib.nullcontext) -> float:
+    with context():
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            model(x)
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end) / 1e3
+        t0 = time.perf_counter()
         model(x)
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1e3
-    t0 = time.perf_counter()
-    model(x)
-    return time.perf_counter() - t0
+        return time.perf_counter() - t0
 
 
 def _load() -> tp.Optional[float]:
@@ -43,7 +45,8 @@ def interleaved_throughput(subjects: tp.Mapping[str, dict], *, device: torch.dev
     """Time every subject in turn; returns ``{name: throughput fields}``.
 
     A subject is ``{"model", "x" (the timed batch, on device), "warmup_iters", "warmup_s", "timed_iters",
-    "min_timed_s", "repeats", "timing_input"}``. A subject whose forward raises gets ``{"error": ...}``.
+    "min_timed_s", "repeats", "timing_input", "context" (optional: the regime each forward runs under),
+    "after_warmup" (optional callable)}``. A subject whose forward raises gets ``{"error": ...}``.
     """
     results: tp.Dict[str, dict] = {}
     runs: tp.Dict[str, tp.List[tp.List[float]]] = {name: [] for name in subjects}
@@ -54,9 +57,11 @@ def interleaved_throughput(subjects: tp.Mapping[str, dict], *, device: torch.dev
             try:
                 start, iters = time.perf_counter(), 0
                 while iters < s["warmup_iters"] or time.perf_counter() - start < s["warmup_s"]:
-                    _step(s["model"], s["x"], device)
+                    _step(s["model"], s["x"], device, s.get("context", contextlib.nullcontext))
                     iters += 1
                 warm[name] = iters
+                if s.get("after_warmup"):
+                    s["after_warmup"]()
             except Exception as err:  # noqa: BLE001 -- reported in that cell's record
                 results[name] = {"error": f"{type(err).__name__}: {err}"}
         total = max((s["repeats"] for s in subjects.values()), default=0)
@@ -67,7 +72,7 @@ def interleaved_throughput(subjects: tp.Mapping[str, dict], *, device: torch.dev
                     continue
                 times: tp.List[float] = []
                 while len(times) < s["timed_iters"] or sum(times) < s["min_timed_s"]:
-                    times.append(_step(s["model"], s["x"], device))
+                    times.append(_step(s["model"], s["x"], device, s.get("context", contextlib.nullcontext)))
                 runs[name].append(times)
             progress(rep + 1, total)
     cores = os.cpu_count() or 1

@@ -72,10 +72,11 @@ def leaderboard(records: tp.Iterable[Record], samples: Samples = None) -> list[t
     for rec in latest_per_key(records):
         buckets.setdefault(_group_id(rec), []).append(rec)
     configs = [(_config(recs[0], "backbone"), _config(recs[0], "dataset")) for recs in buckets.values()]
-    titles = _titles(configs)
+    regimes = [regime_of(recs[0]) for recs in buckets.values()]
+    titles = _titles(configs, [_regime_title(regime) for regime in regimes])
     code_ids: dict = {}  # (method, params) -> this checkout's numerics_code id, for this call only
-    tables = [(_group(bb, ds, title), _table(recs, samples, code_ids))
-              for (bb, ds), title, recs in zip(configs, titles, buckets.values())]
+    tables = [(dict(_group(bb, ds, title), regime=dict(zip(REGIME_FIELDS, regime))), _table(recs, samples, code_ids))
+              for (bb, ds), title, regime, recs in zip(configs, titles, regimes, buckets.values())]
     return sorted(tables, key=lambda t: t[0]["title"])
 
 
@@ -127,8 +128,26 @@ def _canon(value: tp.Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def _group_id(rec: Record) -> tuple[str, str]:
-    return _canon(_config(rec, "backbone")), _canon(_config(rec, "dataset"))
+REGIME_FIELDS = ("precision", "compile", "sdpa_backend")
+_REGIME_DEFAULT = ("fp32", "off", "auto")
+
+
+def regime_of(rec: Record) -> tuple[str, str, str]:
+    """(precision, compile mode, SDPA backend) a record was measured in: rows of different regimes are never
+    in one table (their speedups and even their accuracies are not comparable)."""
+    ev, me = _config(rec, "eval"), _config(rec, "measure")
+    return (str(ev.get("precision") or "fp32"), str(me.get("compile") or "off"), str(me.get("sdpa_backend") or "auto"))
+
+
+def _regime_title(regime: tuple[str, str, str]) -> str:
+    if regime == _REGIME_DEFAULT:
+        return ""
+    return " [" + ", ".join([regime[0]] + ([f"compile {regime[1]}"] if regime[1] != "off" else []) +
+                            ([f"sdpa {regime[2]}"] if regime[2] != "auto" else [])) + "]"
+
+
+def _group_id(rec: Record) -> tuple[str, str, tuple]:
+    return _canon(_config(rec, "backbone")), _canon(_config(rec, "dataset")), regime_of(rec)
 
 
 def _group(backbone: dict, dataset: dict, title: str) -> Group:
@@ -147,9 +166,10 @@ def _base_title(backbone: dict, dataset: dict) -> str:
     return title
 
 
-def _titles(configs: list[tuple[dict, dict]]) -> list[str]:
-    """Base titles, with the differing config fields appended where two groups would share one."""
-    base = [_base_title(bb, ds) for bb, ds in configs]
+def _titles(configs: list[tuple[dict, dict]], suffixes: tp.Optional[list[str]] = None) -> list[str]:
+    """Base titles (plus each group's regime suffix), with the differing config fields appended where two
+    groups would share one."""
+    base = [_base_title(bb, ds) + suffix for (bb, ds), suffix in zip(configs, suffixes or [""] * len(configs))]
     titles = []
     for title, config in zip(base, configs):
         twins = [c for t, c in zip(base, configs) if t == title]

@@ -78,6 +78,7 @@ def prepare_cell(config: dict, progress: Progress, store_root: str = "results") 
         torch.set_num_threads(int(me["threads"]))
     torch.manual_seed(me.get("seed", 0))
     device = resolve_device(ev.get("device", "auto"))
+    precision(config, device)  # a regime the device cannot run fails here, before any work
     from harness.training import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(config, store_root)
@@ -98,6 +99,28 @@ def prepare_cell(config: dict, progress: Progress, store_root: str = "results") 
     if problems:
         raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
     return CellSetup(model, dataset, device, checkpoint, finetune)
+
+
+def precision(config: dict, device) -> str:
+    """The cell's precision (``eval.precision``; ``measure.precision`` must agree: accuracy is evaluated
+    in the precision it is timed in), checked against the device."""
+    from harness.measure.regime import validate_precision, validate_sdpa_backend
+
+    ev, me = config["eval"], config["measure"]
+    chosen = ev.get("precision", "fp32")
+    if me.get("precision") not in (None, chosen):
+        raise ValueError(f"measure.precision {me['precision']!r} differs from eval.precision {chosen!r}: "
+                         "accuracy is evaluated in the precision it is timed in; set one of them")
+    validate_sdpa_backend(me.get("sdpa_backend", "auto"))
+    return validate_precision(chosen, device)
+
+
+def regime(config: dict, device) -> tp.Callable[[], tp.ContextManager]:
+    """The context every forward of the cell runs under: autocast to its precision, its SDPA backend."""
+    from harness.measure.regime import regime_context
+
+    chosen, sdpa = precision(config, device), config["measure"].get("sdpa_backend", "auto")
+    return lambda: regime_context(device, chosen, sdpa)
 
 
 def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple[dict, dict]:
@@ -154,10 +177,22 @@ def throughput_subject(setup: CellSetup, config: dict) -> dict:
     adaptive = _capabilities(config["method"]["name"])["adaptive_token_count"]
     shape = (me["batch_size"], cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
     x = real_clips(setup.dataset, me["batch_size"]) if adaptive else torch.randn(*shape)
-    return {"model": setup.model, "x": x.to(setup.device), "warmup_iters": me["warmup_iters"],
-            "warmup_s": me["warmup_s"], "timed_iters": me["timed_iters"], "min_timed_s": me["min_timed_s"],
-            "repeats": me["repeats"],
-            "timing_input": "real clips from the evaluated dataset" if adaptive else "random normal"}
+    from harness.measure.compiled import compile_for_timing, count_after, public
+
+    context = regime(config, setup.device)
+    x = x.to(setup.device)
+    model, info = compile_for_timing(setup.model, x, mode=me.get("compile", "off"), dynamic=True if adaptive else None,
+                                     context=context)
+    if model is None:  # a method that does not compile: timed eager, the failure recorded in its row
+        model = setup.model
+    subject = {"model": model, "x": x, "warmup_iters": me["warmup_iters"], "context": context,
+               "warmup_s": me["warmup_s"], "timed_iters": me["timed_iters"], "min_timed_s": me["min_timed_s"],
+               "repeats": me["repeats"], "compile": info,
+               "timing_input": "real clips from the evaluated dataset" if adaptive else "random normal"}
+    if info["compile_mode"] != "off":
+        subject["after_warmup"] = lambda: count_after(info, "recompiles")
+    subject["compile_public"] = lambda: public(info)
+    return subject
 
 
 def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kernel: tp.List[str]) -> dict:
@@ -175,7 +210,7 @@ def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kerne
             "checkpoint_layout": setup.model.checkpoint_layout,
             "class_names": getattr(setup.model, "class_names", None),
             "attention_kernel_per_block": list(attention_kernel),
-            "numerics": numerics_state(setup.device),
+            "numerics": numerics_state(setup.device, precision(config, setup.device)),
             "reducer": setup.model.describe(),
             "method_capabilities": _capabilities(method["name"]),
             "numerics_code": numerics_code(method["name"], method.get("params"))}

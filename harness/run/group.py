@@ -105,9 +105,13 @@ def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = N
         ev = jobs[[j.key for j in jobs].index(next(iter(setups)))].config["eval"]
         for setup in setups.values():
             reset_peak_memory(setup.device)
+        from harness.run.cell import regime
+
+        configs = {j.key: j.config for j in jobs}
         accuracy = evaluate_models({k: s.model for k, s in setups.items()}, first.dataset, device=first.device,
                                    batch_size=ev["batch_size"], num_workers=ev.get("num_workers", 0),
-                                   limit=ev.get("limit"), progress=progress)
+                                   limit=ev.get("limit"), progress=progress,
+                                   contexts={k: regime(configs[k], s.device) for k, s in setups.items()})
         for key, result in accuracy.items():
             if isinstance(result, BaseException):
                 failed[key] = _error(result)
@@ -174,7 +178,7 @@ def _measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress)
             if "error" in result:
                 out[key] = RuntimeError(f"throughput: {result['error']}")
             else:
-                metrics[key].update(result)
+                metrics[key].update(result, compile=subjects[key]["compile_public"]())
     for job in jobs:
         if job.key in out or not job.config["measure"].get("memory", True):
             continue
@@ -183,7 +187,30 @@ def _measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress)
         except Exception as err:  # noqa: BLE001
             out[job.key] = err
     for job in jobs:
+        if job.key not in out:
+            metrics[job.key]["regime"] = _regime_fields(job, setups[job.key])
         out.setdefault(job.key, (metrics[job.key], checks[job.key]))
+    return out
+
+
+def _regime_fields(job: CellJob, setup) -> dict:
+    """Precision, SDPA backend (asked for, and the kernel each block ran: one profiled forward), versions
+    and device: what makes two figures comparable."""
+    import torch
+
+    from harness.measure.kernels import probe_attention_kernels
+    from harness.measure.regime import regime_record
+    from harness.run.cell import precision, regime
+
+    me, cfg = job.config["measure"], setup.model.cfg
+    out = regime_record(setup.device, precision(job.config, setup.device), me.get("sdpa_backend", "auto"))
+    x = torch.randn(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, device=setup.device)
+    try:
+        out["sdpa_backend_per_block"] = probe_attention_kernels(setup.model, x, regime(job.config, setup.device))
+    except Exception as err:  # noqa: BLE001 -- a model the profiler cannot follow: say so, keep the cell
+        out["sdpa_backend_per_block"] = None
+        out["sdpa_backend_probe_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    out["compile_mode"] = me.get("compile", "off")
     return out
 
 

@@ -24,6 +24,8 @@ from harness.suite._types import (check_value, describe, field_default, field_ty
                                   list_item_type, type_name)
 
 KEY_SCHEMA = 1  # bump when the key payload changes meaning
+REGIME_DEFAULTS = (("eval", "precision", "fp32"), ("measure", "precision", None), ("measure", "compile", "off"),
+                   ("measure", "sdpa_backend", "auto"))
 MAX_VARIANTS = 4096  # per entry; a larger sweep is almost certainly a typo (split the entry)
 
 
@@ -76,6 +78,10 @@ class Cell:
         config = self.config()
         config["eval"].pop("num_workers", None)
         config["eval"].pop("share_decode", None)
+        # regime fields at their defaults stay out, so cells keyed before they existed keep their keys
+        for part, field, default in REGIME_DEFAULTS:
+            if config[part].get(field, default) == default:
+                config[part].pop(field, None)
         strip_unkeyed_fields(config["dataset"])
         checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
         material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
