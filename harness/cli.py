@@ -40,6 +40,9 @@ def cmd_run(args) -> int:
     if args.executor != "slurm" and (args.shards != 1 or args.profile):
         raise UserError("--shards and --profile apply to --executor slurm only")
     suite = _load(args.suite, overrides)
+    if not args.dry_run:
+        _check_writable(args.results, ("cells", "logs", "finetunes", "slurm")
+                        if args.executor == "slurm" else None)
     if args.executor == "slurm" and not args.dry_run:
         return _submit_slurm(suite, args)
     if args.dry_run:
@@ -234,6 +237,7 @@ def cmd_finetune(args) -> int:
     if args.dry_run:
         _print_finetunes(suite, args.results)
         return 0
+    _check_writable(args.results, ("logs", "finetunes"))
     results = run_finetunes(suite, executor=args.executor, store_root=args.results)
     return 1 if any("error" in r for r in results.values()) else 0
 
@@ -268,6 +272,7 @@ def cmd_bench(args) -> int:
                       timed_iters=args.timed_iters, min_timed_s=args.min_timed_s, warmup_s=args.warmup_s,
                       explicit_dense=not args.no_explicit_dense, device=args.device)
     if not args.table_only:
+        _check_writable(args.results, ("bench",))
         run_bench(suite, cfg, store_root=args.results)
     records = read_records(args.results, {c.key for c in suite.cells()})
     if not records:
@@ -309,6 +314,16 @@ def cmd_train(args) -> int:
                              num_val=args.num_val, threads=args.threads))
     print(f"wrote {args.out}: val top-1 {meta['val_top1']:.3f} after {meta['train_wall_s']:.0f} s")
     return 0
+
+
+def _check_writable(results: str, folders: tp.Optional[tp.Sequence[str]] = None) -> None:
+    """Before any compute: every folder the command will write under ``results`` must take a file."""
+    from harness.run.local import RUN_FOLDERS, NotWritable, check_writable
+
+    try:
+        check_writable(results, RUN_FOLDERS if folders is None else folders)
+    except NotWritable as err:
+        raise UserError(str(err)) from None
 
 
 def _load(path: str, overrides: tp.Sequence[str]):

@@ -14,6 +14,33 @@ import typing as tp
 from pathlib import Path
 
 EXECUTORS = ("local", "debug")
+RUN_FOLDERS = ("cells", "logs", "finetunes", "locks")  # what `run` writes under its results directory
+
+
+class NotWritable(OSError):
+    """A results folder that cannot be written: found before any compute (``check_writable``)."""
+
+
+def check_writable(store_root: str, folders: tp.Sequence[str] = RUN_FOLDERS) -> None:
+    """Raise ``NotWritable`` naming the first of ``store_root``/``folders`` that cannot be created or written.
+
+    Each folder is created if missing, then a temporary file is created and removed in it: an actual write,
+    not only ``os.access`` (which root passes whatever the mode bits, and which misses read-only mounts)."""
+    import tempfile
+
+    for sub in folders:
+        folder = os.path.join(store_root, sub)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(13, "permission denied")
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+            os.close(fd)
+            os.remove(tmp)
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise NotWritable(f"results folder {folder} is not writable ({reason}); records, logs and fine-tunes "
+                              "are written there: fix its permissions or pass --results DIR") from None
 
 
 def make_executor(kind: str, folder: Path):
