@@ -517,8 +517,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``), handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted()
+
+
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as err:
@@ -527,6 +541,14 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")
         return 0
-    except KeyboardInterrupt:
-        print("interrupted; finished cells are kept and `run` resumes from them", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        how = "SIGTERM" if isinstance(err, Interrupted) else "Ctrl-C"
+        if args.command in ("run", "finetune"):
+            print(f"interrupted ({how}): the running worker was stopped; finished cells and fine-tuning epochs are "
+                  f"kept, and `{args.command}` resumes from them", file=sys.stderr)
+        else:
+            print(f"interrupted ({how})", file=sys.stderr)
+        return 143 if isinstance(err, Interrupted) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
