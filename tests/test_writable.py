@@ -71,3 +71,11 @@ def test_a_failing_write_is_caught_even_when_access_says_yes(tmp_path, monkeypat
         check_writable(str(tmp_path))
     check_writable(str(tmp_path), ("cells", "finetunes"))  # the others are fine
     assert sorted(os.listdir(tmp_path / "cells")) == []  # the probe file is removed
+
+
+def test_html_report_without_out_goes_under_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "elsewhere"
+    assert main(["report", "--results", str(results), "--format", "html"]) == 0
+    assert (results / "report.html").is_file() and not (tmp_path / "results").exists()
+    assert str(results / "report.html") in capsys.readouterr().err

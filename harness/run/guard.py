@@ -12,7 +12,7 @@ as ``python -m harness.run.guard <submitit's worker command>``. The guard
   not taken for it) and kills the worker within ``POLL_S`` once it is gone: ``kill -9`` of ``run``
   included, where no signal reaches anything;
 * stops the worker on SIGTERM (what ``stop_job`` sends through the controller; submitit's worker
-  itself ignores SIGTERM);
+  itself ignores SIGTERM) and forwards SIGUSR1/SIGUSR2/SIGCONT (submitit's time-out signal);
 * writes ``<job folder>/<job id>_exit.json`` (return code, signal, why), which ``worker_died`` turns
   into a ``WorkerDied`` error naming what happened instead of submitit's ``UncompletedJobError``.
 """
@@ -94,6 +94,13 @@ def main(argv: tp.Sequence[str]) -> int:
         worker.kill()
 
     signal.signal(signal.SIGTERM, stop)
+
+    def forward(signum, frame):  # submitit's time-out / preemption signal: the worker checkpoints on it
+        worker.send_signal(signum)
+
+    for name in ("SIGUSR1", "SIGUSR2", "SIGCONT"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), forward)
     while True:
         try:
             code = worker.wait(timeout=POLL_S)
