@@ -256,7 +256,8 @@ def _print_finetunes(suite, results: str) -> None:
         rows.append((ft.key(), ft.backbone["name"], f"{ft.method['name']} {params}", ft.dataset["name"],
                      recipe["epochs"], recipe["lr"], state))
     if rows:
-        print(tabulate(rows, headers=["fine-tune", "backbone", "method", "train set", "epochs", "lr", "state"],
+        print(tabulate([[_plain(v) for v in row] for row in rows],
+                       headers=["fine-tune", "backbone", "method", "train set", "epochs", "lr", "state"],
                        disable_numparse=True))
     else:
         print("no fine-tuning runs in this suite")
@@ -316,6 +317,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _plain(value) -> str:
+    """Suite text for the terminal: no escape sequences or control characters, one line."""
+    from harness.report.safe import plain
+
+    return plain(value)
+
+
 def _check_writable(results: str, folders: tp.Optional[tp.Sequence[str]] = None) -> None:
     """Before any compute: every folder the command will write under ``results`` must take a file."""
     from harness.run.local import RUN_FOLDERS, NotWritable, check_writable
@@ -359,8 +367,8 @@ def _print_cells(suite, todo, done, results: str) -> None:
             shown = f"{gmacs:.4g}"
         rows.append((i, c.backbone["name"], c.dataset["name"], c.label, shown, state.get(c.key, "to run"),
                      c.key[:12]))
-    print(tabulate(rows, headers=["#", "backbone", "dataset", "method", "GMACs/view", "state", "key"],
-                   disable_numparse=True))
+    print(tabulate([[_plain(v) for v in row] for row in rows],
+                   headers=["#", "backbone", "dataset", "method", "GMACs/view", "state", "key"], disable_numparse=True))
     print(f"{len(rows)} cells: {len(todo)} to run, {len(done)} finished")
 
 
