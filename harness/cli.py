@@ -40,11 +40,10 @@ def cmd_run(args) -> int:
     if args.executor != "slurm" and (args.shards != 1 or args.profile):
         raise UserError("--shards and --profile apply to --executor slurm only")
     suite = _load(args.suite, overrides)
-    if not args.dry_run:
-        _check_writable(args.results, ("cells", "logs", "finetunes", "slurm")
-                        if args.executor == "slurm" else None)
     if args.executor == "slurm" and not args.dry_run:
         return _submit_slurm(suite, args)
+    if not args.dry_run:
+        _check_writable(args.results)
     if args.dry_run:
         todo, done = plan(suite, args.results, args.force)
         if suite.finetunes():
@@ -69,6 +68,7 @@ def _submit_slurm(suite, args) -> int:
     try:
         profile = load_profile(args.profile)
         check_on_cluster(profile)
+        _check_writable(args.results, ("cells", "logs", "finetunes", "slurm"))
         submit_suite(suite, profile=profile, store_root=args.results, force=args.force, num_shards=args.shards)
     except (ProfileError, ValueError) as err:
         raise UserError(str(err)) from None

@@ -34,16 +34,11 @@ def check_writable(store_root: str, folders: tp.Sequence[str] = RUN_FOLDERS) -> 
 
     Each folder is created if missing, then a temporary file is created and removed in it: an actual write,
     not only ``os.access`` (which root passes whatever the mode bits, and which misses read-only mounts).
-    Folders the check created are removed again, so that it leaves the results directory as it was."""
+    The folders stay (never removed again: a concurrent run may be using them)."""
     import tempfile
 
     for sub in folders:
         folder = os.path.join(store_root, sub)
-        created = []  # the folders this check makes, removed again (deepest first) when still empty
-        parent = os.path.abspath(folder)
-        while not os.path.lexists(parent) and os.path.dirname(parent) != parent:
-            created.append(parent)
-            parent = os.path.dirname(parent)
         try:
             os.makedirs(folder, exist_ok=True)
             if not os.access(folder, os.W_OK | os.X_OK):
@@ -55,12 +50,6 @@ def check_writable(store_root: str, folders: tp.Sequence[str] = RUN_FOLDERS) -> 
             reason = err.strerror or str(err)
             raise NotWritable(f"results folder {folder} is not writable ({reason}); records, logs and fine-tunes "
                               "are written there: fix its permissions or pass --results DIR") from None
-        finally:
-            for path in created:
-                try:
-                    os.rmdir(path)
-                except OSError:
-                    break
 
 
 def make_executor(kind: str, folder: Path):
