@@ -215,7 +215,7 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
     return results
 
 
-FINETUNE_BAR = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
+FINETUNE_BAR = "{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
 
 
 def _finetune_one(ex, cfg, store_root: str, out: tp.TextIO) -> dict:
