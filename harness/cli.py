@@ -238,7 +238,7 @@ def cmd_finetune(args) -> int:
         _print_finetunes(suite, args.results)
         return 0
     _check_writable(args.results, ("logs", "finetunes"))
-    results = run_finetunes(suite, executor=args.executor, store_root=args.results)
+    results = run_finetunes(suite, executor=args.executor, store_root=args.results, force=args.force)
     return 1 if any("error" in r for r in results.values()) else 0
 
 
@@ -251,7 +251,11 @@ def _print_finetunes(suite, results: str) -> None:
     for ft in suite.finetunes():
         run_dir = finetune_dir(results, ft.key())
         recipe = ft.resolved_recipe()
-        state = "finished" if is_complete(run_dir) else f"{epochs_done(run_dir)}/{recipe['epochs']} epochs"
+        from harness.training import SHIPPED
+
+        state = ("finished" if is_complete(run_dir) else
+                 "shipped (checkpoints/finetunes)" if is_complete(os.path.join(SHIPPED, ft.key())) else
+                 f"{epochs_done(run_dir)}/{recipe['epochs']} epochs")
         params = " ".join(f"{k}={v}" for k, v in ft.method["params"].items())
         rows.append((ft.key(), ft.backbone["name"], f"{ft.method['name']} {params}", ft.dataset["name"],
                      recipe["epochs"], recipe["lr"], state))
@@ -264,22 +268,11 @@ def _print_finetunes(suite, results: str) -> None:
 
 
 def cmd_bench(args) -> int:
-    from harness.bench.sweep import BenchConfig, run_bench
-    from harness.bench.table import read_records, render
+    from harness.bench.command import run
 
-    suite = _load(args.suite, list(args.set))
-    cfg = BenchConfig(batch_sizes=[int(b) for b in args.batch_sizes.split(",")], repeats=args.repeats,
-                      reference_batch_size=args.reference_batch_size, threads=args.threads,
-                      timed_iters=args.timed_iters, min_timed_s=args.min_timed_s, warmup_s=args.warmup_s,
-                      explicit_dense=not args.no_explicit_dense, device=args.device)
-    if not args.table_only:
+    if not getattr(args, "table_only", False):
         _check_writable(args.results, ("bench",))
-        run_bench(suite, cfg, store_root=args.results)
-    records = read_records(args.results, {c.key for c in suite.cells()})
-    if not records:
-        raise UserError(f"no bench records for {args.suite} under {args.results}/bench; run without --table-only")
-    print(render(records, args.reference_batch_size, "github" if args.markdown else "simple"))
-    return 0
+    return run(args)
 
 
 def cmd_viz(args) -> int:
@@ -470,25 +463,16 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("suite")
     finetune.add_argument("--executor", choices=("local", "debug"), default="local")
     finetune.add_argument("--dry-run", action="store_true", help="list the runs and their state")
+    finetune.add_argument("--force", action="store_true",
+                          help="retrain every run from scratch (also those finished or shipped with the repository)")
     finetune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     finetune.add_argument("--results", default="results")
     finetune.set_defaults(func=cmd_finetune)
 
     bench = sub.add_parser("bench", help="throughput sweep, bs=1 latency, memory and overhead per method")
-    bench.add_argument("suite")
-    bench.add_argument("--batch-sizes", default="1,8,32,64", help="comma-separated sweep (stops at out-of-memory)")
-    bench.add_argument("--repeats", type=int, default=3, help="fresh processes per batch size and method")
-    bench.add_argument("--reference-batch-size", type=int, default=8, help="batch of the efficiency table and overhead")
-    bench.add_argument("--threads", type=int, help="torch CPU threads (recorded)")
-    bench.add_argument("--timed-iters", type=int, default=10)
-    bench.add_argument("--min-timed-s", type=float, default=2.0)
-    bench.add_argument("--warmup-s", type=float, default=2.0)
-    bench.add_argument("--device", choices=("cpu", "cuda"))
-    bench.add_argument("--no-explicit-dense", action="store_true", help="skip timing dense with explicit attention")
-    bench.add_argument("--table-only", action="store_true", help="print the table from stored records")
-    bench.add_argument("--markdown", action="store_true", help="table as Markdown")
-    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    bench.add_argument("--results", default="results")
+    from harness.bench.command import add_arguments
+
+    add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
 
     train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")

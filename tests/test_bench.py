@@ -104,3 +104,73 @@ def test_worker_measures_a_real_model_in_this_process():
     assert 0 < out["overhead"]["share"] < 1
     assert any(k.endswith("after_attention") for k in out["overhead"]["per_region_share"])
     assert out["gmacs_per_view"] == pytest.approx(0.1275, abs=1e-3)
+
+
+def _fake_result(req, rate, **extra):
+    return {"oom": False, "batch_size": req["batch_size"], "clips_per_s": rate, "iteration_times_s": [0.01],
+            "peak_mem_gib": 0.1, "peak_mem_kind": "cpu_process_peak_rss", "loadavg": [0, 0, 0],
+            "gmacs_per_view": 0.14 if req["method"]["name"] == "dense" else 0.07,
+            "attention_kernel_per_block": ["sdpa"] * 4, "device": "cpu", "torch_threads": 1,
+            "timer": "perf_counter", "timing_input": "random normal", "precision": req["precision"],
+            "torch_version": "x", "device_name": "cpu", **extra}
+
+
+def test_regimes_are_compared_within_themselves_and_failures_are_rows(tmp_path):
+    text = """name: r
+backbones: [{name: synthetic_vit_tiny}]
+datasets: [{name: synthetic_motion, split: val, root: data, num_train: 0, num_val: 4}]
+methods: [{name: dense}, {name: tome, r: 8}]
+"""
+    (tmp_path / "s.yaml").write_text(text)
+    suite = load_suite(str(tmp_path / "s.yaml"))
+
+    def fake(req):
+        if req["compile"] == "default" and req["method"]["name"] == "tome":
+            return {"oom": False, "failed": True, "batch_size": req["batch_size"],
+                    "error": "Unsupported: data-dependent shape"}
+        rate = (100.0 if req["method"]["name"] == "dense" else 180.0) * (1.5 if req["precision"] == "bf16" else 1.0)
+        if req["sdpa_backend"] == "math":
+            rate /= 2
+        per_block = ["efficient"] * 4 if req["method"]["name"] == "tome" else [
+            "math" if req["sdpa_backend"] == "math" else "flash"] * 4
+        return _fake_result(req, rate, sdpa_backend_per_block=per_block,
+                            compile_time_s=3.0 if req["compile"] != "off" else None)
+
+    cfg = BenchConfig(batch_sizes=[2], repeats=1, reference_batch_size=2, precisions=["fp32", "bf16"],
+                      compile_modes=["off", "default"], explicit_dense=False, dense_backends=["efficient"])
+    with pytest.raises(ValueError, match="fp16 runs on CUDA only"):
+        run_bench(suite, BenchConfig(precisions=["fp16"], device="cpu"), runner=fake)
+    records = run_bench(suite, cfg, store_root=str(tmp_path / "res"), runner=fake, out=open(os.devnull, "w"))
+    keys = {r["key"] for r in records}
+    assert len(keys) == len(records) == 12  # (dense, dense [sdpa efficient], tome) x 2 precisions x 2 compile modes
+    rows = efficiency_rows(records, 2)
+    by = {(r["method"], r["regime"]): r for r in rows}
+    tome = by[("tome r=8", ("bf16", "off", "auto"))]
+    assert tome["speedup"] == pytest.approx(1.8)  # over bf16 dense, not fp32 dense
+    assert tome["vs_fp32_eager"] == pytest.approx(1.5)
+    assert tome["kernels"] == "efficient"
+    # same-kernel baseline: dense forced to the efficient kernel the method ran
+    assert by[("dense [sdpa efficient]", ("bf16", "off", "auto"))]["speedup"] == pytest.approx(1.0)
+    failed = by[("tome r=8", ("fp32", "default", "auto"))]
+    assert failed["clips_per_s"] is None and failed["error"] == "Unsupported: data-dependent shape"
+    assert by[("dense", ("fp32", "default", "auto"))]["compile_time_s"] == 3.0
+    table = render(records, 2)
+    assert "precision bf16 | compile default" in table and "Unsupported: data-dependent shape" in table
+    assert table.index("precision fp32 | compile off") < table.index("precision bf16")
+
+
+def test_bf16_compiled_cell_runs_end_to_end_in_process(tmp_path):
+    """The issue's CPU 'done when': bf16 + compile default on the tiny model, record and table hold the regime."""
+    suite = _suite(tmp_path)
+    cfg = BenchConfig(batch_sizes=[1], repeats=1, reference_batch_size=1, precisions=["bf16"], compile_modes=["default"],
+                      explicit_dense=False, in_process=True, compile_backend="eager", threads=1,
+                      warmup_iters=1, warmup_s=0.0, timed_iters=2, min_timed_s=0.0)
+    suite_dense = [c for c in suite.cells() if c.method["name"] == "dense"]
+    suite.cells = lambda: suite_dense  # dense only: keep the test fast
+    (rec,) = run_bench(suite, cfg, store_root=str(tmp_path / "res"), out=open(os.devnull, "w"))
+    assert rec["precision"] == "bf16" and rec["compile_mode"] == "default" and rec["compile_time_s"] > 0
+    assert rec["recompiles"] == 0 and rec["sdpa_backend_per_block"] == ["cpu_flash"] * 4
+    assert rec["torch_version"] == torch.__version__ and rec["error"] is None
+    assert rec["sweep"][0]["energy_j_per_clip"] is None  # CPU: absent, not zero
+    table = render([rec], 1)
+    assert "precision bf16 | compile default" in table and "compile s" in table and "cpu_flash" in table

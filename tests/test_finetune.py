@@ -150,3 +150,18 @@ def test_cosine_period_can_outlast_the_run_as_haltingvt_configures_it():
               "cosine_t_max_epochs": 20}
     last = lr_at(20 * 4 - 1, 4, recipe)
     assert last == pytest.approx(0.5 * (1 + np.cos(np.pi * (59 / 80))))  # ~0.15, not 0
+
+
+def test_a_shipped_run_is_adopted_by_its_key_only(tmp_path):
+    from harness.training import adopt_shipped, is_complete, run_dir
+
+    shipped, store = tmp_path / "shipped", tmp_path / "store"
+    finetune(_cfg(), str(shipped / _cfg().key()), progress=False)
+    assert adopt_shipped(str(store), _cfg().key(), shipped=str(shipped))
+    copied = run_dir(str(store), _cfg().key())
+    assert is_complete(copied) and not (tmp_path / "store" / "finetunes" / _cfg().key() / LAST).exists()
+    a = torch.load(shipped / _cfg().key() / MODEL, weights_only=True)["module"]
+    b = torch.load(os.path.join(copied, MODEL), weights_only=True)["module"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = _cfg(seed=5).key()  # another recipe/seed is another key: never adopted
+    assert other != _cfg().key() and not adopt_shipped(str(store), other, shipped=str(shipped))

@@ -25,9 +25,37 @@ class BenchConfig:
     explicit_dense: bool = True  # also time dense with explicit-softmax attention (what probs-needing methods run)
     device: tp.Optional[str] = None  # None: cuda when available
     timeout_s: float = 1800.0  # per measurement process
+    precisions: tp.List[str] = dataclasses.field(default_factory=lambda: ["fp32"])  # autocast regimes
+    compile_modes: tp.List[str] = dataclasses.field(default_factory=lambda: ["off"])  # torch.compile regimes
+    sdpa_backend: str = "auto"  # SDPA backend every target runs under (auto: torch's choice)
+    dense_backends: tp.List[str] = dataclasses.field(default_factory=list)  # dense also forced to these
+    energy: bool = True  # NVML joules per clip on CUDA (blank elsewhere)
+    in_process: bool = False  # measure in this process (fast; a smoke test, not independent repeats)
+    deadline_s: tp.Optional[float] = None  # stop starting measurements after this long (recorded)
+    compile_backend: str = "inductor"
 
     def timing(self) -> dict:
         return {k: getattr(self, k) for k in ("warmup_iters", "warmup_s", "timed_iters", "min_timed_s")}
+
+    def check(self, device: tp.Optional[str] = None) -> None:
+        """Refuse a regime that cannot run before anything is measured (one clear error)."""
+        from harness.measure.compiled import COMPILE_MODES
+        from harness.measure.regime import PRECISIONS, SDPA_BACKENDS
+
+        for field, values, allowed in (("precisions", self.precisions, PRECISIONS),
+                                       ("compile_modes", self.compile_modes, COMPILE_MODES),
+                                       ("dense_backends", self.dense_backends, SDPA_BACKENDS),
+                                       ("sdpa_backend", [self.sdpa_backend], SDPA_BACKENDS)):
+            for v in values:
+                if v not in allowed:
+                    import difflib
+
+                    close = ["default"] if v in ("on", "true", "yes") and field == "compile_modes" else \
+                        difflib.get_close_matches(str(v), allowed, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ValueError(f"bench {field}: {v!r} is not one of {'|'.join(allowed)}{hint}")
+        if "fp16" in self.precisions and (device or self.device or _default_device()) != "cuda":
+            raise ValueError("bench precisions: fp16 runs on CUDA only (this bench runs on CPU); use bf16 or fp32")
 
 
 @dataclasses.dataclass
@@ -36,51 +64,88 @@ class Target:
 
     cell: tp.Any
     fused_attention: tp.Optional[bool] = None  # None: as the cell's backbone says
+    precision: str = "fp32"
+    compile: str = "off"
+    sdpa_backend: str = "auto"
+    forced_backend: bool = False  # dense timed under a backend a method is bound to (same-kernel baseline)
 
     @property
     def key(self) -> str:
-        return self.cell.key + ("" if self.fused_attention is None else
-                                f"-{'fused' if self.fused_attention else 'explicit'}")
+        """The cell key plus what differs from the default regime (fp32, eager, torch's SDPA choice)."""
+        parts = [] if self.fused_attention is None else ["fused" if self.fused_attention else "explicit"]
+        parts += [] if self.precision == "fp32" else [self.precision]
+        parts += [] if self.compile == "off" else [f"compile_{self.compile}"]
+        parts += [] if self.sdpa_backend == "auto" else [f"sdpa_{self.sdpa_backend}"]
+        return "-".join([self.cell.key] + parts)
 
     @property
     def label(self) -> str:
-        return self.cell.label + ("" if self.fused_attention is None else
-                                  f" [{'fused' if self.fused_attention else 'explicit'} attention]")
+        """The method and the attention forced on it (the regime is shown per table, not per row)."""
+        label = self.cell.label + ("" if self.fused_attention is None else
+                                   f" [{'fused' if self.fused_attention else 'explicit'} attention]")
+        return label + (f" [sdpa {self.sdpa_backend}]" if self.forced_backend else "")
 
 
 def targets_of(suite, cfg: BenchConfig) -> tp.List[Target]:
-    """Each distinct (backbone, method) cell once; dense also with explicit attention."""
+    """Each distinct (backbone, method) cell once per regime (precision x compile mode); dense also with
+    explicit attention and under each of ``cfg.dense_backends`` (the same-kernel baselines)."""
     import methods
 
-    seen, out = set(), []
+    seen, cells = set(), []
     for cell in suite.cells():
         adaptive = methods.get_method(cell.method["name"]).adaptive_token_count
         ident = json.dumps([cell.backbone, cell.method, cell.dataset if adaptive else None], sort_keys=True)
-        if ident in seen:
-            continue
-        seen.add(ident)
-        out.append(Target(cell))
-        if cfg.explicit_dense and cell.method["name"] == "dense" and cell.backbone.get("fused_attention", True):
-            out.append(Target(cell, fused_attention=False))
+        if ident not in seen:
+            seen.add(ident)
+            cells.append(cell)
+    out = []
+    for precision in cfg.precisions:
+        for mode in cfg.compile_modes:
+            regime = dict(precision=precision, compile=mode)
+            for cell in cells:
+                out.append(Target(cell, sdpa_backend=cfg.sdpa_backend, **regime))
+                if cell.method["name"] != "dense":
+                    continue
+                if cfg.explicit_dense and cell.backbone.get("fused_attention", True):
+                    out.append(Target(cell, fused_attention=False, sdpa_backend=cfg.sdpa_backend, **regime))
+                for backend in cfg.dense_backends:
+                    if backend != cfg.sdpa_backend:
+                        out.append(Target(cell, sdpa_backend=backend, forced_backend=True, **regime))
     return out
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.TextIO = sys.stdout,
               runner: tp.Optional[tp.Callable[[dict], dict]] = None) -> tp.List[dict]:
     """Measure every target; returns (and writes) one bench record per target."""
+    import time
+
     import methods
 
-    runner = runner or (lambda req: run_worker(req, cfg.timeout_s))
+    cfg.check()
+    if runner is None:
+        runner = run_in_process if cfg.in_process else (lambda req: run_worker(req, cfg.timeout_s))
     targets = targets_of(suite, cfg)
     sizes = sorted(set(cfg.batch_sizes) | {cfg.reference_batch_size})
     results: tp.Dict[str, tp.Dict[int, list]] = {t.key: {} for t in targets}
     too_big: tp.Dict[str, int] = {}  # target key -> smallest batch size that ran out of memory
+    failed: tp.Dict[str, dict] = {}  # target key -> the failure (compile error, backend that cannot run)
+    skipped: tp.Dict[str, tp.List[int]] = {}  # target key -> batch sizes not started (deadline)
+    started = time.monotonic()
     print(f"bench {suite.config.name}: {len(targets)} targets x batch sizes {sizes} x {cfg.repeats} repeats "
-          f"(fresh process each)", file=out, flush=True)
+          f"({'in this process' if cfg.in_process else 'fresh process each'})", file=out, flush=True)
     for rep in range(cfg.repeats):
         for bs in sizes:
             for t in targets:  # interleaved: every method once per (repeat, batch size)
-                if t.key in too_big and bs >= too_big[t.key]:
+                if (t.key in too_big and bs >= too_big[t.key]) or t.key in failed:
+                    continue
+                if cfg.deadline_s is not None and time.monotonic() - started > cfg.deadline_s:
+                    skipped.setdefault(t.key, []).append(bs)
                     continue
                 adaptive = methods.get_method(t.cell.method["name"]).adaptive_token_count
                 request = {"backbone": t.cell.backbone, "method": t.cell.method, "dataset": t.cell.dataset,
@@ -88,16 +153,27 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
                            "fused_attention": t.fused_attention, "timing": cfg.timing(),
                            "real_inputs": adaptive, "load_checkpoint": adaptive, "store_root": store_root,
                            "overhead": rep == 0 and bs == cfg.reference_batch_size,
+                           "precision": t.precision, "compile": t.compile, "sdpa_backend": t.sdpa_backend,
+                           "energy": cfg.energy, "compile_backend": cfg.compile_backend,
                            "seed": 0}  # same weights in every repeat: an adaptive model's work depends on them
                 res = runner(request)
                 if res.get("oom"):
                     too_big[t.key] = min(bs, too_big.get(t.key, bs))
-                    print(f"  {t.label} bs={bs}: out of memory, larger batches skipped", file=out, flush=True)
+                    print(f"  {t.label} {_regime_text(t)} bs={bs}: out of memory, larger batches skipped",
+                          file=out, flush=True)
+                    continue
+                if res.get("failed"):
+                    failed[t.key] = dict(res, failed_at_batch_size=bs)
+                    print(f"  {t.label} {_regime_text(t)} bs={bs}: FAILED {res.get('error')}", file=out, flush=True)
                     continue
                 results[t.key].setdefault(bs, []).append(res)
-                print(f"  [{rep + 1}/{cfg.repeats}] {t.label} bs={bs}: {res['clips_per_s']:.3g} clips/s",
-                      file=out, flush=True)
-    records = [_record(t, results[t.key], too_big.get(t.key), cfg, suite) for t in targets]
+                print(f"  [{rep + 1}/{cfg.repeats}] {t.label} {_regime_text(t)} bs={bs}: "
+                      f"{res['clips_per_s']:.3g} clips/s", file=out, flush=True)
+    if skipped:
+        print(f"  deadline of {cfg.deadline_s:.0f} s reached: {sum(map(len, skipped.values()))} measurements "
+              "not started (recorded as skipped)", file=out, flush=True)
+    records = [_record(t, results[t.key], too_big.get(t.key), cfg, suite, failed.get(t.key), skipped.get(t.key))
+               for t in targets]
     folder = Path(store_root) / "bench"
     folder.mkdir(parents=True, exist_ok=True)
     for rec in records:
@@ -105,6 +181,28 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
         tmp.write_text(json.dumps(rec, indent=2, sort_keys=True))
         os.replace(tmp, folder / f"{rec['key']}.json")
     return records
+
+
+def _regime_text(t: Target) -> str:
+    return f"({t.precision}, compile {t.compile}, sdpa {t.sdpa_backend})"
+
+
+def run_in_process(request: dict) -> dict:
+    """``worker.measure`` here; the model is freed (and the CUDA cache emptied) afterwards."""
+    import gc
+
+    from harness.bench.worker import measure
+
+    try:
+        return measure(request)
+    except MemoryError as err:
+        return {"oom": True, "batch_size": request["batch_size"], "error": f"MemoryError: {err}"}
+    finally:
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def run_worker(request: dict, timeout_s: float) -> dict:
@@ -122,7 +220,8 @@ def run_worker(request: dict, timeout_s: float) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int], cfg: BenchConfig, suite) -> dict:
+def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int], cfg: BenchConfig, suite,
+            failure: tp.Optional[dict] = None, skipped: tp.Optional[tp.List[int]] = None) -> dict:
     sweep = []
     for bs in sorted(by_bs):
         runs = by_bs[bs]
@@ -139,16 +238,41 @@ def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int],
             entry["peak_rss_increase_gib"] = max(r["peak_rss_increase_gib"] for r in runs)
         if "peak_mem_reserved_gib" in runs[0]:
             entry["peak_mem_reserved_gib"] = max(r["peak_mem_reserved_gib"] for r in runs)
+        energy = [r["energy_j_per_clip"] for r in runs if r.get("energy_j_per_clip") is not None]
+        entry["energy_j_per_clip"] = statistics.median(energy) if energy else None
+        compile_times = [r["compile_time_s"] for r in runs if r.get("compile_time_s") is not None]
+        entry["compile_time_s"] = statistics.median(compile_times) if compile_times else None
+        entry["compile_graph_breaks"] = max((r["compile_graph_breaks"] for r in runs
+                                             if r.get("compile_graph_breaks") is not None), default=None)
+        entry["recompiles"] = max((r["recompiles"] for r in runs if r.get("recompiles") is not None), default=None)
+        entry["recompiles_during_timing"] = max((r["recompiles_during_timing"] for r in runs
+                                                 if r.get("recompiles_during_timing") is not None), default=None)
         sweep.append(entry)
-    first = next((r for runs in by_bs.values() for r in runs), {})
+    first = next((r for runs in by_bs.values() for r in runs), failure or {})
+    regime_keys = ("torch_version", "cuda_version", "device_name", "allow_tf32_matmul", "allow_tf32_cudnn",
+                   "cudnn_version", "compile_backend", "compile_dynamic", "energy_how")
     overhead = next((r["overhead"] for runs in by_bs.values() for r in runs if "overhead" in r), None)
     latency = None
     if 1 in by_bs:
         times = sorted(t for r in by_bs[1] for t in r["iteration_times_s"])
         latency = {"p50_ms": 1e3 * _percentile(times, 50), "p90_ms": 1e3 * _percentile(times, 90),
                    "iterations": len(times)}
-    return {"schema": 1, "key": target.key, "cell_key": target.cell.key, "label": target.label,
-            "fused_attention_forced": target.fused_attention,
+    compiled = [e for e in sweep if e["compile_time_s"] is not None]
+    return {"schema": 2, "key": target.key, "cell_key": target.cell.key, "label": target.label,
+            "fused_attention_forced": target.fused_attention, "sdpa_backend_forced": target.forced_backend,
+            "precision": target.precision, "compile_mode": target.compile, "sdpa_backend": target.sdpa_backend,
+            "regime": {"precision": target.precision, "compile": target.compile, "sdpa_backend": cfg.sdpa_backend},
+            **{k: first.get(k) for k in regime_keys},
+            "sdpa_backend_per_block": first.get("sdpa_backend_per_block"),
+            "compile_time_s": compiled[0]["compile_time_s"] if compiled else None,
+            "recompiles": max((e["recompiles"] for e in sweep if e["recompiles"] is not None), default=None),
+            "compile_graph_breaks": max((e["compile_graph_breaks"] for e in sweep
+                                         if e["compile_graph_breaks"] is not None), default=None),
+            "recompiles_during_timing": max((e["recompiles_during_timing"] for e in sweep
+                                             if e["recompiles_during_timing"] is not None), default=None),
+            "error": failure and failure.get("error"),
+            "failed_at_batch_size": failure and failure["failed_at_batch_size"],
+            "skipped_batch_sizes": sorted(set(skipped)) if skipped else [],
             "suite": {"name": suite.config.name, "file": str(suite.path)},
             "config": target.cell.config(), "bench": dataclasses.asdict(cfg),
             "gmacs_per_view": first.get("gmacs_per_view"), "attention_kernel_per_block": first.get("attention_kernel_per_block"),

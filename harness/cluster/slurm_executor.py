@@ -133,10 +133,10 @@ def _submit_finetunes(suite, todo, store_root, profile, snap, folder, sub, execu
 
     from harness.cluster.worker import FinetuneTask
     from harness.run.plan import distinct_finetunes
-    from harness.training import is_complete, run_dir as finetune_dir
+    from harness.training import adopt_shipped, is_complete, run_dir as finetune_dir
 
     pending = [ft for ft in distinct_finetunes(todo)
-               if not is_complete(finetune_dir(store_root, ft.key()))]
+               if not is_complete(finetune_dir(store_root, ft.key())) and not adopt_shipped(store_root, ft.key())]
     if not pending:
         return {}
     executor = executor_factory(folder / "%j", profile, snap, f"harness-ft-{_safe(suite.config.name)}", None)

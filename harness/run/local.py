@@ -180,21 +180,31 @@ def run_finetune_job(config: dict, out_dir: str, progress_file: tp.Optional[str]
 
 
 def run_finetunes(suite, *, executor: str = "local", store_root: str = "results",
-                  out: tp.Optional[tp.TextIO] = None, needed_by: tp.Optional[list] = None) -> tp.Dict[str, dict]:
+                  out: tp.Optional[tp.TextIO] = None, needed_by: tp.Optional[list] = None,
+                  force: bool = False) -> tp.Dict[str, dict]:
     """Train every fine-tune the suite's cells (or ``needed_by`` cells) use and that has not finished.
 
-    An interrupted run resumes from its last epoch checkpoint. Returns ``{key: meta or {"error": ...}}``.
+    A run shipped with the repository under the same key (``harness.training.SHIPPED``) is copied into
+    the store instead of trained, unless ``force`` (which retrains every run from scratch). An
+    interrupted run resumes from its last epoch checkpoint. Returns ``{key: meta or {"error": ...}}``.
     """
     from harness.run.plan import distinct_finetunes
-    from harness.training import is_complete, run_dir as finetune_dir
+    import shutil
+
+    from harness.training import adopt_shipped, is_complete, run_dir as finetune_dir
 
     out = out or sys.stdout
     configs = suite.finetunes() if needed_by is None else distinct_finetunes(needed_by)
     results: tp.Dict[str, dict] = {}
-    pending = [c for c in configs if not is_complete(finetune_dir(store_root, c.key()))]
+    if force:
+        for c in configs:
+            shutil.rmtree(finetune_dir(store_root, c.key()), ignore_errors=True)
+    finished = [c for c in configs if is_complete(finetune_dir(store_root, c.key()))]
+    shipped = [c for c in configs if c not in finished and not force and adopt_shipped(store_root, c.key())]
+    pending = [c for c in configs if c not in finished and c not in shipped]
     if configs:
-        print(f"fine-tuning: {len(configs)} run(s), {len(configs) - len(pending)} finished, "
-              f"{len(pending)} to train", file=out)
+        print(f"fine-tuning: {len(configs)} run(s), {len(finished)} finished, {len(shipped)} shipped with the "
+              f"repository (checkpoints/finetunes; --force retrains), {len(pending)} to train", file=out)
     if not pending:
         return results
     ex = make_executor(executor, Path(store_root) / "logs" / "%j")

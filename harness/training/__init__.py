@@ -52,3 +52,28 @@ def resolve_checkpoint(config: tp.Mapping[str, tp.Any], store_root: str) -> tp.O
         raise RuntimeError(f"fine-tuning run {ft['name']!r} ({ft['key']}) has not finished: no "
                            f"{os.path.join(folder, MODEL)} (run `python -m harness finetune SUITE`)")
     return os.path.join(folder, MODEL)
+
+
+# Fine-tuned weights that ship with the repository (the quickstart's), one folder per run key, laid out
+# like a store's run folder (model.pth, meta.json, log.jsonl). Found by the run's content key only: a
+# changed recipe, method parameter, initial checkpoint or dataset is another key, hence trained anew.
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "checkpoints", "finetunes")
+
+
+def adopt_shipped(store_root: str, key: str, shipped: str = SHIPPED) -> bool:
+    """Copy the shipped run ``key`` (if there is one) into the store; True when the store now holds it."""
+    import shutil
+
+    source, target = os.path.join(shipped, key), run_dir(store_root, key)
+    if is_complete(target):
+        return True
+    if not is_complete(source):
+        return False
+    os.makedirs(target, exist_ok=True)
+    for name in (MODEL, LOG, META):  # meta last: its presence marks the run complete
+        if os.path.isfile(os.path.join(source, name)):
+            tmp = os.path.join(target, f".{name}.{os.getpid()}.tmp")
+            shutil.copyfile(os.path.join(source, name), tmp)
+            os.replace(tmp, os.path.join(target, name))
+    return is_complete(target)
