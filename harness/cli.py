@@ -42,6 +42,8 @@ def cmd_run(args) -> int:
     suite = _load(args.suite, overrides)
     if args.executor == "slurm" and not args.dry_run:
         return _submit_slurm(suite, args)
+    if not args.dry_run:
+        _check_writable(args.results)
     if args.dry_run:
         todo, done = plan(suite, args.results, args.force)
         if suite.finetunes():
@@ -66,6 +68,7 @@ def _submit_slurm(suite, args) -> int:
     try:
         profile = load_profile(args.profile)
         check_on_cluster(profile)
+        _check_writable(args.results, ("cells", "logs", "finetunes", "slurm"))
         submit_suite(suite, profile=profile, store_root=args.results, force=args.force, num_shards=args.shards)
     except (ProfileError, ValueError) as err:
         raise UserError(str(err)) from None
@@ -219,6 +222,7 @@ def cmd_finetune(args) -> int:
     if args.dry_run:
         _print_finetunes(suite, args.results)
         return 0
+    _check_writable(args.results, ("logs", "finetunes"))
     results = run_finetunes(suite, executor=args.executor, store_root=args.results, force=args.force)
     return 1 if any("error" in r for r in results.values()) else 0
 
@@ -241,7 +245,8 @@ def _print_finetunes(suite, results: str) -> None:
         rows.append((ft.key(), ft.backbone["name"], f"{ft.method['name']} {params}", ft.dataset["name"],
                      recipe["epochs"], recipe["lr"], state))
     if rows:
-        print(tabulate(rows, headers=["fine-tune", "backbone", "method", "train set", "epochs", "lr", "state"],
+        print(tabulate([[_plain(v) for v in row] for row in rows],
+                       headers=["fine-tune", "backbone", "method", "train set", "epochs", "lr", "state"],
                        disable_numparse=True))
     else:
         print("no fine-tuning runs in this suite")
@@ -250,6 +255,8 @@ def _print_finetunes(suite, results: str) -> None:
 def cmd_bench(args) -> int:
     from harness.bench.command import run
 
+    if not getattr(args, "table_only", False):
+        _check_writable(args.results, ("bench",))
     return run(args)
 
 
@@ -288,6 +295,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _plain(value) -> str:
+    """Suite text for the terminal: no escape sequences or control characters, one line."""
+    from harness.report.safe import plain
+
+    return plain(value)
+
+
+def _check_writable(results: str, folders: tp.Optional[tp.Sequence[str]] = None) -> None:
+    """Before any compute: every folder the command will write under ``results`` must take a file."""
+    from harness.run.local import RUN_FOLDERS, NotWritable, check_writable
+
+    try:
+        check_writable(results, RUN_FOLDERS if folders is None else folders)
+    except NotWritable as err:
+        raise UserError(str(err)) from None
+
+
 def _load(path: str, overrides: tp.Sequence[str]):
     from harness.suite import SuiteError, load_suite
 
@@ -321,8 +345,8 @@ def _print_cells(suite, todo, done, results: str) -> None:
             shown = f"{gmacs:.4g}"
         rows.append((i, c.backbone["name"], c.dataset["name"], c.label, shown, state.get(c.key, "to run"),
                      c.key[:12]))
-    print(tabulate(rows, headers=["#", "backbone", "dataset", "method", "GMACs/view", "state", "key"],
-                   disable_numparse=True))
+    print(tabulate([[_plain(v) for v in row] for row in rows],
+                   headers=["#", "backbone", "dataset", "method", "GMACs/view", "state", "key"], disable_numparse=True))
     print(f"{len(rows)} cells: {len(todo)} to run, {len(done)} finished")
 
 
@@ -470,8 +494,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``), handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted()
+
+
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as err:
@@ -480,6 +518,14 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")
         return 0
-    except KeyboardInterrupt:
-        print("interrupted; finished cells are kept and `run` resumes from them", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        how = "SIGTERM" if isinstance(err, Interrupted) else "Ctrl-C"
+        if args.command in ("run", "finetune"):
+            print(f"interrupted ({how}): the running worker was stopped; finished cells and fine-tuning epochs are "
+                  f"kept, and `{args.command}` resumes from them", file=sys.stderr)
+        else:
+            print(f"interrupted ({how})", file=sys.stderr)
+        return 143 if isinstance(err, Interrupted) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

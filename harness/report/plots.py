@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.pareto import baseline_frontier, frontier
+from harness.report.safe import mpl
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p"]
 AXES = {  # x column -> (axis label, file suffix, higher_is_better)
@@ -49,7 +50,7 @@ def plot_group(group: dict, df: pd.DataFrame, out_dir: str | Path, stem: str) ->
             _draw(ax, data, x, higher, palette, markers)
             ax.set_xlabel(label.format(batch=batch))
             ax.set_ylabel("top-1 accuracy (%)")
-            ax.set_title(group.get("title", ""), fontsize=10)
+            ax.set_title(mpl(group.get("title", "")), fontsize=10)
             ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
             for ext in ("png", "svg"):
                 path = out / f"{stem}_{suffix}.{ext}"
@@ -74,7 +75,7 @@ def _draw(ax, data: pd.DataFrame, x: str, higher: bool, palette: dict, markers: 
         order = np.argsort(xs[sel], kind="stable")
         mx, my = xs[sel][order], pct[sel][order]
         ax.errorbar(mx, my, yerr=yerr[:, sel][:, order], color=palette[method], marker=markers[method],
-                    markersize=6, linewidth=1.2, capsize=3, elinewidth=0.8, label=method, zorder=3)
+                    markersize=6, linewidth=1.2, capsize=3, elinewidth=0.8, label=mpl(method), zorder=3)
     on = frontier(data, x=x, y="top1", higher_is_better=higher).to_numpy()
     if on.sum() >= 1:
         order = np.argsort(xs[on], kind="stable")

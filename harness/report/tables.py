@@ -217,7 +217,8 @@ def _row(rec: Record, code_ids: dict) -> dict:
     method = _dict(config.get("method"))
     name = str(method.get("name") or "?")
     params = _dict(method.get("params"))
-    metrics = _dict(rec.get("metrics")) if rec.get("status") == "ok" else {}
+    invalid = _invalid_metrics(rec) if rec.get("status") == "ok" else None
+    metrics = _dict(rec.get("metrics")) if rec.get("status") == "ok" and not invalid else {}
     coverage = _dict(rec.get("coverage"))
     error = _dict(rec.get("error"))
     theoretical = _dict(metrics.get("gmacs_theoretical"))
@@ -228,7 +229,8 @@ def _row(rec: Record, code_ids: dict) -> dict:
         **{m: _number(metrics.get(m)) for m in _FLOAT_METRICS},
         **_top1_interval(metrics),
         "coverage_decoded": _integer(coverage.get("decoded")), "coverage_listed": _integer(coverage.get("listed")),
-        "status": _status(rec) + (" (other code)" if _other_code(rec, name, params, code_ids) else ""),
+        "status": f"invalid record ({invalid})" if invalid else
+        _status(rec) + (" (other code)" if _other_code(rec, name, params, code_ids) else ""),
         "label": rec.get("label"), "key": rec.get("key"),
         "error_type": error.get("type"), "error_message": error.get("message"),
         "throughput_batch_size": _integer(metrics.get("throughput_batch_size")),
@@ -283,6 +285,31 @@ def _status(rec: Record) -> str:
         return status
     error_type = _dict(rec.get("error")).get("type")
     return f"failed: {error_type}" if error_type else "failed"
+
+
+def _invalid_metrics(rec: Record) -> str | None:
+    """Why an ``ok`` record's metrics cannot be shown (then the row shows none of them, and no comparison
+    against its samples), or None. A record is written by the harness; this catches a damaged or edited one."""
+    metrics = rec.get("metrics")
+    if not isinstance(metrics, dict):
+        return "metrics is not a mapping"
+    for name in ("top1", "top5"):
+        value = metrics.get(name)
+        if (name == "top1" or value is not None) and not (_number(value) is not None and 0 <= value <= 1):
+            return f"metrics.{name} is {_shown(value)}, not a fraction in [0, 1]"
+    videos = metrics.get("num_videos")
+    if videos is not None and not (_integer(videos) == videos and videos >= 1):
+        return f"metrics.num_videos is {_shown(videos)}, not a positive integer"
+    for name in ("gmacs_per_view", "clips_per_s", "peak_mem_gib"):
+        value = metrics.get(name)
+        if value is not None and not (_number(value) is not None and value >= 0):
+            return f"metrics.{name} is {_shown(value)}, not a non-negative number"
+    return None
+
+
+def _shown(value: tp.Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _top1_interval(metrics: dict) -> dict:

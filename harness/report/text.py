@@ -1,7 +1,9 @@
 """Text formats of the leaderboard: terminal, Markdown, LaTeX, CSV and JSON (torch-free).
 
 ``DISPLAY_COLUMNS`` is the one list of shown columns (header, alignment, cell formatter) that the
-term, md, latex and html formats share; csv and json write the raw table columns instead.
+term, md, latex and html formats share; csv and json write the raw table columns instead. Record text
+reaches every format through ``harness.report.safe`` (escaped for md/latex/html, control characters and
+escape sequences removed, csv formulas neutralised); json alone keeps it exactly.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import typing as tp
 import pandas as pd
 from tabulate import tabulate
 
+from harness.report import safe
 from harness.report.pareto import parse_budget
 from harness.report.tables import GROUP_COLUMNS, Group, budget_table
 
@@ -55,8 +58,11 @@ DISPLAY_COLUMNS: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # hea
 ]
 
 
-def display_rows(df: pd.DataFrame) -> list[list[str]]:
-    return [[cell(row) for _, _, cell in DISPLAY_COLUMNS] for _, row in df.iterrows()]
+Clean = tp.Callable[[tp.Any], str]  # record text -> text safe for one format (harness.report.safe)
+
+
+def display_rows(df: pd.DataFrame, clean: Clean = safe.plain) -> list[list[str]]:
+    return [[clean(cell(row)) for _, _, cell in DISPLAY_COLUMNS] for _, row in df.iterrows()]
 
 
 def notes(df: pd.DataFrame) -> list[str]:
@@ -97,41 +103,35 @@ def budget_title(budget: str) -> str:
     return f"accuracy at matched budget: {'GMACs/view' if x == 'gmacs_per_view' else 'clips/s'} = {value:g}"
 
 
-def budget_rows(df: pd.DataFrame, budget: str) -> list[list[str]]:
+def budget_rows(df: pd.DataFrame, budget: str, clean: Clean = safe.plain) -> list[list[str]]:
     table = budget_table(df, budget)
-    return [[str(r["method"]), _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"]), str(r["note"])]
+    return [[clean(r["method"]), _blank_or(lambda v: f"{100 * v:.1f}")(r["top1"]), clean(r["note"])]
             for _, r in table.iterrows()]
 
 
-def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, heading: str,
+def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, heading: str, clean: Clean,
                    budget: tp.Optional[str] = None) -> str:
     headers = [header for header, _, _ in DISPLAY_COLUMNS]
     align = [alignment for _, alignment, _ in DISPLAY_COLUMNS]
     blocks = []
     for group, df in tables:
-        table = tabulate(display_rows(df), headers=headers, tablefmt=tablefmt, colalign=align,
+        table = tabulate(display_rows(df, clean), headers=headers, tablefmt=tablefmt, colalign=align,
                          disable_numparse=True)
-        block = [heading + group["title"], "", table, *notes(df)]
+        block = [heading + clean(group["title"]), "", table, *map(clean, notes(df))]
         if budget is not None:
             block += ["", budget_title(budget), "",
-                      tabulate(budget_rows(df, budget), headers=BUDGET_HEADERS, tablefmt=tablefmt,
+                      tabulate(budget_rows(df, budget, clean), headers=BUDGET_HEADERS, tablefmt=tablefmt,
                                colalign=("left", "right", "left"), disable_numparse=True)]
         blocks.append("\n".join(block))
     return "\n\n".join(blocks) + "\n"
 
 
-_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-                  "<": r"\textless{}", ">": r"\textgreater{}", "Δ": r"$\Delta$"}
-
-
-def latex_escape(text: tp.Any) -> str:
-    """``text`` with LaTeX's special characters escaped (for captions and notes)."""
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
+latex_escape = safe.latex  # captions and notes
 
 
 def _booktabs(rows: list[list[str]], headers: list[str], align: tp.Sequence[str]) -> str:
-    """tabulate's ``latex_booktabs`` (which escapes the cells), with Δ made valid in plain LaTeX too."""
+    """tabulate's ``latex_booktabs`` (which escapes the cells' specials; ``rows`` must be ``safe.plain``), with Δ
+    made valid in plain LaTeX too."""
     return tabulate(rows, headers=headers, tablefmt="latex_booktabs", colalign=align,
                     disable_numparse=True).replace("Δ", "$\\Delta$")
 
@@ -142,7 +142,7 @@ def _render_latex(tables: list[tuple[Group, pd.DataFrame]], budget: tp.Optional[
     blocks = ["% leaderboard: one table per group; needs \\usepackage{booktabs}"]
     for group, df in tables:
         block = ["\\begin{table}[ht]", "\\centering", f"\\caption{{{latex_escape(group['title'])}}}",
-                 _booktabs(display_rows(df), headers, align)]
+                 _booktabs(display_rows(df, safe.plain), headers, align)]
         lines = [n for n in notes(df) if n]
         if lines:
             block.append(f"\\par\\smallskip{{\\footnotesize {latex_escape(lines[0])}}}")
@@ -150,7 +150,7 @@ def _render_latex(tables: list[tuple[Group, pd.DataFrame]], budget: tp.Optional[
         if budget is not None:
             block += ["\\begin{table}[ht]", "\\centering",
                       f"\\caption{{{latex_escape(group['title'] + ': ' + budget_title(budget))}}}",
-                      _booktabs(budget_rows(df, budget), BUDGET_HEADERS, ("left", "right", "left")),
+                      _booktabs(budget_rows(df, budget, safe.plain), BUDGET_HEADERS, ("left", "right", "left")),
                       "\\end{table}"]
         blocks.append("\n".join(block))
     return "\n\n".join(blocks) + "\n"
@@ -166,6 +166,14 @@ def _flat_frame(tables: list[tuple[Group, pd.DataFrame]]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _render_csv(tables: list[tuple[Group, pd.DataFrame]]) -> str:
+    df = _flat_frame(tables)
+    for column in df.columns:
+        if not pd.api.types.is_numeric_dtype(df[column]):  # text (object or str dtype): numbers stay numbers
+            df[column] = df[column].map(safe.csv_cell)
+    return df.to_csv(index=False)
+
+
 def _json_value(value: tp.Any) -> tp.Any:
     if value is None or (not isinstance(value, (dict, list)) and pd.isna(value)):
         return None
@@ -178,9 +186,9 @@ def _render_json(tables: list[tuple[Group, pd.DataFrame]]) -> str:
 
 
 RENDERERS: dict[str, tp.Callable[..., str]] = {
-    "term": lambda tables, budget=None: _render_tables(tables, "simple", "", budget),
-    "md": lambda tables, budget=None: _render_tables(tables, "github", "### ", budget),
+    "term": lambda tables, budget=None: _render_tables(tables, "simple", "", safe.term, budget),
+    "md": lambda tables, budget=None: _render_tables(tables, "github", "### ", safe.markdown, budget),
     "latex": _render_latex,
-    "csv": lambda tables: _flat_frame(tables).to_csv(index=False),
+    "csv": _render_csv,
     "json": _render_json,
 }

@@ -26,11 +26,14 @@ from harness.training.config import FineTuneConfig
 
 
 def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
-             on_step: tp.Optional[tp.Callable[[int, int], None]] = None) -> dict:
+             on_step: tp.Optional[tp.Callable[[int, int], None]] = None,
+             on_plan: tp.Optional[tp.Callable[[int, int], None]] = None) -> dict:
     """Train (or resume, or return the finished run); returns the run's meta dict.
 
     ``on_step(steps_this_call, step)`` is called after every optimiser step (progress reporting; an
     exception it raises interrupts the run as a kill would, leaving the last epoch checkpoint).
+    ``on_plan(step, total_steps)`` is called once before the first step (``step``: where a resumed run
+    starts), so that progress can show steps done out of the total.
     """
     if is_complete(out_dir):
         with open(os.path.join(out_dir, META)) as f:
@@ -64,6 +67,8 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     t0 = time.time()
     steps_this_call = 0
     failed: tp.Dict[str, dict] = {}
+    if on_plan is not None:
+        on_plan(step, recipe["epochs"] * steps_per_epoch)
     for epoch in range(start_epoch, recipe["epochs"]):
         model.train()
         data.set_epoch(epoch)
