@@ -50,3 +50,16 @@ def test_unset_variables_say_what_they_must_point_to(monkeypatch):
     ckpt = [p for p in problems if "'VIDEOMAE_B_K400' is not set" in p]
     assert len(ckpt) == 1 and "it must point to the fine-tuned VideoMAE ViT-B/16 K400 checkpoint" in ckpt[0]
     assert any("'K400_VAL_LIST' is not set" in p and "validate.csv" in p for p in problems)
+
+
+def test_the_shipped_quickstart_is_the_quickstart_minus_unshipped_fine_tunes():
+    from harness.training import SHIPPED, is_complete
+
+    full = {c.key: c for c in load_suite(PATH).cells()}
+    shipped = load_suite(os.path.join(REPO, "suites", "quickstart_shipped.yaml")).cells()
+    assert {c.key for c in shipped} <= set(full)  # same cells, same keys: records count for both
+    missing = sorted({c.label for c in full.values()} - {c.label for c in shipped})
+    assert missing and all(label.startswith("haltingvt") for label in missing)
+    for cell in shipped:  # scripts/quickstart.sh never trains: every fine-tune it needs ships
+        ft = cell.finetune_config()
+        assert ft is None or is_complete(os.path.join(SHIPPED, ft.key())), cell.label

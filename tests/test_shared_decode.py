@@ -118,7 +118,7 @@ def test_a_bf16_compiled_cell_records_its_regime(tmp_path):
         assert record["provenance"]["numerics"]["precision"] == regime["precision"] == "bf16"
         assert compiled["compile_mode"] == "default"
         assert compiled["compile_error"] is not None or (compiled["compile_time_s"] > 0 and compiled["recompiles"] >= 0)
-        assert len(regime["sdpa_backend_per_block"]) == 4 and regime["torch"]
+        assert len(regime["sdpa_backend_per_block"]) == 4 and regime["torch_version"]
     fp32 = dict(suite, eval={**suite["eval"], "precision": "fp32"})
     (tmp_path / "f.yaml").write_text(yaml.safe_dump(fp32))
     from harness.suite import load_suite

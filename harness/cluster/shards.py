@@ -172,7 +172,7 @@ def saved_batches(directory: Path) -> tp.Dict[int, int]:
 def predict_range(model, dataset, items, *, start: int, end: int, batch_size: int, num_workers: int,
                   device, writer: PredictionWriter, skip: tp.Set[int] = frozenset(),
                   progress: tp.Callable[..., None] = lambda *a, **k: None,
-                  after_batch: tp.Optional[tp.Callable[[int], None]] = None) -> int:
+                  after_batch: tp.Optional[tp.Callable[[int], None]] = None, context=None) -> int:
     """Forward the batches of items ``[start, end)`` not in ``skip``, handing each to ``writer``.
 
     Batches are the unsharded run's (``items[g*batch_size:(g+1)*batch_size]`` clipped to the range),
@@ -190,7 +190,9 @@ def predict_range(model, dataset, items, *, start: int, end: int, batch_size: in
     total, done = end - start, end - start - sum(len(b) for b in index_batches)
     progress("evaluate", done, total, force=True)
     t_prev = time.perf_counter()
-    for g, entry in zip(todo, forward_batches(model, loader, device)):
+    import contextlib
+
+    for g, entry in zip(todo, forward_batches(model, loader, device, context or contextlib.nullcontext)):
         entry = {"batch": g, "videos": entry.pop("indices"), "num_crops": dataset.num_crops,
                  "views_per_video": dataset.views, **entry}
         if "logits" in entry:

@@ -96,7 +96,7 @@ class ShardTask(submitit.helpers.Checkpointable):
                 "videos_done": (state or {}).get("videos_done")}
 
     def _run(self, job: ShardJob, directory, state: tp.Optional[dict]) -> dict:
-        from harness.run.cell import Progress, cell_runtime, measure_cell, prepare_cell
+        from harness.run.cell import Progress, cell_runtime, measure_cell, prepare_cell, regime
 
         _threads_from_slurm(job.cell.config)
         progress = Progress(None)
@@ -126,7 +126,7 @@ class ShardTask(submitit.helpers.Checkpointable):
         ev = config["eval"]
         sh.predict_range(setup.model, setup.dataset, items, start=start, end=end, batch_size=batch_size,
                          num_workers=ev.get("num_workers", 0), device=setup.device, writer=self._writer,
-                         skip=set(saved), after_batch=_test_pause)
+                         skip=set(saved), after_batch=_test_pause, context=regime(config, setup.device))
         measure_file = directory.parent / sh.MEASURE
         if job.shard == 0 and not measure_file.is_file():
             measured, flops_check = measure_cell(setup, config, progress)

@@ -133,14 +133,36 @@ def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple
     flops_check = check_flops(setup, progress) if me.get("flops", True) else {}
     if me.get("throughput", True):
         progress("throughput", 0, me["repeats"], force=True)
-        timed = interleaved_throughput({"cell": throughput_subject(setup, config)}, device=setup.device,
+        subject = throughput_subject(setup, config)
+        timed = interleaved_throughput({"cell": subject}, device=setup.device,
                                        progress=lambda d, t: progress("throughput", d, t, force=True))["cell"]
         if "error" in timed:
             raise RuntimeError(f"throughput: {timed['error']}")
-        metrics.update(timed)
+        metrics.update(timed, compile=subject["compile_public"]())
     if me.get("memory", True):
         metrics.update(peak_memory(setup.device))
+    metrics["regime"] = regime_fields(config, setup)
     return metrics, flops_check
+
+
+def regime_fields(config: dict, setup: CellSetup) -> dict:
+    """Precision, SDPA backend (asked for, and the kernel each block ran: one profiled forward), versions
+    and device: what makes two figures comparable."""
+    import torch
+
+    from harness.measure.kernels import probe_attention_kernels
+    from harness.measure.regime import regime_record
+
+    me, cfg = config["measure"], setup.model.cfg
+    out = regime_record(setup.device, precision(config, setup.device), me.get("sdpa_backend", "auto"))
+    x = torch.randn(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, device=setup.device)
+    try:
+        out["sdpa_backend_per_block"] = probe_attention_kernels(setup.model, x, regime(config, setup.device))
+    except Exception as err:  # noqa: BLE001 -- a model the profiler cannot follow: say so, keep the cell
+        out["sdpa_backend_per_block"] = None
+        out["sdpa_backend_probe_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    out["compile_mode"] = me.get("compile", "off")
+    return out
 
 
 def check_flops(setup: CellSetup, progress: Progress) -> dict:

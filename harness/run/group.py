@@ -150,7 +150,7 @@ def _error(err: BaseException) -> dict:
 def _measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress) -> tp.Dict[str, tp.Any]:
     """``{key: (throughput and memory metrics, fvcore check)}`` or ``{key: exception}`` per cell."""
     from harness.measure.interleaved import interleaved_throughput
-    from harness.run.cell import check_flops, throughput_subject
+    from harness.run.cell import check_flops, regime_fields, throughput_subject
 
     out: tp.Dict[str, tp.Any] = {}
     metrics: tp.Dict[str, dict] = {j.key: {} for j in jobs}
@@ -188,29 +188,8 @@ def _measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress)
             out[job.key] = err
     for job in jobs:
         if job.key not in out:
-            metrics[job.key]["regime"] = _regime_fields(job, setups[job.key])
+            metrics[job.key]["regime"] = regime_fields(job.config, setups[job.key])
         out.setdefault(job.key, (metrics[job.key], checks[job.key]))
-    return out
-
-
-def _regime_fields(job: CellJob, setup) -> dict:
-    """Precision, SDPA backend (asked for, and the kernel each block ran: one profiled forward), versions
-    and device: what makes two figures comparable."""
-    import torch
-
-    from harness.measure.kernels import probe_attention_kernels
-    from harness.measure.regime import regime_record
-    from harness.run.cell import precision, regime
-
-    me, cfg = job.config["measure"], setup.model.cfg
-    out = regime_record(setup.device, precision(job.config, setup.device), me.get("sdpa_backend", "auto"))
-    x = torch.randn(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, device=setup.device)
-    try:
-        out["sdpa_backend_per_block"] = probe_attention_kernels(setup.model, x, regime(job.config, setup.device))
-    except Exception as err:  # noqa: BLE001 -- a model the profiler cannot follow: say so, keep the cell
-        out["sdpa_backend_per_block"] = None
-        out["sdpa_backend_probe_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    out["compile_mode"] = me.get("compile", "off")
     return out
 
 
