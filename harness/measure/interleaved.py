@@ -20,17 +20,10 @@ MAX_IQR = 0.10  # IQR / median of a cell's repeats above which its speedup is no
 
 
 def _step(model, x, device, context=contextlib.nullcontext) -> float:
+    from harness.measure.speed import timed_step_cpu, timed_step_cuda
+
     with context():
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(x)
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end) / 1e3
-        t0 = time.perf_counter()
-        model(x)
-        return time.perf_counter() - t0
+        return (timed_step_cuda if device.type == "cuda" else timed_step_cpu)(model, x)
 
 
 def _load() -> tp.Optional[float]:

@@ -32,7 +32,7 @@ def measure_throughput(model, clip_shape: tp.Sequence[int], *, device: torch.dev
     from harness.measure.regime import regime_context
 
     x = torch.randn(batch_size, *clip_shape, device=device) if inputs is None else inputs.to(device)
-    step = _timed_step_cuda if device.type == "cuda" else _timed_step_cpu
+    step = timed_step_cuda if device.type == "cuda" else timed_step_cpu
     meter = EnergyMeter(device) if energy else None
     joules = 0.0
     with torch.inference_mode(), regime_context(device, precision, sdpa_backend):
@@ -65,13 +65,15 @@ def measure_throughput(model, clip_shape: tp.Sequence[int], *, device: torch.dev
             "timer": "cuda_events" if device.type == "cuda" else "perf_counter"}
 
 
-def _timed_step_cpu(model, x) -> float:
+def timed_step_cpu(model, x) -> float:
+    """Seconds of one forward (perf_counter)."""
     t0 = time.perf_counter()
     model(x)
     return time.perf_counter() - t0
 
 
-def _timed_step_cuda(model, x) -> float:
+def timed_step_cuda(model, x) -> float:
+    """Seconds of one forward between CUDA events, synchronised."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     model(x)
