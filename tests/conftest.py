@@ -1,5 +1,7 @@
-"""Shared test settings (import them: ``from conftest import TINY, tiny, FAST_MEASURE``) and pytest hooks."""
+"""Shared test settings (import them: ``from conftest import TINY, tiny, FAST_MEASURE, deadline``) and pytest hooks."""
+import contextlib
 import os
+import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -14,6 +16,21 @@ TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=2, n
 # measurement settings that keep a cell's timing to a fraction of a second (figures are not looked at)
 FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 2, "min_timed_s": 0.0,
                 "repeats": 2}
+
+
+@contextlib.contextmanager
+def deadline(seconds: int, what: str = "the block"):
+    """Fail (instead of hanging) when the block runs longer than ``seconds`` (SIGALRM; main thread only)."""
+    def expire(*_):
+        raise AssertionError(f"{what} still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def tiny(**changes) -> dict:

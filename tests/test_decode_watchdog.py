@@ -7,7 +7,6 @@ by an alarm, so a regression fails instead of hanging the suite.
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -18,6 +17,7 @@ import pytest
 
 from harness.data.decode import register_decoder
 from harness.data.watchdog import DecoderCrash, DecodeTimeout, DecodeWorker
+from conftest import deadline
 
 FRAMES, SIDE = 16, 64
 
@@ -39,20 +39,6 @@ def fake_decoder(path: str, index_fn):
 
 register_decoder("fake_test", fake_decoder)
 
-
-@contextlib.contextmanager
-def deadline(seconds: int):
-    """Fail (instead of hanging) when the block runs longer than ``seconds``."""
-    def expire(*_):
-        raise AssertionError(f"still running after {seconds} s: the watchdog did not fire")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture
@@ -76,7 +62,7 @@ def dataset(root, ann, **over):
 
 def test_worker_times_out_crashes_and_recovers():
     worker = DecodeWorker()
-    with deadline(20):
+    with deadline(20, "decoding (the watchdog did not fire)"):
         assert worker.call(divmod, 7, 2, timeout=5) == (3, 1)
         t0 = time.monotonic()
         with pytest.raises(DecodeTimeout, match="decode_timeout_s=0.5"):
@@ -103,7 +89,7 @@ def test_evaluation_counts_the_hung_and_crashed_videos_and_finishes(videos, num_
 
     root, ann = videos
     model = harness.build_model("synthetic_vit_tiny")
-    with deadline(60):
+    with deadline(60, "decoding (the watchdog did not fire)"):
         result = evaluate_model(model, dataset(root, ann), device=torch.device("cpu"), batch_size=2,
                                 num_workers=num_workers)
     cov = result["coverage"]
@@ -117,7 +103,7 @@ def test_data_check_reports_timeout_and_crash(videos, capsys):
     from harness.cli import main
 
     root, ann = videos
-    with deadline(60):
+    with deadline(60, "decoding (the watchdog did not fire)"):
         code = main(["data", "check", "video_list", "--set", f"ann_file={ann}", "--set", f"data_root={root}",
                      "--set", "decoder=fake_test", "--set", "decode_timeout_s=1", "--set", "num_classes=12"])
     out = capsys.readouterr().out
@@ -140,7 +126,7 @@ def test_finetuning_skips_the_hung_video_and_records_it(videos, tmp_path):
 
     threads = torch.get_num_threads()
     try:
-        with deadline(90):
+        with deadline(90, "decoding (the watchdog did not fire)"):
             meta = finetune(cfg, str(tmp_path / "ft"), progress=False)
     finally:
         torch.set_num_threads(threads)  # the goldens of later tests are bit-exact at the session's count
@@ -160,7 +146,7 @@ def test_train_sampler_draws_the_same_indices_as_in_process(videos):
     item = dataset(root, ann).items()[0]
     ours, theirs = np.random.default_rng(5), np.random.default_rng(5)
     fn = functools.partial(train_indices, sampler="dense", clip_len=4, frame_interval=2, rng=ours)
-    with deadline(20):
+    with deadline(20, "decoding (the watchdog did not fire)"):
         _, _, wanted = guarded_decode(item, fn, timeout_s=5, decoder="fake_test")
     _, _, expected = decode_item(item, lambda n: train_indices(n, "dense", 4, 2, theirs), decoder="fake_test")
     assert np.array_equal(wanted, expected)
@@ -178,7 +164,7 @@ def test_video_listed_twice_is_flagged_and_counted_once(tmp_path, capsys):
         (tmp_path / name).write_bytes(b"x")
     ann = tmp_path / "list.txt"
     ann.write_text("ok_0.mp4 0\nok_1.mp4 1\n./ok_0.mp4 0\n")
-    with deadline(60):
+    with deadline(60, "decoding (the watchdog did not fire)"):
         result = evaluate_model(harness.build_model("synthetic_vit_tiny"), dataset(tmp_path, ann),
                                 device=torch.device("cpu"), batch_size=2)
         code = main(["data", "check", "video_list", "--set", f"ann_file={ann}", "--set", f"data_root={tmp_path}",
@@ -195,7 +181,7 @@ def test_worker_leaves_sigterm_to_its_parent():
     """Slurm preempts by SIGTERM to every process of the job: a decoder dying first would turn the
     video it was decoding into a 'crash'; the worker ignores it and dies with its parent instead."""
     worker = DecodeWorker()
-    with deadline(20):
+    with deadline(20, "decoding (the watchdog did not fire)"):
         assert worker.call(divmod, 9, 4, timeout=5) == (2, 1)
         os.kill(worker._pid, signal.SIGTERM)
         time.sleep(0.2)

@@ -13,16 +13,15 @@ FIFOs as paths, alias bombs) and checks the same contract on ``validate_suite`` 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 import yaml
+from conftest import deadline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "hostile")
@@ -210,25 +209,12 @@ TARGETS = [("eval", "batch_size"), ("eval", "limit"), ("eval", "num_workers"), (
            ("methods", 1, "inflection"), ("methods", 0, "checkpoint"), ("name",), ("version",)]
 
 
-@contextlib.contextmanager
-def bounded(seconds: int):
-    def expire(*_):
-        raise AssertionError(f"validation still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
 
 def _check_contract(path: str, overrides=()) -> None:
     """validate_suite returns well-formed problems; when there are none, the suite loads and keys."""
     from harness.suite import load_suite, validate_suite
 
-    with bounded(20):
+    with deadline(20, "validation"):
         problems = validate_suite(path, list(overrides))
         for p in problems:
             assert p.file and p.message and "Traceback" not in p.message
