@@ -1,44 +1,87 @@
-"""HaltingVT's variable-length attention: one nested-tensor SDPA call equals the per-clip loop."""
+"""Variable-length attention (harness.models.varlen): one nested-tensor SDPA call equals the per-clip
+loop and each clip alone, for the function and for both users (HaltingVT's and RLT's varlen modes)."""
 import pytest
 import torch
 
+import harness
 from harness.measure.regime import autocast_context
+from harness.models.varlen import resolve_varlen_impl, varlen_attention
 from methods.haltingvt.layers import Attention
 
 LENGTHS = [5, 9, 0, 2, 7]
 
 
-def _attention(impl):
+def _qkv(heads=4, dim=8, device="cpu"):
     torch.manual_seed(0)
-    attn = Attention(32, 4).eval()
-    attn.varlen_impl = impl
-    return attn
+    return [torch.randn(sum(LENGTHS), heads, dim, device=device) for _ in range(3)]
+
+
+def _each_alone(q, k, v):
+    parts = [torch.nn.functional.scaled_dot_product_attention(*(t.transpose(0, 1)[None] for t in part))[0]
+             for part in zip(q.split(LENGTHS), k.split(LENGTHS), v.split(LENGTHS)) if part[0].shape[0]]
+    return torch.cat(parts, dim=1).transpose(0, 1)
 
 
 @pytest.mark.parametrize("precision,atol", [("fp32", 1e-6), ("bf16", 3e-2)])
 def test_one_nested_call_equals_the_loop_and_each_clip_alone(precision, atol):
-    x = torch.randn(1, sum(LENGTHS), 32)
-    nested, loop = _attention("nested"), _attention("loop")
     with torch.inference_mode(), autocast_context("cpu", precision):
-        one = nested.forward_varlen(x, LENGTHS)
-        each = loop.forward_varlen(x, LENGTHS)
-        alone = torch.cat([loop(part)[0] for part in x.split(LENGTHS, dim=1) if part.shape[1]], dim=1)
-    assert one.shape == x.shape
+        q, k, v = _qkv()  # made in inference mode, as a model's projections are
+        one = varlen_attention(q, k, v, LENGTHS, impl="nested")
+        each = varlen_attention(q, k, v, LENGTHS, impl="loop")
+    alone = _each_alone(q, k, v)
+    assert one.shape == q.shape
     assert torch.allclose(one.float(), each.float(), atol=atol)
-    assert torch.allclose(one.float(), alone.float(), atol=atol)  # no clip sees another's tokens
-    # and it is not vacuous: attending over the concatenation would differ
-    joint = loop(x)[0] if precision == "fp32" else None
-    if joint is not None:
-        assert not torch.allclose(one, joint, atol=1e-3)
+    assert torch.allclose(one.float(), alone, atol=atol)
+    joint = torch.nn.functional.scaled_dot_product_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)))
+    assert not torch.allclose(alone, joint[0].transpose(0, 1), atol=1e-3)  # not vacuous: clips are kept apart
 
 
-def test_auto_picks_the_loop_on_cpu_and_explicit_attention_loops():
+def test_auto_is_the_loop_on_cpu_and_an_explicit_softmax_loops():
+    assert resolve_varlen_impl("auto", torch.device("cpu")) == "loop"
+    assert resolve_varlen_impl("auto", torch.device("cuda")) == "nested"
+    with pytest.raises(ValueError, match="one of"):
+        resolve_varlen_impl("flex", torch.device("cpu"))
+    q, k, v = _qkv()
+    calls = []
+
+    def explicit(q, k, v):
+        calls.append(q.shape[2])
+        return ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(-1) @ v
+
+    out = varlen_attention(q, k, v, LENGTHS, impl="nested", explicit=explicit)
+    assert calls == [n for n in LENGTHS if n]
+    assert torch.allclose(out, _each_alone(q, k, v), atol=1e-6)
+
+
+def test_haltingvt_attention_nested_equals_loop():
+    torch.manual_seed(0)
     x = torch.randn(1, sum(LENGTHS), 32)
-    with torch.inference_mode():
-        auto = _attention("auto").forward_varlen(x, LENGTHS)
-        explicit = _attention("nested")
-        explicit.fused = False
-        assert torch.allclose(auto, explicit.forward_varlen(x, LENGTHS), atol=1e-6)
+    outs = {}
+    for impl in ("nested", "loop"):
+        torch.manual_seed(1)
+        attn = Attention(32, 4).eval()
+        attn.varlen_impl = impl
+        with torch.inference_mode():
+            outs[impl] = attn.forward_varlen(x, LENGTHS)
+            alone = torch.cat([attn(p)[0] for p in x.split(LENGTHS, dim=1) if p.shape[1]], dim=1)
+        assert torch.allclose(outs[impl], alone, atol=1e-6)
+    assert torch.allclose(outs["nested"], outs["loop"], atol=1e-6)
+
+
+def test_rlt_varlen_nested_equals_loop():
+    clips = torch.randn(1, 3, 1, 64, 64).expand(3, 3, 16, 64, 64).contiguous()
+    clips[1] = torch.randn(3, 16, 64, 64)  # clip 1 keeps every token, clips 0 and 2 fewer
+    clips[2, :, 9:, 16:32, 32:48] += 1.0
+    logits = {}
+    for impl in ("nested", "loop"):
+        torch.manual_seed(0)
+        model = harness.build_model("synthetic_vit_tiny", method="rlt", method_args={"mode": "varlen"},
+                                    embed_dim=32, depth=2, num_heads=2, num_classes=5).eval()
+        model.varlen_impl = impl
+        with torch.inference_mode():
+            logits[impl] = model(clips)
+    assert len({t[0] for t in model.last_stats.tokens_per_sample}) == 3  # the clips really differ in length
+    assert torch.allclose(logits["nested"], logits["loop"], atol=1e-5)
 
 
 @pytest.mark.gpu
@@ -47,13 +90,12 @@ def test_nested_call_on_cuda_uses_a_varlen_kernel_and_matches():
         pytest.skip("needs CUDA")
     from torch.profiler import ProfilerActivity, profile
 
-    x = torch.randn(1, sum(LENGTHS), 32, device="cuda")
-    nested, loop = _attention("nested").cuda(), _attention("loop").cuda()
     for precision, atol in (("fp32", 1e-5), ("bf16", 3e-2), ("fp16", 5e-3)):
         with torch.inference_mode(), autocast_context("cuda", precision):
+            q, k, v = _qkv(device="cuda")
             with profile(activities=[ProfilerActivity.CPU]) as prof:
-                one = nested.forward_varlen(x, LENGTHS)
-            each = loop.forward_varlen(x, LENGTHS)
+                one = varlen_attention(q, k, v, LENGTHS, impl="nested")
+            each = varlen_attention(q, k, v, LENGTHS, impl="loop")
         assert torch.allclose(one.float(), each.float(), atol=atol), precision
         names = {e.name for e in prof.events()}
         assert names & {"aten::_flash_attention_forward", "aten::_efficient_attention_forward"}, precision

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.models.timm_import import import_timm
+from harness.models.varlen import varlen_attention
 from harness.measure.regions import reduction_region
 
 import_timm()
@@ -50,7 +51,7 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=True)
         self.proj = nn.Linear(dim, dim)
 
-    varlen_impl = "auto"  # forward_varlen: "auto" | "nested" | "loop" (an execution choice, same numbers)
+    varlen_impl = "auto"  # forward_varlen: harness.models.varlen.VARLEN_IMPLS (an execution choice, same numbers)
 
     def kernel(self, need_probs: bool) -> str:
         return "sdpa" if self.fused and not need_probs else "explicit"
@@ -64,37 +65,13 @@ class Attention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, N, C)), probs
 
     def forward_varlen(self, x: torch.Tensor, lengths: tp.Sequence[int]) -> torch.Tensor:
-        """Self-attention within each of the sequences concatenated in ``x`` [1, sum(lengths), C].
-
-        No token is padded and no sequence sees another's tokens. ``varlen_impl`` says how:
-        - "nested": one call for all sequences: q, k, v become nested jagged tensors and
-          ``scaled_dot_product_attention`` dispatches to CUDA's variable-length flash (fp16/bf16) or
-          memory-efficient (fp32) kernel;
-        - "loop": one fused SDPA call per sequence;
-        - "auto" (default): "nested" on CUDA, "loop" elsewhere. On CPU torch has no variable-length
-          kernel: nested tensors go through SDPA's math path (strided nested tensors), measured 9x
-          slower than the loop at 8 clips of ViT-S and 60x at 32 (docs/measurement.md).
-        The explicit softmax (``fused=False``) and ``torch.jit`` tracing (fvcore cannot trace nested
-        tensors) always loop; the numbers are the same.
-        """
+        """Self-attention within each of the sequences concatenated in ``x`` [1, sum(lengths), C]
+        (``harness.models.varlen``: no token is padded, no sequence sees another's tokens)."""
         _, N, C = x.shape
-        H = self.num_heads
-        sizes = [int(n) for n in lengths if int(n) > 0]
-        qkv = self.qkv(x).reshape(N, 3, H, C // H)
-        impl = self.varlen_impl if self.varlen_impl != "auto" else ("nested" if x.is_cuda else "loop")
-        if impl == "loop" or not self.fused or torch.jit.is_tracing():
-            return self.proj(self.attend_each(qkv, sizes).reshape(1, N, C))
-        offsets = torch.tensor([0] + sizes, device=x.device).cumsum(0)
-        q, k, v = (torch.nested.nested_tensor_from_jagged(t, offsets, min_seqlen=min(sizes), max_seqlen=max(sizes))
-                   .transpose(1, 2) for t in qkv.permute(1, 0, 2, 3).contiguous())  # [B, H, j, D] each
-        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).values()  # [N, H, D]
+        q, k, v = self.qkv(x).reshape(N, 3, self.num_heads, C // self.num_heads).unbind(1)
+        explicit = None if self.fused else (lambda q, k, v: self._attend(q, k, v, False, None)[0])
+        out = varlen_attention(q, k, v, lengths, impl=self.varlen_impl, explicit=explicit)
         return self.proj(out.reshape(1, N, C))
-
-    def attend_each(self, qkv: torch.Tensor, sizes: tp.Sequence[int]) -> torch.Tensor:
-        """qkv [N, 3, H, D] of sequences of ``sizes`` -> attention output [N, H, D], one call per sequence."""
-        parts = [self._attend(*part.permute(1, 2, 0, 3).unsqueeze(1), False, None)[0][0]  # [H, n, D]
-                 for part in qkv.split(list(sizes), dim=0)]
-        return torch.cat(parts, dim=1).transpose(0, 1)
 
     def _attend(self, q, k, v, need_probs: bool, attn_mask: tp.Optional[torch.Tensor]):
         if self.kernel(need_probs) == "sdpa":

@@ -25,6 +25,7 @@ from harness.measure.flops import MacsCount, count_macs
 from harness.measure.regions import reduction_region
 from harness.models.presets import VideoViTConfig
 from harness.models.reduction import TokenReducer, TokenState
+from harness.models.varlen import varlen_attention
 from harness.models.video_vit import Block, ForwardStats, VideoViT
 from methods.rlt import IMAGENET_STD, RLTParams
 from methods.rlt.tokens import patchify, run_lengths, static_keep_mask
@@ -67,6 +68,7 @@ class RLTViT(VideoViT):
         self.last_keep: tp.Optional[torch.Tensor] = None  # [B, N] kept mask of the last forward
         self._counts: tp.Optional[tp.List[int]] = None  # kept tokens per clip of the last forward
         self._executed: int = cfg.num_tokens  # padded: tokens per clip each block ran on (the batch's max)
+        self.varlen_impl = "auto"  # varlen mode's attention: harness.models.varlen (same numbers either way)
 
     def keep_mask(self, clip: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -116,7 +118,7 @@ class RLTViT(VideoViT):
             stats.tokens_in.append(mean)
             stats.tokens_mlp.append(mean)
             stats.attention_kernel.append("sdpa" if block.attn.fused else "explicit")
-            x = varlen_block(block, x, sizes)
+            x = varlen_block(block, x, sizes, self.varlen_impl)
         stats.tokens_out = mean
         return torch.stack([part.mean(dim=1)[0] for part in x.split(sizes, dim=1)])
 
@@ -168,29 +170,23 @@ class RLTViT(VideoViT):
         return [float(self.clip_macs(c).total) for c in self._counts]
 
 
-def varlen_block(block: Block, x: torch.Tensor, lengths: tp.Sequence[int]) -> torch.Tensor:
+def varlen_block(block: Block, x: torch.Tensor, lengths: tp.Sequence[int], impl: str = "auto") -> torch.Tensor:
     """A VideoViT ``Block`` over ``x`` [1, sum(lengths), C] holding sequences of these lengths one after
     the other: token-wise layers once over all tokens, attention within each sequence."""
-    x = x + varlen_attention(block.attn, block.norm1(x), lengths)
+    x = x + vit_varlen_attention(block.attn, block.norm1(x), lengths, impl)
     return x + block.mlp(block.norm2(x))
 
 
-def varlen_attention(attn: nn.Module, x: torch.Tensor, lengths: tp.Sequence[int]) -> torch.Tensor:
+def vit_varlen_attention(attn: nn.Module, x: torch.Tensor, lengths: tp.Sequence[int], impl: str = "auto") -> torch.Tensor:
     """``harness.models.video_vit.Attention`` (q/v biases, zero k bias) within each sequence."""
     _, n, c = x.shape
     bias = None
     if attn.q_bias is not None:
         bias = torch.cat((attn.q_bias, torch.zeros_like(attn.v_bias), attn.v_bias))
-    qkv = F.linear(x, attn.qkv.weight, bias).reshape(n, 3, attn.num_heads, attn.head_dim).permute(1, 2, 0, 3)
-    parts = []
-    for part in qkv.split(list(lengths), dim=2):  # [3, H, n_i, d]
-        q, k, v = part.unsqueeze(1).unbind(0)  # [1, H, n_i, d] each
-        if attn.fused:
-            parts.append(F.scaled_dot_product_attention(q, k, v))
-        else:
-            parts.append(((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v)
-    out = torch.cat(parts, dim=2)  # [1, H, n, d]
-    return attn.proj(out.transpose(1, 2).reshape(1, n, c))
+    q, k, v = F.linear(x, attn.qkv.weight, bias).reshape(n, 3, attn.num_heads, attn.head_dim).unbind(1)
+    explicit = None if attn.fused else (lambda q, k, v: ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v)
+    out = varlen_attention(q, k, v, lengths, impl=impl, explicit=explicit)  # [n, H, d]
+    return attn.proj(out.reshape(1, n, c))
 
 
 def _mean_macs(counts: tp.Sequence[MacsCount]) -> MacsCount:
