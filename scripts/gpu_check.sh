@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check in one command (issue 14): the gpu-marked tests, then `bench` of VideoMAE ViT-B 16x224
-# (suites/bench_gpu_vit_b.yaml: dense, tome, sta, vid_tldr, sttm, haltingvt varlen) at fp32/bf16/fp16 x
+# (suites/bench_gpu_vit_b.yaml: dense, tome, sta, vid_tldr, sttm, haltingvt varlen, rlt, downsample) at fp32/bf16/fp16 x
 # compile off/default with a batch sweep up to 128 (OOM back-off), written as one markdown report
 # docs/gpu/<date>-<gpu>.md. Budget: 8 minutes on one GPU, enforced by deadlines (measurements not started
 # in time are listed in the report as skipped, never silently dropped).
