@@ -117,7 +117,9 @@ def cmd_report(args) -> int:
         print(f"note: {args.results}/ holds Slurm submissions; `harness status` (or `report --sync`) records "
               "lost tasks and merges finished shards; a plain report only reads", file=sys.stderr)
     store = ResultStore(args.results)
-    filters = {k: getattr(args, k) for k in ("suite", "backbone", "dataset", "method") if getattr(args, k)}
+    from harness.report.tables import FILTERS
+
+    filters = {k: getattr(args, k) for k in FILTERS if getattr(args, k)}
     records = list(store.records())
     try:
         text = render(records, args.format, root=args.results, samples=store.read_samples, budget=args.budget,
@@ -410,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("suite", "backbone", "dataset", "method"):
         report.add_argument(f"--{name}", action="append", metavar="NAME",
                             help=f"only this {name} (exact name; repeat for several)")
+    for name, example in (("precision", "fp32, bf16, fp16"), ("compile", "off, default, max-autotune"),
+                          ("sdpa_backend", "auto, flash, efficient, math...")):
+        report.add_argument(f"--{name.replace('_', '-')}", dest=name, action="append", metavar="VALUE",
+                            help=f"only records measured with this {name.replace('_', ' ')} ({example}; repeat for "
+                                 "several)")
     report.add_argument("--sync", action="store_true",
                         help="first record lost Slurm tasks and merge finished shards (as `status` does)")
     report.add_argument("--sort", metavar="COLUMN",

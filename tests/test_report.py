@@ -107,6 +107,12 @@ def test_regimes_get_their_own_tables(records):
     assert group["regime"] == {"precision": "bf16", "compile": "off", "sdpa_backend": "auto"}
     assert list(df["key"]) == ["k-tome8-bf16"] and pd.isna(df["delta_top1"].iloc[0])  # never against fp32 dense
     assert "k-tome8-bf16" not in set(groups[base][1]["key"])
+    from harness.report import render
+
+    only_bf16 = render(records + [bf16, compiled], "csv", filters={"precision": ["bf16"]})
+    assert "k-tome8-bf16" in only_bf16 and "k-dense-c" not in only_bf16
+    eager_fp32 = render(records + [bf16, compiled], "csv", filters={"precision": ["fp32"], "compile": ["off"]})
+    assert "k-tome8-bf16" not in eager_fp32 and "k-dense-c" not in eager_fp32 and records[0]["key"] in eager_fp32
 
 
 def test_speedup_needs_same_measure_settings(records):

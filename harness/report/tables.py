@@ -24,7 +24,7 @@ Group = tp.Dict[str, tp.Any]
 Fmt = tp.Literal["term", "md", "csv", "json", "latex", "html"]
 
 FORMATS: tp.Tuple[str, ...] = ("term", "md", "csv", "json", "latex", "html")
-FILTERS: tp.Tuple[str, ...] = ("suite", "backbone", "dataset", "method")
+FILTERS: tp.Tuple[str, ...] = ("suite", "backbone", "dataset", "method", "precision", "compile", "sdpa_backend")
 GROUP_COLUMNS = ["backbone", "checkpoint", "dataset", "group"]
 INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size"]
 COLUMNS = [
@@ -116,7 +116,7 @@ def _names(value: tp.Any) -> list[str]:
 
 def _keep(rec: Record, filters: dict[str, list[str]]) -> bool:
     fields = {"suite": _dict(rec.get("suite")).get("name"), "backbone": _config(rec, "backbone").get("name"),
-              "dataset": _config(rec, "dataset").get("name")}
+              "dataset": _config(rec, "dataset").get("name"), **dict(zip(REGIME_FIELDS, regime_of(rec)))}
     return all(fields[k] in names for k, names in filters.items() if k in fields)
 
 
