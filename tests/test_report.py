@@ -296,3 +296,21 @@ def test_unreliable_timing_flags_the_speedup_in_every_format():
     assert [r["speedup_unreliable"] for r in rows] == [False, True]
     assert "load average" in rows[1]["timing_warnings"]
     assert "speedup_unreliable" in render(records, "csv").splitlines()[0]
+
+
+def test_best_method_per_budget_lines(records):
+    from harness.report.pareto import best_per_budget
+
+    records.append(cell("k-down", "downsample", {"size": 48}, top1=0.79, gmacs=50.0))
+    df = tiny_table(records).reset_index()
+    verdict = {v["ratio"]: v for v in best_per_budget(df)}
+    # <= 0.75x: tome r=8 (0.78 at 0.6x) loses to downsample (0.79 at 0.5x), whose CI covers it: tied
+    assert verdict[0.75]["best"]["key"] == "k-down" and verdict[0.75]["baseline_wins"]
+    assert verdict[0.75]["runner_up"]["key"] == "k-tome8" and verdict[0.75]["tied"]
+    assert verdict[0.5]["best"]["key"] == "k-down" and verdict[0.5]["runner_up"]["key"] == "k-tome16"
+    assert not verdict[0.5]["tied"]  # 70% against 79% on 600 videos: separable
+    assert verdict[0.25]["best"] is None
+    text = render(records, "term")
+    assert "best at ≤ 0.75x dense GMACs: downsample size=48 79.0%" in text and "not separable" in text
+    assert "best at ≤ 0.25x dense GMACs: no row" in text
+    assert "- best at ≤ 0.50x dense GMACs: downsample" in render(records, "md")

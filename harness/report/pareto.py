@@ -88,6 +88,33 @@ def versus_baselines(df: pd.DataFrame, x: str = "gmacs_per_view", y: str = "top1
     return out
 
 
+VERDICT_BUDGETS = (0.75, 0.5, 0.25)  # fractions of dense GMACs/view for the "best method per budget" lines
+
+
+def best_per_budget(df: pd.DataFrame, ratios: tp.Sequence[float] = VERDICT_BUDGETS, x: str = "gmacs_ratio",
+                    y: str = "top1", baselines: tp.Sequence[str] = BASELINES,
+                    name: str = "method_name") -> tp.List[dict]:
+    """For each budget (``x`` at most ``ratio``, dense = 1): the usable non-dense row with the best ``y``
+    and the runner-up, with whether the runner-up's 95% interval reaches the best's point estimate
+    (``tied``: the table cannot rank them) and whether the best is a baseline (doing less work wins).
+
+    Returns ``[{"ratio", "best": row | None, "runner_up": row | None, "tied", "baseline_wins"}, ...]``;
+    rows are the table's Series. Budgets with no row under them keep ``best = None``.
+    """
+    usable = _usable(df, x, y) & (df[name] != "dense")
+    out = []
+    for ratio in ratios:
+        under = df.loc[usable & (pd.to_numeric(df[x], errors="coerce") <= ratio)]
+        ranked = under.sort_values([y, x], ascending=[False, True])
+        best = ranked.iloc[0] if len(ranked) else None
+        runner = ranked.iloc[1] if len(ranked) > 1 else None
+        tied = bool(runner is not None and "top1_ci_high" in df.columns
+                    and pd.notna(runner.get("top1_ci_high")) and runner["top1_ci_high"] >= best[y])
+        out.append({"ratio": float(ratio), "best": best, "runner_up": runner, "tied": tied,
+                    "baseline_wins": bool(best is not None and best[name] in baselines)})
+    return out
+
+
 def parse_budget(spec: str) -> tp.Tuple[str, float, bool]:
     """``"gmacs=0.12"`` -> ``("gmacs_per_view", 0.12, False)``; ``"clips_per_s=400"`` -> (..., True)."""
     name, sep, value = str(spec).partition("=")

@@ -14,7 +14,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.report import safe
-from harness.report.pareto import parse_budget
+from harness.report.pareto import best_per_budget, parse_budget
 from harness.report.tables import GROUP_COLUMNS, Group, budget_table
 
 
@@ -95,6 +95,34 @@ def notes(df: pd.DataFrame) -> list[str]:
     return ["", "; ".join(out)] if out else []
 
 
+def verdict_lines(df: pd.DataFrame) -> list[str]:
+    """One line per GMACs budget (``pareto.VERDICT_BUDGETS`` of dense) naming the best row under it."""
+    lines = []
+    for v in best_per_budget(df):
+        head = f"best at ≤ {v['ratio']:.2f}x dense GMACs: "
+        best, runner = v["best"], v["runner_up"]
+        if best is None:
+            lines.append(head + "no row")
+            continue
+        text = head + f"{_name(best)} {_pct_ci(best)} at {best['gmacs_ratio']:.2f}x"
+        if v["baseline_wins"]:
+            text += " (a baseline: no token-reduction row beats doing less work here)"
+        if runner is not None:
+            text += (f"; runner-up {_name(runner)} {_pct_ci(runner)}"
+                     + (", within its 95% CI: not separable" if v["tied"] else ""))
+        lines.append(text)
+    return lines
+
+
+def _name(row: pd.Series) -> str:
+    return f"{row['method']} {row['settings']}".strip() if row["settings"] not in ("", "-") else str(row["method"])
+
+
+def _pct_ci(row: pd.Series) -> str:
+    ci = "" if pd.isna(row["top1_ci_low"]) else f" [{100 * row['top1_ci_low']:.1f}-{100 * row['top1_ci_high']:.1f}]"
+    return f"{100 * row['top1']:.1f}%{ci}"
+
+
 BUDGET_HEADERS = ["method", "top-1 % (interpolated)", "note"]
 
 
@@ -118,6 +146,10 @@ def _render_tables(tables: list[tuple[Group, pd.DataFrame]], tablefmt: str, head
         table = tabulate(display_rows(df, clean), headers=headers, tablefmt=tablefmt, colalign=align,
                          disable_numparse=True)
         block = [heading + clean(group["title"]), "", table, *map(clean, notes(df))]
+        verdict = verdict_lines(df)
+        if verdict and df["method_name"].eq("dense").any():
+            bullet = "- " if tablefmt == "github" else ""
+            block += ["", *(bullet + clean(line) for line in verdict)]
         if budget is not None:
             block += ["", budget_title(budget), "",
                       tabulate(budget_rows(df, budget, clean), headers=BUDGET_HEADERS, tablefmt=tablefmt,
