@@ -1,9 +1,11 @@
-"""Slurm execution without a cluster: sharding and merge, resume, failures, profiles, status, snapshots.
+"""Slurm execution without a cluster: sharding and merge, shared-decoding group tasks, resume, failures,
+profiles, status, snapshots.
 
 Shards run in this process (``ShardTask()(job)``) or through submitit's ``DebugExecutor``; ``sinfo``,
 ``sbatch``, ``squeue`` and ``sacct`` are small fake scripts on ``PATH`` that print canned answers in
 Slurm's formats (as submitit's own tests do with ``MockedSubprocess``).
 """
+import io
 import json
 import os
 import shutil
@@ -53,10 +55,40 @@ def _cell_job(cell, store: str) -> CellJob:
                    store_root=os.path.abspath(store))
 
 
+def _job(cells, store: str, shard: int = 0, n: int = 1, **kw) -> ShardJob:
+    """Shard ``shard`` of ``n`` of a task over ``cells`` (one cell, or a shared-decoding group)."""
+    return ShardJob([_cell_job(c, store) for c in cells], shard, n, save_every_s=0, **kw)
+
+
 def _run_shards(cell, store: str, n: int, task=None) -> dict:
     for i in range(n):
-        (task or ShardTask())(ShardJob(_cell_job(cell, store), i, n, save_every_s=0))
+        (task or ShardTask())(_job([cell], store, i, n))
     return ResultStore(store).read(cell.key)
+
+
+def _kill_after(batch_number: int):
+    """An ``after_batch`` that kills the task (SIGKILL-like: not an Exception, nothing is recorded) once
+    batch ``batch_number`` is saved."""
+    def after_batch(g):
+        if g == batch_number:
+            raise SystemExit(-9)
+    return after_batch
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """How many videos were decoded (``VideoDataset.load_views`` calls) since the test started."""
+    from harness.data.video_dataset import VideoDataset
+
+    count = {"n": 0}
+    real = VideoDataset.load_views
+
+    def counted(self, item):
+        count["n"] += 1
+        return real(self, item)
+
+    monkeypatch.setattr(VideoDataset, "load_views", counted)
+    return count
 
 
 def _assert_same_as_local(world, cell, store: str) -> dict:
@@ -89,8 +121,8 @@ def test_shard_ranges_start_on_batch_boundaries_and_cover_everything_once():
 def test_three_shards_merge_to_the_unsharded_record(world, tmp_path):
     cell = world["cells"]["tome r=8"]
     store = str(tmp_path / "store")
-    first = ShardTask()(ShardJob(_cell_job(cell, store), 1, 3, save_every_s=0))
-    assert first["status"] == "partial"
+    first = ShardTask()(_job([cell], store, 1, 3))
+    assert first["cells"][cell.key]["status"] == "partial"
     assert ResultStore(store).read(cell.key)["status"] == "partial"
     _run_shards(cell, store, 3)
     got = _assert_same_as_local(world, cell, store)
@@ -119,7 +151,7 @@ def test_report_shows_a_partial_cell_as_such(world, tmp_path, capsys):
 
     cell = world["cells"]["dense"]
     store = str(tmp_path / "store")
-    ShardTask()(ShardJob(_cell_job(cell, store), 0, 2, save_every_s=0))
+    ShardTask()(_job([cell], store, 0, 2))
     capsys.readouterr()
     assert main(["report", "--results", store, "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
@@ -128,26 +160,68 @@ def test_report_shows_a_partial_cell_as_such(world, tmp_path, capsys):
 
 # --- resume -------------------------------------------------------------------------------------
 
-def test_a_killed_shard_resumes_from_its_saved_batches(world, tmp_path, monkeypatch):
-    import harness.cluster.worker as worker
-
+def test_a_killed_shard_resumes_from_its_saved_batches(world, tmp_path):
     cell = world["cells"]["dense"]
     store = str(tmp_path / "store")
-    job = ShardJob(_cell_job(cell, store), 0, 1, save_every_s=0)
-
-    def killed(batch):  # the process dies (SIGKILL-like: not an Exception, nothing is recorded)
-        if batch == 1:
-            raise SystemExit(-9)
-
-    monkeypatch.setattr(worker, "_test_pause", killed)
     with pytest.raises(SystemExit):
-        ShardTask()(job)
+        ShardTask()(_job([cell], store, after_batch=_kill_after(1)))
     state = sh.load_state(sh.shard_dir(sh.cell_dir(store, cell.key), 0, 1))
     assert state["videos_done"] == 4 and not state["complete"]  # batches 0 and 1 were saved
-    monkeypatch.setattr(worker, "_test_pause", lambda batch: None)
-    assert ShardTask()(job)["status"] == "ok"
+    assert ShardTask()(_job([cell], store))["cells"][cell.key]["status"] == "ok"
     runs = _assert_same_as_local(world, cell, store)["execution"]["shards"][0]["runs"]
     assert [(r["resumed_at"], r["predicted"]) for r in runs] == [(0, 4), (4, 6)]  # resumed, not restarted
+
+
+# --- shared-decoding groups ----------------------------------------------------------------------
+
+def test_group_shard_tasks_decode_once_and_give_each_cell_its_own_record(world, tmp_path, decodes):
+    cells = [world["cells"]["dense"], world["cells"]["tome r=8"]]
+    store = str(tmp_path / "store")
+    for i in range(3):
+        summary = ShardTask()(_job(cells, store, i, 3))
+        assert set(summary["cells"]) == {c.key for c in cells}
+    assert decodes["n"] == 10  # each of the 10 videos decoded once for both cells
+    for cell in cells:  # each cell's own folders, merged as usual: the record of evaluating it alone
+        got = _assert_same_as_local(world, cell, store)
+        assert got["execution"]["num_shards"] == 3 and [s["videos"] for s in got["execution"]["shards"]] == [2, 4, 4]
+        assert got["execution"]["shared_decode"] == {"cells": 2, "group": ["dense", "tome r=8"]}
+        timing = got["metrics"]["timing"]
+        assert timing["interleaved_with"] == 2  # shard 0 timed the group's cells interleaved
+
+
+def test_a_restarted_group_task_resumes_each_cell_from_its_own_saved_batches(world, tmp_path, decodes):
+    dense, tome = world["cells"]["dense"], world["cells"]["tome r=8"]
+    store = str(tmp_path / "store")
+    with pytest.raises(SystemExit):  # the group task dies once batch 0 is saved for both cells
+        ShardTask()(_job([dense, tome], store, after_batch=_kill_after(0)))
+    with pytest.raises(SystemExit):  # dense alone gets one batch further
+        ShardTask()(_job([dense], store, after_batch=_kill_after(1)))
+    decodes["n"] = 0
+    ShardTask()(_job([dense, tome], store))
+    assert decodes["n"] == 8  # batch 1 for tome only, batches 2-4 for both: each decoded once
+    runs = {c.label: _assert_same_as_local(world, c, store)["execution"]["shards"][0]["runs"] for c in (dense, tome)}
+    assert [(r["resumed_at"], r["predicted"]) for r in runs["dense"]] == [(0, 2), (2, 2), (4, 6)]
+    assert [(r["resumed_at"], r["predicted"]) for r in runs["tome r=8"]] == [(0, 2), (2, 8)]
+
+
+def test_a_complete_cell_of_a_group_is_not_recomputed(world, tmp_path, monkeypatch):
+    import harness.run.cell as cell_module
+
+    dense, tome = world["cells"]["dense"], world["cells"]["tome r=8"]
+    store = str(tmp_path / "store")
+    ShardTask()(_job([dense], store))
+    dense_dir = sh.cell_dir(store, dense.key)
+    before = {p.name: p.stat().st_mtime_ns for p in dense_dir.rglob("*.*")}
+    built = []
+    real = cell_module.prepare_cell
+    monkeypatch.setattr(cell_module, "prepare_cell", lambda config, *a: built.append(config["method"]["name"])
+                        or real(config, *a))
+    ShardTask()(_job([dense, tome], store))
+    assert built == ["tome"]  # dense's model is not even built
+    assert {p.name: p.stat().st_mtime_ns for p in dense_dir.rglob("*.*") if p.name != "cell.json"} == \
+        {k: v for k, v in before.items() if k != "cell.json"}
+    for cell in (dense, tome):
+        _assert_same_as_local(world, cell, store)
 
 
 def test_checkpoint_saves_buffered_batches_and_requeues_the_same_task(tmp_path):
@@ -157,41 +231,42 @@ def test_checkpoint_saves_buffered_batches_and_requeues_the_same_task(tmp_path):
     state = sh.new_state(0, 1, 0, 4)
     state["runs"].append({"predicted": 0})
     task = ShardTask()
-    task._writer = sh.PredictionWriter(directory, state, save_every_s=1e9)
-    task._writer.add({"batch": 0, "videos": [], "paths": [], "labels": [], "failed": [
+    task._writers = {"k": sh.PredictionWriter(directory, state, save_every_s=1e9)}
+    task._writers["k"].add({"batch": 0, "videos": [], "paths": [], "labels": [], "failed": [
         {"index": 0, "path": "x.mp4", "error": "E"}], "num_crops": 1, "views_per_video": 1})
     assert not list(directory.glob(sh.CHUNK_GLOB))
-    job = ShardJob(CellJob("k", {}, "l", {}, str(tmp_path)))
+    job = ShardJob([CellJob("k", {}, "l", {}, str(tmp_path))])
     delayed = task.checkpoint(job)
     assert isinstance(delayed, submitit.helpers.DelayedSubmission) and delayed.args == (job,)
     assert len(list(directory.glob(sh.CHUNK_GLOB))) == 1 and sh.load_state(directory)["videos_done"] == 1
     assert sh.saved_batches(directory) == {0: 1}
     import pickle
 
-    assert pickle.loads(pickle.dumps(delayed.function))._writer is None  # never pickles half-run state
+    assert pickle.loads(pickle.dumps(delayed.function))._writers == {}  # never pickles half-run state
 
 
 # --- failures -----------------------------------------------------------------------------------
 
-def test_a_failing_task_is_recorded_then_raised_through_submitit(world, tmp_path, monkeypatch):
+def test_a_failing_cell_is_recorded_the_group_goes_on_then_the_task_raises(world, tmp_path, monkeypatch):
     import pdb
 
     import submitit
 
     monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)  # DebugExecutor's post-mortem
-    cell = world["cells"]["dense"]
+    cell, other = world["cells"]["dense"], world["cells"]["tome r=8"]
     store = str(tmp_path / "store")
     spec = _cell_job(cell, store)
     spec.config["backbone"]["checkpoint"] = str(tmp_path / "missing.pth")
     executor = submitit.DebugExecutor(folder=str(tmp_path / "logs"))
-    job = executor.submit(ShardTask(), ShardJob(spec, 0, 2, save_every_s=0))
-    with pytest.raises(ShardFailed, match="checkpoint not found"):
+    job = executor.submit(ShardTask(), ShardJob([spec, _cell_job(other, store)], 0, 1, save_every_s=0))
+    with pytest.raises(ShardFailed, match="dense shard 0: CheckpointError: checkpoint not found"):
         job.result()
     record = ResultStore(store).read(cell.key)
     assert record["status"] == "failed" and record["error"]["shard"] == 0
-    assert "checkpoint not found" in record["error"]["message"] and record["error"]["traceback"]
-    failed = sh.read_json(sh.shard_dir(sh.cell_dir(store, cell.key), 0, 2) / sh.FAILED)
+    assert "checkpoint not found" in record["error"]["message"] and "Traceback" in record["error"]["traceback"]
+    failed = sh.read_json(sh.shard_dir(sh.cell_dir(store, cell.key), 0, 1) / sh.FAILED)
     assert failed["type"] == record["error"]["type"]
+    _assert_same_as_local(world, other, store)  # the other cell of the group finished
 
 
 @pytest.fixture
@@ -219,15 +294,17 @@ def fake_slurm(tmp_path, monkeypatch):
 
 
 def _fake_submission(store: str, cell, num_shards: int = 1) -> dict:
-    """A submission of ``cell`` as job 12_*, its cell.json written, nothing run."""
+    """A submission of ``cell`` (or a list of cells: one group) as job 12_*, cell.json written, nothing run."""
     from harness.cluster.slurm_executor import _prepare_cell_dir
     from harness.cluster.worker import cell_info
 
-    job = ShardJob(_cell_job(cell, store), 0, num_shards)
-    _prepare_cell_dir(store, cell.key, cell_info(job), num_shards, force=False)
+    cells = cell if isinstance(cell, list) else [cell]
+    job = _job(cells, store, 0, num_shards)
+    for c in job.cells:
+        _prepare_cell_dir(store, c.key, cell_info(job, c), num_shards, force=False)
     folder = Path(store) / "slurm" / "sub1"
-    tasks = [{"kind": "cell", "key": cell.key, "label": cell.label, "shard": i, "num_shards": num_shards,
-              "job_id": f"12_{i}", "stdout": str(folder / f"12_{i}" / "o.out"),
+    tasks = [{"kind": "cell", "keys": [c.key for c in cells], "labels": [c.label for c in cells], "shard": i,
+              "num_shards": num_shards, "job_id": f"12_{i}", "stdout": str(folder / f"12_{i}" / "o.out"),
               "stderr": str(folder / f"12_{i}" / "e.err")} for i in range(num_shards)]
     sub = {"id": "sub1", "submitted_at": "2026-01-01T00:00:00+00:00", "tasks": tasks, "profile": {}}
     sh.write_json(folder / "submission.json", sub)
@@ -256,6 +333,34 @@ def test_a_task_killed_without_a_result_becomes_a_failed_record(world, tmp_path,
     assert sorted(record["error"]["failed_shards"]) == [0, 1]
     assert rows[0]["state"] == "failed: OUT_OF_MEMORY" and "log:" in rows[0]["detail"]
     assert sync_store(store) == []  # judged once
+
+
+def test_a_lost_group_task_fails_each_of_its_cells_and_status_shows_every_cell(world, tmp_path, fake_slurm):
+    cells = [world["cells"]["dense"], world["cells"]["tome r=8"]]
+    store = str(tmp_path / "store")
+    _fake_submission(store, cells)
+    fake_slurm("squeue", "12_0|RUNNING|None\n")
+    rows, _ = cell_rows(store)
+    assert [(r["label"], r["state"], r["jobs"]) for r in rows] == [("dense", "running", "12_0"),
+                                                                   ("tome r=8", "running", "12_0")]
+    fake_slurm("squeue", "")
+    fake_slurm("sacct", "12_0|OUT_OF_MEMORY|0:125|2026-01-01T00:00:01|2026-01-01T00:00:02|2026-01-01T00:00:09|None\n")
+    rows, _ = cell_rows(store)
+    assert [r["state"] for r in rows] == ["failed: OUT_OF_MEMORY"] * 2
+    for cell in cells:
+        assert ResultStore(store).read(cell.key)["error"]["type"] == "OUT_OF_MEMORY"
+
+
+def test_status_reads_a_submission_of_one_cell_per_task_written_before_groups(world, tmp_path, fake_slurm):
+    cell = world["cells"]["dense"]
+    store = str(tmp_path / "store")
+    sub = _fake_submission(store, cell)
+    for task in sub["tasks"]:  # the format before shared-decoding tasks: one "key" and "label" per task
+        task["key"], task["label"] = task.pop("keys")[0], task.pop("labels")[0]
+    sh.write_json(Path(store) / "slurm" / "sub1" / "submission.json", sub)
+    fake_slurm("squeue", "12_0|PENDING|Priority\n")
+    rows, _ = cell_rows(store)
+    assert [(r["label"], r["state"]) for r in rows] == [("dense", "pending")]
 
 
 def test_without_accounting_a_job_gone_from_the_queue_is_lost_not_awaited(world, tmp_path, fake_slurm):
@@ -307,9 +412,12 @@ def test_submit_runs_every_shard_and_records_the_code_snapshot(world, tmp_path, 
     store = str(tmp_path / "store")
     profile = parse_profile({"save_every_s": 0}, name="test")
     factory = lambda folder, profile, snap, name, dep: submitit.DebugExecutor(folder=str(folder))  # noqa: E731
+    out = io.StringIO()
     sub = submit_suite(world["suite"], profile=profile, store_root=store, num_shards=2, executor_factory=factory,
-                       out=open(os.devnull, "w"))
-    assert len(sub.tasks) == 4 and len(sub.jobs) == 4
+                       out=out)
+    assert "2 to submit in 1 shared-decoding group(s) as 2 task(s) (2 shard(s) per group)" in out.getvalue()
+    assert len(sub.tasks) == 2 and len(sub.jobs) == 2  # one task per shard of the group of both cells
+    assert [t["labels"] for t in sub.tasks] == [["dense", "tome r=8"]] * 2
     for job in sub.jobs:
         job.result()
     saved = json.loads((Path(sub.folder) / "submission.json").read_text())
@@ -318,9 +426,27 @@ def test_submit_runs_every_shard_and_records_the_code_snapshot(world, tmp_path, 
         record = _assert_same_as_local(world, cell, store)
         assert record["provenance"]["code_snapshot"] == sub.snapshot["id"]
         assert record["suite"]["name"] == "cl" and record["execution"]["submission"] == sub.id
+        assert record["execution"]["shared_decode"]["cells"] == 2
+    rows, _ = cell_rows(store, sync=False)
+    assert sorted((r["label"], r["state"], r["shards"]) for r in rows) == [("dense", "ok", "2/2"),
+                                                                           ("tome r=8", "ok", "2/2")]
     again = submit_suite(world["suite"], profile=profile, store_root=store, num_shards=2, executor_factory=factory,
                          out=open(os.devnull, "w"))
     assert again.tasks == [] and again.skipped == 2  # finished cells are not resubmitted
+
+
+def test_without_share_decode_each_cell_shard_is_its_own_task(world, tmp_path):
+    from harness.cluster.slurm_executor import submit_suite
+
+    suite = load_suite(str(world["root"] / "suite.yaml"), ["eval.share_decode=false"])
+    assert [c.key for c in suite.cells()] == [c.key for c in world["cells"].values()]  # not part of the key
+    _RecordingExecutor.arrays = []
+    sub = submit_suite(suite, profile=parse_profile({}, name="t"), store_root=str(tmp_path / "store"),
+                       num_shards=2, executor_factory=_RecordingExecutor, out=open(os.devnull, "w"))
+    assert [(t["labels"], t["shard"]) for t in sub.tasks] == [(["dense"], 0), (["dense"], 1),
+                                                              (["tome r=8"], 0), (["tome r=8"], 1)]
+    (array,) = _RecordingExecutor.arrays
+    assert [len(c[1][0].cells) for c in array.calls] == [1, 1, 1, 1]
 
 
 class _RecordingExecutor:
@@ -358,7 +484,7 @@ def test_finetunes_are_submitted_first_and_their_cells_wait_for_them(tmp_path):
     suite = {"name": "ft", "backbones": [{"name": "synthetic_vit_tiny",
                                           "checkpoint": str(REPO / "checkpoints" / "synthetic_vit_tiny.pth")}],
              "datasets": [{**train, "split": "val"}],
-             "methods": [{"name": "dense"}, {"name": "tome", "r": 8, "finetune": "tome8"}],
+             "methods": [{"name": "dense"}, {"name": "tome", "r": 8, "finetune": "tome8"}, {"name": "tome", "r": 4}],
              "finetunes": [{"name": "tome8", "method": {"name": "tome", "r": 8}, "dataset": train,
                             "recipe": {"epochs": 1}}]}
     (tmp_path / "ft.yaml").write_text(yaml.safe_dump(suite))
@@ -371,7 +497,9 @@ def test_finetunes_are_submitted_first_and_their_cells_wait_for_them(tmp_path):
     (dependent,) = [a for a in rest if a.dependency]
     (free,) = [a for a in rest if not a.dependency]
     assert dependent.dependency == "afterok:100_0" and len(dependent.calls) == 2  # tome8's 2 shards
-    assert {c[1][0].cell.label for c in free.calls} == {"dense"}
+    assert [[c.label for c in call[1][0].cells] for call in dependent.calls] == [["tome r=8 ft=tome8"]] * 2
+    # the cells that wait for nothing still share one decoding pass, apart from the fine-tuned one
+    assert [[c.label for c in call[1][0].cells] for call in free.calls] == [["dense", "tome r=4"]] * 2
     assert [t["label"] for t in sub.tasks if t["kind"] == "finetune"] == ["fine-tune tome8"]
     assert len(sub.arrays) == 3
 

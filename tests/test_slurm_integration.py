@@ -2,11 +2,12 @@
 
 The fixture brings the cluster up with ``slurm/cluster.sh`` (installing Debian's packages when
 missing) in a private folder and on private ports, and takes it down afterwards. The suite is three
-cells split into 2 shards each (an array of 6 tasks): ``dense`` (one of its shards is preempted
-mid-run with ``scontrol requeue`` and must resume from its saved predictions),
-``tome r=8``, and ``haltingvt`` on a dense checkpoint, which fails at build time on purpose. The
-merged records must equal a local (debug executor) run of the same suite, the failure must be a
-record with its log, and ``report`` must show the same leaderboard.
+cells sharing one test protocol, hence one shared-decoding group, split into 2 shards (an array of 2
+tasks, each decoding its videos once for the three cells): ``dense``, ``tome r=8``, and ``haltingvt``
+on a dense checkpoint, which fails at build time on purpose. Task 0 is preempted mid-run with
+``scontrol requeue`` and must resume each cell from its saved predictions. The merged records must
+equal a local (debug executor) run of the same suite, the failure must be a record with its log, and
+``report`` must show the same leaderboard.
 """
 import json
 import os
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "slurm" / "cluster.sh"
-PAUSE_S = 3.0  # per batch of array task 0 (HARNESS_TEST_BATCH_PAUSE_S): time to preempt it mid-run
+PAUSE_S = 3.0  # per batch of array task 0 (its job's after_batch): time to preempt it mid-run
 COMPARED = ("top1", "top5", "num_videos", "views_per_video", "gmacs_per_view", "gflops_per_view",
             "tokens_per_block", "tokens_per_mlp", "tokens_out", "gmacs_breakdown", "aggregation")
 REPORT_COLUMNS = ("method", "settings", "top1", "top1_ci_low", "top5", "delta_top1", "p_vs_dense",
@@ -106,25 +107,52 @@ def _suite(root: Path) -> str:
 
 
 def _profile(root: Path, conf: str) -> str:
-    # task 0 (dense, shard 0) pauses after each saved batch, longer than the cluster's KillWait, so that
-    # `scontrol requeue` kills it mid-run; the other tasks run at full speed
-    pause = f'export HARNESS_TEST_BATCH_PAUSE_S=$([ "$SLURM_ARRAY_TASK_ID" = 0 ] && echo {PAUSE_S} || echo 0)'
     profile = {"description": "integration test", "partition": "debug", "cpus_per_task": 1, "mem_gb": 2,
-               "timeout_min": 30, "array_parallelism": 8, "save_every_s": 0, "slurm_conf": conf,
-               "setup": [pause]}
+               "timeout_min": 30, "array_parallelism": 8, "save_every_s": 0, "slurm_conf": conf}
     path = root / "it_profile.yaml"
     path.write_text(yaml.safe_dump(profile))
     return str(path)
 
 
-def _preempt_mid_run(task: dict, results: str, env: dict, timeout_s: float = 120) -> int:
-    """Wait until ``task`` has saved one batch, then preempt it with ``scontrol requeue`` (Slurm kills
+def _pause_the_first_task(monkeypatch) -> None:
+    """The first task submitted (array task 0: shard 0 of the group) pauses ``PAUSE_S`` after each saved
+    batch, longer than the cluster's KillWait, so that `scontrol requeue` kills it mid-run; the other
+    task runs at full speed. Injected into that task's job (``ShardJob.after_batch``, pickled with it)
+    by wrapping the executor ``submit_suite`` makes."""
+    import dataclasses
+
+    from harness.cluster import slurm_executor
+
+    real, done = slurm_executor.make_slurm_executor, []
+
+    def pause(batch, seconds=PAUSE_S):  # a local function: cloudpickle sends it by value to the job
+        import time
+        time.sleep(seconds)
+
+    def factory(*args):
+        executor = real(*args)
+        submit = executor.submit
+
+        def submit_first_paused(fn, job):
+            if not done:
+                done.append(job.shard)
+                job = dataclasses.replace(job, after_batch=pause)
+            return submit(fn, job)
+
+        executor.submit = submit_first_paused
+        return executor
+
+    monkeypatch.setattr(slurm_executor, "make_slurm_executor", factory)
+
+
+def _preempt_mid_run(task: dict, key: str, results: str, env: dict, timeout_s: float = 120) -> int:
+    """Wait until ``task`` has saved one batch of cell ``key``, then preempt it with ``scontrol requeue`` (Slurm kills
     the task, SIGTERM then SIGKILL, and queues it again). Returns the videos saved by then.
 
     (submitit's interrupt helper, ``scancel --signal``, cannot be used here: Slurm 22.05 answers
     "Job is in transitional state" for a running array task whose siblings are pending, and scancel
     then retries, sending the signal again.)"""
-    state_file = Path(results) / "shards" / task["key"] / f"shard-{task['shard']:03d}-of-{task['num_shards']:03d}" / "state.json"
+    state_file = Path(results) / "shards" / key / f"shard-{task['shard']:03d}-of-{task['num_shards']:03d}" / "state.json"
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         try:
@@ -171,22 +199,25 @@ def test_suite_on_slurm_equals_local_run(cluster, tmp_path, monkeypatch, capsys)
     capsys.readouterr()
 
     monkeypatch.setenv("SLURM_CONF", cluster["conf"])
+    _pause_the_first_task(monkeypatch)
     t0 = time.monotonic()
     assert main(["run", suite, "--executor", "slurm", "--profile", _profile(tmp_path, cluster["conf"]),
                  "--shards", "2", "--results", remote]) == 0
     submit_s = time.monotonic() - t0
     out = capsys.readouterr().out
-    assert "submitted 6 task(s)" in out and "harness status" in out, out
+    assert "submitted 2 task(s)" in out and "harness status" in out, out
     assert submit_s < 15, f"run --executor slurm must return at once, took {submit_s:.1f}s"
 
     (sub_file,) = (Path(remote) / "slurm").glob("*/submission.json")
     submission = json.loads(sub_file.read_text())
     tasks = submission["tasks"]
-    assert len(tasks) == 6 and len(submission["arrays"]) == 1
-    dense0 = next(t for t in tasks if t["label"] == "dense" and t["shard"] == 0)
-    assert dense0["job_id"].endswith("_0"), "the profile pauses array task 0 only"
+    assert len(tasks) == 2 and len(submission["arrays"]) == 1
+    assert [t["labels"] for t in tasks] == [["dense", "tome r=8", "haltingvt"]] * 2  # one group
+    dense0 = next(t for t in tasks if t["shard"] == 0)
+    assert dense0["job_id"].endswith("_0"), "the first task submitted is array task 0"
     slurm_env = cluster["env"] | {"SLURM_CONF": cluster["conf"]}
-    saved_before = _preempt_mid_run(dense0, remote, slurm_env)
+    keys = dict(zip(dense0["labels"], dense0["keys"]))
+    saved_before = _preempt_mid_run(dense0, keys["dense"], remote, slurm_env)
 
     code = main(["status", suite, "--results", remote, "--wait", "--poll", "1", "--timeout", "240"])
     status_out = capsys.readouterr().out
@@ -205,27 +236,30 @@ def test_suite_on_slurm_equals_local_run(cluster, tmp_path, monkeypatch, capsys)
             assert got["metrics"][metric] == want["metrics"][metric], (label, metric)
         assert got["coverage"] == want["coverage"]
         assert ResultStore(remote).read_samples(got["key"]) == ResultStore(local).read_samples(want["key"])
-        assert got["execution"]["num_shards"] == 2
+        assert got["execution"]["num_shards"] == 2 and got["execution"]["shared_decode"]["cells"] == 3
         prov = got["provenance"]
         assert prov["code_snapshot"] == submission["snapshot"]["id"]
         assert prov["code_path"] == str(Path(remote).resolve() / "code" / prov["code_snapshot"])
         assert prov["git_commit"] == submission["snapshot"]["git_commit"]
         assert prov["torch_threads"] == 1  # SLURM_CPUS_PER_TASK
 
-    # the preempted shard was requeued and resumed from its saved predictions
-    runs = records["dense"]["execution"]["shards"][0]["runs"]
-    assert len(runs) == 2, runs
-    assert runs[1]["restart_count"] >= 1 and runs[1]["resumed_at"] >= saved_before >= 4, runs
-    assert runs[0]["predicted"] + runs[1]["predicted"] == 12 and runs[1]["predicted"] < 12, runs
+    # the preempted task was requeued and resumed each cell from its saved predictions
+    for label in ("dense", "tome r=8"):
+        runs = records[label]["execution"]["shards"][0]["runs"]
+        assert len(runs) == 2, (label, runs)
+        assert runs[1]["restart_count"] >= 1 and runs[1]["resumed_at"] >= 4, (label, runs)
+        assert runs[0]["predicted"] + runs[1]["predicted"] == 12 and runs[1]["predicted"] < 12, (label, runs)
+    assert records["dense"]["execution"]["shards"][0]["runs"][1]["resumed_at"] >= saved_before
     acct = _sacct_settled([t["job_id"] for t in tasks], slurm_env)
     assert any(row[0] == dense0["job_id"] and row[1] == "REQUEUED" for row in acct), acct
 
-    # the failure is a record with its error and log, and Slurm shows the task as failed
+    # the failure is a record with its error and log, and Slurm shows its group's tasks as failed (after
+    # the other cells of the group finished)
     failed = records["haltingvt"]
     assert failed["error"]["type"] == "CheckpointError" and Path(failed["error"]["log"]).is_file()
     assert "not a trained HaltingVT" in Path(failed["error"]["log"]).read_text()
-    fail_ids = {t["job_id"] for t in tasks if t["label"] == "haltingvt"}
-    assert {row[1] for row in acct if row[0] in fail_ids} == {"FAILED"}, acct
+    final = {row[0]: row[1] for row in acct if row[1] != "REQUEUED"}
+    assert {final.get(t["job_id"]) for t in tasks} == {"FAILED"}, acct
 
     # report: the same leaderboard as the local run
     assert main(["report", "--results", remote, "--format", "json"]) == 0
@@ -260,7 +294,7 @@ def _print_latency(acct: list, tasks: list, t_local: float, submit_s: float, tot
         waits.append((ts(row[3]) - ts(row[2])).total_seconds())
         if known(row[4]):
             runs.append((ts(row[4]) - ts(row[3])).total_seconds())
-        state_file = (Path(results) / "shards" / t["key"] / f"shard-{t['shard']:03d}-of-{t['num_shards']:03d}"
+        state_file = (Path(results) / "shards" / t["keys"][0] / f"shard-{t['shard']:03d}-of-{t['num_shards']:03d}"
                       / "state.json")
         if state_file.is_file():
             last = json.loads(state_file.read_text())["runs"][-1]

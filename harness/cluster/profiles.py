@@ -27,13 +27,13 @@ class ProfileError(ValueError):
 
 @dataclasses.dataclass
 class SlurmProfile:
-    """Where and with what each array task (one shard of one cell) runs."""
+    """Where and with what each array task (one shard of one cell, or of a shared-decoding group) runs."""
 
     description: str = ""  # one line for listings
     partition: tp.Optional[str] = None  # Slurm partition; None = the cluster's default partition
     cpus_per_task: int = 1  # CPU cores per task; torch uses this many threads in the task
     gpus_per_node: int = 0  # GPUs per task (cells run on one device)
-    mem_gb: float = 4.0  # memory per task, GiB
+    mem_gb: float = 4.0  # memory per task, GiB; a group's models are packed under half of it
     timeout_min: int = 60  # time limit per task; near it the task saves, requeues and resumes
     max_timeouts: int = 3  # requeues after hitting the time limit (preemptions are not counted)
     signal_delay_s: int = 120  # the checkpoint signal (USR2) comes this long before the time limit

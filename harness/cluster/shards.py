@@ -16,7 +16,10 @@ Layout under ``<results>/shards/<cell key>/``::
 A chunk holds one row per (video, clip, crop) view: ``logits`` (float32, exactly the model's output)
 and, for adaptive methods, that view's theoretical MACs; plus per-batch metadata (decoded videos,
 failed videos, MACs executed, token counts of that forward). On restart a shard skips the batches
-its chunks already hold. ``merge_predictions`` reads every chunk of every shard, keeps one row per
+its chunks already hold. A task of a shared-decoding group predicts the same range for each of its
+cells on one decoding pass (``predict_range`` with one model and one writer per cell), each cell
+into its own folder above, so the layout, the resume (per cell: a batch is decoded while any cell
+lacks it and forwarded only through those) and the merge do not depend on the grouping. ``merge_predictions`` reads every chunk of every shard, keeps one row per
 (video, clip, crop) and one entry per batch (a batch saved twice, e.g. by a checkpoint racing a
 regular save, counts once) and adds them to the same ``AccuracyAccumulator`` as a local evaluation.
 """
@@ -169,45 +172,66 @@ def saved_batches(directory: Path) -> tp.Dict[int, int]:
             for b in chunk["meta"]}
 
 
-def predict_range(model, dataset, items, *, start: int, end: int, batch_size: int, num_workers: int,
-                  device, writer: PredictionWriter, skip: tp.Set[int] = frozenset(),
+def predict_range(models: tp.Mapping[str, tp.Any], dataset, items, *, start: int, end: int, batch_size: int,
+                  num_workers: int, device, writers: tp.Mapping[str, PredictionWriter],
+                  skip: tp.Optional[tp.Mapping[str, tp.Set[int]]] = None,
                   progress: tp.Callable[..., None] = lambda *a, **k: None,
-                  after_batch: tp.Optional[tp.Callable[[int], None]] = None, context=None) -> int:
-    """Forward the batches of items ``[start, end)`` not in ``skip``, handing each to ``writer``.
+                  after_batch: tp.Optional[tp.Callable[[int], None]] = None,
+                  contexts: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> tp.Dict[str, BaseException]:
+    """Forward the batches of items ``[start, end)`` through each model (one per cell of a shared-decoding
+    group), handing each cell's batches to its own writer; a batch is decoded once, when some cell has not
+    saved it yet (``skip[name]``: batch numbers already saved), and forwarded through exactly the cells
+    that have not. Returns ``{name: exception}`` for the models whose forward raised (the others go on).
 
     Batches are the unsharded run's (``items[g*batch_size:(g+1)*batch_size]`` clipped to the range),
-    so each forward sees exactly the same clips. Returns the number of batches forwarded.
+    so each forward sees exactly the same clips.
     """
     import torch
 
     from harness.data.video_dataset import VideoDataset, collate_views
     from harness.measure.accuracy import forward_batches
 
-    todo = [g for g in batch_numbers(start, end, batch_size) if g not in skip]
+    skip = skip or {}
+    numbers = batch_numbers(start, end, batch_size)
+    needs = {name: [g for g in numbers if g not in skip.get(name, ())] for name in models}
+    todo = sorted({g for gs in needs.values() for g in gs})
     index_batches = [list(range(max(start, g * batch_size), min(end, (g + 1) * batch_size))) for g in todo]
     loader = torch.utils.data.DataLoader(VideoDataset(items, dataset), batch_sampler=index_batches,
                                          num_workers=num_workers, collate_fn=collate_views)
     total, done = end - start, end - start - sum(len(b) for b in index_batches)
     progress("evaluate", done, total, force=True)
+    errors: tp.Dict[str, BaseException] = {}
     t_prev = time.perf_counter()
-    import contextlib
-
-    for g, entry in zip(todo, forward_batches(model, loader, device, context or contextlib.nullcontext)):
-        entry = {"batch": g, "videos": entry.pop("indices"), "num_crops": dataset.num_crops,
-                 "views_per_video": dataset.views, **entry}
-        if "logits" in entry:
-            entry["logits"] = entry["logits"].float().cpu().numpy()
-            entry["views"] = entry["logits"].shape[0] * entry["logits"].shape[1]
-        now = time.perf_counter()
-        entry["wall_s"], t_prev = now - t_prev, now
-        writer.add(entry)
-        done += len(entry["videos"]) + len(entry["failed"])
-        progress("evaluate", done, total)
-        if after_batch is not None:
-            after_batch(g)
-    writer.flush()
+    wanted = lambda i: [name for name, gs in needs.items() if todo[i] in gs]  # noqa: E731
+    try:
+        for g, (meta, forwards) in zip(todo, forward_batches(models, loader, device, contexts, wanted)):
+            now = time.perf_counter()
+            wall_s, t_prev = now - t_prev, now
+            for name, forward in forwards.items():
+                if isinstance(forward, BaseException):
+                    errors[name] = forward
+                    continue
+                writers[name].add(_saved_entry(g, dataset, {**meta, **forward}, wall_s))
+            done += len(meta["indices"]) + len(meta["failed"])
+            progress("evaluate", done, total)
+            if after_batch is not None:
+                after_batch(g)
+    finally:
+        for writer in writers.values():
+            writer.flush()
     progress("evaluate", done, total, force=True)
-    return len(todo)
+    return errors
+
+
+def _saved_entry(g: int, dataset, entry: dict, wall_s: float) -> dict:
+    """What a chunk keeps of one forwarded batch: numbered, with its views' logits as float32 numpy."""
+    entry = {"batch": g, "videos": entry.pop("indices"), "num_crops": dataset.num_crops,
+             "views_per_video": dataset.views, **entry}
+    if "logits" in entry:
+        entry["logits"] = entry["logits"].float().cpu().numpy()
+        entry["views"] = entry["logits"].shape[0] * entry["logits"].shape[1]
+    entry["wall_s"] = wall_s
+    return entry
 
 
 # --- merging ------------------------------------------------------------------------------------

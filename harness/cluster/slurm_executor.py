@@ -1,12 +1,15 @@
 """Submit a suite to Slurm through submitit and return at once.
 
 ``submit_suite`` plans the unfinished cells, snapshots the code, writes each cell's ``cell.json``,
-and submits one task per (cell, shard) as one job array (several when there are more tasks than
-the profile's ``max_array_size``), throttled to ``array_parallelism``. Fine-tuning runs the cells
-need are submitted first as their own array; the cells that use one are submitted as a separate
-array per fine-tune, waiting with ``--dependency=afterok:<its fine-tune task>`` (and cancelled, hence
-recorded as failed, if it fails), so that one failed fine-tune holds back only its own cells.
-Nothing waits for results: each task writes its own record, ``harness status`` follows them.
+and submits one task per (group, shard) as one job array (several when there are more tasks than
+the profile's ``max_array_size``), throttled to ``array_parallelism``. A group is the cells that
+share one decoding pass (``run.group.plan_groups``, packed under half the task's memory; with
+``eval.share_decode: false`` every cell is its own group). Fine-tuning runs the cells need are
+submitted first as their own array; the cells that wait for one are split off into groups of their
+own and submitted as a separate array per fine-tune, waiting with ``--dependency=afterok:<its
+fine-tune task>`` (and cancelled, hence recorded as failed, if it fails), so that one failed
+fine-tune holds back only its own cells. Nothing waits for results: each task writes its cells'
+records, ``harness status`` follows them.
 
 Everything about one submission lives in ``<results>/slurm/<submission id>/``: ``submission.json``
 (cells, shards, job ids, log paths, profile, code snapshot) and submitit's folders, one per task
@@ -42,7 +45,7 @@ class Submission:
     snapshot: dict  # CodeSnapshot.as_record()
     num_shards: int
     submitted_at: str
-    tasks: tp.List[dict] = dataclasses.field(default_factory=list)  # one per array task
+    tasks: tp.List[dict] = dataclasses.field(default_factory=list)  # one per array task (cells: keys, labels)
     arrays: tp.List[str] = dataclasses.field(default_factory=list)  # array job ids, in submission order
     skipped: int = 0  # finished cells not submitted
     jobs: tp.List[tp.Any] = dataclasses.field(default_factory=list, repr=False)  # submitit jobs (not saved)
@@ -71,8 +74,9 @@ ExecutorFactory = tp.Callable[..., tp.Any]  # (folder, profile, snap, name, depe
 
 def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", force: bool = False,
                  num_shards: int = 1, out: tp.Optional[tp.TextIO] = None,
-                 executor_factory: ExecutorFactory = make_slurm_executor) -> Submission:
-    """Submit ``suite``'s unfinished cells (and the fine-tunes they need); returns without waiting."""
+                 executor_factory: tp.Optional[ExecutorFactory] = None) -> Submission:
+    """Submit ``suite``'s unfinished cells (and the fine-tunes they need); returns without waiting.
+    ``executor_factory`` defaults to ``make_slurm_executor``."""
     from harness.cluster.worker import ShardJob, ShardTask, cell_info
     from harness.run.cell import CellJob
     from harness.run.plan import plan, warn_other_code
@@ -80,6 +84,7 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
 
     if num_shards < 1:
         raise ValueError(f"--shards must be >= 1, got {num_shards}")
+    executor_factory = executor_factory or make_slurm_executor
     out = out or sys.stdout
     store_root = os.path.abspath(store_root)
     if profile.slurm_conf:  # sbatch/squeue/scontrol, here and (inherited) in the jobs
@@ -95,31 +100,36 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
     sub = Submission(sid, str(folder), {"name": suite.config.name, "file": str(suite.path)},
                      dataclasses.asdict(profile), snap.as_record(), num_shards,
                      now(), skipped=len(done))
+    pending = _pending_finetunes(todo, store_root)
+    waiting = {ft.key() for ft in pending}
+    groups = _task_groups(todo, waiting, profile)
+    shared = f" in {len(groups)} shared-decoding group(s)" if len(groups) < len(todo) else ""
     print(f"suite {suite.config.name}: {len(todo) + len(done) + len(busy)} cells, {len(done)} already finished "
-          f"(skipped; --force reruns them), {len(busy)} in flight, {len(todo)} to submit as "
-          f"{len(todo) * num_shards} task(s) ({num_shards} shard(s) per cell); code snapshot {snap.id}", file=out)
+          f"(skipped; --force reruns them), {len(busy)} in flight, {len(todo)} to submit{shared} as "
+          f"{len(groups) * num_shards} task(s) ({num_shards} shard(s) per {'group' if shared else 'cell'}); "
+          f"code snapshot {snap.id}", file=out)
     warn_other_code(done, store_root, out)
     if not todo:
         return sub
     folder.mkdir(parents=True, exist_ok=True)
-    ft_dependency = _submit_finetunes(suite, todo, store_root, profile, snap, folder, sub, executor_factory)
+    ft_dependency = _submit_finetunes(suite, todo, pending, store_root, profile, snap, folder, sub, executor_factory)
     suite_info = {"name": suite.config.name, "file": str(suite.path), "version": suite.config.version}
-    groups: tp.Dict[tp.Optional[str], list] = {}
-    for cell in todo:
-        cell_job = CellJob(key=cell.key, config=cell.config(), label=cell.label, suite=suite_info,
-                           store_root=store_root)
-        jobs = [ShardJob(cell_job, i, num_shards, profile.save_every_s, snap.as_record(), sid)
-                for i in range(num_shards)]
-        _prepare_cell_dir(store_root, cell.key, cell_info(jobs[0]), num_shards, force)
-        dep = ft_dependency.get(cell.finetune_config().key()) if cell.finetune else None
-        groups.setdefault(dep, []).extend(jobs)
-    for dep, jobs in groups.items():
+    by_dependency: tp.Dict[tp.Optional[str], list] = {}
+    for group in groups:
+        cells = [CellJob(key=c.key, config=c.config(), label=c.label, suite=suite_info, store_root=store_root)
+                 for c in group]
+        jobs = [ShardJob(cells, i, num_shards, profile.save_every_s, snap.as_record(), sid) for i in range(num_shards)]
+        for cell in cells:
+            _prepare_cell_dir(store_root, cell.key, cell_info(jobs[0], cell), num_shards, force)
+        by_dependency.setdefault(ft_dependency.get(_waits_for(group[0], waiting)), []).extend(jobs)
+    for dep, jobs in by_dependency.items():
         for chunk in _chunks(jobs, profile.max_array_size):
             executor = executor_factory(folder / "%j", profile, snap, f"harness-{_safe(suite.config.name)}", dep)
             submitted = _submit_array(executor, [(ShardTask(), (job,)) for job in chunk])
             sub.jobs.extend(submitted)
             for job, sjob in zip(chunk, submitted):
-                sub.tasks.append({"kind": "cell", "key": job.cell.key, "label": job.cell.label, "shard": job.shard,
+                sub.tasks.append({"kind": "cell", "keys": [c.key for c in job.cells],
+                                  "labels": [c.label for c in job.cells], "shard": job.shard,
                                   "num_shards": num_shards, **_job_fields(sjob), "depends_on": dep})
             sub.arrays.append(_array_id(submitted[0]))
             write_submission(sub)  # after every array: what is queued is always on record
@@ -127,16 +137,45 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
     return sub
 
 
-def _submit_finetunes(suite, todo, store_root, profile, snap, folder, sub, executor_factory) -> tp.Dict[str, str]:
-    """Submit the unfinished fine-tunes ``todo`` needs; ``{finetune key: "afterok:<job>"}``."""
-    import dataclasses as dc
+def _task_groups(cells: list, waiting: tp.Set[str], profile: SlurmProfile) -> tp.List[list]:
+    """The cells of each array task: ``plan_groups``' shared-decoding groups, packed under
+    ``MEMORY_FRACTION`` of the task's memory (``mem_gb``), then split by the fine-tune (of ``waiting``,
+    the ones still to train) their cells wait for: a task has one dependency, and a failed fine-tune
+    must hold back only its own cells."""
+    from harness.run.group import MEMORY_FRACTION, plan_groups
 
-    from harness.cluster.worker import FinetuneTask
+    out = []
+    for group in plan_groups(cells, budget=int(MEMORY_FRACTION * profile.mem_gb * 2 ** 30)):
+        by_wait: tp.Dict[tp.Optional[str], list] = {}
+        for cell in group:
+            by_wait.setdefault(_waits_for(cell, waiting), []).append(cell)
+        out.extend(by_wait.values())
+    return out
+
+
+def _waits_for(cell, waiting: tp.Set[str]) -> tp.Optional[str]:
+    """The key of the fine-tune ``cell`` must wait for (one of ``waiting``), or None."""
+    key = cell.finetune_config().key() if cell.finetune else None
+    return key if key in waiting else None
+
+
+def _pending_finetunes(todo, store_root: str) -> list:
+    """The fine-tunes ``todo`` needs that are neither finished nor shipped with the repository."""
     from harness.run.plan import distinct_finetunes
     from harness.training import adopt_shipped, is_complete, run_dir as finetune_dir
 
-    pending = [ft for ft in distinct_finetunes(todo)
-               if not is_complete(finetune_dir(store_root, ft.key())) and not adopt_shipped(store_root, ft.key())]
+    return [ft for ft in distinct_finetunes(todo)
+            if not is_complete(finetune_dir(store_root, ft.key())) and not adopt_shipped(store_root, ft.key())]
+
+
+def _submit_finetunes(suite, todo, pending, store_root, profile, snap, folder, sub,
+                      executor_factory) -> tp.Dict[str, str]:
+    """Submit the ``pending`` fine-tunes ``todo`` needs; ``{finetune key: "afterok:<job>"}``."""
+    import dataclasses as dc
+
+    from harness.cluster.worker import FinetuneTask
+    from harness.training import run_dir as finetune_dir
+
     if not pending:
         return {}
     executor = executor_factory(folder / "%j", profile, snap, f"harness-ft-{_safe(suite.config.name)}", None)

@@ -6,7 +6,8 @@ accounting is off) gets ``failed.json`` with its Slurm state, exit code and log 
 cell a failed record, so nothing waits for a result that will never come. A cell whose shards are
 all complete but whose merge never ran (its last task died in between) is merged (this, and only
 this, imports torch). ``cell_rows`` then reports every cell: ``ok``, ``failed: <type>``,
-``running``/``pending``/``requeued`` (with shards and videos done), ``partial``, ``not submitted``.
+``running``/``pending``/``requeued`` (with shards and videos done), ``partial``, ``not submitted``; a
+task of a shared-decoding group counts for each of its cells.
 """
 from __future__ import annotations
 
@@ -36,12 +37,17 @@ def load_submissions(store_root: str) -> tp.List[dict]:
 
 
 def latest_tasks(submissions: tp.Sequence[dict]) -> tp.Dict[tp.Tuple[str, str], tp.List[dict]]:
-    """``{(kind, key): tasks}`` from the latest submission that holds each cell / fine-tune."""
+    """``{(kind, key): tasks}`` from the latest submission that holds each cell / fine-tune. A task of a
+    shared-decoding group (``keys``, ``labels``: its cells) is listed under each of its cells, as
+    ``{..., "key": that cell, "label": its label}``."""
     out: tp.Dict[tp.Tuple[str, str], tp.List[dict]] = {}
     for sub in submissions:
         mine: tp.Dict[tp.Tuple[str, str], tp.List[dict]] = {}
         for task in sub.get("tasks", []):
-            mine.setdefault((task["kind"], task["key"]), []).append({**task, "submission": sub["id"]})
+            keys, labels = task.get("keys", [task.get("key")]), task.get("labels", [task.get("label")])
+            for key, label in zip(keys, labels):
+                mine.setdefault((task["kind"], key), []).append({**task, "key": key, "label": label,
+                                                                 "submission": sub["id"]})
         out.update(mine)
     return out
 

@@ -1,18 +1,21 @@
-"""What an array task runs: one shard of one cell, resumable; and the merge.
+"""What an array task runs: one shard of a shared-decoding group of cells (or of one cell), resumable;
+and the merge.
 
-``ShardTask()(job)`` evaluates its range of videos (skipping batches saved by an earlier run),
-measures the model once if it is shard 0, marks itself complete and calls ``finalize_cell``, which
-writes the cell's record from the shard folders: ``ok`` (merged) when every shard is complete,
-``failed`` when a shard failed, ``partial`` otherwise. An exception is recorded first (``failed.json``
-in the shard folder plus a failed record naming the log file) and only then raised as ``ShardFailed``,
-so that Slurm shows the task FAILED. A preemption or time-out (submitit calls ``checkpoint``) saves
-what is buffered and requeues the same task, which then resumes.
+``ShardTask()(job)`` evaluates its range of videos for every cell of ``job.cells`` on one decoding pass
+(each batch decoded once, forwarded through each cell that has not saved it yet by an earlier run, and
+saved into that cell's own shard folder), measures the cells once if it is shard 0 (``run.group``'s
+``measure_costs``: GMACs check and memory per cell alone, throughput interleaved over the group), marks
+each cell's shard complete and calls ``finalize_cell`` per cell, which writes the cell's record from its
+shard folders: ``ok`` (merged) when every shard is complete, ``failed`` when a shard failed, ``partial``
+otherwise. A cell whose shard is already complete is not rebuilt. A cell's failure is recorded first
+(``failed.json`` in its shard folder plus a failed record naming the log file), the other cells go on,
+and only then is ``ShardFailed`` raised, so that Slurm shows the task FAILED. A preemption or time-out
+(submitit calls ``checkpoint``) saves what is buffered and requeues the same task, which then resumes.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import traceback
 import typing as tp
 
@@ -27,85 +30,146 @@ COMPLETE_RECHECKS = 1  # finalize again after writing a partial record (see fina
 
 @dataclasses.dataclass
 class ShardJob:
-    """Everything one array task needs (picklable)."""
+    """Everything one array task needs (picklable): one shard of the cells of one group."""
 
-    cell: CellJob  # key, config, label, suite, store_root (absolute)
+    cells: tp.List[CellJob]  # key, config, label, suite, store_root (absolute); one share_key, one store
     shard: int = 0  # 0-based
     num_shards: int = 1
     save_every_s: float = 60.0  # seconds between prediction saves (0: after every batch)
     code: dict = dataclasses.field(default_factory=dict)  # snapshot id, path, git commit (see snapshot.py)
     submission: str = ""  # submission id (folder under <results>/slurm/)
+    after_batch: tp.Optional[tp.Callable[[int], None]] = None  # called with each batch number once saved (tests)
+
+    @property
+    def store_root(self) -> str:
+        return self.cells[0].store_root
 
 
-def cell_info(job: ShardJob) -> dict:
+def cell_info(job: ShardJob, cell: CellJob) -> dict:
     """The content of ``cell.json``: what a merge needs without the submitting process."""
-    c = job.cell
-    return {"key": c.key, "config": c.config, "label": c.label, "suite": c.suite, "num_shards": job.num_shards,
-            "code": job.code, "submission": job.submission}
+    return {"key": cell.key, "config": cell.config, "label": cell.label, "suite": cell.suite,
+            "num_shards": job.num_shards, "group": [c.label for c in job.cells], "code": job.code,
+            "submission": job.submission}
 
 
 class ShardFailed(RuntimeError):
-    """Raised by a task after its failure is recorded, so the job ends FAILED in Slurm too."""
+    """Raised by a task after its failures are recorded, so the job ends FAILED in Slurm too."""
 
 
 class ShardTask(submitit.helpers.Checkpointable):
     """Callable run by submitit in the job: ``ShardTask()(job) -> summary dict``.
 
-    A failure is recorded first (``failed.json`` + the cell's failed record), then raised as
+    Failures are recorded first (``failed.json`` + the cell's failed record), then raised as
     ``ShardFailed`` so that ``sacct`` shows FAILED; ``ShardTask(raise_on_failure=False)`` only records.
     """
 
     def __init__(self, raise_on_failure: bool = True) -> None:
         self.raise_on_failure = raise_on_failure
-        self._writer: tp.Optional[sh.PredictionWriter] = None
+        self._writers: tp.Dict[str, sh.PredictionWriter] = {}
 
     def __getstate__(self) -> dict:  # never pickle a half-run state; the chunks on disk are the state
         return {"raise_on_failure": self.raise_on_failure}
 
     def __setstate__(self, state: dict) -> None:
         self.raise_on_failure = state.get("raise_on_failure", True)
-        self._writer = None
+        self._writers = {}
 
     def checkpoint(self, job: ShardJob) -> submitit.helpers.DelayedSubmission:
-        """Preempted or timing out: save the buffered batches, then requeue the same task."""
-        if self._writer is not None:
-            self._writer.flush()
+        """Preempted or timing out: save every cell's buffered batches, then requeue the same task."""
+        for writer in list(self._writers.values()):
+            writer.flush()
         return submitit.helpers.DelayedSubmission(ShardTask(self.raise_on_failure), job)
 
     def __call__(self, job: ShardJob) -> dict:
-        directory = sh.shard_dir(sh.cell_dir(job.cell.store_root, job.cell.key), job.shard, job.num_shards)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / sh.FAILED).unlink(missing_ok=True)
-        if not (directory.parent / sh.CELL).is_file():
-            sh.write_json(directory.parent / sh.CELL, cell_info(job))
-        state = sh.load_state(directory)
-        error = None
-        try:
-            if not _already_done(job, directory, state):
-                state = self._run(job, directory, state)
-        except Exception as err:  # noqa: BLE001 -- a failed shard is a record, not a crash
-            error = err
-            sh.write_json(directory / sh.FAILED, {
-                "shard": job.shard, "type": type(err).__name__, "message": str(err),
-                "traceback": traceback.format_exc(), "log": _log_path(), "job_id": _job_id(), "at": rec.now()})
-        record = finalize_cell(job.cell.store_root, job.cell.key)
-        if error is not None and self.raise_on_failure:  # so that Slurm, too, shows the task as FAILED
-            raise ShardFailed(f"{job.cell.label} shard {job.shard}: {type(error).__name__}: {error} "
-                              f"(recorded in {job.cell.store_root})") from error
-        return {"key": job.cell.key, "shard": job.shard, "status": record["status"],
-                "videos_done": (state or {}).get("videos_done")}
+        dirs, states = {}, {}
+        for cell in job.cells:
+            directory = sh.shard_dir(sh.cell_dir(cell.store_root, cell.key), job.shard, job.num_shards)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / sh.FAILED).unlink(missing_ok=True)
+            if not (directory.parent / sh.CELL).is_file():
+                sh.write_json(directory.parent / sh.CELL, cell_info(job, cell))
+            dirs[cell.key], states[cell.key] = directory, sh.load_state(directory)
+        todo = [c for c in job.cells if not _already_done(job, dirs[c.key], states[c.key])]
+        failures: tp.Dict[str, dict] = {}
+        if todo:
+            try:
+                failures = self._run(job, todo, dirs, states)
+            except Exception as err:  # noqa: BLE001 -- e.g. the data loader died: every cell of the pass
+                failures = {c.key: rec.error_of(err) for c in todo}
+        for key, error in failures.items():
+            sh.write_json(dirs[key] / sh.FAILED, {"shard": job.shard, **error, "log": _log_path(),
+                                                  "job_id": _job_id(), "at": rec.now()})
+        records = {c.key: finalize_cell(c.store_root, c.key) for c in job.cells}
+        if failures and self.raise_on_failure:  # so that Slurm, too, shows the task as FAILED
+            first = next(iter(failures.values()))
+            labels = ", ".join(c.label for c in job.cells if c.key in failures)
+            raise ShardFailed(f"{labels} shard {job.shard}: {first['type']}: {first['message']} "
+                              f"(recorded in {job.store_root})")
+        return {"shard": job.shard, "cells": {c.key: {"label": c.label, "status": records[c.key]["status"],
+                                                      "videos_done": (states[c.key] or {}).get("videos_done")}
+                                              for c in job.cells}}
 
-    def _run(self, job: ShardJob, directory, state: tp.Optional[dict]) -> dict:
-        from harness.run.cell import Progress, cell_runtime, measure_cell, prepare_cell, regime
+    def _run(self, job: ShardJob, cells: tp.List[CellJob], dirs: dict, states: dict) -> tp.Dict[str, dict]:
+        """Build the cells, predict the range for all of them on one pass, measure them (shard 0) and mark
+        them complete; updates ``states`` and returns ``{key: error}`` of the cells that failed."""
+        from harness.run.cell import Progress, cell_runtime, prepare_cell, regime
+        from harness.run.group import measure_costs
 
-        _threads_from_slurm(job.cell.config)
+        _threads_from_slurm(cells[0].config)
         progress = Progress(None)
-        config = job.cell.config
-        setup = prepare_cell(config, progress, job.cell.store_root)
-        listed = setup.dataset.items()
-        items = listed[:config["eval"]["limit"]] if config["eval"].get("limit") else listed
-        batch_size = config["eval"]["batch_size"]
-        start, end = sh.shard_ranges(len(items), job.num_shards, batch_size)[job.shard]
+        failures, setups = {}, {}
+        for cell in cells:
+            try:
+                setups[cell.key] = prepare_cell(cell.config, progress, cell.store_root)
+            except Exception as err:  # noqa: BLE001 -- a failed cell is a record, not a crash
+                failures[cell.key] = rec.error_of(err)
+        live = [c for c in cells if c.key in setups]
+        if not live:
+            return failures
+        first, ev = setups[live[0].key], live[0].config["eval"]
+        listed = first.dataset.items()
+        items = listed[:ev["limit"]] if ev.get("limit") else listed
+        start, end = sh.shard_ranges(len(items), job.num_shards, ev["batch_size"])[job.shard]
+        saved = {c.key: self._start(job, dirs[c.key], states, c.key, start, end) for c in live}
+        group = f" (one decoding pass for {len(live)} cells)" if len(live) > 1 else ""
+        for cell in live:
+            print(f"{cell.label} [{cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
+                  f"{states[cell.key]['videos_done']} already saved, run {len(states[cell.key]['runs'])}{group}",
+                  flush=True)
+        errors = sh.predict_range({c.key: setups[c.key].model for c in live}, first.dataset, items, start=start,
+                                  end=end, batch_size=ev["batch_size"], num_workers=ev.get("num_workers", 0),
+                                  device=first.device, writers=self._writers, skip=saved,
+                                  after_batch=job.after_batch,
+                                  contexts={c.key: regime(c.config, setups[c.key].device) for c in live})
+        failures.update({key: rec.error_of(err) for key, err in errors.items()})
+        done = [c for c in live if c.key not in failures]
+        unmeasured = [c for c in done if job.shard == 0 and not (dirs[c.key].parent / sh.MEASURE).is_file()]
+        costs = measure_costs(unmeasured, setups, progress) if unmeasured else {}
+        for cell in unmeasured:
+            if isinstance(costs[cell.key], BaseException):
+                failures[cell.key] = rec.error_of(costs[cell.key])
+                continue
+            setup = setups[cell.key]
+            measured, flops_check = costs[cell.key]
+            sh.write_json(dirs[cell.key].parent / sh.MEASURE, {
+                "metrics": measured, "flops_check": flops_check, "finetune": setup.finetune,
+                "runtime": cell_runtime(setup, cell.config, setup.dataset.manifest(), []),
+                "listed_in_annotation": len(listed), **_worker_provenance(), "measured_at": rec.now()})
+        for cell in done:
+            if cell.key in failures:
+                continue
+            state = states[cell.key]
+            state["complete"] = True
+            state["runs"][-1]["finished_at"] = rec.now()
+            sh.write_json(dirs[cell.key] / sh.STATE, state)
+            print(f"{cell.label} shard {job.shard}/{job.num_shards} complete: {state['runs'][-1]['predicted']} "
+                  f"videos predicted in this run", flush=True)
+        return failures
+
+    def _start(self, job: ShardJob, directory, states: dict, key: str, start: int, end: int) -> tp.Set[int]:
+        """Open a new run in the cell's shard state (a fresh state if the range changed) and its writer;
+        returns the batch numbers its chunks already hold."""
+        state = states[key]
         if state is None or state["range"] != [start, end]:
             for stale in directory.glob(sh.CHUNK_GLOB):
                 stale.unlink()
@@ -117,29 +181,9 @@ class ShardTask(submitit.helpers.Checkpointable):
                               "started_at": rec.now(), "resumed_at": state["videos_done"], "predicted": 0,
                               "log": _log_path()})
         sh.write_json(directory / sh.STATE, state)
-        print(f"{job.cell.label} [{job.cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
-              f"{state['videos_done']} already saved, run {len(state['runs'])}", flush=True)
-        self._writer = sh.PredictionWriter(directory, state, job.save_every_s)
-        from harness.measure.speed import reset_peak_memory
-
-        reset_peak_memory(setup.device)
-        ev = config["eval"]
-        sh.predict_range(setup.model, setup.dataset, items, start=start, end=end, batch_size=batch_size,
-                         num_workers=ev.get("num_workers", 0), device=setup.device, writer=self._writer,
-                         skip=set(saved), after_batch=_test_pause, context=regime(config, setup.device))
-        measure_file = directory.parent / sh.MEASURE
-        if job.shard == 0 and not measure_file.is_file():
-            measured, flops_check = measure_cell(setup, config, progress)
-            sh.write_json(measure_file, {
-                "metrics": measured, "flops_check": flops_check, "finetune": setup.finetune,
-                "runtime": cell_runtime(setup, config, setup.dataset.manifest(), []),
-                "listed_in_annotation": len(listed), **_worker_provenance(), "measured_at": rec.now()})
-        state["complete"] = True
-        state["runs"][-1]["finished_at"] = rec.now()
-        sh.write_json(directory / sh.STATE, state)
-        print(f"shard {job.shard}/{job.num_shards} complete: {state['runs'][-1]['predicted']} videos predicted "
-              f"in this run", flush=True)
-        return state
+        states[key] = state
+        self._writers[key] = sh.PredictionWriter(directory, state, job.save_every_s)
+        return set(saved)
 
 
 class FinetuneTask(submitit.helpers.Checkpointable):
@@ -234,8 +278,11 @@ def _execution(cell: dict, states: list) -> dict:
     shards = [{"shard": i, "range": s["range"], "videos": s["videos"], "videos_done": s["videos_done"],
                "complete": s["complete"], "runs": s["runs"]} if s else {"shard": i, "complete": False}
               for i, s in enumerate(states)]
-    return {"executor": "slurm", "submission": cell.get("submission"), "num_shards": cell["num_shards"],
-            "shards": shards}
+    out = {"executor": "slurm", "submission": cell.get("submission"), "num_shards": cell["num_shards"],
+           "shards": shards}
+    if cell.get("group"):
+        out["shared_decode"] = {"cells": len(cell["group"]), "group": cell["group"]}
+    return out
 
 
 def _first_start(states: list) -> tp.Optional[str]:
@@ -275,10 +322,3 @@ def _log_path() -> tp.Optional[str]:
     if not os.environ.get("SUBMITIT_FOLDER") or not os.environ.get("SLURM_JOB_ID"):
         return None
     return str(submitit.JobEnvironment().paths.stderr)
-
-
-def _test_pause(batch: int) -> None:
-    """``HARNESS_TEST_BATCH_PAUSE_S``: sleep after each batch (tests use it to preempt a task mid-run)."""
-    pause = float(os.environ.get("HARNESS_TEST_BATCH_PAUSE_S", 0) or 0)
-    if pause > 0:
-        time.sleep(pause)

@@ -174,14 +174,28 @@ def forward_views(model, views: torch.Tensor, device, context: Context = context
     return out
 
 
-def forward_batches(model, loader, device, context: Context = contextlib.nullcontext) -> tp.Iterator[dict]:
-    """Forward every batch of a ``collate_views`` loader through one model; one entry per batch
-    (``batch_meta`` plus, when any video decoded, ``forward_views``). The Slurm shards predict with it."""
-    for batch, wait_s in decoded_batches(loader):
-        entry = batch_meta(batch, wait_s)
-        if batch["views"] is not None and len(batch["views"]):
-            entry.update(forward_views(model, batch["views"], device, context))
-        yield entry
+def forward_batches(models: tp.Mapping[str, tp.Any], loader, device,
+                    contexts: tp.Optional[tp.Mapping[str, Context]] = None,
+                    wanted: tp.Optional[tp.Callable[[int], tp.Iterable[str]]] = None
+                    ) -> tp.Iterator[tp.Tuple[dict, tp.Dict[str, tp.Any]]]:
+    """Decode each batch of a ``collate_views`` loader once and forward it through every model: yields
+    ``(batch_meta, {name: forward_views output, or the exception that forward raised})`` per batch. A model
+    whose forward raised is not forwarded again; ``wanted(i)`` (default: all) names the models batch ``i``
+    goes through. The local evaluation and the Slurm shards both predict with it."""
+    raised: tp.Set[str] = set()
+    for i, (batch, wait_s) in enumerate(decoded_batches(loader)):
+        meta, views = batch_meta(batch, wait_s), batch["views"]
+        names = [n for n in (models if wanted is None else wanted(i)) if n not in raised]
+        forwards: tp.Dict[str, tp.Any] = {}
+        for name in names:
+            try:
+                forwards[name] = {} if views is None or not len(views) else forward_views(
+                    models[name], views if len(names) == 1 else views.clone(),  # no forward sees another's input
+                    device, (contexts or {}).get(name, contextlib.nullcontext))
+            except Exception as err:  # noqa: BLE001 -- one model failing must not stop the others
+                raised.add(name)
+                forwards[name] = err
+        yield meta, forwards
 
 
 ACCUMULATED = ("indices", "paths", "labels", "failed", "logits", "realised_macs", "sample_macs", "model_s",
@@ -215,21 +229,12 @@ def evaluate_models(models: tp.Mapping[str, tp.Any], dataset, *, device: torch.d
     done = 0
     t0 = time.perf_counter()
     progress("evaluate", 0, len(items), force=True)
-    for batch, wait_s in decoded_batches(loader):
-        meta = batch_meta(batch, wait_s)
-        views = batch["views"]
-        for name, model in models.items():
-            if name in errors:
-                continue
-            entry = dict(meta)
-            try:
-                if views is not None and len(views):  # a copy per model: no forward can see another's input
-                    entry.update(forward_views(model, views if len(models) == 1 else views.clone(), device,
-                                               (contexts or {}).get(name, contextlib.nullcontext)))
-            except Exception as err:  # noqa: BLE001 -- one model failing must not stop the others
-                errors[name] = err
-                continue
-            _accumulate(accs[name], entry)
+    for meta, forwards in forward_batches(models, loader, device, contexts):
+        for name, forward in forwards.items():
+            if isinstance(forward, BaseException):
+                errors[name] = forward
+            else:
+                _accumulate(accs[name], {**meta, **forward})
         done += len(meta["indices"]) + len(meta["failed"])
         progress("evaluate", done, len(items))
     progress("evaluate", done, len(items), force=True)

@@ -123,28 +123,6 @@ def regime(config: dict, device) -> tp.Callable[[], tp.ContextManager]:
     return lambda: regime_context(device, chosen, sdpa)
 
 
-def measure_cell(setup: CellSetup, config: dict, progress: Progress) -> tp.Tuple[dict, dict]:
-    """(throughput and memory metrics, fvcore cross-check) of one cell's model, measured alone; raises
-    on a GMACs mismatch."""
-    from harness.measure.interleaved import interleaved_throughput
-    from harness.measure.speed import peak_memory
-
-    me, metrics = config["measure"], {}
-    flops_check = check_flops(setup, progress) if me.get("flops", True) else {}
-    if me.get("throughput", True):
-        progress("throughput", 0, me["repeats"], force=True)
-        subject = throughput_subject(setup, config)
-        timed = interleaved_throughput({"cell": subject}, device=setup.device,
-                                       progress=lambda d, t: progress("throughput", d, t, force=True))["cell"]
-        if "error" in timed:
-            raise RuntimeError(f"throughput: {timed['error']}")
-        metrics.update(timed, compile=subject["compile_public"]())
-    if me.get("memory", True):
-        metrics.update(peak_memory(setup.device))
-    metrics["regime"] = regime_fields(config, setup)
-    return metrics, flops_check
-
-
 def regime_fields(config: dict, setup: CellSetup) -> dict:
     """Precision, SDPA backend (asked for, and the kernel each block ran: one profiled forward), versions
     and device: what makes two figures comparable."""

@@ -114,15 +114,15 @@ def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = N
                                    contexts={k: regime(configs[k], s.device) for k, s in setups.items()})
         for key, result in accuracy.items():
             if isinstance(result, BaseException):
-                failed[key] = _error(result)
+                failed[key] = rec.error_of(result)
     live = [j for j in jobs if j.key in setups and j.key not in failed]
-    costs = _measure_costs(live, setups, progress)
+    costs = measure_costs(live, setups, progress)
     for job in jobs:
         record = records[job.key]
         if job.key in failed:
             rec.set_failed(record, failed[job.key])
         elif isinstance(costs.get(job.key), BaseException):
-            rec.set_failed(record, _error(costs[job.key]))
+            rec.set_failed(record, rec.error_of(costs[job.key]))
         else:
             from harness.run.cell import cell_runtime
 
@@ -140,15 +140,11 @@ def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = N
     return [records[j.key] for j in jobs]
 
 
-def _error(err: BaseException) -> dict:
-    import traceback
-
-    return {"type": type(err).__name__, "message": str(err),
-            "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__))}
-
-
-def _measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress) -> tp.Dict[str, tp.Any]:
-    """``{key: (throughput and memory metrics, fvcore check)}`` or ``{key: exception}`` per cell."""
+def measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress) -> tp.Dict[str, tp.Any]:
+    """``{key: (throughput and memory metrics, fvcore check)}`` or ``{key: exception}`` per cell of ``jobs``:
+    fvcore's check and peak memory per cell alone, throughput interleaved over the cells (``setups``: every
+    built model of the group, so that memory alone can move the others off the device). The Slurm shard 0
+    of a group measures with it too."""
     from harness.measure.interleaved import interleaved_throughput
     from harness.run.cell import check_flops, regime_fields, throughput_subject
 

@@ -34,8 +34,9 @@ def set_ok(record: dict, result: tp.Mapping[str, tp.Any], samples_file: tp.Optio
 
 
 def error_of(err: BaseException, **extra: tp.Any) -> dict:
-    """The ``error`` field for an exception caught in this process (type, message, traceback)."""
-    return {"type": type(err).__name__, "message": str(err), "traceback": tb.format_exc(), **extra}
+    """The ``error`` field for an exception raised in this process (type, message, its traceback)."""
+    return {"type": type(err).__name__, "message": str(err),
+            "traceback": "".join(tb.format_exception(type(err), err, err.__traceback__)), **extra}
 
 
 def set_failed(record: dict, error: tp.Mapping[str, tp.Any]) -> dict:
