@@ -14,6 +14,7 @@ from methods.registry import register_method
 
 GLIMPSER_BLOCKS = 2  # divided space-time blocks before the halting blocks (official ``divid_depth``)
 MODES = ("masked", "packed", "varlen")
+HALTED_KEYS = ("zeros", "drop")
 
 # The official fine-tuning recipe (configs/minik/*.py; the training code itself is not released).
 OFFICIAL_RECIPE = {
@@ -38,7 +39,7 @@ OFFICIAL_RECIPE = {
     architecture="methods.haltingvt.model:build_haltingvt", kind="halt", training_free=False,
     needs_attention_probs=True, adaptive_token_count=True,
     train_batch="methods.haltingvt.motion:add_static_clips", train_recipe=OFFICIAL_RECIPE,
-    inference_only=("mode",), display_name="HaltingVT",
+    inference_only=("mode", "halted_keys"), display_name="HaltingVT",
     summary="Glimpser CLS-attention top-k per frame in block 1, then per-token ACT halting "
             "(channel-0 score) in the joint blocks; trained with ponder + motion losses",
     reference="Wu et al., HaltingVT: Adaptive Token Halting Transformer for Efficient Video "
@@ -55,6 +56,9 @@ class HaltingVTParams:
     eps: float = 0.01  # a token halts once its cumulative score exceeds 1 - eps
     mode: str = "masked"  # "masked": official numerics, no saving; "packed": halted tokens removed, padded
     #                       batch; "varlen": halted tokens removed, each clip runs its own count (no padding)
+    halted_keys: str = "zeros"  # packed/varlen: "zeros" = attend to the removed halted tokens as the official
+    #                             batch's zero vectors do (one shared key weighted by their count: masked's numbers);
+    #                             "drop" = halted tokens leave attention too (not the numbers the model was trained on)
     ponder_weight: float = 5e-4  # official ponder_token_scale (mean rho over batch and tokens)
     motion_weight: float = 1.0  # the official code applies the motion CE unscaled (motion_loss_beta
     #                             = 0.001 in the configs only switches it on)
@@ -71,6 +75,8 @@ class HaltingVTParams:
             problems.append(f"eps must be in [0, 1), got {self.eps!r}")
         if self.mode not in MODES:
             problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.halted_keys not in HALTED_KEYS:
+            problems.append(f"halted_keys must be one of {HALTED_KEYS}, got {self.halted_keys!r}")
         for name in ("ponder_weight", "motion_weight"):
             if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
                 problems.append(f"{name} must be a non-negative number, got {getattr(self, name)!r}")

@@ -34,6 +34,14 @@ def joint_macs(dim: int, hidden: int, n: int) -> tp.Tuple[int, int, int]:
     return n * (4 * dim * dim + 2 * dim * hidden), 2 * n * n * dim, 2 * NORM_MACS_PER_ELEMENT * n * dim
 
 
+def halted_keys_macs(dim: int, queries: tp.Sequence[int]) -> tp.Tuple[int, int]:
+    """(norm, overhead) MACs per view of one ``packed``/``varlen`` halting block that attends to the removed
+    halted tokens (``halted_keys: zeros``): LayerNorm and qkv of one zero token per batch, shared by its
+    clips, plus one more key in both attention matmuls for each query row (``queries``: per clip)."""
+    B = len(queries)
+    return round(NORM_MACS_PER_ELEMENT * dim / B), round((3 * dim * dim + 2 * dim * sum(queries)) / B)
+
+
 def view_macs(cfg: tp.Any, keep: tp.Sequence[int], joint_tokens: tp.Sequence[float]) -> MacsCount:
     """MACs of one view: Glimpser blocks keeping ``keep[i]`` patches per frame, then joint blocks over
     ``joint_tokens[l]`` tokens each (0 for a block that ran on no token)."""

@@ -6,6 +6,7 @@ patches per frame, patch (rank r, t) sits at ``1 + r*T + t``.
 """
 from __future__ import annotations
 
+import dataclasses
 import typing as tp
 
 import torch
@@ -36,6 +37,16 @@ class PatchEmbed(nn.Module):
         return x.flatten(3).permute(0, 2, 3, 1)
 
 
+@dataclasses.dataclass
+class Halted:
+    """The halted tokens a ``packed``/``varlen`` halting block left out, as the official (``masked``) batch
+    still holds them: zero vectors, so every one enters attention as the same input ``norm1(0)``
+    (LayerNorm's bias; ``input`` [1, C]). ``log_counts`` [B]: log of each clip's number of them (-inf for none)."""
+
+    input: torch.Tensor
+    log_counts: torch.Tensor
+
+
 class Attention(nn.Module):
     """Multi-head self-attention, qkv with a full bias (DeiT/TimeSformer), optional probabilities.
 
@@ -56,29 +67,61 @@ class Attention(nn.Module):
     def kernel(self, need_probs: bool) -> str:
         return "sdpa" if self.fused and not need_probs else "explicit"
 
-    def forward(self, x: torch.Tensor, need_probs: bool = False, attn_mask: tp.Optional[torch.Tensor] = None
-                ) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
-        """``attn_mask`` (bool, broadcastable to [B, H, N, N], True = may attend) hides padded keys."""
+    def forward(self, x: torch.Tensor, need_probs: bool = False, attn_mask: tp.Optional[torch.Tensor] = None,
+                halted: tp.Optional[Halted] = None) -> tp.Tuple[torch.Tensor, tp.Optional[torch.Tensor]]:
+        """``attn_mask`` (bool, broadcastable to [B, H, N, N], True = may attend) hides padded keys;
+        ``halted`` stands for each clip's removed halted tokens (``halted_keys``)."""
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        if halted is not None:  # one more key per clip: the halted tokens' shared key/value, weighted by their count
+            k0, v0 = self.halted_kv(halted.input)
+            k = torch.cat([k, k0[None, :, None].expand(B, -1, 1, -1)], dim=2)
+            v = torch.cat([v, v0[None, :, None].expand(B, -1, 1, -1)], dim=2)
+            bias = q.new_zeros(B, 1, 1, N)
+            if attn_mask is not None:  # padding: bool [B, 1, 1, N]
+                bias = bias.masked_fill(~attn_mask, float("-inf"))
+            attn_mask = torch.cat([bias, halted.log_counts.to(q.dtype).view(B, 1, 1, 1).expand(*bias.shape[:-1], 1)], -1)
         out, probs = self._attend(q, k, v, need_probs, attn_mask)
         return self.proj(out.transpose(1, 2).reshape(B, N, C)), probs
 
-    def forward_varlen(self, x: torch.Tensor, lengths: tp.Sequence[int]) -> torch.Tensor:
+    def halted_kv(self, x0: torch.Tensor) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+        """Key and value [H, D] of a token whose attention input is ``x0`` [1, C] (a halted token's)."""
+        C = x0.shape[-1]
+        _, k0, v0 = self.qkv(x0).reshape(3, self.num_heads, C // self.num_heads).unbind(0)
+        return k0, v0
+
+    def forward_varlen(self, x: torch.Tensor, lengths: tp.Sequence[int], halted: tp.Optional[Halted] = None
+                       ) -> torch.Tensor:
         """Self-attention within each of the sequences concatenated in ``x`` [1, sum(lengths), C]
-        (``harness.models.varlen``: no token is padded, no sequence sees another's tokens)."""
+        (``harness.models.varlen``: no token is padded, no sequence sees another's tokens).
+        With ``halted``, each clip also attends to its halted tokens' shared key (a per-clip loop)."""
         _, N, C = x.shape
         q, k, v = self.qkv(x).reshape(N, 3, self.num_heads, C // self.num_heads).unbind(1)
+        if halted is not None:
+            return self.proj(self._varlen_with_halted(q, k, v, lengths, halted).reshape(1, N, C))
         explicit = None if self.fused else (lambda q, k, v: self._attend(q, k, v, False, None)[0])
         out = varlen_attention(q, k, v, lengths, impl=self.varlen_impl, explicit=explicit)
         return self.proj(out.reshape(1, N, C))
 
+    def _varlen_with_halted(self, q, k, v, lengths, halted: Halted) -> torch.Tensor:
+        k0, v0 = self.halted_kv(halted.input)  # [H, D]
+        parts = []
+        for i, (qi, ki, vi) in enumerate(zip(q.split(list(lengths)), k.split(list(lengths)), v.split(list(lengths)))):
+            if qi.shape[0] == 0:
+                continue
+            qi, ki, vi = (t.transpose(0, 1)[None] for t in (qi, ki, vi))  # [1, H, n, D]
+            ki, vi = torch.cat([ki, k0[None, :, None]], dim=2), torch.cat([vi, v0[None, :, None]], dim=2)
+            bias = torch.cat([qi.new_zeros(qi.shape[2]), halted.log_counts[i:i + 1].to(qi.dtype)]).view(1, 1, 1, -1)
+            parts.append(self._attend(qi, ki, vi, False, bias)[0][0])  # [H, n, D]
+        return torch.cat(parts, dim=1).transpose(0, 1)
+
     def _attend(self, q, k, v, need_probs: bool, attn_mask: tp.Optional[torch.Tensor]):
+        """``attn_mask``: bool (True = may attend) or an additive float bias."""
         if self.kernel(need_probs) == "sdpa":
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask), None
         logits = (q @ k.transpose(-2, -1)) * self.scale
         if attn_mask is not None:
-            logits = logits.masked_fill(~attn_mask, float("-inf"))
+            logits = logits.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else logits + attn_mask
         probs = logits.softmax(dim=-1)
         return probs @ v, probs
 
@@ -158,12 +201,19 @@ class JointHaltBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
     def forward(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor] = None,
-                lengths: tp.Optional[tp.Sequence[int]] = None) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+                lengths: tp.Optional[tp.Sequence[int]] = None, halted_counts: tp.Optional[torch.Tensor] = None
+                ) -> tp.Tuple[torch.Tensor, torch.Tensor]:
         """``attn_mask`` hides padded keys of a padded batch; ``lengths``: ``x`` [1, N, C] holds
-        sequences of these lengths one after the other (``Attention.forward_varlen``)."""
+        sequences of these lengths one after the other (``Attention.forward_varlen``);
+        ``halted_counts`` [B]: halted tokens removed from each clip, attended to as the official
+        batch's zero vectors (one shared key, weighted by the count)."""
+        halted = None
+        if halted_counts is not None:
+            # a zero vector leaves LayerNorm as its bias: every halted token has the same key and value
+            halted = Halted(self.norm1(x.new_zeros(1, x.shape[-1])), halted_counts.to(x.dtype).log())
         if lengths is not None:
-            x = x + self.drop_path(self.attn.forward_varlen(self.norm1(x), lengths))
+            x = x + self.drop_path(self.attn.forward_varlen(self.norm1(x), lengths, halted))
         else:
-            x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask)[0])
+            x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask, halted=halted)[0])
         x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x, torch.sigmoid(x[..., 0] * self.halt_scale - self.halt_center)

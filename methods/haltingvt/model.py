@@ -79,6 +79,7 @@ class HaltingVTModel(nn.Module):
         self._joint_tokens: tp.Optional[tp.List[tp.List[float]]] = None  # [B][L_halt] of the last forward
         self._mode_last = "masked"
         self._executed: tp.List[int] = []  # tokens per clip each halting block ran on (packed: padded max)
+        self._halted_key_blocks: tp.List[bool] = []  # per halting block: attended to removed halted tokens
         self._init_weights()
 
     @property
@@ -202,6 +203,7 @@ class HaltingVTModel(nn.Module):
         B, n, C = x.shape
         state, tokens = ActState.start(x), x  # tokens: each token's latest block output
         nums, masks, weights, executed = [], [], [], []
+        self._halted_key_blocks = []  # per halting block: did it attend to removed halted tokens?
         blocks = self.halting_blocks
         for i, block in enumerate(blocks):
             with reduction_region(f"halt{i}/pack"):
@@ -211,6 +213,7 @@ class HaltingVTModel(nn.Module):
                 nums.append(counts.to(x.dtype))
                 executed.append(m)
                 if 0 < m < n:
+                    halted = n - counts if self.params.halted_keys == "zeros" else None  # before tolist: tracing
                     if varlen:
                         idx = active.view(-1).nonzero().view(-1)  # (clip, token) order
                         inputs = tokens.reshape(B * n, C).index_select(0, idx).unsqueeze(0)
@@ -220,6 +223,9 @@ class HaltingVTModel(nn.Module):
                         valid = torch.arange(m, device=x.device) < counts[:, None]
                         inputs = torch.gather(tokens, 1, order[..., None].expand(B, m, C))
                         kwargs = {"attn_mask": None if bool(valid.all()) else valid[:, None, None, :]}
+                    if halted is not None:
+                        kwargs["halted_counts"] = halted
+            self._halted_key_blocks.append(0 < m < n and self.params.halted_keys == "zeros")
             if m == 0:  # every token of every clip has halted: nothing runs, nothing changes
                 masks.append(state.mask.bool())
                 weights.append(x.new_zeros(B, n))
@@ -284,8 +290,23 @@ class HaltingVTModel(nn.Module):
             n = 1 + self.keep[-1] * self.frames
             return costs.view_macs(self.cfg, self.keep, [n] * len(self.halting_blocks))
         if self._mode_last == "varlen":
-            return costs.mean_macs([costs.view_macs(self.cfg, self.keep, row) for row in self._joint_tokens])
-        return costs.view_macs(self.cfg, self.keep, self._executed)
+            macs = costs.mean_macs([costs.view_macs(self.cfg, self.keep, row) for row in self._joint_tokens])
+        else:
+            macs = costs.view_macs(self.cfg, self.keep, self._executed)
+        return self._plus_halted_keys(macs)
+
+    def _plus_halted_keys(self, macs):
+        """Add what attending to the removed halted tokens cost in the blocks that removed some."""
+        per_block, norm, overhead = list(macs.per_block), 0, 0
+        for i, used in enumerate(self._halted_key_blocks):
+            if used:
+                queries = ([int(row[i]) for row in self._joint_tokens] if self._mode_last == "varlen"
+                           else [self._executed[i]] * len(self._joint_tokens))
+                block_norm, block_overhead = costs.halted_keys_macs(self.cfg.embed_dim, queries)
+                norm, overhead = norm + block_norm, overhead + block_overhead
+                per_block[GLIMPSER_BLOCKS + i] += block_norm + block_overhead
+        return dataclasses.replace(macs, norm=macs.norm + norm, overhead=macs.overhead + overhead,
+                                   per_block=per_block)
 
     def sample_macs(self) -> tp.Optional[tp.List[float]]:
         """Theoretical MACs of each clip of the last forward (methods.md 5.6): the fixed part plus
