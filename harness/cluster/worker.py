@@ -96,6 +96,7 @@ class ShardTask(submitit.helpers.Checkpointable):
                 "videos_done": (state or {}).get("videos_done")}
 
     def _run(self, job: ShardJob, directory, state: tp.Optional[dict]) -> dict:
+        from harness.data.decode import decoder_provenance
         from harness.run.cell import Progress, cell_runtime, measure_cell, prepare_cell, regime
 
         _threads_from_slurm(job.cell.config)
@@ -115,7 +116,7 @@ class ShardTask(submitit.helpers.Checkpointable):
                      chunks=len(list(directory.glob(sh.CHUNK_GLOB))))
         state["runs"].append({"job_id": _job_id(), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
                               "started_at": rec.now(), "resumed_at": state["videos_done"], "predicted": 0,
-                              "log": _log_path()})
+                              "log": _log_path(), **decoder_provenance(config["dataset"])})  # per node
         sh.write_json(directory / sh.STATE, state)
         print(f"{job.cell.label} [{job.cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
               f"{state['videos_done']} already saved, run {len(state['runs'])}", flush=True)
