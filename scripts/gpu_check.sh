@@ -10,7 +10,7 @@
 #
 # Phases on a GPU (in one process per phase: `--in-process`, so models and the CUDA context are built once;
 # the repeats are then not independent processes, which is what the budget buys):
-#   1. pytest -m gpu                                                   (~0.5 min)
+#   1. pytest -m gpu (with torchcodec against decord where the extra is installed) (~0.5 min)
 #   2. eager: fp16,bf16,fp32 x batch 1,16,64,128, dense also forced to the memory-efficient kernel
 #      (what ToMe's and STTM's additive bias leave), deadline 230 s    (~4 min)
 #   3. compiled (default mode, HaltingVT dynamic=True): fp16, bf16, fp32 at batch 64, deadline 150 s
@@ -56,7 +56,7 @@ fi
 
 echo "== 1/3 gpu-marked tests"
 set +e
-"$PY" -m pytest -q -m gpu tests/test_gpu.py tests/test_varlen_attention.py -p no:cacheprovider \
+"$PY" -m pytest -q -m gpu tests/test_gpu.py tests/test_varlen_attention.py tests/test_decoders.py -p no:cacheprovider \
   > "$WORK/pytest.log" 2>&1
 PYTEST_RC=$?
 set -e

@@ -130,7 +130,7 @@ class ShardTask(submitit.helpers.Checkpointable):
         listed = first.dataset.items()
         items = listed[:ev["limit"]] if ev.get("limit") else listed
         start, end = sh.shard_ranges(len(items), job.num_shards, ev["batch_size"])[job.shard]
-        saved = {c.key: self._start(job, dirs[c.key], states, c.key, start, end) for c in live}
+        saved = {c.key: self._start(job, dirs[c.key], states, c.key, start, end, c.config['dataset']) for c in live}
         group = f" (one decoding pass for {len(live)} cells)" if len(live) > 1 else ""
         for cell in live:
             print(f"{cell.label} [{cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
@@ -166,9 +166,12 @@ class ShardTask(submitit.helpers.Checkpointable):
                   f"videos predicted in this run", flush=True)
         return failures
 
-    def _start(self, job: ShardJob, directory, states: dict, key: str, start: int, end: int) -> tp.Set[int]:
+    def _start(self, job: ShardJob, directory, states: dict, key: str, start: int, end: int,
+               dataset: dict) -> tp.Set[int]:
         """Open a new run in the cell's shard state (a fresh state if the range changed) and its writer;
         returns the batch numbers its chunks already hold."""
+        from harness.data.decode import decoder_provenance
+
         state = states[key]
         if state is None or state["range"] != [start, end]:
             for stale in directory.glob(sh.CHUNK_GLOB):
@@ -179,7 +182,7 @@ class ShardTask(submitit.helpers.Checkpointable):
                      chunks=len(list(directory.glob(sh.CHUNK_GLOB))))
         state["runs"].append({"job_id": _job_id(), "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0)),
                               "started_at": rec.now(), "resumed_at": state["videos_done"], "predicted": 0,
-                              "log": _log_path()})
+                              "log": _log_path(), **decoder_provenance(dataset)})  # per node
         sh.write_json(directory / sh.STATE, state)
         states[key] = state
         self._writers[key] = sh.PredictionWriter(directory, state, job.save_every_s)

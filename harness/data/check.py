@@ -1,6 +1,6 @@
 """``harness data check``: find missing, unreadable and corrupt videos of a dataset, changing nothing.
 
-Each video is opened with decord (a frame folder: its frame files are read) and a few frames spread
+Each video is opened with the dataset's decoder (decord by default; a frame folder: its frame files are read) and a few frames spread
 over its length are decoded (the first, the last and some in between), in parallel worker
 processes. A video passes when every probe frame decodes; otherwise it is reported with the error,
 classified as ``missing`` (no such file or folder, a dangling link), ``unreadable`` (not a regular
@@ -62,7 +62,7 @@ def _probe_with(decoder: str, path: str, frames: int) -> tp.Tuple[str, str]:
     """``probe_video`` through a registered backend other than decord."""
     import numpy as np
 
-    from harness.data.decode import _DECODERS
+    from harness.data.decode import decoder_backend
 
     seen = []
 
@@ -70,7 +70,7 @@ def _probe_with(decoder: str, path: str, frames: int) -> tp.Tuple[str, str]:
         seen.append(n)
         return np.asarray(sorted({round(i * (n - 1) / max(frames - 1, 1)) for i in range(frames)}))
 
-    decoded, _, wanted = _DECODERS[decoder](path, spread)
+    decoded, _, wanted = decoder_backend(decoder)(path, spread)
     if decoded.shape[0] != len(wanted):
         return "corrupt", f"decoded {decoded.shape[0]} of {len(wanted)} probe frames"
     return "ok", f"{seen[0]} frames, {decoded.shape[2]}x{decoded.shape[1]}"

@@ -6,18 +6,27 @@ fine-tuning and ``data check`` all count a decoder that hangs (``DecodeTimeout``
 or crashes (``DecoderCrash``, reason ``crash``) as one failed video and carry on.
 
 Backends (``decoder:`` of a dataset) are ``fn(path, index_fn) -> (frames, unique_inds, wanted)``
-registered with ``register_decoder``; ``decord`` is the default. A test registers a fake one (a
-decoder that never returns) the same way.
+registered with ``register_decoder``: ``decord`` (the default; the PyPI ``decord`` or its fork
+``decord2``), ``pyav`` and ``torchcodec`` (an optional extra that needs a CUDA build of torch).
+All three number frames by index in presentation order. ``decoder_available`` says whether one can
+run here and why not; ``decoder_identity`` names the distribution and version that decodes (records
+keep it in their provenance and cell keys). A test registers a fake one (a decoder that never
+returns) the same way.
 """
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import importlib.util
 import os
+import threading
 import typing as tp
 
 import numpy as np
 
 from harness.data.annotations import FrameFolderItem, VideoItem
 from harness.data.containers import truncation
+from harness.registry import Registry, unknown_name_message
 
 IndexFn = tp.Optional[tp.Callable[[int], np.ndarray]]
 Decoded = tp.Tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -46,32 +55,193 @@ def check_video_file(path: str) -> None:
         raise TruncatedVideoError(f"{cut}: {path}")
 
 
-def decord_frames(path: str, index_fn: IndexFn = None) -> Decoded:
-    """The ``decord`` backend: each distinct wanted frame decoded once."""
-    import decord
-
-    vr = decord.VideoReader(path, num_threads=1)
-    num_frames = len(vr)
+def _wanted(path: str, num_frames: int, index_fn: IndexFn) -> tp.Tuple[np.ndarray, np.ndarray]:
+    """``(wanted, unique_inds)`` for a video of ``num_frames``; raises for an index outside it."""
     if num_frames <= 0:
         raise ValueError(f"video has no frames: {path}")
     wanted = np.arange(num_frames) if index_fn is None else np.asarray(index_fn(num_frames), dtype=np.int64)
     unique_inds = np.unique(wanted)
+    if unique_inds.size and (unique_inds[0] < 0 or unique_inds[-1] >= num_frames):
+        raise IndexError(f"frame indices {unique_inds[0]}..{unique_inds[-1]} outside the {num_frames} frames "
+                         f"of {path}")
+    return wanted, unique_inds
+
+
+def _fewer_frames(path: str, declared: int, held: int) -> ValueError:
+    return ValueError(f"{path}: the container declares {declared} frames but holds only {held}")
+
+
+def decord_frames(path: str, index_fn: IndexFn = None) -> Decoded:
+    """The ``decord`` backend (the default; the PyPI ``decord`` or its fork ``decord2``): each distinct
+    wanted frame decoded once, by index (``len(VideoReader)``: the container's declared frame count)."""
+    import decord
+
+    vr = decord.VideoReader(path, num_threads=1)
+    wanted, unique_inds = _wanted(path, len(vr), index_fn)
     frames = vr.get_batch(unique_inds.tolist()).asnumpy()
     if frames.shape[0] != len(unique_inds):
         raise RuntimeError(f"decord returned {frames.shape[0]} frames for {len(unique_inds)} indices: {path}")
     return frames, unique_inds, wanted
 
 
-_DECODERS: tp.Dict[str, tp.Callable[[str, IndexFn], Decoded]] = {"decord": decord_frames}
+def _open_av(path: str):
+    import av
+
+    container = av.open(path)
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"no video stream: {path}")
+    stream = container.streams.video[0]
+    stream.codec_context.thread_type = "NONE"  # one thread: the same frames on every machine
+    stream.codec_context.thread_count = 1
+    return container, stream
 
 
-def register_decoder(name: str, fn: tp.Callable[[str, IndexFn], Decoded]) -> None:
-    """Make ``decoder: <name>`` valid; ``fn`` must be a module-level function (it is pickled by name)."""
-    _DECODERS[name] = fn
+_AV_LOCAL = threading.local()
+
+
+def _thread_reformatter():
+    """This thread's PyAV reformatter: it keeps its colour-conversion context from video to video (a
+    new one per video costs more than decoding a 64x64 clip). Not inherited by a forked watchdog worker."""
+    if getattr(_AV_LOCAL, "pid", None) != os.getpid():
+        from av.video.reformatter import VideoReformatter
+
+        _AV_LOCAL.reformatter, _AV_LOCAL.pid = VideoReformatter(), os.getpid()
+    return _AV_LOCAL.reformatter
+
+
+def pyav_frames(path: str, index_fn: IndexFn = None) -> Decoded:
+    """The ``pyav`` backend: frames by index, as decord numbers them. The frame count is the stream's
+    declared one (decord's), else counted by decoding; frames are decoded in order up to the last
+    wanted one and only the wanted ones are converted to RGB, all on one thread (swscale's default
+    thread pool would not survive the watchdog's fork). A container that declares more frames
+    than it holds raises (decord may loop forever on one: dmlc/decord#373)."""
+    reformatter = _thread_reformatter()
+    container, stream = _open_av(path)
+    try:
+        declared = stream.frames
+        if declared <= 0:  # MKV/WebM declare none
+            declared = sum(1 for _ in container.decode(stream))
+            container.close()
+            container, stream = _open_av(path)
+        wanted, unique_inds = _wanted(path, declared, index_fn)
+        out: tp.List[np.ndarray] = []
+        held = 0
+        if unique_inds.size:
+            for held, frame in enumerate(container.decode(stream), start=1):
+                if held - 1 == unique_inds[len(out)]:
+                    out.append(reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray())
+                    if len(out) == len(unique_inds):
+                        break
+        size = (stream.height, stream.width)
+    finally:
+        container.close()
+    if len(out) < len(unique_inds):
+        raise _fewer_frames(path, declared, held)
+    return (np.stack(out) if out else np.zeros((0, *size, 3), np.uint8)), unique_inds, wanted
+
+
+def torchcodec_frames(path: str, index_fn: IndexFn = None) -> Decoded:
+    """The ``torchcodec`` backend (exact seek mode: frames by index after a scan of the file). The
+    frame count is the header's, as decord's, else the scanned one; asking for a frame past the
+    scanned ones raises, as ``pyav`` does."""
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=1, dimension_order="NHWC", device="cpu")
+    meta = decoder.metadata
+    held = int(meta.num_frames_from_content or 0)
+    declared = int(meta.num_frames_from_header or 0) or held
+    wanted, unique_inds = _wanted(path, declared, index_fn)
+    if unique_inds.size and unique_inds[-1] >= held:
+        raise _fewer_frames(path, declared, held)
+    frames = decoder.get_frames_at(unique_inds.tolist()).data.numpy()
+    return frames, unique_inds, wanted
+
+
+_DECODERS: Registry = Registry("decoder")
+_TORCHCODEC_INSTALL = ("it needs a CUDA build of torch (its wheel loads libc10_cuda.so): "
+                       "pip install -e '.[torchcodec]' on a GPU node")
+
+
+def register_decoder(name: str, fn: tp.Callable[[str, IndexFn], Decoded], *, module: tp.Optional[str] = None,
+                     install: str = "") -> None:
+    """Make ``decoder: <name>`` valid; ``fn`` must be a module-level function (it is pickled by name).
+
+    ``module``: the Python module it imports (what makes it available, and whose distribution and
+    version ``decoder_identity`` reports); ``install``: how to get it, for the unavailable message.
+    """
+    _DECODERS.add(name, fn, module=module, install=install)
+
+
+register_decoder("decord", decord_frames, module="decord", install="pip install decord (or its fork decord2)")
+register_decoder("pyav", pyav_frames, module="av", install="pip install av")
+register_decoder("torchcodec", torchcodec_frames, module="torchcodec", install=_TORCHCODEC_INSTALL)
 
 
 def decoder_names() -> tp.List[str]:
-    return sorted(_DECODERS)
+    return sorted(_DECODERS.names())
+
+
+def decoder_backend(name: str) -> tp.Callable[[str, IndexFn], Decoded]:
+    """The registered function of ``decoder: <name>`` (``UnknownNameError`` with close matches)."""
+    return _DECODERS.get(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _import_problem(module: str) -> tp.Optional[str]:
+    if importlib.util.find_spec(module) is None:
+        return f"{module} is not installed"
+    try:
+        importlib.import_module(module)
+    except Exception as err:  # noqa: BLE001 -- torchcodec on a CPU torch raises OSError/RuntimeError
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        return f"{module} cannot be imported: {type(err).__name__}: {first}"
+    return None
+
+
+def decoder_available(name: str) -> tp.Tuple[bool, str]:
+    """``(True, "")`` when ``decoder: <name>`` can decode in this environment, else ``(False, why)``:
+    unknown, not installed, or failing to import (the reason says how to install it)."""
+    if name not in _DECODERS:
+        return False, unknown_name_message("decoder", name, decoder_names())
+    meta = _DECODERS.meta(name)
+    problem = _import_problem(meta["module"]) if meta.get("module") else None
+    if problem is None:
+        return True, ""
+    return False, f"{problem}; {meta['install']}" if meta.get("install") else problem
+
+
+@functools.lru_cache(maxsize=None)
+def distributions_of(module: str) -> tp.Tuple[tp.Tuple[str, str], ...]:
+    """``((distribution, version), ...)`` of the installed distributions that provide ``module``, from
+    their metadata (nothing is imported). Cached: reading every distribution's metadata takes ~60 ms."""
+    out = []
+    for dist in sorted(set(importlib.metadata.packages_distributions().get(module, []))):
+        try:
+            out.append((dist, importlib.metadata.version(dist)))
+        except importlib.metadata.PackageNotFoundError:
+            out.append((dist, "?"))
+    return tuple(out)
+
+
+def decoder_identity(name: str) -> str:
+    """Which code decodes for ``decoder: <name>``: the distribution that provides its module and its
+    version: ``"decord 0.6.0"``, ``"decord2 3.4.0"`` (the fork installs the same ``decord`` module),
+    ``"pyav 18.1.0"``, ``"torchcodec 0.7.0"``; the name alone for a backend without a module;
+    ``"<name> (not installed)"``."""
+    module = _DECODERS.meta(name).get("module") if name in _DECODERS else None
+    if not module:
+        return name
+    dists = distributions_of(module)
+    if not dists:
+        return f"{name} (not installed)"
+    # two distributions writing one module: both named
+    return " + ".join(f"{name if dist == module else dist} {version}" for dist, version in dists)
+
+
+def decoder_provenance(dataset: tp.Mapping[str, tp.Any]) -> dict:
+    """``{"decoder": decoder_identity(...)}`` for a dataset config with a ``decoder``, else ``{}``."""
+    return {"decoder": decoder_identity(dataset["decoder"])} if dataset.get("decoder") else {}
 
 
 def decode_frames(path: str, index_fn: IndexFn = None, decoder: str = DEFAULT_DECODER) -> Decoded:
@@ -83,11 +253,10 @@ def decode_frames(path: str, index_fn: IndexFn = None, decoder: str = DEFAULT_DE
     truncated (shorter than its header says), corrupt or empty video.
     """
     check_video_file(path)
-    try:
-        backend = _DECODERS[decoder]
-    except KeyError:
-        raise ValueError(f"unknown decoder {decoder!r}; registered: {', '.join(decoder_names())}") from None
-    return backend(path, index_fn)
+    ok, why = decoder_available(decoder)
+    if not ok:
+        raise RuntimeError(f"decoder {decoder!r} is unavailable: {why}")
+    return decoder_backend(decoder)(path, index_fn)
 
 
 def decode_item(item: VideoItem, index_fn: IndexFn = None, decoder: str = DEFAULT_DECODER) -> Decoded:

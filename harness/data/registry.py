@@ -47,7 +47,7 @@ class VideoProtocol:
     mean: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, on [0,1] pixels
     std: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))  # per channel, on [0,1] pixels
     aggregation: tp.Literal["prob", "score"] = "prob"  # prob = mean of softmax over views; score = mean of logits
-    decoder: str = "decord"  # video decoding backend (harness.data.decode.register_decoder)
+    decoder: str = "decord"  # video decoding backend: decord | pyav | torchcodec (harness.data.decode)
     decode_timeout_s: float = 60.0  # a video taking longer is failed with reason "timeout" (not in the cell key)
 
     @property
@@ -74,11 +74,23 @@ class VideoProtocol:
             values = getattr(self, name)
             if not all(isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= 1e6 for v in values):
                 problems.append(f"{name} values must be finite numbers, got {values}")
-        from harness.data.decode import decoder_names
-
-        if self.decoder not in decoder_names():
-            problems.append(f"decoder must be one of {', '.join(decoder_names())}, got {self.decoder!r}")
+        problems += decoder_problems(self.decoder)
         return problems
+
+
+def decoder_problems(decoder: tp.Any) -> list[str]:
+    """An unknown decoder (with close matches) or one that cannot run here (with the reason)."""
+    import difflib
+
+    from harness.data.decode import decoder_available, decoder_names
+
+    names = decoder_names()
+    if not isinstance(decoder, str) or decoder not in names:
+        close = difflib.get_close_matches(str(decoder), names, n=2, cutoff=0.5)
+        hint = "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+        return [f"decoder must be one of {', '.join(names)}, got {decoder!r}{hint}"]
+    ok, why = decoder_available(decoder)
+    return [] if ok else [f"decoder {decoder!r} is unavailable here: {why}"]
 
 
 def bounds_problems(obj: tp.Any, bounds: tp.Dict[str, tp.Tuple[float, float]],

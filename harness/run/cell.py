@@ -196,9 +196,11 @@ def throughput_subject(setup: CellSetup, config: dict) -> dict:
 
 
 def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kernel: tp.List[str]) -> dict:
-    """The provenance fields only a worker knows (device, threads, hashes, kernels, numerics)."""
+    """The provenance fields only a worker knows (device, threads, hashes, kernels, numerics, the
+    decoder's distribution and version)."""
     import torch
 
+    from harness.data.decode import decoder_provenance
     from harness.measure.device import device_name, numerics_state
     from harness.models import hf
     from harness.provenance import numerics_code
@@ -213,7 +215,8 @@ def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kerne
             "numerics": numerics_state(setup.device, precision(config, setup.device)),
             "reducer": setup.model.describe(),
             "method_capabilities": _capabilities(method["name"]),
-            "numerics_code": numerics_code(method["name"], method.get("params"))}
+            "numerics_code": numerics_code(method["name"], method.get("params")),
+            **decoder_provenance(config["dataset"])}
 
 
 def _capabilities(name: str) -> dict:

@@ -135,7 +135,10 @@ def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = N
             rec.set_ok(record, {"metrics": metrics, "coverage": result["coverage"], "flops_check": flops_check,
                                 "finetune": setup.finetune},
                        store.write_samples(job.key, result["samples"]).name)
-        rec.finish(record, rec.this_process_provenance(runtimes.get(job.key)))
+        from harness.data.decode import decoder_provenance
+
+        runtime = runtimes.get(job.key) or decoder_provenance(job.config["dataset"])  # a failed cell: the decoder
+        rec.finish(record, rec.this_process_provenance(runtime))
         store.write(record)
     return [records[j.key] for j in jobs]
 

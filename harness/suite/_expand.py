@@ -16,6 +16,7 @@ from harness.models import hf
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
+from harness.data.decode import decoder_provenance
 from harness.data.registry import strip_unkeyed_fields
 from harness.suite._paths import path_problem
 from harness.suite._schema import (ENTRY_SECTIONS, OVERRIDE_FILE, EvalConfig, MeasureConfig, Problem, SuiteConfig,
@@ -71,8 +72,10 @@ class Cell:
 
         The payload is the config (without ``eval.num_workers`` and ``eval.share_decode``, which cannot
         change results), the
-        checkpoint file's sha256 (``"missing:<path>"`` if absent, None without a checkpoint) and the
-        dataset's ``key_material()``. It deliberately excludes the git commit (a refactor must not
+        checkpoint file's sha256 (``"missing:<path>"`` if absent, None without a checkpoint), the
+        dataset's ``key_material()`` and the decoder's distribution and version (``decoder_identity``:
+        another decord build may decode other pixels; fine-tune keys leave it out, so that shipped
+        fine-tunes stay found). It deliberately excludes the git commit (a refactor must not
         invalidate stored results) and the suite name/file (the same cell in two suites is shared).
         """
         config = self.config()
@@ -88,7 +91,8 @@ class Cell:
         weights = hf.content_key(checkpoint) if checkpoint else None  # a file's sha256; HF: config + weights
         if self.finetune:  # the evaluated weights are the fine-tune's, identified by its content key
             weights = "finetune:" + self.method["finetune"]["key"]
-        payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material}
+        payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material,
+                   **decoder_provenance(self.dataset)}
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 

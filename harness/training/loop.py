@@ -20,6 +20,7 @@ import typing as tp
 
 import torch
 
+from harness.data.decode import DEFAULT_DECODER, decoder_identity
 from harness.measure.device import resolve_device
 from harness.training import LAST, LOG, META, MODEL, is_complete
 from harness.training.config import FineTuneConfig
@@ -122,6 +123,7 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     meta = {"key": cfg.key(), "config": cfg.as_dict(), "history": history,
             "train_wall_s": history[-1]["wall_s"] if history else 0.0, "steps": step,
             "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
+            "decoder": decoder_identity(cfg.dataset.get("decoder", DEFAULT_DECODER)),
             "init": init_report, "checkpoint": os.path.join(out_dir, MODEL),
             "failed_videos": sorted(failed.values(), key=lambda f: f["index"])}
     tmp = os.path.join(out_dir, META + ".tmp")
