@@ -90,7 +90,8 @@ class FineTuneConfig:
         return recipe
 
     def key(self) -> str:
-        """Content key of everything that changes the trained weights (not device/threads/amp off CPU)."""
+        """Content key of everything that changes the trained weights (not device/threads/amp off CPU, not the
+        method's inference-only knobs)."""
         from harness.models.hf import content_key
 
         backbone = dict(self.backbone)
@@ -99,7 +100,12 @@ class FineTuneConfig:
         from harness.data.registry import strip_unkeyed_fields
 
         dataset = strip_unkeyed_fields(dict(self.dataset))
-        material = {"backbone": backbone, "method": self.method, "dataset": dataset,
+        import methods
+
+        inference_only = set(methods.get_method(self.method["name"]).inference_only)  # cannot change weights
+        method = {**self.method, "params": {k: v for k, v in (self.method.get("params") or {}).items()
+                                            if k not in inference_only}}
+        material = {"backbone": backbone, "method": method, "dataset": dataset,
                     "recipe": self.resolved_recipe(), "limit": self.limit, "augment": self.augment,
                     "seed": self.seed, "threads": self.threads}
         digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
