@@ -297,3 +297,17 @@ def test_pyav_decodes_the_narrow_videos_decord_0_6_refuses(tmp_path):
     assert frames.shape == (8, 64, 48, 3)
     levels = frames.reshape(8, -1).mean(axis=1)
     assert np.allclose(levels, [rl.level(2, f) for f in range(8)], atol=3), levels
+
+
+def test_validation_never_loads_a_decoder_in_this_process():
+    # decord bundles its own FFmpeg/libvpx; loaded next to PyAV's, PyAV can no longer open VP9 ("ABI
+    # version mismatch"): only the decode workers may import a decoder
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness.data.registry import VideoProtocol; "
+            "assert VideoProtocol(decoder='decord').check() == []; "
+            "assert VideoProtocol(decoder='pyav').check() == []; "
+            "print(sorted(m for m in ('decord', 'av') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -165,9 +165,10 @@ def test_cli_user_errors_are_one_clear_line(argv, message, tmp_path, capsys):
 
 
 def test_cli_names_the_command_that_trains_a_missing_finetune(tmp_path, capsys):
-    cell = "haltingvt halt_center=5 mode=packed ft=haltingvt_k50"
+    cell = "haltingvt halt_center=5 mode=packed ponder_weight=0.2 ft=haltingvt_k50"
+    # another recipe than the shipped run's: another key, so nothing to adopt
     assert main(["viz", "--suite", "suites/quickstart.yaml", "--cell", cell, "--results", str(tmp_path),
-                 "--out", str(tmp_path / "x.png")]) == 2
+                 "--set", "finetunes.0.recipe.epochs=9", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "has not been trained yet" in err
     assert f"python -m harness finetune suites/quickstart.yaml --results {tmp_path}" in err

@@ -188,24 +188,45 @@ def decoder_backend(name: str) -> tp.Callable[[str, IndexFn], Decoded]:
 
 
 @functools.lru_cache(maxsize=None)
-def _import_problem(module: str) -> tp.Optional[str]:
+@functools.lru_cache(maxsize=None)
+def _import_problem(module: str, in_process: bool) -> tp.Optional[str]:
+    """Why ``module`` cannot be imported, or None. Outside the decode workers (``in_process`` False) the
+    import is tried in a child process: decord bundles its own FFmpeg and libvpx, and once loaded next to
+    PyAV's they clash (libvpx "ABI version mismatch": PyAV can then no longer open VP9), so a decoder is
+    only ever loaded where it decodes."""
     if importlib.util.find_spec(module) is None:
         return f"{module} is not installed"
+    if in_process:
+        try:
+            importlib.import_module(module)
+        except Exception as err:  # noqa: BLE001 -- torchcodec on a CPU torch raises OSError/RuntimeError
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+            return f"{module} cannot be imported: {type(err).__name__}: {first}"
+        return None
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
-        importlib.import_module(module)
-    except Exception as err:  # noqa: BLE001 -- torchcodec on a CPU torch raises OSError/RuntimeError
-        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
-        return f"{module} cannot be imported: {type(err).__name__}: {first}"
-    return None
+        proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True,
+                              timeout=120, env=env)
+    except subprocess.TimeoutExpired:
+        return f"{module} cannot be imported: importing it took over 120 s"
+    if proc.returncode == 0:
+        return None
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    return f"{module} cannot be imported: {lines[-1][:300] if lines else f'exit status {proc.returncode}'}"
 
 
-def decoder_available(name: str) -> tp.Tuple[bool, str]:
+def decoder_available(name: str, in_process: bool = False) -> tp.Tuple[bool, str]:
     """``(True, "")`` when ``decoder: <name>`` can decode in this environment, else ``(False, why)``:
-    unknown, not installed, or failing to import (the reason says how to install it)."""
+    unknown, not installed, or failing to import (the reason says how to install it). ``in_process``:
+    import it here (decode workers only; elsewhere the import is tried in a child process)."""
     if name not in _DECODERS:
         return False, unknown_name_message("decoder", name, decoder_names())
     meta = _DECODERS.meta(name)
-    problem = _import_problem(meta["module"]) if meta.get("module") else None
+    problem = _import_problem(meta["module"], in_process) if meta.get("module") else None
     if problem is None:
         return True, ""
     return False, f"{problem}; {meta['install']}" if meta.get("install") else problem
@@ -253,7 +274,7 @@ def decode_frames(path: str, index_fn: IndexFn = None, decoder: str = DEFAULT_DE
     truncated (shorter than its header says), corrupt or empty video.
     """
     check_video_file(path)
-    ok, why = decoder_available(decoder)
+    ok, why = decoder_available(decoder, in_process=True)
     if not ok:
         raise RuntimeError(f"decoder {decoder!r} is unavailable: {why}")
     return decoder_backend(decoder)(path, index_fn)
