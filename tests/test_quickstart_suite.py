@@ -60,3 +60,13 @@ def test_every_fine_tune_of_the_quickstart_ships_with_the_repository():
         ft = cell.finetune_config()
         assert ft is None or is_complete(os.path.join(SHIPPED, ft.key())), cell.label
     assert sum(c.finetune_config() is not None for c in cells) == 8
+
+
+def test_fine_tune_keys_leave_out_inference_only_knobs():
+    import dataclasses
+
+    ft = next(f for f in load_suite(PATH).finetunes() if f.method["name"] == "haltingvt")
+    def with_params(**change):
+        return dataclasses.replace(ft, method={**ft.method, "params": {**ft.method["params"], **change}})
+    assert with_params(mode="varlen", halted_keys="drop").key() == ft.key()  # cannot change the weights
+    assert with_params(ponder_weight=0.3).key() != ft.key()
