@@ -112,17 +112,12 @@ class ShardTask(submitit.helpers.Checkpointable):
     def _run(self, job: ShardJob, cells: tp.List[CellJob], dirs: dict, states: dict) -> tp.Dict[str, dict]:
         """Build the cells, predict the range for all of them on one pass, measure them (shard 0) and mark
         them complete; updates ``states`` and returns ``{key: error}`` of the cells that failed."""
-        from harness.run.cell import Progress, cell_runtime, prepare_cell, regime
-        from harness.run.group import measure_costs
+        from harness.run.cell import Progress, cell_runtime, regime
+        from harness.run.group import measure_costs, prepare_cells
 
         _threads_from_slurm(cells[0].config)
         progress = Progress(None)
-        failures, setups = {}, {}
-        for cell in cells:
-            try:
-                setups[cell.key] = prepare_cell(cell.config, progress, cell.store_root)
-            except Exception as err:  # noqa: BLE001 -- a failed cell is a record, not a crash
-                failures[cell.key] = rec.error_of(err)
+        setups, failures = prepare_cells(cells, progress)
         live = [c for c in cells if c.key in setups]
         if not live:
             return failures

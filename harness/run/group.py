@@ -82,23 +82,30 @@ def plan_groups(cells: tp.Sequence[tp.Any], share: bool = True, budget: tp.Optio
     return order
 
 
-def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = None) -> tp.List[dict]:
-    """Run ``jobs`` (cells with one ``share_key``) and write their records; returns them in order."""
-    from harness.measure.accuracy import evaluate_models
-    from harness.measure.speed import reset_peak_memory
+def prepare_cells(jobs: tp.Sequence[CellJob], progress: Progress) -> tp.Tuple[dict, dict]:
+    """``({key: CellSetup}, {key: error})``: each cell built, a cell that cannot be built an error, not a crash."""
     from harness.run.cell import prepare_cell
-    from harness.store import ResultStore
 
-    progress = Progress(jobs[0].progress_file, callback)
-    store = ResultStore(jobs[0].store_root)
-    records = {j.key: rec.new_record(j.key, j.config, j.label, j.suite, started_at=rec.now()) for j in jobs}
-    runtimes: tp.Dict[str, dict] = {}
     setups, failed = {}, {}
     for job in jobs:
         try:
             setups[job.key] = prepare_cell(job.config, progress, job.store_root)
         except Exception as err:  # noqa: BLE001 -- a failed cell is a result, not a crash
             failed[job.key] = rec.error_of(err)
+    return setups, failed
+
+
+def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = None) -> tp.List[dict]:
+    """Run ``jobs`` (cells with one ``share_key``) and write their records; returns them in order."""
+    from harness.measure.accuracy import evaluate_models
+    from harness.measure.speed import reset_peak_memory
+    from harness.store import ResultStore
+
+    progress = Progress(jobs[0].progress_file, callback)
+    store = ResultStore(jobs[0].store_root)
+    records = {j.key: rec.new_record(j.key, j.config, j.label, j.suite, started_at=rec.now()) for j in jobs}
+    runtimes: tp.Dict[str, dict] = {}
+    setups, failed = prepare_cells(jobs, progress)
     accuracy: tp.Dict[str, tp.Any] = {}
     if setups:
         first = next(iter(setups.values()))
