@@ -19,12 +19,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-BACKBONE = "synthetic_vit_tiny"
+BACKBONES = ("synthetic_vit_tiny", "synthetic_vit_d8")  # presets this trainer makes (same data, same recipe)
 
 
 @dataclasses.dataclass
 class TrainConfig:
     out: str = "checkpoints/synthetic_vit_tiny.pth"  # where the checkpoint goes
+    backbone: str = "synthetic_vit_tiny"  # one of BACKBONES
     epochs: int = 50  # passes over the training split
     num_train: int = 4000  # training clips generated
     num_val: int = 600  # validation clips generated
@@ -89,7 +90,9 @@ def train(cfg: TrainConfig) -> dict:
     data = {split: SyntheticMotionDataset(split=split, num_train=cfg.num_train, num_val=cfg.num_val,
                                           seed=cfg.data_seed) for split in ("train", "val")}
     mean, std = data["val"].mean, data["val"].std
-    model = build_model(BACKBONE)
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"train: backbone {cfg.backbone!r} is not one of {', '.join(BACKBONES)}")
+    model = build_model(cfg.backbone)
     side, frames = model.cfg.img_size, model.cfg.num_frames
     train_x, train_y = load_clips_uint8(data["train"].items(), frames, side, desc="decode train")
     val_x, val_y = load_clips_uint8(data["val"].items(), frames, side, desc="decode val")
@@ -126,10 +129,11 @@ def train(cfg: TrainConfig) -> dict:
 
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     torch.save({"module": model.state_dict()}, cfg.out)
-    meta = {"backbone": BACKBONE, "dims": dataclasses.asdict(model.cfg), "train": dataclasses.asdict(cfg),
+    meta = {"backbone": cfg.backbone, "dims": dataclasses.asdict(model.cfg), "train": dataclasses.asdict(cfg),
             "classes": list(CLASSES), "history": history, "val_top1": history[-1]["val_top1"],
             "train_wall_s": time.time() - t0, "torch": torch.__version__,
-            "command": f"python -m harness train --out {cfg.out} --epochs {cfg.epochs} --seed {cfg.seed}"}
+            "command": f"python -m harness train --backbone {cfg.backbone} --out {cfg.out} --epochs {cfg.epochs} "
+                       f"--seed {cfg.seed}"}
     with open(os.path.splitext(cfg.out)[0] + ".json", "w") as f:
         json.dump(meta, f, indent=2)
     return meta
