@@ -289,13 +289,15 @@ def cmd_viz(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from harness.training.backbone import BACKBONES, TrainConfig, train
+    from harness.training.backbone import TrainConfig, train
 
-    if args.backbone not in BACKBONES:
-        raise UserError(f"train --backbone: {args.backbone!r} is not one of {', '.join(BACKBONES)}")
     out = args.out or f"checkpoints/{args.backbone}.pth"
-    meta = train(TrainConfig(out=out, backbone=args.backbone, epochs=args.epochs, seed=args.seed, num_train=args.num_train,
-                             num_val=args.num_val, threads=args.threads))
+    try:
+        cfg = TrainConfig(out=out, backbone=args.backbone, epochs=args.epochs, seed=args.seed,
+                          num_train=args.num_train, num_val=args.num_val, threads=args.threads)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    meta = train(cfg)
     print(f"wrote {out}: val top-1 {meta['val_top1']:.3f} after {meta['train_wall_s']:.0f} s")
     return 0
 
@@ -472,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")
     train.add_argument("--backbone", default="synthetic_vit_tiny",
-                       help="synthetic_vit_tiny (4 blocks, used by the tests) or synthetic_vit_d8 (the quickstart's)")
+                       help="synthetic_vit_tiny (4 blocks, the quickstart's) or synthetic_vit_d8 (8 blocks)")
     train.add_argument("--out", help="checkpoint to write (default checkpoints/<backbone>.pth)")
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--seed", type=int, default=0)

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from harness.cli import main
 from harness.models.presets import resolve_config
 from harness.training.backbone import BACKBONES, TrainConfig, train
 
@@ -15,9 +16,13 @@ def test_quickstart_backbones_share_everything_but_depth():
     assert dataclasses.replace(tiny, depth=8) == d8
 
 
-def test_train_rejects_another_backbone(tmp_path):
+def test_train_rejects_another_backbone_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "data"))
     with pytest.raises(ValueError, match="not one of synthetic_vit_tiny, synthetic_vit_d8"):
-        train(TrainConfig(out=str(tmp_path / "x.pth"), backbone="videomae_vit_b16"))
+        TrainConfig(out=str(tmp_path / "x.pth"), backbone="videomae_vit_b16")
+    assert main(["train", "--backbone", "synthetic_vit_tny"]) == 2
+    assert "train --backbone: 'synthetic_vit_tny' is not one of" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists() and not (tmp_path / "x.pth").exists()
 
 
 def test_train_writes_the_checkpoint_and_how_it_was_made(tmp_path, monkeypatch):

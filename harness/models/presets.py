@@ -143,10 +143,10 @@ def synthetic_vit_tiny() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12)
 
 
-# The quickstart's backbone: deep enough that HaltingVT has several halting decisions per token (6 halting
-# blocks after its 2 Glimpser blocks; the 4-block model leaves it one, so its cost cannot vary per video).
+# synthetic_vit_tiny made deep enough that HaltingVT has several halting decisions per token (6 halting blocks
+# after its 2 Glimpser blocks; the 4-block model leaves it one, so its cost can hardly vary per video).
 @register_backbone("synthetic_vit_d8",
-                   summary="quickstart: 128-d, 8 blocks, 2 heads, 16x64, 12 classes (1.6 M)")
+                   summary="synthetic_vit_tiny with 8 blocks: 128-d, 2 heads, 16x64, 12 classes (1.8 M)")
 def synthetic_vit_d8() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=128, depth=8, num_heads=2, img_size=64, num_classes=12)
 

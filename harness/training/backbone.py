@@ -38,6 +38,10 @@ class TrainConfig:
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     threads: int = 2  # torch CPU threads (results are deterministic per thread count)
 
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"train --backbone: {self.backbone!r} is not one of {', '.join(BACKBONES)}")
+
 
 def _augmenters(dataset):
     """Batch-level flips: the dataset's label-safe per-clip flips, shifted by the batch dimension."""
@@ -90,8 +94,6 @@ def train(cfg: TrainConfig) -> dict:
     data = {split: SyntheticMotionDataset(split=split, num_train=cfg.num_train, num_val=cfg.num_val,
                                           seed=cfg.data_seed) for split in ("train", "val")}
     mean, std = data["val"].mean, data["val"].std
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"train: backbone {cfg.backbone!r} is not one of {', '.join(BACKBONES)}")
     model = build_model(cfg.backbone)
     side, frames = model.cfg.img_size, model.cfg.num_frames
     train_x, train_y = load_clips_uint8(data["train"].items(), frames, side, desc="decode train")
