@@ -69,6 +69,9 @@ def test_registered_as_a_trained_halting_method_with_its_own_network():
         spec.make_params({"keep_rate": 0.0})
     with pytest.raises(ValueError, match="mode must be one of"):
         spec.make_params({"mode": "dense"})
+    for gamma in (0.0, -10.0):  # sigmoid(gamma * x0 - beta) would ignore or invert the halting feature
+        with pytest.raises(ValueError, match=r"halt_scale \(gamma\) must be > 0"):
+            spec.make_params({"halt_scale": gamma})
     with pytest.raises(ValueError, match="depth >= 3"):
         build(depth=2)
 

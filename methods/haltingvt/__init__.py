@@ -71,6 +71,9 @@ class HaltingVTParams:
         for name in ("halt_scale", "halt_center"):
             if not _is_number(getattr(self, name)) or not math.isfinite(getattr(self, name)):
                 problems.append(f"{name} must be a finite number, got {getattr(self, name)!r}")
+        if _is_number(self.halt_scale) and math.isfinite(self.halt_scale) and self.halt_scale <= 0:
+            # h = sigmoid(gamma * x0 - beta): gamma <= 0 makes the halting score ignore or invert the token
+            problems.append(f"halt_scale (gamma) must be > 0, got {self.halt_scale!r}")
         if not _is_number(self.eps) or not 0.0 <= self.eps < 1.0:
             problems.append(f"eps must be in [0, 1), got {self.eps!r}")
         if self.mode not in MODES:
