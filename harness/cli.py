@@ -19,7 +19,7 @@ EPILOG = """examples:
   python -m harness ls methods
   python -m harness validate suites/quickstart.yaml
   python -m harness data check suites/k400_vit_b.yaml   # list missing / corrupt videos
-  python -m harness train --out checkpoints/synthetic_vit_tiny.pth
+  python -m harness train                                 # the quickstart backbone, checkpoints/synthetic_vit_d8.pth
   python -m harness viz --method tome --set r=16 --index 23 --out token_map_tome.png --gif
   python -m harness viz --suite suites/quickstart.yaml --cell "sttm motion=learned ft=sttm_k50"
 """
@@ -473,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")
-    train.add_argument("--backbone", default="synthetic_vit_tiny",
-                       help="synthetic_vit_tiny (4 blocks, the quickstart's) or synthetic_vit_d8 (8 blocks)")
+    train.add_argument("--backbone", default="synthetic_vit_d8",
+                       help="synthetic_vit_d8 (8 blocks, the quickstart's) or synthetic_vit_tiny (4 blocks)")
     train.add_argument("--out", help="checkpoint to write (default checkpoints/<backbone>.pth)")
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--seed", type=int, default=0)
@@ -490,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="a method parameter with --method (r=16); a suite override with --suite")
     viz.add_argument("--backbone", help="preset (default synthetic_vit_tiny); with --suite: which backbone's cell")
-    viz.add_argument("--checkpoint", help="trained weights (default for synthetic_vit_tiny: the committed one)")
+    viz.add_argument("--checkpoint", help="trained weights (default for the synthetic presets: the committed ones)")
     viz.add_argument("--init-from", metavar="PATH",
                      help="start from these weights as fine-tuning would (a trained method before fine-tuning)")
     viz.add_argument("--suite", help="suite file: the cell gives backbone, method, settings and weights")

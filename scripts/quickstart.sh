@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
-if [ ! -f checkpoints/synthetic_vit_tiny.pth ]; then
-  $PY -m harness train --out checkpoints/synthetic_vit_tiny.pth
+if [ ! -f checkpoints/synthetic_vit_d8.pth ]; then
+  $PY -m harness train --backbone synthetic_vit_d8
 fi
 $PY -m harness run suites/quickstart.yaml "$@"

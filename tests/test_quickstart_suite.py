@@ -11,26 +11,26 @@ def test_quickstart_is_valid_and_expands_to_every_method():
     assert validate_suite(PATH) == []
     suite = load_suite(PATH)
     labels = [c.label for c in suite.cells()]
-    assert labels == ["dense", "tome r=8", "tome r=16", "vid_tldr r=[16,16]", "vid_tldr r=[32,32]",
-                      "sta r=2", "sta r=4", "sttm", "sttm num_meta=0.25 temporal_r=0.5",
+    assert labels == ["dense", "tome r=8", "tome r=14", "vid_tldr r=[16,16]", "vid_tldr r=[32,32]",
+                      "sta r=3", "sta r=6", "sttm", "sttm num_meta=0.25 temporal_r=0.5",
                       "sttm motion=learned ft=sttm_k50",
                       "sttm num_meta=0.25 temporal_r=0.5 motion=learned ft=sttm_k25",
-                      "haltingvt halt_center=5 ponder_weight=0.2 ft=haltingvt_k50",
-                      "haltingvt halt_center=5 mode=packed ponder_weight=0.2 ft=haltingvt_k50",
-                      "haltingvt halt_center=5 mode=varlen ponder_weight=0.2 ft=haltingvt_k50",
-                      "haltingvt keep_rate=0.25 halt_center=5 ponder_weight=0.05 ft=haltingvt_k25",
-                      "haltingvt keep_rate=0.25 halt_center=5 mode=packed ponder_weight=0.05 ft=haltingvt_k25",
-                      "haltingvt keep_rate=0.25 halt_center=5 mode=varlen ponder_weight=0.05 ft=haltingvt_k25",
-                      "random_drop match=sta r=4", "random_merge match=sta r=4",
+                      "haltingvt halt_center=5 ft=haltingvt_p5e-4",
+                      "haltingvt halt_center=5 mode=packed ft=haltingvt_p5e-4",
+                      "haltingvt halt_center=5 mode=varlen ft=haltingvt_p5e-4",
+                      "haltingvt halt_center=5 ponder_weight=0.001 ft=haltingvt_p1e-3",
+                      "haltingvt halt_center=5 mode=packed ponder_weight=0.001 ft=haltingvt_p1e-3",
+                      "haltingvt halt_center=5 mode=varlen ponder_weight=0.001 ft=haltingvt_p1e-3",
+                      "random_drop match=sta r=6", "random_merge match=sta r=6",
                       "downsample frames=12", "downsample size=48", "rlt threshold=0.02", "rlt threshold=0.035"]
     finetunes = suite.finetunes()
     assert [f.method["name"] for f in finetunes] == ["sttm", "sttm", "haltingvt", "haltingvt"]
     # masked, packed and varlen evaluate the same fine-tuned weights
     by_label = {c.label: c for c in suite.cells()}
-    assert (by_label["haltingvt halt_center=5 ponder_weight=0.2 ft=haltingvt_k50"].method["finetune"]
-            == by_label["haltingvt halt_center=5 mode=packed ponder_weight=0.2 ft=haltingvt_k50"].method["finetune"])
+    assert (by_label["haltingvt halt_center=5 ft=haltingvt_p5e-4"].method["finetune"]
+            == by_label["haltingvt halt_center=5 mode=packed ft=haltingvt_p5e-4"].method["finetune"])
     cell = suite.cells()[0]
-    assert cell.backbone["checkpoint"] == os.path.join(REPO, "checkpoints", "synthetic_vit_tiny.pth")
+    assert cell.backbone["checkpoint"] == os.path.join(REPO, "checkpoints", "synthetic_vit_d8.pth")
     assert os.path.isfile(cell.backbone["checkpoint"])
     assert (cell.eval["batch_size"], cell.measure["batch_size"], cell.measure["repeats"]) == (16, 8, 5)
 

@@ -9,7 +9,8 @@ from harness.training.backbone import TrainConfig, _augmenters, augment, train
 
 
 def _train(tmp_path, name):
-    cfg = TrainConfig(out=str(tmp_path / f"{name}.pth"), epochs=1, num_train=24, num_val=12, batch_size=8)
+    cfg = TrainConfig(out=str(tmp_path / f"{name}.pth"), backbone="synthetic_vit_tiny", epochs=1, num_train=24,
+                      num_val=12, batch_size=8)
     return cfg, train(cfg)
 
 

@@ -154,7 +154,7 @@ def test_cli_writes_png_and_gif(video, tmp_path, capsys):
     (["--method", "tomee"], "Did you mean: 'tome'"),
     (["--method", "tome", "--set", "q=1"], "has no parameter(s) ['q']"),
     (["--method", "haltingvt"], "--init-from"),
-    (["--suite", "suites/quickstart.yaml", "--cell", "tome r=17"], "Did you mean: 'tome r=16'"),
+    (["--suite", "suites/quickstart.yaml", "--cell", "tome r=15"], "Did you mean: 'tome r=14'"),
     (["--method", "tome", "--set", "r=4", "--video", "missing.mp4"], "cannot decode missing.mp4"),
 ])
 def test_cli_user_errors_are_one_clear_line(argv, message, tmp_path, capsys):
@@ -165,7 +165,7 @@ def test_cli_user_errors_are_one_clear_line(argv, message, tmp_path, capsys):
 
 
 def test_cli_names_the_command_that_trains_a_missing_finetune(tmp_path, capsys):
-    cell = "haltingvt halt_center=5 mode=packed ponder_weight=0.2 ft=haltingvt_k50"
+    cell = "haltingvt halt_center=5 mode=packed ft=haltingvt_p5e-4"
     # another recipe than the shipped run's: another key, so nothing to adopt
     assert main(["viz", "--suite", "suites/quickstart.yaml", "--cell", cell, "--results", str(tmp_path),
                  "--set", "finetunes.0.recipe.epochs=9", "--out", str(tmp_path / "x.png")]) == 2

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# weights used when --method names the quickstart backbone without --checkpoint
-DEFAULT_CHECKPOINTS = {"synthetic_vit_tiny": os.path.join(REPO_ROOT, "checkpoints", "synthetic_vit_tiny.pth")}
+# weights used when --method names a synthetic preset without --checkpoint
+DEFAULT_CHECKPOINTS = {name: os.path.join(REPO_ROOT, "checkpoints", f"{name}.pth")
+                       for name in ("synthetic_vit_tiny", "synthetic_vit_d8")}
 
 
 class VizError(ValueError):
@@ -60,7 +61,7 @@ def target_from_method(method: str, method_args: tp.Mapping[str, tp.Any], backbo
                        checkpoint: tp.Optional[str] = None, init_from: tp.Optional[str] = None) -> Target:
     """``method`` with ``method_args`` on preset ``backbone``; weights from ``checkpoint`` (strict),
     ``init_from`` (the method's own initialisation, e.g. a dense checkpoint for a trained method) or,
-    for the quickstart backbone, its committed checkpoint."""
+    for a synthetic preset, its committed checkpoint."""
     import methods
     from harness.models.presets import backbone_registry
     from harness.registry import UnknownNameError
