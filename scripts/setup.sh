@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 CONSTRAINTS="${HARNESS_CONSTRAINTS-constraints/cpu.txt}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-if ! "$VENV/bin/python" -c "import harness, methods, torch, timm, decord, fvcore, av, submitit, pytest, hypothesis, ruff" 2>/dev/null \
+# timm through the harness's import (a bare `import timm` fails on a CPU torch: harness/models/timm_import.py)
+if ! "$VENV/bin/python" -c "import harness, methods, torch, decord, fvcore, av, submitit, pytest, hypothesis, ruff
+from harness.models.timm_import import import_timm; import_timm()" 2>/dev/null \
    || [ "${FORCE_INSTALL:-0}" = 1 ]; then
   "$VENV/bin/python" -m pip install -q ${CONSTRAINTS:+-c "$CONSTRAINTS"} -e ".[test]"
 fi
