@@ -291,14 +291,14 @@ def cmd_viz(args) -> int:
 def cmd_train(args) -> int:
     from harness.training.backbone import TrainConfig, train
 
-    out = args.out or f"checkpoints/{args.backbone}.pth"
+    chosen = {"backbone": args.backbone} if args.backbone else {}  # else TrainConfig's default
     try:
-        cfg = TrainConfig(out=out, backbone=args.backbone, epochs=args.epochs, seed=args.seed,
-                          num_train=args.num_train, num_val=args.num_val, threads=args.threads)
+        cfg = TrainConfig(out=args.out, epochs=args.epochs, seed=args.seed, num_train=args.num_train,
+                          num_val=args.num_val, threads=args.threads, **chosen)
     except ValueError as err:
         raise UserError(str(err)) from None
     meta = train(cfg)
-    print(f"wrote {out}: val top-1 {meta['val_top1']:.3f} after {meta['train_wall_s']:.0f} s")
+    print(f"wrote {cfg.out}: val top-1 {meta['val_top1']:.3f} after {meta['train_wall_s']:.0f} s")
     return 0
 
 
@@ -473,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     train = sub.add_parser("train", help="train the quickstart backbone on the synthetic dataset")
-    train.add_argument("--backbone", default="synthetic_vit_d8",
-                       help="synthetic_vit_d8 (8 blocks, the quickstart's) or synthetic_vit_tiny (4 blocks)")
+    train.add_argument("--backbone", help="synthetic_vit_d8 (default: 8 blocks, the quickstart's) or "
+                                           "synthetic_vit_tiny (4 blocks)")
     train.add_argument("--out", help="checkpoint to write (default checkpoints/<backbone>.pth)")
     train.add_argument("--epochs", type=int, default=50)
     train.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,7 @@
 """The quickstart backbones' trainer (``python -m harness train``): which presets it makes, what it writes."""
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -20,6 +21,8 @@ def test_train_rejects_another_backbone_before_any_work(tmp_path, monkeypatch, c
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "data"))
     with pytest.raises(ValueError, match="not one of synthetic_vit_tiny, synthetic_vit_d8"):
         TrainConfig(out=str(tmp_path / "x.pth"), backbone="videomae_vit_b16")
+    assert TrainConfig().out == os.path.join("checkpoints", "synthetic_vit_d8.pth")  # derived from the backbone
+    assert TrainConfig(backbone="synthetic_vit_tiny").out == os.path.join("checkpoints", "synthetic_vit_tiny.pth")
     assert main(["train", "--backbone", "synthetic_vit_tny"]) == 2
     assert "train --backbone: 'synthetic_vit_tny' is not one of" in capsys.readouterr().err
     assert not (tmp_path / "data").exists() and not (tmp_path / "x.pth").exists()

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import time
+import typing as tp
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +26,7 @@ BACKBONES = ("synthetic_vit_tiny", "synthetic_vit_d8")  # presets this trainer m
 
 @dataclasses.dataclass
 class TrainConfig:
-    out: str = "checkpoints/synthetic_vit_d8.pth"  # where the checkpoint goes
+    out: tp.Optional[str] = None  # where the checkpoint goes (None: checkpoints/<backbone>.pth)
     backbone: str = "synthetic_vit_d8"  # one of BACKBONES (the quickstart's: synthetic_vit_d8)
     epochs: int = 50  # passes over the training split
     num_train: int = 4000  # training clips generated
@@ -42,6 +43,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"train --backbone: {self.backbone!r} is not one of {', '.join(BACKBONES)}")
+        if self.out is None:
+            self.out = os.path.join("checkpoints", f"{self.backbone}.pth")
 
 
 def _augmenters(dataset):

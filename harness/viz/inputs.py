@@ -13,10 +13,11 @@ import typing as tp
 import numpy as np
 import torch
 
+from harness.training.backbone import BACKBONES  # the presets whose checkpoints are committed
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # weights used when --method names a synthetic preset without --checkpoint
-DEFAULT_CHECKPOINTS = {name: os.path.join(REPO_ROOT, "checkpoints", f"{name}.pth")
-                       for name in ("synthetic_vit_tiny", "synthetic_vit_d8")}
+DEFAULT_CHECKPOINTS = {name: os.path.join(REPO_ROOT, "checkpoints", f"{name}.pth") for name in BACKBONES}
 
 
 class VizError(ValueError):

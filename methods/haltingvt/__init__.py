@@ -69,11 +69,11 @@ class HaltingVTParams:
         if not _is_number(self.keep_rate) or not 0.0 < self.keep_rate <= 1.0:
             problems.append(f"keep_rate must be in (0, 1], got {self.keep_rate!r}")
         for name in ("halt_scale", "halt_center"):
-            if not _is_number(getattr(self, name)) or not math.isfinite(getattr(self, name)):
-                problems.append(f"{name} must be a finite number, got {getattr(self, name)!r}")
-        if _is_number(self.halt_scale) and math.isfinite(self.halt_scale) and self.halt_scale <= 0:
-            # h = sigmoid(gamma * x0 - beta): gamma <= 0 makes the halting score ignore or invert the token
-            problems.append(f"halt_scale (gamma) must be > 0, got {self.halt_scale!r}")
+            value = getattr(self, name)
+            if not _is_number(value) or not math.isfinite(value):
+                problems.append(f"{name} must be a finite number, got {value!r}")
+            elif name == "halt_scale" and value <= 0:  # h = sigmoid(gamma * x0 - beta) would ignore / invert x0
+                problems.append(f"halt_scale (gamma) must be > 0, got {value!r}")
         if not _is_number(self.eps) or not 0.0 <= self.eps < 1.0:
             problems.append(f"eps must be in [0, 1), got {self.eps!r}")
         if self.mode not in MODES:
