@@ -29,7 +29,7 @@ IGNORED_OPS = frozenset({
     "aten::_upsample_bilinear2d_aa",  # downsample: resizing the input clip (input preparation, like decoding)
     "aten::abs", "aten::avg_pool3d",  # RLT: mean |pixel difference| per patch (elementwise, before the model)
     "aten::flip", "aten::cummin",  # RLT: run lengths (index bookkeeping)
-    "aten::repeat_interleave",  # divided attention: the class token copied into every frame
+    "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
     "aten::tanh",  # ViViT's gelu_fast (elementwise)
 })
 

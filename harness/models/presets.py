@@ -42,12 +42,27 @@ class TokenLayout:
             out.add("attentive_pool")
         return frozenset(out)
 
+    def tokens_handed(self, tokens: int) -> int:
+        """Tokens a reducer is handed per sample when ``tokens`` (class tokens included) enter a block."""
+        if self.attention == "divided":
+            return (tokens - self.cls_tokens) // self.grid[0]
+        return tokens
+
     @property
     def protected(self) -> int:
         """Leading tokens of the sequence a reducer is handed that it must keep as they are: the class
         tokens under joint attention; none under divided attention, where the reducer is handed the
         patch tokens of each frame and the class token stays with the block (Pollard & Wray's rule)."""
         return self.cls_tokens if self.attention == "joint" else 0
+
+
+# what a token-reduction method may have to handle, with the reason a method that does not is refused
+LAYOUT_FEATURES = {
+    "cls_token": "a class token that must never be merged or pruned",
+    "divided_attention": "divided space-time attention, which needs the same token count in every frame",
+    "rope3d": "3-D rotary positions that every remaining token must keep",
+    "attentive_pool": "an attentive-probe head over the final tokens",
+}
 
 
 # family -> (cls tokens, position, attention, order, pooling); the library each one reproduces is in FAMILIES
@@ -63,6 +78,14 @@ FAMILIES = {
     "timesformer": "TimeSformer divided space-time (transformers TimesformerForVideoClassification)",
     "vjepa2": "V-JEPA 2 with its attentive probe (transformers VJEPA2ForVideoClassification)",
 }
+
+
+def family_features(family: str) -> tp.FrozenSet[str]:
+    """The layout features of ``family`` (what a method must support to run on it)."""
+    cls_tokens, position, attention, order, pooling = _LAYOUTS[family]
+    return TokenLayout(family, cls_tokens, position, attention, order, pooling, (1, 1, 1)).features
+
+
 ACTIVATIONS = ("gelu", "gelu_fast")  # erf GELU | transformers' FastGELUActivation (tanh form; ViViT)
 
 
