@@ -38,9 +38,9 @@ What it writes
    ``input`` [B=2, 3, T=4, 32, 32] fp16 (the official TimeSformer's and our [B, C, T, H, W] layout;
    transformers takes ``pixel_values = input.permute(0, 2, 1, 3, 4)`` = [B, T, C, H, W]); it is already
    "normalised" (standard normal values, no mean/std to apply). ``dense_logits`` (transformers, reloaded
-   from the directory), ``dense_logits_official`` and their max |diff|; ``cases``: the official model
-   patched with P&W's ``apply_patch(wrapper, trace_source=..., prop_attn=..., mode="merge")`` and
-   ``wrapper.r = R``, per case:
+   from the directory; ``dense_logits_float64`` the same in float64), ``dense_logits_official`` and their
+   max |diff|; ``cases``: the official model patched with P&W's ``apply_patch(wrapper,
+   trace_source=..., prop_attn=..., mode="merge")`` and ``wrapper.r = R``, per case:
 
    - ``tokens_in``: sequence length entering each block, CLS included (1 + T * p);
      ``spatial_tokens_in``: p, the patch tokens per frame entering each block (equal in every frame);
@@ -48,6 +48,8 @@ What it writes
    - ``tokens`` [B, 1 + T * p_out, C]: the sequence leaving the last block (before the final norm), in
      the official order: CLS, then patch-major / time-minor ``(p t)``: row 1 + j * T + t is token j of
      frame t. ``feature`` [B, C]: the final LayerNorm of the CLS token. ``logits`` [B, 5].
+     ``tokens_float64`` / ``feature_float64`` / ``logits_float64``: the same official run in float64 (the
+     same merges, asserted), for a tight check of an explicit-attention port.
    - ``size`` [B, T, p_out] int16: patches held by each token of each frame (P&W keep it per frame,
      ``_tome_info["size"]`` [(B T), p, 1]). ``member`` [B, T, 16] int16 (cases with trace_source): the
      index of the token (within its frame) that holds each input patch of that frame.
@@ -288,8 +290,8 @@ def integer(size: torch.Tensor) -> torch.Tensor:
     return size.to(torch.int16)
 
 
-def run_case(tsf, patch, utils, state, clip, case):
-    wrapper = official_wrapper(tsf, state)
+def run_case(tsf, patch, utils, state, clip, case, dtype=torch.float32):
+    wrapper = official_wrapper(tsf, state).to(dtype)
     patch.apply_patch(wrapper, trace_source=case["trace_source"], prop_attn=case["prop_attn"], mode="merge")
     wrapper.r = case["r"]
     vit, T = wrapper.model, HF_CONFIG["num_frames"]
@@ -307,7 +309,7 @@ def run_case(tsf, patch, utils, state, clip, case):
     patch.bipartite_soft_matching = recording
     try:
         with torch.no_grad():
-            logits = wrapper([clip])  # the patched forward resets r (parse_r), size and source
+            logits = wrapper([clip.to(dtype)])  # the patched forward resets r (parse_r), size and source
     finally:
         patch.bipartite_soft_matching = original
         for h in hooks:
@@ -366,15 +368,22 @@ def main() -> None:
                 break
         else:
             raise SystemExit("no seed kept every matching decision away from ties")
+        for name, case in CASES.items():  # the same merges in float64: tight values for an explicit port
+            wide, narrow = run_case(tsf, patch, utils, state, clip, case, torch.float64), cases[name]
+            assert wide["tokens_in"] == narrow["tokens_in"] and torch.equal(wide["size"], narrow["size"]), name
+            assert not case["trace_source"] or torch.equal(wide["member"], narrow["member"]), name
+            narrow.update({f"{key}_float64": wide[key] for key in ("tokens", "feature", "logits")})
         reloaded = save_hf(model, args.hf_dir)
         with torch.no_grad():
             dense = reloaded(pixel_values=clip.permute(0, 2, 1, 3, 4)).logits
+            dense64 = reloaded.double()(pixel_values=clip.double().permute(0, 2, 1, 3, 4)).logits
             dense_official = official_wrapper(tsf, state)([clip])
     golden = {"source": f"sjpollard/video-how-do-your-tokens-merge@{commits['pw']}",
               "timesformer": f"facebookresearch/TimeSformer@{commits['timesformer']}",
               "seed": seed, "margin": margin, "hf_config": HF_CONFIG, "batch": BATCH,
               "input_layout": "B C T H W (transformers: pixel_values = input.permute(0, 2, 1, 3, 4))",
-              "input": clip.half(), "dense_logits": dense, "dense_logits_official": dense_official,
+              "input": clip.half(), "dense_logits": dense, "dense_logits_float64": dense64,
+              "dense_logits_official": dense_official,
               "dense_max_abs_diff": {"float32": diffs[torch.float32], "float64": diffs[torch.float64]},
               "cases": cases}
     torch.save(golden, args.out)
