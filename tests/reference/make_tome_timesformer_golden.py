@@ -92,8 +92,9 @@ Pollard & Wray's rule for ToMe on TimeSformer (``tome/patch/timesformer.py`` @21
   State is reset in the patched wrapper's forward (``make_tome_class``).
 
 Ambiguities a port has to choose (this golden pins P&W's choices): the unbiased CLS query row under
-prop_attn; index-paired temporal attention after merging; ``tokens_in`` counting (here both the full
-length with CLS and p per frame are stored).
+prop_attn (the golden tells it apart: biasing the CLS row too, as ToMe's timm patch does, moves these
+logits by 0.2-0.4 and changes one case's merges); index-paired temporal attention after merging;
+``tokens_in`` counting (here both the full length with CLS and p per frame are stored).
 """
 import argparse
 import json
