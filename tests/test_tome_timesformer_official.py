@@ -6,11 +6,9 @@ transformers ``TimesformerForVideoClassification`` saved with ``save_pretrained`
 official TimeSformer (dense logits equal), which P&W's ``tome/patch/timesformer.py`` then patched for four
 r schedules, with and without proportional attention.
 
-DRAFT: the last group targets the harness's TimeSformer backbone, being written at the same time; it
-assumes ``harness.build_model("video_vit", family="timesformer", method=..., method_args=...,
-checkpoint=HF_DIR)`` and ``model.last_stats.tokens_in`` = sequence length entering each block, CLS
-included (the golden also has ``spatial_tokens_in``, patch tokens per frame). They skip until
-``HARNESS_TIMESFORMER`` is set True; the golden's own checks run now.
+The last group runs the harness's TimeSformer (``build_model("video_vit", checkpoint=HF_DIR, method="tome")``)
+on the same weights and input: ``last_stats.tokens_in`` counts the tokens entering each block, CLS included
+(the golden also has ``spatial_tokens_in``, patch tokens per frame).
 """
 import os
 
@@ -28,8 +26,6 @@ HF_DIR = os.path.join(ROOT, "tests", "reference", "timesformer_tiny_hf")
 CASES = ["constant_r3_prop_attn", "list_capped", "list_capped_prop_attn", "decreasing_r3_prop_attn"]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 MODEL_TOL64 = 1e-9  # float64 through merges: the golden's merges are 2e-4 from any tie
-HARNESS_TIMESFORMER = False  # DRAFT: set True once harness.build_model(..., family="timesformer") exists
-draft = pytest.mark.skipif(not HARNESS_TIMESFORMER, reason="DRAFT: the harness TimeSformer is not there yet")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +70,7 @@ def test_golden_follows_the_per_frame_rule(golden):
     assert not torch.equal(lists[0]["member"][0, 0], lists[0]["member"][0, 1])  # and frame by frame
 
 
-# --- DRAFT: the harness's TimeSformer (API assumed, see the module docstring) ---
+# --- the harness's TimeSformer with its ToMe reducer ---
 
 def build(method="dense", method_args=None):
     return harness.build_model("video_vit", family="timesformer", method=method, method_args=method_args,
@@ -90,7 +86,6 @@ def method_args(case) -> dict:
     return args
 
 
-@draft
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
 def test_dense_harness_timesformer_equals_transformers(golden, dtype):
     model = build().to(dtype)
@@ -101,7 +96,6 @@ def test_dense_harness_timesformer_equals_transformers(golden, dtype):
     assert model.class_names == ["archery", "bowling", "cartwheel", "diving", "eating"]
 
 
-@draft
 @pytest.mark.parametrize("name", CASES)
 def test_tome_on_timesformer_matches_pollard_wray(golden, name):
     case = golden["cases"][name]
@@ -113,7 +107,6 @@ def test_tome_on_timesformer_matches_pollard_wray(golden, name):
     assert (logits - case["logits"]).abs().max() <= TOL[torch.float32]
 
 
-@draft
 @pytest.mark.parametrize("name", CASES)
 def test_tome_on_timesformer_matches_pollard_wray_in_float64(golden, name):
     case = golden["cases"][name]
@@ -124,7 +117,6 @@ def test_tome_on_timesformer_matches_pollard_wray_in_float64(golden, name):
     assert (logits - case["logits_float64"]).abs().max() <= MODEL_TOL64
 
 
-@draft
 def test_proportional_attention_is_what_separates_the_list_cases(golden):
     """Sanity of the check itself: the prop_attn golden is missed with prop_attn off."""
     case = golden["cases"]["list_capped_prop_attn"]
