@@ -35,6 +35,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     """
     state, layout = read_checkpoint(path)
     expected = model.state_dict()
+    if "pos_embed" in state and "pos_embed" not in expected:
+        state = {k: v for k, v in state.items() if k != "pos_embed"}  # a sinusoid table: regenerated at construction
     state, layout = _k710_to_k400(state, layout, expected)
     if allow_missing_prefix:
         expected = {k: v for k, v in expected.items()
@@ -136,8 +138,8 @@ def unwrap_state_dict(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
 
 
 def _convert_videomae(state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch.Tensor]:
-    # The sinusoid table is regenerated at construction; some exports carry it anyway.
-    return {k: v for k, v in state.items() if k != "pos_embed"}
+    # our own key names; a sinusoid pos_embed some exports carry is dropped by load_checkpoint
+    return dict(state)
 
 
 _MMACTION_RENAMES = (

@@ -247,6 +247,15 @@ def synthetic_vit_d8() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=128, depth=8, num_heads=2, img_size=64, num_classes=12)
 
 
+# the divided-attention quickstart backbone: a TimeSformer (CLS token, learned space + time positions, divided
+# space-time attention, CLS head) at synthetic_vit_tiny's size; tubelet 2 keeps the 16-frame clips at 8 x 16 tokens
+@register_backbone("synthetic_timesformer_tiny",
+                   summary="TimeSformer-layout (CLS, divided space-time): 128-d, 4 blocks, 2 heads, 16x64, "
+                           "tubelet 2, 12 classes (1.3 M)")
+def synthetic_timesformer_tiny() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12, family="timesformer")
+
+
 @register_backbone("haltingvt_deit_s8",
                    summary="HaltingVT's DeiT-S Joint-ST backbone: 384-d, 12 blocks, 6 heads, 8x224, "
                            "tubelet 1, 200 classes (Mini-Kinetics); build with method=haltingvt")
