@@ -158,6 +158,7 @@ class SyntheticMotionDataset(VideoProtocol):
     num_crops: tp.Literal[1, 3] = 1
     short_side: int = 64
     crop_size: int = 64
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "torch_antialias"  # as training resizes
 
     @property
     def num_classes(self) -> int:

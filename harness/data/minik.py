@@ -104,6 +104,7 @@ class MiniKineticsDataset(RealDataset, VideoProtocol):
     num_crops: tp.Literal[1, 3] = 1
     short_side: int = 256
     crop_size: int = 224
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "mmaction2"  # mmcv.imresize, CenterCrop
     mean: tp.List[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])  # 127.5 / 255
     std: tp.List[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     aggregation: tp.Literal["prob", "score"] = "prob"

@@ -193,6 +193,7 @@ class _VideoMAEDenseTest(VideoProtocol):
     num_crops: tp.Literal[1, 3] = 3
     short_side: int = 224
     crop_size: int = 224
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "mmaction2"  # mmaction2's VideoMAE test pipeline
     aggregation: tp.Literal["prob", "score"] = "prob"
 
 
@@ -412,6 +413,7 @@ class SSv2Dataset(RealDataset, VideoProtocol):
     num_crops: tp.Literal[1, 3] = 3
     short_side: int = 224
     crop_size: int = 224
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "videomae"  # ssv2.py's resize and crops
     aggregation: tp.Literal["prob", "score"] = "prob"
 
     def _static_problems(self) -> list[str]:

@@ -62,7 +62,7 @@ class VideoDataset(torch.utils.data.Dataset):
             item, index_fn, timeout_s=getattr(p, "decode_timeout_s", DEFAULT_DECODE_TIMEOUT_S),
             decoder=getattr(p, "decoder", DEFAULT_DECODER))
         # resize each distinct frame once, then gather the [num_clips, clip_len] clips
-        frames = resize_short_side(torch.from_numpy(frames_np), self.protocol.short_side)
+        frames = resize_short_side(torch.from_numpy(frames_np), p.short_side, p.spatial)
         positions = torch.from_numpy(np.searchsorted(unique_inds, clip_inds))
         return make_views(frames[positions], self.protocol)
 
