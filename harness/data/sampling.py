@@ -27,11 +27,17 @@ def dense_test_indices(num_frames: int, clip_len: int, frame_interval: int, num_
     * several clips: offsets ``np.round(arange(num_clips) * max_offset / (num_clips - 1))`` (numpy
       rounds halves to even); one clip: ``max_offset // 2`` (centred, floored);
     * indices ``offset + arange(clip_len) * frame_interval``, then ``% num_frames``: a video shorter
-      than the span loops back to its start instead of repeating the last frame.
+      than the span loops back to its start instead of repeating the last frame;
+    * ``clip_len == 1`` takes mmaction2's separate 2-D branch: frame ``int((k + 1/2) * num_frames /
+      num_clips)`` of clip ``k`` (segment centres, floored; ``frame_interval`` unused).
     """
     _check(num_frames, clip_len, num_clips)
     if frame_interval <= 0:
         raise ValueError(f"frame_interval must be positive, got {frame_interval}")
+    if clip_len == 1:  # mmaction2's 2-D branch: one frame at the centre of each of num_clips segments
+        avg = num_frames / float(num_clips)
+        offsets = np.arange(num_clips) * avg + avg / 2.0
+        return np.mod(offsets, num_frames).astype(np.int64)[:, None]
     ori_clip_len = (clip_len - 1) * frame_interval + 1
     max_offset = max(num_frames - ori_clip_len, 0)
     if num_clips > 1:
@@ -47,7 +53,8 @@ def uniform_test_indices(num_frames: int, clip_len: int, num_clips: int) -> np.n
 
     The video is cut into ``clip_len`` segments of ``tick = num_frames / clip_len`` frames.
 
-    * ``num_clips == 1``: segment centres ``int(tick / 2 + tick * x)`` (TSN/VideoMAE validation form).
+    * ``num_clips == 1``: segment centres ``int(tick / 2 + tick * x)`` (TSN's centre sampling; VideoMAE's
+      own SSv2 loaders never take this form: their test mode always decodes the 2-chunk union below).
     * ``num_clips == 2`` (VideoMAE's 2 "chunks"): VideoMAE decodes the union of
       ``int(tick / 2 + tick * x)`` and ``int(tick * x)``, *sorts* it and takes ``buffer[chunk::2]``;
       since ``int(tick*x) <= int(tick*x + tick/2) <= int(tick*(x+1))`` chunk 0 is the segment starts

@@ -96,27 +96,28 @@ def _linear_taps(src: int, dst: int, clamp_weights: bool) -> tuple[torch.Tensor,
     return tuple(torch.from_numpy(a) for a in (i0, i1, w0, w1))  # type: ignore[return-value]
 
 
-def cv2_linear_resize(frames: torch.Tensor, out_h: int, out_w: int, chunk: int = 8) -> torch.Tensor:
+def cv2_linear_resize(frames: torch.Tensor, out_h: int, out_w: int, chunk: int = 16) -> torch.Tensor:
     """``cv2.resize(frame, (out_w, out_h), interpolation=cv2.INTER_LINEAR)`` on each uint8 frame of
     ``[T, H, W, C]``, bit for bit (checked against opencv-python 4.10 and 5.1, tests/reference).
 
-    cv2 interpolates rows first with 11-bit integer weights (exact sums), then columns with its
-    SIMD fixed-point rounding: ``((r0 >> 4) * w0 >> 16) + ((r1 >> 4) * w1 >> 16)``, then
+    cv2 interpolates along rows first with 11-bit integer weights (exact sums), then between rows with
+    its SIMD fixed-point rounding: ``((r0 >> 4) * w0 >> 16) + ((r1 >> 4) * w1 >> 16)``, then
     ``(x + 2) >> 2``. A float bilinear resize differs from it by one level on ~8% of values.
     """
     _check_frames(frames)
     t, h, w, c = frames.shape
     x0, x1, a0, a1 = _linear_taps(w, out_w, clamp_weights=True)
     y0, y1, b0, b1 = _linear_taps(h, out_h, clamp_weights=False)
-    a0, a1 = a0.view(1, 1, -1, 1), a1.view(1, 1, -1, 1)
+    rows, where = torch.unique(torch.cat([y0, y1]), return_inverse=True)  # only the source rows used
+    p0, p1 = where[:out_h], where[out_h:]
     b0, b1 = b0.view(1, -1, 1, 1), b1.view(1, -1, 1, 1)
     out = torch.empty((t, out_h, out_w, c), dtype=torch.uint8)
-    for s in range(0, t, chunk):
-        x = frames[s:s + chunk].to(torch.int32)
-        rows = x.index_select(2, x0) * a0 + x.index_select(2, x1) * a1  # [t, H, out_w, C], exact
-        top = ((rows.index_select(1, y0) >> 4) * b0) >> 16
-        bottom = ((rows.index_select(1, y1) >> 4) * b1) >> 16
-        out[s:s + chunk] = ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8)
+    for s in range(0, t, chunk):  # advanced indexing: index_select is ~30x slower on int32 here
+        x = frames[s:s + chunk][:, rows].permute(0, 1, 3, 2).to(torch.int32)  # [t, R, C, W]
+        across = x[..., x0] * a0 + x[..., x1] * a1  # [t, R, C, out_w], exact
+        top = ((across[:, p0] >> 4) * b0) >> 16
+        bottom = ((across[:, p1] >> 4) * b1) >> 16
+        out[s:s + chunk] = ((top + bottom + 2) >> 2).clamp_(0, 255).to(torch.uint8).permute(0, 1, 3, 2)
     return out
 
 
