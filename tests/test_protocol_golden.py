@@ -49,8 +49,8 @@ def harness_levels(case: str, decoder: str, **overrides) -> tuple[np.ndarray, np
         from harness.data.decode import decoder_backend
 
         item = VideoItem(path=path, label=0, index=0)
-        seen: list = []
-        decoder_backend(decoder)(path, lambda n: (seen.append(n), np.array([0]))[1])
+        seen: list = []  # counted with PyAV here (decord only ever loads in the decode workers)
+        decoder_backend("pyav")(path, lambda n: (seen.append(n), np.array([0]))[1])
         num_frames = seen[0]
     data = VideoDataset([item], protocol)
     sel = torch.from_numpy(GOLDEN["sel"]).long()

@@ -169,6 +169,10 @@ def _is_official_k400_csv(path: str) -> bool:
     if not lines:
         return False
     head = [c.strip().lower() for c in lines[0][1].split(",")]
+    if "label" not in head and {"youtube_id", "time_start", "time_end"} <= set(head):
+        raise ValueError(f"{path}:{lines[0][0]}: an official Kinetics CSV without a 'label' column (header "
+                         f"{lines[0][1].strip()!r}): the test split is unlabelled; evaluate on the validation "
+                         f"CSV (kinetics_400_val.csv / validate.csv, header {','.join(K400_OFFICIAL_HEADER)})")
     return tuple(head[:5]) == K400_OFFICIAL_HEADER
 
 
