@@ -15,26 +15,32 @@ from harness.data.annotations import FrameFolderItem, VideoItem
 from harness.data.decode import decoder_available
 from harness.data.minik import MiniKineticsDataset
 from harness.data.real import Kinetics400Dataset, SSv2Dataset, UCF101Dataset
-from harness.data.sampling import dense_test_indices, uniform_test_indices
+from harness.data.sampling import dense_test_indices, uniform_test_indices, videomae_dense_test_indices
 from harness.data.video_dataset import VideoDataset
 
 REF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference")
 GOLDEN = np.load(os.path.join(REF, "protocol_golden.npz"), allow_pickle=False)
 MEDIA = os.path.join(REF, "protocol_media")
 CASES = sorted({k.split("/")[0] for k in GOLDEN.files if k.endswith("/views")})
-PROTOCOLS = {"k400": Kinetics400Dataset, "ucf101": UCF101Dataset, "ssv2": SSv2Dataset, "minik": MiniKineticsDataset}
+PROTOCOLS = {"k400": Kinetics400Dataset, "ucf101": UCF101Dataset, "ssv2": SSv2Dataset, "minik": MiniKineticsDataset,
+             "k400vm": Kinetics400Dataset, "ucf101vm": UCF101Dataset}
+VIDEOMAE_K400 = {"sampler": "videomae_dense", "spatial": "videomae"}  # VideoMAE's own kinetics.py (a named option)
 MEDIA_OF = {"k400_340x256": "k400_340x256.mp4", "k400_wide_480x200": "wide_480x200.mp4",
             "k400_tall_256x340": "tall_256x340.mp4", "k400_1920x1080": "hd_1920x1080.mp4",
             "ucf101_320x240": "ucf101_320x240.avi", "ssv2_427x240": "ssv2_427x240.webm",
             "ssv2_340x256": "k400_340x256.mp4", "ssv2_tall_256x340": "tall_256x340.mp4",
-            "ssv2_1920x1080": "hd_1920x1080.mp4", "minik_340x256": "minik_340x256", "minik_480x360": "minik_480x360"}
+            "ssv2_1920x1080": "hd_1920x1080.mp4", "minik_340x256": "minik_340x256", "minik_480x360": "minik_480x360",
+            "k400vm_340x256": "k400_340x256.mp4", "k400vm_1920x1080": "hd_1920x1080.mp4",
+            "ucf101vm_320x240": "ucf101_320x240.avi"}
 MINIK_FRAMES = {"minik_340x256": 9, "minik_480x360": 7}
 DECODERS = ["decord", "pyav"]
 
 
 def protocol_for(case: str, **overrides):
-    fields = {"ann_file": "unused.txt", **({"ann_format": "mmaction"} if case.startswith("ucf101") else {})}
-    return PROTOCOLS[case.split("_")[0]](**fields, **overrides)
+    name = case.split("_")[0]
+    fields = {"ann_file": "unused.txt", **({"ann_format": "mmaction"} if name.startswith("ucf101") else {}),
+              **(VIDEOMAE_K400 if name.endswith("vm") else {})}
+    return PROTOCOLS[name](**{**fields, **overrides})
 
 
 def harness_levels(case: str, decoder: str, **overrides) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +114,13 @@ def test_uniform_indices_equal_videomae_ssv2():
     counts, golden = GOLDEN["sweep/counts"], GOLDEN["sweep/ssv2"]
     for n, expected in zip(counts.tolist(), golden):
         np.testing.assert_array_equal(uniform_test_indices(n, 16, 2), expected, err_msg=f"{n} frames")
+
+
+def test_videomae_dense_indices_equal_videomae_kinetics():
+    counts, golden = GOLDEN["sweep/counts"], GOLDEN["sweep/k400vm"]
+    for n, expected in zip(counts.tolist(), golden):
+        np.testing.assert_array_equal(videomae_dense_test_indices(n, 16, 4, 5), expected, err_msg=f"{n} frames")
+    assert sum(not np.array_equal(dense_test_indices(n, 16, 4, 5), g) for n, g in zip(counts.tolist(), golden)) > 100
 
 
 if __name__ == "__main__":

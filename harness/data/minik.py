@@ -97,7 +97,7 @@ class MiniKineticsDataset(RealDataset, VideoProtocol):
     start_index: int = 1  # file number of frame 0 (mmaction2 rawframes: 1)
     num_classes: int = 200
     # HaltingVT's Mini-K test protocol (configs/minik/data_pipeline_ml_8x32.py)
-    sampler: tp.Literal["dense", "uniform"] = "dense"
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "dense"
     clip_len: int = 8
     frame_interval: int = 32
     num_clips: int = 1

@@ -190,7 +190,7 @@ def _whole_seconds(text: str, path: str, lineno: int, column: str) -> int:
 class _VideoMAEDenseTest(VideoProtocol):
     """VideoMAE's K400/UCF101 test protocol: 16 frames x stride 4, 5 clips x 3 crops at 224, prob."""
 
-    sampler: tp.Literal["dense", "uniform"] = "dense"
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "dense"
     clip_len: int = 16
     frame_interval: int = 4
     num_clips: int = 5
@@ -410,7 +410,7 @@ class SSv2Dataset(RealDataset, VideoProtocol):
     video_ext: str = "webm"  # official_json only: file name = {id}.{video_ext}
     num_classes: int = 174
     # VideoMAE SSv2 test protocol (TSN-uniform segments, 2 temporal views)
-    sampler: tp.Literal["dense", "uniform"] = "uniform"
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "uniform"
     clip_len: int = 16
     frame_interval: int = 1  # unused by the uniform sampler
     num_clips: int = 2

@@ -41,7 +41,7 @@ def data_home() -> str:
 class VideoProtocol:
     """How test views are sampled, transformed and aggregated (part of every cell's key)."""
 
-    sampler: tp.Literal["dense", "uniform"] = "dense"  # dense: clip_len x frame_interval x num_clips (K400); uniform: TSN segments (SSv2)
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "dense"  # dense: mmaction2 clip_len x frame_interval x num_clips (K400); uniform: TSN segments (VideoMAE SSv2); videomae_dense: VideoMAE's K400 clips
     clip_len: int = 16  # frames per view
     frame_interval: int = 4  # stride between sampled frames (dense sampler only)
     num_clips: int = 1  # temporal views per video
@@ -80,6 +80,9 @@ class VideoProtocol:
             if not all(isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= 1e6 for v in values):
                 problems.append(f"{name} values must be finite numbers, got {values}")
         problems += decoder_problems(self.decoder)
+        if self.sampler == "videomae_dense" and self.num_clips < 2:
+            problems.append(f"sampler videomae_dense needs num_clips >= 2 (VideoMAE spreads its clips over "
+                            f"num_clips - 1 steps), got {self.num_clips}")
         if self.spatial not in SPATIAL:
             problems.append(f"spatial must be one of {', '.join(SPATIAL)}, got {self.spatial!r}")
         elif self.spatial == "videomae" and self.num_crops == 3 and self.crop_size != self.short_side:

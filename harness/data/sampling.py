@@ -74,11 +74,37 @@ def uniform_test_indices(num_frames: int, clip_len: int, num_clips: int) -> np.n
     return np.minimum(inds, num_frames - 1)
 
 
+def videomae_dense_test_indices(num_frames: int, clip_len: int, frame_interval: int, num_clips: int) -> np.ndarray:
+    """VideoMAE's own K400/UCF101 test clips (``kinetics.py`` ``VideoClsDataset``, ``mode='test'``).
+
+    ``loadvideo_decord`` decodes every ``frame_interval``-th frame from 0 (``range(0, n, interval)``),
+    repeating the last one until there are ``clip_len``; clip ``k`` is ``clip_len`` consecutive entries
+    of that buffer from ``int(k * max((len - clip_len) / (num_clips - 1), 0))``. ``num_clips`` must be
+    at least 2 (VideoMAE divides by ``num_clips - 1``). The frames differ from mmaction2's
+    ``SampleFrames`` (``dense_test_indices``) by up to ``frame_interval - 1`` (measurement.md P21).
+    """
+    _check(num_frames, clip_len, num_clips)
+    if frame_interval <= 0 or num_clips < 2:
+        raise ValueError(f"the videomae_dense sampler needs frame_interval >= 1 and num_clips >= 2, "
+                         f"got {frame_interval}, {num_clips}")
+    buffer = list(range(0, num_frames, frame_interval))
+    buffer += [buffer[-1]] * max(clip_len - len(buffer), 0)
+    step = max(1.0 * (len(buffer) - clip_len) / (num_clips - 1), 0)
+    starts = [int(k * step) for k in range(num_clips)]
+    return np.asarray([buffer[s:s + clip_len] for s in starts], dtype=np.int64)
+
+
+SAMPLERS = {"dense": "mmaction2 SampleFrames (test mode)", "uniform": "VideoMAE ssv2.py test chunks",
+            "videomae_dense": "VideoMAE kinetics.py test clips"}
+
+
 def sample_test_indices(num_frames: int, sampler: str, clip_len: int, frame_interval: int, num_clips: int) -> np.ndarray:
-    """Dispatch on a ``VideoProtocol.sampler`` name (``"dense"`` or ``"uniform"``)."""
+    """Dispatch on a ``VideoProtocol.sampler`` name (``SAMPLERS``)."""
     if sampler == "dense":
         return dense_test_indices(num_frames, clip_len, frame_interval, num_clips)
     if sampler == "uniform":
         return uniform_test_indices(num_frames, clip_len, num_clips)
-    raise ValueError(f"unknown sampler {sampler!r}; expected 'dense' or 'uniform'")
+    if sampler == "videomae_dense":
+        return videomae_dense_test_indices(num_frames, clip_len, frame_interval, num_clips)
+    raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(map(repr, SAMPLERS))}")
 

@@ -15,7 +15,7 @@ read the .npz (``tests/test_protocol_golden.py``).
 
 Commits used for the committed golden: mmaction2 4d6c934 (1.2.0, ``mmaction/datasets/transforms/
 loading.py``, ``processing.py``), mmcv a8073c7 (``mmcv/image/geometric.py``, ``io.py``), VideoMAE 14ef8d8
-(``ssv2.py``, ``functional.py``, ``video_transforms.py``); opencv-python-headless 5.1.0.95 (4.10.0.84
+(``ssv2.py``, ``kinetics.py``, ``functional.py``, ``video_transforms.py``); opencv-python-headless 5.1.0.95 (4.10.0.84
 gives the same bytes). Decoder of the golden: decord (``decord.VideoReader`` inside the reference
 loaders); JPEG frames: cv2 (``mmcv.imfrombytes``).
 
@@ -31,6 +31,11 @@ Contents (uint8 views before normalisation, crops in the reference's own order):
   and columns ``SEL`` (every 7th and the last), ``[views, 2, len(SEL), len(SEL), 3]``;
 * ``{case}/crop_order``: mmaction2's ThreeCrop emits (start, end, centre), VideoMAE (start, centre, end);
 * ``sweep/{protocol}``: reference frame indices for every frame count in ``sweep/counts``.
+
+Protocols: ``k400`` / ``ucf101`` (mmaction2's VideoMAE K400 test pipeline), ``minik`` (HaltingVT's),
+``ssv2`` (VideoMAE ``ssv2.py``) and ``k400vm`` (VideoMAE's own ``kinetics.py`` test set, which
+VideoMAE's K400 and UCF101 numbers were measured with: the harness's ``sampler: videomae_dense,
+spatial: videomae``).
 """
 import argparse
 import io
@@ -56,6 +61,9 @@ CASES = [
     ("k400_tall_256x340", "k400", "tall_256x340.mp4"),
     ("k400_1920x1080", "k400", "hd_1920x1080.mp4"),
     ("ucf101_320x240", "ucf101", "ucf101_320x240.avi"),
+    ("k400vm_340x256", "k400vm", "k400_340x256.mp4"),
+    ("k400vm_1920x1080", "k400vm", "hd_1920x1080.mp4"),
+    ("ucf101vm_320x240", "k400vm", "ucf101_320x240.avi"),
     ("ssv2_427x240", "ssv2", "ssv2_427x240.webm"),
     ("ssv2_340x256", "ssv2", "k400_340x256.mp4"),
     ("ssv2_tall_256x340", "ssv2", "tall_256x340.mp4"),
@@ -173,6 +181,10 @@ def install_standins() -> None:
     module("mmaction")
     module("mmaction.registry", TRANSFORMS=Registry())
     module("mmaction.utils", get_random_string=lambda *a: "x", get_shm_dir=lambda: "/tmp", get_thread_id=lambda: 0)
+    try:  # kinetics.py imports numpy's `disp` (unused), gone in numpy 2
+        import numpy.lib.function_base  # noqa: F401
+    except ImportError:
+        sys.modules["numpy.lib.function_base"] = types.SimpleNamespace(disp=print)
     tv = module("torchvision")
     tv.transforms = module("torchvision.transforms")
     tv.transforms.functional = module("torchvision.transforms.functional")
@@ -207,7 +219,8 @@ def load_references(args, folder: str) -> dict:
     for name in ("functional", "rand_augment", "random_erasing", "video_transforms", "volume_transforms"):
         load_file(name, git_show(args.videomae, f"{name}.py"), folder)
     ssv2 = load_file("ssv2", git_show(args.videomae, "ssv2.py"), folder)
-    return {"loading": loading, "processing": processing, "ssv2": ssv2}
+    kinetics = load_file("kinetics", git_show(args.videomae, "kinetics.py"), folder)
+    return {"loading": loading, "processing": processing, "ssv2": ssv2, "kinetics": kinetics}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -253,31 +266,42 @@ def mm_sweep(ref: dict, protocol: str) -> np.ndarray:
     return np.stack(out).astype(np.int32)
 
 
-def ssv2_dataset(ref: dict, video: str, folder: str):
-    """VideoMAE's SSv2 test set as run_class_finetuning.py builds it (datasets.py, data_set SSV2)."""
+def videomae_dataset(ref: dict, protocol: str, video: str, folder: str):
+    """VideoMAE's test set as run_class_finetuning.py builds it (datasets.py): ``--data_set SSV2`` with
+    ``--num_frames 16 --test_num_segment 2 --test_num_crop 3``, or ``Kinetics-400`` / ``UCF101`` with
+    ``--num_frames 16 --sampling_rate 4 --test_num_segment 5 --test_num_crop 3``; ``--input_size 224
+    --short_side_size 224``."""
     anno = os.path.join(folder, "test.csv")
     with open(anno, "w") as f:
         f.write(f"{video} 0\n")
-    ds = ref["ssv2"].SSVideoClsDataset(anno, "/", mode="test", clip_len=1, num_segment=16, test_num_segment=2,
-                                       test_num_crop=3, num_crop=3, keep_aspect_ratio=True, crop_size=224,
-                                       short_side_size=224, new_height=256, new_width=320, args=None)
+    if protocol == "ssv2":
+        ds = ref["ssv2"].SSVideoClsDataset(anno, "/", mode="test", clip_len=1, num_segment=16, test_num_segment=2,
+                                           test_num_crop=3, num_crop=3, keep_aspect_ratio=True, crop_size=224,
+                                           short_side_size=224, new_height=256, new_width=320, args=None)
+    else:
+        ds = ref["kinetics"].VideoClsDataset(anno, "/", mode="test", clip_len=16, frame_sample_rate=4, num_segment=1,
+                                             test_num_segment=5, test_num_crop=3, num_crop=3, keep_aspect_ratio=True,
+                                             crop_size=224, short_side_size=224, new_height=256, new_width=320,
+                                             args=None)
     ds.data_transform = lambda buffer: buffer  # keep uint8: ClipToTensor + Normalize are (x/255-mean)/std
     return ds
 
 
-def ssv2_case(ref: dict, path: str, folder: str) -> tuple:
-    ds = ssv2_dataset(ref, path, folder)
-    n = len(ref["ssv2"].VideoReader(path))
+def videomae_views(ref: dict, protocol: str, path: str, folder: str) -> np.ndarray:
+    """All test views of one video, clip-major (VideoMAE's (chunk, split) pairs), ``[V, T, S, S, 3]``."""
+    ds = videomae_dataset(ref, protocol, path, folder)
     views = {}
     for i in range(len(ds)):
         buffer, _, _, chunk, split = ds[i]
         views[(chunk, split)] = np.asarray(buffer)
-    indices = ssv2_indices(ref, n, folder)
-    return indices, np.stack([views[(c, s)] for c in range(2) for s in range(3)])
+    return np.stack([views[key] for key in sorted(views)])
 
 
-def ssv2_indices(ref: dict, num_frames: int, folder: str) -> np.ndarray:
-    """The frames VideoMAE decodes for each chunk: ``loadvideo_decord`` with a reader that returns indices."""
+def videomae_indices(ref: dict, protocol: str, num_frames: int, folder: str) -> np.ndarray:
+    """The frame of every view position, from VideoMAE's own ``__getitem__``: its reader is replaced by
+    one whose frames are 224x224 (no resize) and carry their index in channels 0 and 1."""
+    module = ref["ssv2" if protocol == "ssv2" else "kinetics"]
+
     class IndexReader:
         def __init__(self, *args, **kwargs):
             pass
@@ -289,20 +313,26 @@ def ssv2_indices(ref: dict, num_frames: int, folder: str) -> np.ndarray:
             pass
 
         def get_batch(self, idx):
-            return types.SimpleNamespace(asnumpy=lambda: np.asarray(idx, np.int64))
+            idx = np.asarray(idx, np.int64)
+            codes = np.stack([idx % 256, idx // 256, np.zeros_like(idx)], -1).astype(np.uint8)
+            return types.SimpleNamespace(asnumpy=lambda: np.broadcast_to(codes[:, None, None, :],
+                                                                         (len(idx), SIZE, SIZE, 3)))
 
     dummy = os.path.join(folder, "dummy.webm")
     if not os.path.exists(dummy):
         with open(dummy, "wb") as f:
-            f.write(b"\0" * 2048)  # loadvideo_decord skips files under 1 KiB
-    ds = ssv2_dataset(ref, dummy, folder)
-    real = ref["ssv2"].VideoReader
-    ref["ssv2"].VideoReader = IndexReader
+            f.write(b"\0" * 2048)  # the loaders skip files under 1 KiB
+    ds = videomae_dataset(ref, protocol, dummy, folder)
+    real, module.VideoReader = module.VideoReader, IndexReader
     try:
-        buffer = np.asarray(ds.loadvideo_decord(dummy))
+        clips = {}
+        for i in range(len(ds)):
+            if ds.test_seg[i][1] == 0:  # one crop per clip is enough for the frames
+                buffer, _, _, chunk, _ = ds[i]
+                clips[chunk] = buffer[:, 0, 0, 0].astype(np.int64) + 256 * buffer[:, 0, 0, 1].astype(np.int64)
     finally:
-        ref["ssv2"].VideoReader = real
-    return np.stack([buffer[c::2] for c in range(2)])
+        module.VideoReader = real
+    return np.stack([clips[c] for c in sorted(clips)])
 
 
 def main() -> None:
@@ -320,8 +350,9 @@ def main() -> None:
         ref = load_references(args, folder)
         for case, protocol, media in CASES:
             path = os.path.join(MEDIA, media)
-            if protocol == "ssv2":
-                indices, views = ssv2_case(ref, path, folder)
+            if protocol in ("ssv2", "k400vm"):
+                views = videomae_views(ref, protocol, path, folder)
+                indices = videomae_indices(ref, protocol, len(ref["ssv2"].VideoReader(path)), folder)
                 order = [0, 1, 2]
             else:
                 indices, views = mmaction_case(ref, protocol, path)
@@ -333,7 +364,9 @@ def main() -> None:
             print(case, views.shape, "indices", indices.shape)
         for protocol in MM_SAMPLING:
             golden[f"sweep/{protocol}"] = mm_sweep(ref, protocol)
-        golden["sweep/ssv2"] = np.stack([ssv2_indices(ref, int(n), folder) for n in SWEEP_COUNTS]).astype(np.int32)
+        for protocol in ("ssv2", "k400vm"):
+            golden[f"sweep/{protocol}"] = np.stack([videomae_indices(ref, protocol, int(n), folder)
+                                                    for n in SWEEP_COUNTS]).astype(np.int32)
     buf = io.BytesIO()
     np.savez_compressed(buf, **golden)
     with open(args.out, "wb") as f:
