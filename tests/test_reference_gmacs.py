@@ -9,11 +9,13 @@ from harness.run.plan import meta_gmacs, meta_gmacs_upper_bound
 from harness.suite import load_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITES = ("k400_vit_b", "k400_vit_s", "ssv2_vit_b", "ucf101_vit_b", "minik_haltingvt")
+SUITES = ("k400_vit_b", "k400_vit_s", "ssv2_vit_b", "ucf101_vit_b", "minik_haltingvt", "k400_vivit_b",
+          "k400_timesformer_b", "ssv2_timesformer_b")
 VARS = ("VIDEOMAE_B_K400", "VIDEOMAE_S_K400", "K400_VIDEOS", "K400_VAL_LIST", "VIDEOMAE_B_SSV2", "SSV2_VIDEOS",
         "SSV2_VAL_JSON", "SSV2_LABELS_JSON", "VIDEOMAE_B_UCF101", "UCF101_ROOT", "UCF101_TESTLIST", "UCF101_CLASSIND",
         "MINIK_FRAMES", "MINIK_VAL_LIST", "MINIK_TRAIN_LIST", "MINIK_VIT_S", "HALTINGVT_G03_BETA5",
-        "HALTINGVT_G03_BETA10", "HALTINGVT_G05_BETA20", "HALTINGVT_G07_BETA20")
+        "HALTINGVT_G03_BETA10", "HALTINGVT_G05_BETA20", "HALTINGVT_G07_BETA20", "VIVIT_B_K400", "TIMESFORMER_B_K400",
+        "TIMESFORMER_B_SSV2")
 VIT_B = {"dense": 180.49, "sta r=16": 157.90, "sta r=32": 136.32, "sta r=48": 115.86, "sta r=64": 96.53}
 PUBLISHED = {  # methods.md §1, §4.4, §5.6 (fvcore on the official VideoMAE / STA / HaltingVT code, per view)
     "k400_vit_b": VIT_B,
@@ -21,6 +23,8 @@ PUBLISHED = {  # methods.md §1, §4.4, §5.6 (fvcore on the official VideoMAE /
     "ssv2_vit_b": VIT_B,  # the 174-class head changes the count by < 0.001
     "ucf101_vit_b": VIT_B,
 }
+# fvcore (SDPA handle) on transformers' own dense model at the card's shape, measured once (docs/reference.md)
+FAMILY_DENSE = {"k400_vivit_b": 451.826, "k400_timesformer_b": 196.053, "ssv2_timesformer_b": 196.053}
 # HaltingVT is adaptive (per-video GMACs need data); published here is the no-halting upper bound of the
 # official model, fvcore, DeiT-S 8 x 224 (methods.md §5.6), by keep rate rho
 HALTINGVT_UPPER_BOUND = {0.3: 17.66, 0.5: 26.58, 0.7: 37.28}
@@ -76,6 +80,14 @@ def test_suite_cells_match_published_gmacs(suite_name, suites):
     assert measured["downsample frames=8 size=112"] < measured["downsample frames=8 size=160"] < measured["dense"] / 4
     matched = measured["random_drop match=sta r=32"]
     assert matched == pytest.approx(measured["sta r=32"] - 0.07, abs=0.06)  # same counts, no scoring matmuls
+
+
+@pytest.mark.parametrize("suite_name", sorted(FAMILY_DENSE))
+def test_family_suites_dense_equals_fvcore_on_transformers(suite_name, suites):
+    measured = {c.label: cell_gmacs(c) for c in suites[suite_name].cells()}
+    assert measured["dense"] == pytest.approx(FAMILY_DENSE[suite_name], abs=0.001)
+    tome = sorted(v for k, v in measured.items() if k.startswith("tome"))
+    assert len(tome) == 2 and tome[0] < tome[1] < measured["dense"]
 
 
 def test_haltingvt_cells_match_the_published_upper_bounds(suites):
