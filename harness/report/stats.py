@@ -32,7 +32,8 @@ def paired_comparison(rows: tp.Sequence[dict], baseline: tp.Sequence[dict]) -> t
     """Compare per-video rows (``index``, ``pred``, ``correct_top1``) with a baseline's, on common videos.
 
     Returns the number of common videos, the discordant counts (right only here / only in the baseline),
-    the exact McNemar p-value and the agreement of the top-1 predictions; None without common videos.
+    the exact McNemar p-value and the agreement of the top-1 predictions with its 95% Wilson interval; None
+    without common videos.
     """
     base = {str(r["index"]): r for r in baseline}
     common = [(r, base[str(r["index"])]) for r in rows if str(r["index"]) in base]
@@ -41,8 +42,10 @@ def paired_comparison(rows: tp.Sequence[dict], baseline: tp.Sequence[dict]) -> t
     only_here = sum(int(r["correct_top1"]) and not int(b["correct_top1"]) for r, b in common)
     only_base = sum(int(b["correct_top1"]) and not int(r["correct_top1"]) for r, b in common)
     agree = sum(str(r["pred"]) == str(b["pred"]) for r, b in common)
+    low, high = wilson_interval(agree, len(common))
     return {"n_common": len(common), "only_this_correct": only_here, "only_baseline_correct": only_base,
-            "p_mcnemar": mcnemar_exact(only_here, only_base), "agreement": agree / len(common)}
+            "p_mcnemar": mcnemar_exact(only_here, only_base), "agreement": agree / len(common),
+            "agreement_ci": (low, high)}
 
 
 def bootstrap_median_interval(values: tp.Sequence[float], *, level: float = 0.95, resamples: int = 2000,
@@ -77,6 +80,23 @@ def paired_ratio(numerator_runs: tp.Sequence[float], denominator_runs: tp.Sequen
         return None
     median, low, high = bootstrap_median_interval(ratios, seed=seed)
     return {"ratio": median, "low": low, "high": high, "pairs": len(ratios)}
+
+
+def unpaired_ratio(numerator_runs: tp.Sequence[float], denominator_runs: tp.Sequence[float], *,
+                   resamples: int = 2000, seed: int = 0) -> tp.Optional[dict]:
+    """median(numerator) / median(denominator) with a percentile-bootstrap 95% interval that resamples the two
+    sides independently: for repeats that were not timed side by side (two cells of different runs)."""
+    import random
+
+    num = [float(v) for v in numerator_runs if _positive(v)]
+    den = [float(v) for v in denominator_runs if _positive(v)]
+    if not num or not den:
+        return None
+    rng = random.Random(seed)
+    boots = sorted(_median(sorted(rng.choice(num) for _ in num)) / _median(sorted(rng.choice(den) for _ in den))
+                   for _ in range(resamples))
+    return {"ratio": _median(sorted(num)) / _median(sorted(den)), "low": _quantile(boots, 0.025),
+            "high": _quantile(boots, 0.975), "pairs": 0}
 
 
 def _positive(value: tp.Any) -> bool:
