@@ -11,7 +11,8 @@ seeded bootstrap 95% interval; the 1-minute load average is printed with it.
     python scripts/bench_peers.py --shapes s16x112b8 --repeats 9 --precision bf16
     python scripts/bench_peers.py --profile s16x224b1           # torch.profiler tables of both, no timing
 
-``--device cuda`` times with CUDA events (``scripts/gpu_check.sh`` runs it in bf16).
+``--device cuda`` times with CUDA events (``scripts/gpu_check.sh`` runs it in bf16; its dry run on CPU uses the
+tiny ``t`` size).
 """
 from __future__ import annotations
 
@@ -34,13 +35,14 @@ from harness.report.stats import paired_ratio
 import_timm()  # the torchvision fix, before transformers imports torchvision
 
 SIZES = {"s": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
-         "b": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)}
+         "b": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+         "t": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256)}  # dry runs
 DEFAULT_SHAPES = "s16x224b1,b16x224b1,s16x112b8"
-_SHAPE = re.compile(r"^([sb])(\d+)x(\d+)b(\d+)$")
+_SHAPE = re.compile(r"^([sbt])(\d+)x(\d+)b(\d+)$")
 
 
 def parse_shape(text: str) -> dict:
-    """``"s16x224b1"`` -> ViT-S, 16 frames, 224 px, batch 1."""
+    """``"s16x224b1"`` -> ViT-S, 16 frames, 224 px, batch 1 (``b``: ViT-B; ``t``: a tiny model for dry runs)."""
     m = _SHAPE.match(text.strip())
     if not m:
         raise SystemExit(f"bench_peers: shape {text!r} is not SIZE FRAMESxPIXELS bBATCH, e.g. s16x224b1 or b16x224b1")
@@ -52,6 +54,7 @@ def build_pair(shape: dict, device: torch.device, seed: int = 0):
     """(transformers' model, ours) with the same weights, in eval mode on ``device``."""
     import transformers
 
+    transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
     config = transformers.VideoMAEConfig(image_size=shape["pixels"], num_frames=shape["frames"], num_labels=400,
                                          **SIZES[shape["size"]], attn_implementation="sdpa")
