@@ -383,3 +383,13 @@ def test_html_page_shows_the_agreement_interval_flips_and_speedup_interval(recor
             "k-tome8": [{"index": i, "pred": int(i == 0), "correct_top1": int(i != 0)} for i in range(4)]}
     page = render(records, "html", samples=lambda k: rows.get(k, []))
     assert "75.0 [" in page and "1/0" in page and "flips -/+" in page
+
+
+def test_each_repeat_counts_its_median_forward_so_one_preempted_forward_does_not_move_the_speedup():
+    dense = _timed("a" * 64, "dense", {}, [80.0] * 3)
+    tome = _timed("b" * 64, "tome", {"r": 8}, [120.0] * 3)
+    dense["metrics"].update(throughput_batch_size=8, iteration_times_s=[[0.1, 0.1, 0.1], [0.1, 0.1, 0.1], [0.2] * 3])
+    tome["metrics"].update(throughput_batch_size=8,
+                           iteration_times_s=[[0.05, 0.05, 0.05], [0.05, 0.05, 2.0], [0.1] * 3])  # 2.0: preempted
+    row = json.loads(render([dense, tome], "json"))[1]
+    assert row["speedup"] == pytest.approx(2.0) and row["speedup_ci_low"] == row["speedup_ci_high"] == pytest.approx(2.0)

@@ -6,8 +6,8 @@ empty params and the same ``config.eval`` (throughput also needs the same ``conf
 Tables keep raw values (accuracies as fractions); only ``term``, ``md``, ``latex`` and ``html`` format them.
 The ``pareto`` column marks the rows on the group's accuracy-cost frontier (top-1 vs GMACs/view).
 
-A speedup is the median over repeats of (row clips/s / dense clips/s) in the same interleaved repeat, with a
-seeded bootstrap 95% interval (``speedup_ci_low``/``high``); repeats of two different runs (no shared
+A speedup is the median over repeats of (row clips/s / dense clips/s) in the same interleaved repeat (each
+repeat's clips/s from its median forward time), with a seeded bootstrap 95% interval (``speedup_ci_low``/``high``); repeats of two different runs (no shared
 ``metrics.timing.session``) are compared unpaired (``speedup_paired`` false). It is flagged
 (``speedup_unreliable``) when its interval reaches beyond ``SPEEDUP_TOLERANCE`` of it on either side or the
 load average exceeded the cores while either was timed. Agreement with dense gets a 95% Wilson interval and
@@ -250,7 +250,7 @@ def _row(rec: Record, code_ids: dict) -> dict:
         "timing_warnings": "; ".join(_dict(metrics.get("timing")).get("warnings") or []) or None,
         "_dense": name == "dense" and all(v is None for v in params.values()),
         "_eval": _canon(config.get("eval")), "_measure": _canon(config.get("measure")),
-        "_rates": metrics.get("clips_per_s_repeats"), "_timing": _dict(metrics.get("timing")),
+        "_rates": _repeat_rates(metrics), "_timing": _dict(metrics.get("timing")),
     }
 
 
@@ -374,6 +374,18 @@ def _speedup(row: dict, dense: dict | None) -> dict:
 def _rates(row: dict) -> list[float]:
     rates = row["_rates"]
     return [r for r in rates if _number(r) is not None] if isinstance(rates, list) else []
+
+
+def _repeat_rates(metrics: dict) -> list | None:
+    """Clips/s of each timed repeat from its median forward time (``iteration_times_s``): on a shared machine one
+    preempted forward inflates a repeat's mean, and a speedup should not depend on which cell it hit. Records
+    without iteration times: ``clips_per_s_repeats``."""
+    runs, bs = metrics.get("iteration_times_s"), _number(metrics.get("throughput_batch_size"))
+    if bs and isinstance(runs, list) and runs and all(isinstance(r, list) for r in runs):
+        medians = [statistics.median(times) if times else None
+                   for times in ([t for t in run if _number(t) is not None and t > 0] for run in runs)]
+        return [bs / m if m else None for m in medians]
+    return metrics.get("clips_per_s_repeats")
 
 
 def _overloaded(row: dict) -> bool:
