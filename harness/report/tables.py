@@ -7,8 +7,9 @@ Tables keep raw values (accuracies as fractions); only ``term``, ``md``, ``latex
 The ``pareto`` column marks the rows on the group's accuracy-cost frontier (top-1 vs GMACs/view).
 
 A speedup is the median over repeats of (row clips/s / dense clips/s) in the same interleaved repeat (each
-repeat's clips/s from its median forward time), with a seeded bootstrap 95% interval (``speedup_ci_low``/``high``); repeats of two different runs (no shared
-``metrics.timing.session``) are compared unpaired (``speedup_paired`` false). It is flagged
+repeat's clips/s from its median forward time), with a seeded bootstrap 95% interval (``speedup_ci_low``/
+``high``); repeats of two different runs (no shared ``metrics.timing.session``) are compared unpaired
+(``speedup_paired`` false). It is flagged
 (``speedup_unreliable``) when its interval reaches beyond ``SPEEDUP_TOLERANCE`` of it on either side or the
 load average exceeded the cores while either was timed. Agreement with dense gets a 95% Wilson interval and
 the flip counts: videos dense got right and the row wrong (``flips_right_to_wrong``) and the reverse.

@@ -94,8 +94,8 @@ def notes(df: pd.DataFrame) -> list[str]:
                    "chance dropping) interpolated "
                    "at the row's GMACs (blank outside that frontier's range); negative = worse than doing less work")
     if df["speedup_ci_low"].notna().any():
-        out.append("speedup: median over the interleaved repeats of (clips/s / dense's in the same repeat) "
-                   "[bootstrap 95% interval]")
+        out.append("speedup: median over the interleaved repeats of this row's clips/s over dense's in the same "
+                   "repeat (each from the repeat's median forward time) [bootstrap 95% interval]")
     if (df["speedup_paired"] == False).any():  # noqa: E712 -- an object column with None
         out.append("speedup ~: timed in another run than dense, compared unpaired (ratio of medians)")
     if (df["speedup_unreliable"] == True).any():  # noqa: E712 -- an object column with None
