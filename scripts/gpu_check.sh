@@ -11,9 +11,11 @@
 # Phases on a GPU (in one process per phase: `--in-process`, so models and the CUDA context are built once;
 # the repeats are then not independent processes, which is what the budget buys):
 #   1. pytest -m gpu (with torchcodec against decord where the extra is installed) (~0.5 min)
-#   2. eager: fp16,bf16,fp32 x batch 1,16,64,128, dense also forced to the memory-efficient kernel
+#   2. dense vs transformers' VideoMAEForVideoClassification (sdpa), bf16, ViT-B 16x224 batch 1 and 32, same
+#      weights, 7 interleaved repeats (scripts/bench_peers.py; needs transformers, the test extra) (~0.5 min)
+#   3. eager: fp16,bf16,fp32 x batch 1,16,64,128, dense also forced to the memory-efficient kernel
 #      (what ToMe's and STTM's additive bias leave), deadline 230 s    (~4 min)
-#   3. compiled (default mode, HaltingVT dynamic=True): fp16, bf16, fp32 at batch 64, deadline 150 s
+#   4. compiled (default mode, HaltingVT dynamic=True): fp16, bf16, fp32 at batch 64, deadline 150 s
 #      (a deadline is checked before each measurement: one compile started just before it may overrun)
 set -euo pipefail
 
@@ -54,7 +56,7 @@ else
           --min-timed-s 1.0 --results "$RESULTS" --set "datasets.0.root=$WORK/data" --markdown)
 fi
 
-echo "== 1/3 gpu-marked tests"
+echo "== 1/4 gpu-marked tests"
 set +e
 "$PY" -m pytest -q -m gpu tests/test_gpu.py tests/test_varlen_attention.py tests/test_decoders.py -p no:cacheprovider \
   > "$WORK/pytest.log" 2>&1
@@ -65,22 +67,36 @@ if [ "$PYTEST_RC" != 0 ] && [ "$PYTEST_RC" != 5 ]; then
   echo "gpu-marked tests failed (exit $PYTEST_RC); the bench still runs and the report shows the failures"
 fi
 
+echo "== 2/4 dense vs transformers (bf16)"
 if [ "$DRY" = 1 ]; then
-  echo "== 2/3 bench, eager (dry run: fp32,bf16, batch 1-2)"
-  "$PY" -m harness.bench "$SUITE" "${COMMON[@]}" --precision fp32,bf16 --batch-sizes 1 --reference-batch-size 2
-  echo "== 3/3 compiled: skipped in the dry run (inductor on CPU takes minutes; tests/test_regime.py covers it)"
+  PEERS=(--device cpu --shapes t4x32b1 --repeats 3 --warmup 1 --threads 1)
 else
-  echo "== 2/3 bench, eager"
+  PEERS=(--device cuda --shapes b16x224b1,b16x224b32 --repeats 7 --iters 10 --warmup 5)
+fi
+set +e
+"$PY" scripts/bench_peers.py --precision bf16 "${PEERS[@]}" > "$WORK/peers.log" 2>&1
+PEERS_RC=$?
+set -e
+grep -v "^Writing" "$WORK/peers.log" | tail -4
+[ "$PEERS_RC" = 0 ] || echo "peer benchmark failed (exit $PEERS_RC); the report shows its log"
+
+if [ "$DRY" = 1 ]; then
+  echo "== 3/4 bench, eager (dry run: fp32,bf16, batch 1-2)"
+  "$PY" -m harness.bench "$SUITE" "${COMMON[@]}" --precision fp32,bf16 --batch-sizes 1 --reference-batch-size 2
+  echo "== 4/4 compiled: skipped in the dry run (inductor on CPU takes minutes; tests/test_regime.py covers it)"
+else
+  echo "== 3/4 bench, eager"
   # fp16 first at every batch size: the headline regime is measured before a deadline can cut anything
   "$PY" -m harness.bench "$SUITE" "${COMMON[@]}" --precision fp16,bf16,fp32 --batch-sizes 1,16,64,128 \
     --reference-batch-size 64 --dense-backends efficient --deadline-s 230
-  echo "== 3/3 bench, compiled"
+  echo "== 4/4 bench, compiled"
   "$PY" -m harness.bench "$SUITE" "${COMMON[@]}" --precision fp16,bf16,fp32 --compile default \
     --batch-sizes 64 --reference-batch-size 64 --no-explicit-dense --deadline-s 150
 fi
 
 ELAPSED=$(( $(date +%s) - START ))
 REPORT=$("$PY" -m harness.bench.gpu_report --results "$RESULTS" --out-dir "$OUT_DIR" --pytest-log "$WORK/pytest.log" \
+  --peers-log "$WORK/peers.log" \
   --elapsed-s "$ELAPSED" --command "bash scripts/gpu_check.sh$([ "$DRY" = 1 ] && echo ' --dry-run')" \
   $([ "$DRY" = 1 ] && echo --dry-run))
 test -s "$REPORT" || { echo "error: no report written" >&2; exit 1; }

@@ -80,7 +80,8 @@ def test_interleaved_fresh_measurements_with_oom_back_off(tmp_path):
     assert (16, None, 8) not in calls and sum(1 for c in calls if c[0] == 16) == 3
     by_label = {r["label"]: r for r in records}
     assert by_label["tome r=16"]["oom_at_batch_size"] == 4 and by_label["tome r=16"]["largest_batch_size"] == 1
-    assert by_label["dense"]["latency_bs1"]["iterations"] == 4
+    latency = by_label["dense"]["latency_bs1"]
+    assert latency["iterations"] == 4 and latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"]
     assert by_label["dense"]["overhead"] == {"share": 0.02}
     stored = read_records(str(tmp_path / "results"))
     assert len(stored) == 4
@@ -89,7 +90,7 @@ def test_interleaved_fresh_measurements_with_oom_back_off(tmp_path):
     assert rows["tome r=8"]["gmacs_ratio"] == pytest.approx(0.14 / 0.12)
     assert rows["tome r=8"]["efficiency"] == pytest.approx(1.0)
     assert rows["dense [explicit attention]"]["speedup"] == pytest.approx(0.5)
-    assert "efficiency" in render(stored, 4)
+    assert "efficiency" in render(stored, 4) and "bs=1 p50/p90/p99 ms" in render(stored, 4)
 
 
 def test_worker_measures_a_real_model_in_this_process():

@@ -19,6 +19,8 @@ def test_dry_run_writes_one_report_with_every_method_and_regime(tmp_path):
     assert "precision fp32 | compile off" in text and "precision bf16 | compile off" in text
     assert "## gpu-marked tests" in text and "skipped" in text  # no CUDA here: they skip, and the report says so
     assert "cpu_flash" in text  # the kernel column
+    peers = text.split("## Dense vs transformers")[1].split("## Headline")[0]
+    assert "ours/transformers speed" in peers and "bf16" in peers and "load avg" in peers, peers
 
 
 def test_bad_option_is_one_clear_error():

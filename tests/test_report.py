@@ -314,3 +314,82 @@ def test_best_method_per_budget_lines(records):
     assert "best at ≤ 0.75x dense GMACs: downsample size=48 79.0%" in text and "not separable" in text
     assert "best at ≤ 0.25x dense GMACs: no row" in text
     assert "- best at ≤ 0.50x dense GMACs: downsample" in render(records, "md")
+
+
+def _timed(key, method, params, rates, session="s1", loads=(0.5, 0.5, 0.5), cores=2):
+    return {"key": key, "status": "ok", "label": method, "finished_at": "2026-01-01T00:00:00+00:00",
+            "config": {"backbone": {"name": "b"}, "dataset": {"name": "d"}, "eval": {}, "measure": {},
+                       "method": {"name": method, "params": params}},
+            "metrics": {"top1": 0.5, "num_videos": 10, "gmacs_per_view": 1.0 if method == "dense" else 0.5,
+                        "clips_per_s": sorted(rates)[len(rates) // 2], "clips_per_s_repeats": list(rates),
+                        "timing": {"reliable": True, "warnings": [], "session": session, "cores": cores,
+                                   "load_avg_per_repeat": list(loads)}}}
+
+
+def test_speedup_is_the_median_of_paired_repeat_ratios_with_a_seeded_interval():
+    # dense's repeats swing by 2x (load), the method's swing with them: each repeat's ratio is 1.5
+    records = [_timed("a" * 64, "dense", {}, [100.0, 50.0, 80.0]),
+               _timed("b" * 64, "tome", {"r": 8}, [150.0, 75.0, 120.0])]
+    rows = json.loads(render(records, "json"))
+    tome = rows[1]
+    assert tome["speedup"] == pytest.approx(1.5) and tome["speedup_paired"] is True
+    assert tome["speedup_ci_low"] == pytest.approx(1.5) and tome["speedup_ci_high"] == pytest.approx(1.5)
+    assert tome["speedup_unreliable"] is False  # spread repeats, but their ratios agree
+    assert "1.50x [1.50-1.50]" in render(records, "term") and rows == json.loads(render(records, "json"))
+    header = render(records, "csv").splitlines()[0].split(",")
+    assert {"speedup_ci_low", "speedup_ci_high", "speedup_paired", "speedup_unreliable"} <= set(header)
+
+
+def test_a_wide_interval_or_an_overloaded_machine_flags_the_speedup():
+    dense = _timed("a" * 64, "dense", {}, [100.0] * 5)
+    noisy = _timed("b" * 64, "tome", {"r": 8}, [100.0, 150.0, 200.0, 120.0, 180.0])
+    rows = json.loads(render([dense, noisy], "json"))
+    assert rows[1]["speedup_unreliable"] is True and rows[1]["speedup_ci_high"] > 1.1 * rows[1]["speedup"]
+    busy = _timed("b" * 64, "tome", {"r": 8}, [150.0] * 5, loads=(0.5, 3.5, 0.5))
+    assert json.loads(render([_timed("a" * 64, "dense", {}, [100.0] * 5, loads=(0.5, 3.5, 0.5)), busy],
+                             "json"))[1]["speedup_unreliable"] is True
+    assert "1.50x [1.50-1.50]?" in render([dense | {}, busy], "term")
+
+
+def test_repeats_of_different_runs_are_compared_unpaired():
+    records = [_timed("a" * 64, "dense", {}, [100.0, 50.0, 80.0], session="run1"),
+               _timed("b" * 64, "tome", {"r": 8}, [150.0, 75.0, 120.0], session="run2")]
+    tome = json.loads(render(records, "json"))[1]
+    assert tome["speedup_paired"] is False and tome["speedup"] == pytest.approx(120.0 / 80.0)
+    assert tome["speedup_ci_low"] < 1.5 < tome["speedup_ci_high"]
+    assert "~?" in render(records, "term") and "compared unpaired" in render(records, "term")
+
+
+def test_agreement_interval_and_flip_counts_in_every_format(records):
+    # dense right on videos 0-9; tome r=16 right on 0-1 and 10-11: 8 right->wrong, 2 wrong->right
+    rows = {"k-dense": [{"index": i, "pred": 0 if i < 10 else 1, "correct_top1": int(i < 10)} for i in range(12)],
+            "k-tome16": [{"index": i, "pred": 0 if i < 2 or i >= 10 else 2, "correct_top1": int(i < 2 or i >= 10)}
+                         for i in range(12)]}
+    samples = lambda k: rows.get(k, [])  # noqa: E731
+    csv_rows = list(pd.read_csv(io.StringIO(render(records, "csv", samples=samples))).itertuples())
+    tome16 = next(r for r in csv_rows if r.key == "k-tome16")
+    assert (tome16.flips_right_to_wrong, tome16.flips_wrong_to_right) == (8, 2)
+    assert tome16.agreement_ci_low < 2 / 12 < tome16.agreement_ci_high
+    got = next(r for r in json.loads(render(records, "json", samples=samples)) if r["key"] == "k-tome16")
+    assert got["flips_right_to_wrong"] == 8 and got["agreement_ci_low"] == pytest.approx(tome16.agreement_ci_low)
+    for fmt in ("term", "md", "latex"):
+        text = render(records, fmt, samples=samples)
+        assert "16.7 [" in text and "8/2" in text, fmt
+
+
+def test_html_page_shows_the_agreement_interval_flips_and_speedup_interval(records):
+    pytest.importorskip("matplotlib")
+    rows = {"k-dense": [{"index": i, "pred": 0, "correct_top1": 1} for i in range(4)],
+            "k-tome8": [{"index": i, "pred": int(i == 0), "correct_top1": int(i != 0)} for i in range(4)]}
+    page = render(records, "html", samples=lambda k: rows.get(k, []))
+    assert "75.0 [" in page and "1/0" in page and "flips -/+" in page
+
+
+def test_each_repeat_counts_its_median_forward_so_one_preempted_forward_does_not_move_the_speedup():
+    dense = _timed("a" * 64, "dense", {}, [80.0] * 3)
+    tome = _timed("b" * 64, "tome", {"r": 8}, [120.0] * 3)
+    dense["metrics"].update(throughput_batch_size=8, iteration_times_s=[[0.1, 0.1, 0.1], [0.1, 0.1, 0.1], [0.2] * 3])
+    tome["metrics"].update(throughput_batch_size=8,
+                           iteration_times_s=[[0.05, 0.05, 0.05], [0.05, 0.05, 2.0], [0.1] * 3])  # 2.0: preempted
+    row = json.loads(render([dense, tome], "json"))[1]
+    assert row["speedup"] == pytest.approx(2.0) and row["speedup_ci_low"] == row["speedup_ci_high"] == pytest.approx(2.0)

@@ -97,6 +97,8 @@ def test_interleaved_throughput_records_load_and_flags_unreliable_timing(monkeyp
         assert result["clips_per_s"] == pytest.approx(200.0) and len(result["iteration_times_s"]) == 3
         assert result["timing"]["load_avg_per_repeat"] == [99.0] * 3
         assert not result["timing"]["reliable"] and "load average" in result["timing"]["warnings"][0]
+        assert result["timing"]["cores"] >= 1
+    assert out["a"]["timing"]["session"] == out["b"]["timing"]["session"]  # the repeats pair up in a report
 
 
 def test_a_bf16_compiled_cell_records_its_regime(tmp_path):

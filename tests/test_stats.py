@@ -28,3 +28,22 @@ def test_paired_comparison_uses_common_videos_only():
     assert out["n_common"] == 4 and out["only_this_correct"] == 1 and out["only_baseline_correct"] == 1
     assert out["agreement"] == 0.5 and out["p_mcnemar"] == 1.0
     assert paired_comparison(method, []) is None
+
+
+def test_bootstrap_median_interval_is_seeded_and_brackets_the_median():
+    from harness.report.stats import bootstrap_median_interval
+
+    values = [1.0, 1.2, 0.9, 1.1, 1.05, 0.95, 1.3]
+    median, low, high = bootstrap_median_interval(values)
+    assert median == 1.05 and low <= median <= high and (low, high) == bootstrap_median_interval(values)[1:]
+    assert bootstrap_median_interval([2.0]) == (2.0, 2.0, 2.0)
+
+
+def test_paired_ratio_drops_unusable_pairs_and_unpaired_resamples_both_sides():
+    from harness.report.stats import paired_ratio, unpaired_ratio
+
+    got = paired_ratio([150.0, 75.0, None, 120.0], [100.0, 50.0, 80.0, 80.0])
+    assert got["ratio"] == pytest.approx(1.5) and got["pairs"] == 3 and got["low"] == got["high"] == pytest.approx(1.5)
+    assert paired_ratio([], [1.0]) is None and paired_ratio([1.0], [0.0]) is None
+    apart = unpaired_ratio([150.0, 75.0, 120.0], [100.0, 50.0, 80.0])
+    assert apart["ratio"] == pytest.approx(1.5) and apart["low"] < 1.5 < apart["high"] and apart["pairs"] == 0

@@ -1,9 +1,9 @@
-"""One markdown report of a GPU check (``scripts/gpu_check.sh``): the machine, the gpu-marked tests, the
-headline (efficiency per method at fp16 with the fastest SDPA kernel, at dense's peak-throughput batch),
-and every regime's table.
+"""One markdown report of a GPU check (``scripts/gpu_check.sh``): the machine, the gpu-marked tests, dense
+against transformers' VideoMAE (``scripts/bench_peers.py``'s output), the headline (efficiency per method at
+fp16 with the fastest SDPA kernel, at dense's peak-throughput batch), and every regime's table.
 
-    python -m harness.bench.gpu_report --results DIR --out-dir docs/gpu [--pytest-log F] [--elapsed-s S]
-        [--dry-run] [--batch-size B]
+    python -m harness.bench.gpu_report --results DIR --out-dir docs/gpu [--pytest-log F] [--peers-log F]
+        [--elapsed-s S] [--dry-run]
 
 Writes ``<out-dir>/<YYYY-MM-DD>-<gpu>.md`` (``-dry-run`` appended for a dry run) and prints its path.
 """
@@ -63,8 +63,17 @@ def environment(records: tp.Sequence[dict]) -> tp.List[str]:
     return lines
 
 
+def _log_tail(path: tp.Optional[str], lines: int, skip: str = "") -> tp.List[str]:
+    """The last ``lines`` non-blank lines of a log as a fenced block, or "not run"."""
+    if not path or not Path(path).exists():
+        return ["not run"]
+    kept = [l for l in Path(path).read_text(errors="replace").splitlines() if l.strip()
+            and not (skip and l.startswith(skip))]
+    return ["```", *kept[-lines:], "```"]
+
+
 def write_report(results: str, out_dir: str, *, pytest_log: tp.Optional[str] = None,
-                 elapsed_s: tp.Optional[float] = None, dry_run: bool = False, command: str = "") -> Path:
+                 peers_log: tp.Optional[str] = None, elapsed_s: tp.Optional[float] = None, dry_run: bool = False, command: str = "") -> Path:
     records = read_records(results)
     first = records[0] if records else {}
     device = first.get("device_name") or first.get("device") or "unknown"
@@ -75,12 +84,9 @@ def write_report(results: str, out_dir: str, *, pytest_log: tp.Optional[str] = N
              "", f"Command: `{command or 'bash scripts/gpu_check.sh'}`"
              + (f"; wall time {elapsed_s:.0f} s" if elapsed_s is not None else ""), "", "## Machine", "",
              *environment(records), "", "## gpu-marked tests", ""]
-    if pytest_log and Path(pytest_log).exists():
-        tail = [l for l in Path(pytest_log).read_text().splitlines() if l.strip()][-12:]
-        parts += ["```", *tail, "```"]
-    else:
-        parts.append("not run")
-    parts += ["", f"## Headline: {text}", ""]
+    parts += _log_tail(pytest_log, 12)
+    parts += ["", "## Dense vs transformers' VideoMAEForVideoClassification (sdpa, same weights)", "",
+              *_log_tail(peers_log, 8, skip="Writing"), "", f"## Headline: {text}", ""]
     if regime is not None and bs is not None:
         chosen = [r for r in records if regime_of(r) == regime]
         parts += [render(chosen, bs, "github"), ""]
@@ -114,6 +120,7 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     ap.add_argument("--results", required=True)
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--pytest-log")
+    ap.add_argument("--peers-log", help="scripts/bench_peers.py's output")
     ap.add_argument("--elapsed-s", type=float)
     ap.add_argument("--dry-run", action="store_true")
     ap.add_argument("--command", default="")
@@ -121,7 +128,8 @@ def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     if not read_records(args.results):
         print(f"error: no bench records under {args.results}/bench", file=sys.stderr)
         return 2
-    print(write_report(args.results, args.out_dir, pytest_log=args.pytest_log, elapsed_s=args.elapsed_s,
+    print(write_report(args.results, args.out_dir, pytest_log=args.pytest_log, peers_log=args.peers_log,
+                       elapsed_s=args.elapsed_s,
                        dry_run=args.dry_run, command=args.command))
     return 0
 

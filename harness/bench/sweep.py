@@ -256,7 +256,7 @@ def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int],
     if 1 in by_bs:
         times = sorted(t for r in by_bs[1] for t in r["iteration_times_s"])
         latency = {"p50_ms": 1e3 * _percentile(times, 50), "p90_ms": 1e3 * _percentile(times, 90),
-                   "iterations": len(times)}
+                   "p99_ms": 1e3 * _percentile(times, 99), "iterations": len(times)}
     compiled = [e for e in sweep if e["compile_time_s"] is not None]
     return {"schema": 2, "key": target.key, "cell_key": target.cell.key, "label": target.label,
             "fused_attention_forced": target.fused_attention, "sdpa_backend_forced": target.forced_backend,

@@ -89,6 +89,7 @@ def efficiency_rows(records: tp.Sequence[dict], batch_size: int,
                "overhead_pct": rec["overhead"] and 100 * rec["overhead"]["share"],
                "latency_p50_ms": rec["latency_bs1"] and rec["latency_bs1"]["p50_ms"],
                "latency_p90_ms": rec["latency_bs1"] and rec["latency_bs1"]["p90_ms"],
+               "latency_p99_ms": rec["latency_bs1"] and rec["latency_bs1"].get("p99_ms"),  # absent in older records
                "largest_bs": rec.get("largest_batch_size"),
                "energy_j_per_clip": e and e.get("energy_j_per_clip"),
                "compile_time_s": (e and e.get("compile_time_s")) or rec.get("compile_time_s"),
@@ -114,7 +115,7 @@ HEADERS = [("method", "method", "{}"), ("GMACs/view", "gmacs", "{:.4g}"), ("GMAC
            ("overhead %", "overhead_pct", "{:.1f}"), ("peak mem GiB", "peak_mem_gib", "{:.3g}"),
            ("J/clip", "energy_j_per_clip", "{:.3g}"), ("compile s", "compile_time_s", "{:.1f}"),
            ("recompiles", "recompiles", "{}"), ("graph breaks", "graph_breaks", "{}"),
-           ("bs=1 p50/p90 ms", None, None), ("largest bs", "largest_bs", "{}"),
+           ("bs=1 p50/p90/p99 ms", None, None), ("largest bs", "largest_bs", "{}"),
            ("error", "error", "{}")]
 
 
@@ -139,7 +140,8 @@ def render(records: tp.Sequence[dict], batch_size: int, fmt: str = "simple") -> 
             for _, key, f in used:
                 if key is None:
                     line.append("" if r["latency_p50_ms"] is None else
-                                f"{r['latency_p50_ms']:.1f}/{r['latency_p90_ms']:.1f}")
+                                f"{r['latency_p50_ms']:.1f}/{r['latency_p90_ms']:.1f}/"
+                                + ("-" if r["latency_p99_ms"] is None else f"{r['latency_p99_ms']:.1f}"))
                 else:
                     v = r.get(key)
                     line.append("" if v is None else f.format(v))

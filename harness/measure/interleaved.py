@@ -4,7 +4,9 @@ Cells of one leaderboard are compared by their speedup over dense, so their clip
 same conditions: each model is warmed up, then every repeat times each model once in turn, so a load
 change on a shared machine slows every model alike instead of whichever cell ran at that moment. The
 1-minute load average is recorded at each repeat, and a figure is flagged unreliable when its repeats
-spread by more than ``MAX_IQR`` of their median or the load exceeded the machine's cores.
+spread by more than ``MAX_IQR`` of their median or the load exceeded the machine's cores. Every subject of
+one call gets the same ``timing.session`` id: a report pairs two cells' repeats (the speedup of a cell is
+the median of its per-repeat ratios to dense, ``harness.report.stats.paired_ratio``) only within a session.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import os
 import statistics
 import time
 import typing as tp
+import uuid
 
 import torch
 
@@ -69,6 +72,7 @@ def interleaved_throughput(subjects: tp.Mapping[str, dict], *, device: torch.dev
                 runs[name].append(times)
             progress(rep + 1, total)
     cores = os.cpu_count() or 1
+    session = uuid.uuid4().hex
     for name, s in subjects.items():
         if name in results:
             continue
@@ -87,6 +91,6 @@ def interleaved_throughput(subjects: tp.Mapping[str, dict], *, device: torch.dev
             "throughput_batch_size": bs, "warmup_iters": warm[name], "iteration_times_s": runs[name],
             "timing_input": s.get("timing_input", "random normal"),
             "timer": "cuda_events" if device.type == "cuda" else "perf_counter",
-            "timing": {"interleaved_with": len(subjects), "load_avg_per_repeat": loads[:s["repeats"]],
-                       "reliable": not warnings, "warnings": warnings}}
+            "timing": {"interleaved_with": len(subjects), "session": session, "cores": cores,
+                       "load_avg_per_repeat": loads[:s["repeats"]], "reliable": not warnings, "warnings": warnings}}
     return results

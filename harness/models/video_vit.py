@@ -54,7 +54,9 @@ class TubeletEmbed(nn.Module):
         self.proj = nn.Conv3d(cfg.in_chans, cfg.embed_dim, kernel_size=kernel, stride=kernel)
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
-        return self.proj(clip).flatten(2).transpose(1, 2)
+        # contiguous: a transposed view would pass its layout on through every residual add, and each
+        # LayerNorm and linear would then copy its input
+        return self.proj(clip).flatten(2).transpose(1, 2).contiguous()
 
 
 class Attention(nn.Module):

@@ -5,6 +5,14 @@ gets one table. Each row is compared with the group's dense baseline: the ``dens
 empty params and the same ``config.eval`` (throughput also needs the same ``config.measure``).
 Tables keep raw values (accuracies as fractions); only ``term``, ``md``, ``latex`` and ``html`` format them.
 The ``pareto`` column marks the rows on the group's accuracy-cost frontier (top-1 vs GMACs/view).
+
+A speedup is the median over repeats of (row clips/s / dense clips/s) in the same interleaved repeat (each
+repeat's clips/s from its median forward time), with a seeded bootstrap 95% interval (``speedup_ci_low``/
+``high``); repeats of two different runs (no shared ``metrics.timing.session``) are compared unpaired
+(``speedup_paired`` false). It is flagged
+(``speedup_unreliable``) when its interval reaches beyond ``SPEEDUP_TOLERANCE`` of it on either side or the
+load average exceeded the cores while either was timed. Agreement with dense gets a 95% Wilson interval and
+the flip counts: videos dense got right and the row wrong (``flips_right_to_wrong``) and the reverse.
 """
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 from harness.report.pareto import at_budget, frontier, parse_budget, versus_baselines
-from harness.report.stats import paired_comparison, wilson_interval
+from harness.report.stats import paired_comparison, paired_ratio, unpaired_ratio, wilson_interval
 
 Record = tp.Dict[str, tp.Any]
 Group = tp.Dict[str, tp.Any]
@@ -26,7 +34,8 @@ Fmt = tp.Literal["term", "md", "csv", "json", "latex", "html"]
 FORMATS: tp.Tuple[str, ...] = ("term", "md", "csv", "json", "latex", "html")
 FILTERS: tp.Tuple[str, ...] = ("suite", "backbone", "dataset", "method", "precision", "compile", "sdpa_backend")
 GROUP_COLUMNS = ["backbone", "checkpoint", "dataset", "group"]
-INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size"]
+INT_COLUMNS = ["coverage_decoded", "coverage_listed", "num_videos", "views_per_video", "throughput_batch_size",
+               "flips_right_to_wrong", "flips_wrong_to_right"]
 COLUMNS = [
     "method", "settings", "top1", "top1_ci_low", "top1_ci_high", "top5", "delta_top1", "p_vs_dense",
     "agreement_vs_dense", "delta_top1_vs_baselines", "gmacs_per_view", "gmacs_ratio", "clips_per_s",
@@ -34,15 +43,18 @@ COLUMNS = [
     "label", "key", "error_type", "error_message", "gflops_per_view", "gmacs_per_video", "clips_per_s_iqr",
     "throughput_batch_size", "peak_mem_kind", "num_videos", "views_per_video", "finished_at",
     "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95", "method_name", "latency_ms",
-    "speedup_unreliable", "timing_warnings",
+    "speedup_unreliable", "timing_warnings", "speedup_ci_low", "speedup_ci_high", "speedup_paired",
+    "agreement_ci_low", "agreement_ci_high", "flips_right_to_wrong", "flips_wrong_to_right",
 ]
 _FLOAT_METRICS = ["top1", "top5", "gmacs_per_view", "gflops_per_view", "gmacs_per_video", "clips_per_s",
                   "clips_per_s_iqr", "peak_mem_gib"]
 _FLOAT_COLUMNS = _FLOAT_METRICS + ["latency_ms", "gmacs_theoretical_mean", "gmacs_theoretical_std", "gmacs_theoretical_p95",
                                    "delta_top1", "gmacs_ratio", "speedup", "top1_ci_low", "top1_ci_high",
-                                   "p_vs_dense", "agreement_vs_dense", "delta_top1_vs_baselines"]
+                                   "p_vs_dense", "agreement_vs_dense", "delta_top1_vs_baselines",
+                                   "speedup_ci_low", "speedup_ci_high", "agreement_ci_low", "agreement_ci_high"]
 Samples = tp.Optional[tp.Callable[[str], tp.List[dict]]]  # record key -> per-video rows (ResultStore.read_samples)
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+SPEEDUP_TOLERANCE = 0.10  # a speedup whose 95% interval reaches further than this from it is flagged
 
 
 def empty_message(root: str | Path = "results") -> str:
@@ -239,6 +251,7 @@ def _row(rec: Record, code_ids: dict) -> dict:
         "timing_warnings": "; ".join(_dict(metrics.get("timing")).get("warnings") or []) or None,
         "_dense": name == "dense" and all(v is None for v in params.values()),
         "_eval": _canon(config.get("eval")), "_measure": _canon(config.get("measure")),
+        "_rates": _repeat_rates(metrics), "_timing": _dict(metrics.get("timing")),
     }
 
 
@@ -329,13 +342,62 @@ def _add_baselines(rows: list[dict], samples: Samples = None) -> None:
             paired = paired_comparison(samples(row["key"]), samples(accuracy["key"]))
         row["p_vs_dense"] = paired and paired["p_mcnemar"]
         row["agreement_vs_dense"] = paired and paired["agreement"]
+        row["agreement_ci_low"], row["agreement_ci_high"] = paired["agreement_ci"] if paired else (None, None)
+        row["flips_right_to_wrong"] = paired and paired["only_baseline_correct"]
+        row["flips_wrong_to_right"] = paired and paired["only_this_correct"]
         speed = _match(dense, row, "_eval", "_measure")
         row["delta_top1"] = _diff(row["top1"], accuracy and accuracy["top1"])
         row["gmacs_ratio"] = _ratio(row["gmacs_per_view"], accuracy and accuracy["gmacs_per_view"])
-        row["speedup"] = _ratio(row["clips_per_s"], speed and speed["clips_per_s"])
-        # a speedup is only as good as the two timings it divides (spread, load: measure.interleaved)
-        row["speedup_unreliable"] = (bool(row["timing_warnings"] or (speed and speed["timing_warnings"]))
-                                     if row["speedup"] is not None else None)
+        row.update(_speedup(row, speed))
+
+
+def _speedup(row: dict, dense: dict | None) -> dict:
+    """speedup (paired where the two were timed in one interleaved session), its interval, and the flag."""
+    ratio = _ratio(row["clips_per_s"], dense and dense["clips_per_s"])
+    out = {"speedup": ratio, "speedup_ci_low": None, "speedup_ci_high": None, "speedup_paired": None,
+           "speedup_unreliable": None}
+    if ratio is None:
+        return out
+    rates, base = _rates(row), _rates(dense)
+    session = row["_timing"].get("session")
+    paired = bool(rates and base and session and session == dense["_timing"].get("session"))
+    interval = paired_ratio(rates, base) if paired else (unpaired_ratio(rates, base) if rates and base else None)
+    if interval is None:  # a record without its repeats: the ratio of medians, flagged by the timings' warnings
+        out["speedup_unreliable"] = bool(row["timing_warnings"] or dense["timing_warnings"])
+        return out
+    low, high, value = interval["low"], interval["high"], interval["ratio"]
+    wide = low < value * (1 - SPEEDUP_TOLERANCE) or high > value * (1 + SPEEDUP_TOLERANCE)
+    out.update(speedup=value, speedup_ci_low=low, speedup_ci_high=high, speedup_paired=paired,
+               speedup_unreliable=wide or _overloaded(row) or _overloaded(dense))
+    return out
+
+
+def _rates(row: dict) -> list[float]:
+    rates = row["_rates"]
+    return [r for r in rates if _number(r) is not None] if isinstance(rates, list) else []
+
+
+def _repeat_rates(metrics: dict) -> list | None:
+    """Clips/s of each timed repeat from its median forward time (``iteration_times_s``): on a shared machine one
+    preempted forward inflates a repeat's mean, and a speedup should not depend on which cell it hit. Records
+    without iteration times: ``clips_per_s_repeats``."""
+    runs, bs = metrics.get("iteration_times_s"), _number(metrics.get("throughput_batch_size"))
+    if bs and isinstance(runs, list) and runs and all(isinstance(r, list) for r in runs):
+        medians = [statistics.median(times) if times else None
+                   for times in ([t for t in run if _number(t) is not None and t > 0] for run in runs)]
+        return [bs / m if m else None for m in medians]
+    return metrics.get("clips_per_s_repeats")
+
+
+def _overloaded(row: dict) -> bool:
+    """Whether the 1-minute load average exceeded the cores while the row was timed (``metrics.timing``)."""
+    timing = row["_timing"]
+    loads = timing.get("load_avg_per_repeat")
+    loads = [x for x in loads if _number(x) is not None] if isinstance(loads, list) else []
+    cores = _number(timing.get("cores"))
+    if cores is None:  # a record from before ``cores`` was stored: its warning says so
+        return "load average" in (row["timing_warnings"] or "")
+    return any(x > cores for x in loads)
 
 
 def _match(dense: list[dict], row: dict, *fields: str) -> dict | None:

@@ -26,6 +26,10 @@ def _short(v: float) -> str:
     return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3g}"
 
 
+def _interval(low: tp.Any, high: tp.Any, fmt: tp.Callable[[float], str]) -> str:
+    return "" if low is None or high is None or pd.isna(low) or pd.isna(high) else f" [{fmt(low)}-{fmt(high)}]"
+
+
 def _coverage(row: pd.Series) -> str:
     decoded, listed = row["coverage_decoded"], row["coverage_listed"]
     return "" if pd.isna(decoded) or pd.isna(listed) else f"{decoded}/{listed}"
@@ -40,7 +44,10 @@ DISPLAY_COLUMNS: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # hea
     ("top-5 %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["top5"])),
     ("Δtop-1 pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1"])),
     ("p vs dense", "right", lambda r: _blank_or(lambda v: "<0.001" if v < 0.001 else f"{v:.3f}")(r["p_vs_dense"])),
-    ("agree %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["agreement_vs_dense"])),
+    ("agree %", "right", lambda r: _blank_or(lambda v: f"{100 * v:.1f}")(r["agreement_vs_dense"])
+     + _interval(r["agreement_ci_low"], r["agreement_ci_high"], lambda v: f"{100 * v:.1f}")),
+    ("flips -/+", "right", lambda r: "" if pd.isna(r["flips_right_to_wrong"]) else
+     f"{r['flips_right_to_wrong']}/{r['flips_wrong_to_right']}"),
     ("Δ vs baselines pp", "right", lambda r: _blank_or(lambda v: f"{100 * v:+.1f}")(r["delta_top1_vs_baselines"])),
     ("front", "center", lambda r: "*" if bool(r["pareto"]) else ""),
     ("GMACs/view", "right", lambda r: _blank_or(_short)(r["gmacs_per_view"])),
@@ -50,8 +57,10 @@ DISPLAY_COLUMNS: list[tuple[str, str, tp.Callable[[pd.Series], str]]] = [  # hea
      f"p95 {_short(r['gmacs_theoretical_p95'])}"),
     ("clips/s", "right", lambda r: _blank_or(_short)(r["clips_per_s"])),
     ("ms/batch", "right", lambda r: _blank_or(_short)(r["latency_ms"])),
-    ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x" + ("?" if r["speedup_unreliable"] is True else ""))(
-        r["speedup"])),
+    ("speedup", "right", lambda r: _blank_or(lambda v: f"{v:.2f}x")(r["speedup"])
+     + ("" if r["method_name"] == "dense" and r["speedup"] == 1 else
+        _interval(r["speedup_ci_low"], r["speedup_ci_high"], lambda v: f"{v:.2f}"))
+     + ("~" if r["speedup_paired"] is False else "") + ("?" if r["speedup_unreliable"] is True else "")),
     ("peak GiB", "right", lambda r: _blank_or(lambda v: f"{v:.2f}")(r["peak_mem_gib"])),
     ("coverage", "right", _coverage),
     ("status", "left", lambda r: r["status"]),
@@ -76,16 +85,23 @@ def notes(df: pd.DataFrame) -> list[str]:
     if kinds:
         out.append("peak memory: " + ", ".join(kinds))
     if df["p_vs_dense"].notna().any():
-        out.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense")
+        out.append("p vs dense: exact McNemar test on the same videos; agree %: same top-1 prediction as dense "
+                   "[95% Wilson interval]; flips -/+: videos dense got right and this row wrong / the reverse")
     if df["pareto"].any():
         out.append("front *: on the accuracy-cost Pareto frontier (top-1 vs GMACs/view) of this group")
     if df["delta_top1_vs_baselines"].notna().any():
         out.append("Δ vs baselines: top-1 minus the frontier of the doing-less-work baselines (dense, downsampled input, "
                    "chance dropping) interpolated "
                    "at the row's GMACs (blank outside that frontier's range); negative = worse than doing less work")
+    if df["speedup_ci_low"].notna().any():
+        out.append("speedup: median over the interleaved repeats of this row's clips/s over dense's in the same "
+                   "repeat (each from the repeat's median forward time) [bootstrap 95% interval]")
+    if (df["speedup_paired"] == False).any():  # noqa: E712 -- an object column with None
+        out.append("speedup ~: timed in another run than dense, compared unpaired (ratio of medians)")
     if (df["speedup_unreliable"] == True).any():  # noqa: E712 -- an object column with None
-        out.append("speedup ?: unreliable, its timing or dense's spread over 10% between repeats or ran with "
-                   "the load average above the cores (record: metrics.timing.warnings)")
+        out.append("speedup ?: unreliable, its interval reaches beyond ±10% or the load average exceeded the "
+                   "cores while it or dense was timed (records without repeats: either timing's warnings, "
+                   "metrics.timing.warnings)")
     if df["gmacs_theoretical_mean"].notna().any():
         out.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "
                      "video's active tokens (mean±std, p95), as the halting papers count it")
