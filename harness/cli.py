@@ -294,7 +294,7 @@ def cmd_train(args) -> int:
     chosen = {"backbone": args.backbone} if args.backbone else {}  # else TrainConfig's default
     try:
         cfg = TrainConfig(out=args.out, epochs=args.epochs, seed=args.seed, num_train=args.num_train,
-                          num_val=args.num_val, threads=args.threads, **chosen)
+                          num_val=args.num_val, threads=args.threads, init=args.init, **chosen)
     except ValueError as err:
         raise UserError(str(err)) from None
     meta = train(cfg)
@@ -484,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-train", type=int, default=4000)
     train.add_argument("--num-val", type=int, default=600)
     train.add_argument("--threads", type=int, default=2)
+    train.add_argument("--init", metavar="CHECKPOINT",
+                       help="synthetic_timesformer_tiny: start from this synthetic_vit_tiny checkpoint "
+                            "(TimeSformer's ViT initialisation)")
     train.set_defaults(func=cmd_train)
 
     viz = sub.add_parser("viz", help="token map: which patches each reducing block keeps, merges, drops or halts",

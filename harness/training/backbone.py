@@ -40,12 +40,49 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up length
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     threads: int = 2  # torch CPU threads (results are deterministic per thread count)
+    init: tp.Optional[str] = None  # divided-attention backbones: start from this joint model's checkpoint (TimeSformer's recipe)
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
             raise ValueError(f"train --backbone: {self.backbone!r} is not one of {', '.join(BACKBONES)}")
         if self.out is None:
             self.out = os.path.join("checkpoints", f"{self.backbone}.pth")
+        if self.init is not None and self.backbone not in INIT_FROM:
+            raise ValueError(f"train --init: only {', '.join(INIT_FROM)} start from a joint model")
+
+
+# a divided-attention backbone and the joint backbone of the same dims it can start from
+INIT_FROM = {"synthetic_timesformer_tiny": "synthetic_vit_tiny"}
+
+
+def init_divided_from_joint(model, joint) -> None:
+    """TimeSformer's initialisation from a ViT (Bertasius et al.; facebookresearch/TimeSformer
+    ``load_pretrained``), here from a joint space-time model of the same dims: patch embedding, spatial
+    attention, MLP and norms copied (VideoMAE's q/v biases become the qkv bias with a zero k part), the
+    temporal attention and its norm copied from the spatial ones, ``temporal_fc`` zero (so the copy starts as
+    an identity residual); positions from the joint model's table (the spatial one from the first time
+    slice, the temporal embedding from the first patch of each slice, minus that patch's time-0 value);
+    the final norm and head from ``fc_norm`` and ``head``; the CLS token zero."""
+    t, h, w = model.cfg.grid
+    with torch.no_grad():
+        model.patch_embed.load_state_dict(joint.patch_embed.state_dict())
+        for block, jblock in zip(model.blocks, joint.blocks):
+            for name in ("norm1", "norm2", "mlp"):
+                getattr(block, name).load_state_dict(getattr(jblock, name).state_dict())
+            block.norm_t.load_state_dict(jblock.norm1.state_dict())
+            for attn in (block.attn, block.attn_t):
+                attn.qkv.weight.copy_(jblock.attn.qkv.weight)
+                if attn.qkv.bias is not None:
+                    attn.qkv.bias.copy_(torch.cat((jblock.attn.q_bias, torch.zeros_like(jblock.attn.q_bias),
+                                                   jblock.attn.v_bias)))
+                attn.proj.load_state_dict(jblock.attn.proj.state_dict())
+            block.temporal_fc.weight.zero_()
+            block.temporal_fc.bias.zero_()
+        table = joint.pos_embed.reshape(t, h * w, -1)
+        model.pos_embed[:, 1:].copy_(table[0])
+        model.time_embed.copy_((table[:, 0] - table[0, 0])[None])
+        model.norm.load_state_dict(joint.fc_norm.state_dict())
+        model.head.load_state_dict(joint.head.state_dict())
 
 
 def _augmenters(dataset):
@@ -100,6 +137,8 @@ def train(cfg: TrainConfig) -> dict:
                                           seed=cfg.data_seed) for split in ("train", "val")}
     mean, std = data["val"].mean, data["val"].std
     model = build_model(cfg.backbone)
+    if cfg.init:
+        init_divided_from_joint(model, build_model(INIT_FROM[cfg.backbone], checkpoint=cfg.init))
     side, frames = model.cfg.img_size, model.cfg.num_frames
     train_x, train_y = load_clips_uint8(data["train"].items(), frames, side, desc="decode train")
     val_x, val_y = load_clips_uint8(data["val"].items(), frames, side, desc="decode val")
@@ -140,7 +179,7 @@ def train(cfg: TrainConfig) -> dict:
             "classes": list(CLASSES), "history": history, "val_top1": history[-1]["val_top1"],
             "train_wall_s": time.time() - t0, "torch": torch.__version__,
             "command": f"python -m harness train --backbone {cfg.backbone} --out {cfg.out} --epochs {cfg.epochs} "
-                       f"--seed {cfg.seed}"}
+                       f"--seed {cfg.seed} --threads {cfg.threads}" + (f" --init {cfg.init}" if cfg.init else "")}
     with open(os.path.splitext(cfg.out)[0] + ".json", "w") as f:
         json.dump(meta, f, indent=2)
     return meta
