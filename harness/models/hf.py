@@ -22,6 +22,8 @@ import json
 import os
 import typing as tp
 
+from harness.models.bounds import config_number_problems, number_problems
+
 HF_PREFIX = "hf:"
 CONFIG = "config.json"
 # weight files of a model directory, in the order they are preferred
@@ -164,6 +166,9 @@ def config_dims(config: dict, where: str = CONFIG) -> dict:
             value = value[0]
         return value
 
+    numbers = config_number_problems(config, _CONFIG_NUMBERS)
+    if numbers:
+        raise CheckpointError(f"{where}: " + "; ".join(numbers))
     hidden, inter = config.get("hidden_size"), config.get("intermediate_size")
     missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
                if config.get(k) is None]
@@ -176,15 +181,31 @@ def config_dims(config: dict, where: str = CONFIG) -> dict:
     labels = config.get("id2label")
     num_classes = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels", 2)
     qkv_bias = config.get("qv_bias", config.get("qkv_bias", True))  # transformers 5 / 4 spelling
-    return {"embed_dim": hidden, "depth": config["num_hidden_layers"],
+    dims = {"embed_dim": hidden, "depth": config["num_hidden_layers"],
             "num_heads": config["num_attention_heads"], "mlp_ratio": inter / hidden,
-            "patch_size": square("patch_size") or 16, "tubelet_size": config.get("tubelet_size", 2),
-            "num_frames": config.get("num_frames", 16), "img_size": square("image_size") or 224,
+            "patch_size": _given(square("patch_size"), 16), "tubelet_size": config.get("tubelet_size", 2),
+            "num_frames": config.get("num_frames", 16), "img_size": _given(square("image_size"), 224),
             "num_classes": num_classes, "in_chans": config.get("num_channels", 3),
             "norm_eps": float(config.get("layer_norm_eps", 1e-12)), "qkv_bias": bool(qkv_bias),
             # transformers builds fc_norm as nn.LayerNorm(hidden_size): torch's default 1e-5, whatever
             # layer_norm_eps says (the official VideoMAE code: 1e-6 everywhere)
             "fc_norm_eps": 1e-5}
+    derived = number_problems(dims, _HF_NAMES)  # e.g. intermediate_size/hidden_size, len(id2label)
+    if derived:
+        raise CheckpointError(f"{where}: " + "; ".join(message for _, message in derived))
+    return dims
+
+
+# config.json numbers -> their DIM_BOUNDS field (harness.models.bounds)
+_CONFIG_NUMBERS = {"hidden_size": "embed_dim", "num_hidden_layers": "depth", "num_attention_heads": "num_heads",
+                   "intermediate_size": "mlp_dim", "patch_size": "patch_size", "tubelet_size": "tubelet_size",
+                   "num_frames": "num_frames", "image_size": "img_size", "num_labels": "num_classes",
+                   "num_channels": "in_chans", "layer_norm_eps": "norm_eps"}
+
+
+def _given(value: tp.Any, default: tp.Any) -> tp.Any:
+    """``value`` unless config.json leaves it out (0 is a value, refused by the bounds, not a default)."""
+    return default if value is None else value
 
 
 def class_names(config: dict) -> tp.Optional[tp.List[str]]:

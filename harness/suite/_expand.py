@@ -13,6 +13,7 @@ import os
 import typing as tp
 
 from harness.models import hf
+from harness.models.bounds import DIM_BOUNDS, number_problems
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
@@ -655,24 +656,11 @@ def _param_number_problems(values: dict) -> list[tuple[str, str]]:
             for k, v in values.items() if bad(v)]
 
 
-DIM_BOUNDS = {"embed_dim": (1, 65536), "depth": (1, 1024), "num_heads": (1, 1024), "patch_size": (1, 1024),
-              "tubelet_size": (1, 1024), "num_frames": (1, 4096), "img_size": (1, 16384), "num_classes": (0, 10 ** 6),
-              "in_chans": (1, 64), "mlp_ratio": (1e-3, 64.0), "norm_eps": (1e-12, 1.0)}
-
-
 def _dim_problems(dims: dict) -> list[tuple[str, str]]:
-    """Backbone dims outside a sane range (NaN and infinities included): ``[(dim, message)]``."""
-    import math
-
-    out = []
-    for k, v in dims.items():
-        if k in DIM_BOUNDS and isinstance(v, (int, float)) and not isinstance(v, bool):
-            lo, hi = DIM_BOUNDS[k]
-            if isinstance(v, int) and v < lo:
-                continue  # the preset's check says "must be positive" (or >= 0)
-            if not (math.isfinite(v) and lo <= v <= hi):
-                out.append((k, f"{k} must be a finite number within [{lo:g}, {hi:g}], got {v}"))
-    return out
+    """Backbone dims outside ``DIM_BOUNDS`` (NaN and infinities included): ``[(dim, message)]``."""
+    # a whole number below the bound: the preset's check says "must be positive" (or >= 0)
+    return [(k, m) for k, m in number_problems(dims)
+            if not (isinstance(dims[k], int) and not isinstance(dims[k], bool) and dims[k] < DIM_BOUNDS[k][0])]
 
 
 def _augment_problems(augment: tp.Any) -> list[str]:
