@@ -22,6 +22,7 @@ import json
 import os
 import typing as tp
 
+from harness.files import MAX_INDEX_BYTES, read_json
 from harness.models.bounds import config_number_problems, number_problems
 
 HF_PREFIX = "hf:"
@@ -127,10 +128,9 @@ def read_config(checkpoint: tp.Union[str, os.PathLike]) -> dict:
     else:
         path = os.path.join(model_dir(checkpoint), CONFIG)
     try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot read: {err}") from None
+        config = read_json(path, MAX_INDEX_BYTES, what=CONFIG)
+    except ValueError as err:
+        raise CheckpointError(f"cannot read {CONFIG}: {err}") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     model_type = config.get("model_type")
@@ -248,6 +248,8 @@ def reconcile_dims(backbone: str, dims: tp.Mapping[str, tp.Any], checkpoint: tp.
 
     where = f"{checkpoint} ({CONFIG})"
     found = config_dims(read_config(checkpoint), where)
+    if not is_hf_name(checkpoint):
+        weight_files(model_dir(checkpoint))  # a folder without weights, or a bad shard index: refused here
     base = {} if backbone == "video_vit" else vars(backbone_registry.get(backbone)())
     disagree = []
     for field, value in found.items():
@@ -289,10 +291,31 @@ def content_key(checkpoint: tp.Union[str, os.PathLike]) -> str:
     except CheckpointError:
         return f"missing:{checkpoint}"
     parts = {CONFIG: cached_file_sha256(os.path.join(folder, CONFIG))}
-    for name in weight_files(folder):
+    try:
+        names = weight_files(folder)
+    except CheckpointError:  # no weights, a bad index: the cell that loads them names the problem
+        return f"invalid:{checkpoint}"
+    for name in names:
         parts[os.path.relpath(name, folder)] = cached_file_sha256(name)
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _shard_path(folder: str, index: str, shard: tp.Any) -> str:
+    """A shard an index names: a plain file name inside the model folder, a regular file (a FIFO or
+    ``/dev/zero`` would be hashed forever; ``../`` or an absolute path would leave the folder)."""
+    if not isinstance(shard, str) or not shard or "\0" in shard:
+        raise CheckpointError(f"{index}: weight_map names {str(shard)[:60]!r}, not a file name")
+    real_folder = os.path.realpath(folder)
+    path = os.path.realpath(os.path.join(folder, shard))
+    if os.path.isabs(shard) or os.path.commonpath([real_folder, path]) != real_folder:
+        raise CheckpointError(f"{index}: weight_map names {shard[:200]!r}, outside the model folder {folder}")
+    from harness.data.paths import MAX_WEIGHTS_BYTES, file_problem
+
+    problem = file_problem(path, MAX_WEIGHTS_BYTES, what="weight shard", missing_ok=True)
+    if problem:
+        raise CheckpointError(f"{index}: {problem}")
+    return os.path.join(folder, shard)
 
 
 def weight_files(folder: str) -> tp.List[str]:
@@ -304,9 +327,9 @@ def weight_files(folder: str) -> tp.List[str]:
         if not name.endswith(".index.json"):
             return [path]
         try:
-            with open(path) as f:
-                weight_map = json.load(f)["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            weight_map = read_json(path, MAX_INDEX_BYTES, what="shard index")["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{path}: cannot read the shard index: {err}") from None
-        return [os.path.join(folder, shard) for shard in sorted(set(weight_map.values()))]
+        return [_shard_path(folder, path, shard) for shard in shards]
     raise CheckpointError(f"{folder}: no weights (expected one of {', '.join(WEIGHT_FILES)})")
