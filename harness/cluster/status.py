@@ -210,16 +210,10 @@ def _all_complete(store_root: str, key: str) -> bool:
 
 
 def _log_tail(path: tp.Optional[str], limit: int = 300) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][-limit:] if lines else ""
+    """The log's last error line (``harness.files.last_error_line``: the same as a local worker's)."""
+    from harness.files import last_error_line
+
+    return last_error_line(path, limit)
 
 
 def _env(submissions: tp.Sequence[dict]) -> tp.Optional[dict]:

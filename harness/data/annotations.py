@@ -16,6 +16,7 @@ the file and its 1-based line number.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import typing as tp
@@ -131,6 +132,30 @@ def read_video_list(
             raise ValueError(f"{path}:{lineno}: label {label} >= num_classes {num_classes} in line {line!r}")
         items.append(VideoItem(path=os.path.join(data_root, parts[0]), label=label, index=len(items)))
     return items
+
+
+def first_label_beyond(path: str, fmt: str, limit: int) -> tp.Optional[str]:
+    """``file:line: label L ...`` for the first listed label ``>= limit`` (a model head's size), else None
+    (also when the file cannot be read: its own check names that)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _first_label_beyond(os.path.abspath(path), st.st_size, st.st_mtime_ns, fmt, limit)
+
+
+@functools.lru_cache(maxsize=64)
+def _first_label_beyond(path: str, size: int, mtime_ns: int, fmt: str, limit: int) -> tp.Optional[str]:
+    try:
+        lines = content_lines(path)
+        fmt = detect_format(path) if fmt == "auto" else fmt
+    except (OSError, ValueError):
+        return None
+    for lineno, line in lines:
+        parts = _split_line(fmt, line)
+        if len(parts) == 2 and _ASCII_INT.fullmatch(parts[1]) and int(parts[1]) >= limit:
+            return f"{path}:{lineno}: label {int(parts[1])} is beyond the model's {limit}-class head (labels 0..{limit - 1})"
+    return None
 
 
 def read_label_map(path: str) -> list[str]:

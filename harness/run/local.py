@@ -454,5 +454,8 @@ def _write_lost_job(spec, job, err: Exception) -> dict:
     record = rec.new_record(spec.key, spec.config, spec.label, spec.suite)
     rec.set_failed(record, {"type": type(err).__name__, "message": str(err)[-2000:], "log": str(job.paths.stderr)})
     rec.finish(record, {})
-    ResultStore(spec.store_root).write(record)
+    try:
+        ResultStore(spec.store_root).write(record)
+    except OSError as write_err:  # e.g. the disk is full: what killed the worker kills this write too
+        record["error"]["message"] += f" (this record could not be stored: {write_err.strerror or write_err})"
     return record

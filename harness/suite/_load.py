@@ -24,6 +24,7 @@ from harness.suite._types import describe
 Path = tp.Tuple[tp.Union[str, int], ...]
 _ENV_RE = re.compile(r"\$\{([^}]*)\}")
 MAX_NODES = 100_000  # values in one file or --set value after alias expansion
+MAX_INCLUDED_FILES = 64  # files opened through include: in one suite, all levels together
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -84,7 +85,8 @@ def format_path(path: tp.Sequence[tp.Union[str, int]]) -> str:
 def load_tree(path: tp.Union[str, os.PathLike], problems: list) -> Tree:
     """Load ``path`` and its includes (the including file wins; dicts merge deeply, lists are replaced)."""
     root = os.path.abspath(os.fspath(path))
-    data, origins, include = _load_file(root, (), problems, os.path.dirname(os.path.realpath(root)))
+    data, origins, include = _load_file(root, (), problems, os.path.dirname(os.path.realpath(root)),
+                                        [MAX_INCLUDED_FILES])
     if data is None:
         return Tree({}, {}, root, loaded=False)
     if include is not None:  # keep the suite's own include list (as written) for the record
@@ -92,7 +94,8 @@ def load_tree(path: tp.Union[str, os.PathLike], problems: list) -> Tree:
     return Tree(data, origins, root)
 
 
-def _load_file(file: str, stack: tuple, problems: list, home: str) -> tuple[tp.Optional[dict], dict, tp.Any]:
+def _load_file(file: str, stack: tuple, problems: list, home: str,
+               budget: list) -> tuple[tp.Optional[dict], dict, tp.Any]:
     raw = _read_mapping(file, problems)
     if raw is None:
         return None, {}, None
@@ -125,7 +128,13 @@ def _load_file(file: str, stack: tuple, problems: list, home: str) -> tuple[tp.O
         if problem:
             problems.append(Problem(file, f"include[{i}]", problem))
             continue
-        child, child_origins, _ = _load_file(inc_file, stack, problems, home)
+        budget[0] -= 1
+        if budget[0] < 0:  # includes that fan out (each file including the next ones several times)
+            problems.append(Problem(file, f"include[{i}]", f"the suite's includes open more than "
+                                                            f"{MAX_INCLUDED_FILES} files in all; include each file "
+                                                            "once, from fewer places"))
+            return None, {}, None
+        child, child_origins, _ = _load_file(inc_file, stack, problems, home, budget)
         if child is None:
             continue
         child.pop("name", None)  # a suite's name is its own (or its file stem), never inherited
