@@ -93,13 +93,13 @@ def cmd_status(args) -> int:
             states = {}
             for r in rows:
                 states[r["state"].split(":")[0]] = states.get(r["state"].split(":")[0], 0) + 1
-            print(f"[{time.monotonic() - t0:5.0f}s] " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+            print(f"[{time.monotonic() - t0:5.0f}s] " + _plain(", ".join(f"{n} {s}" for s, n in sorted(states.items()))),
                   file=sys.stderr, flush=True)
         rows, note = wait(args.results, keys, poll_s=args.poll, timeout_s=args.timeout, on_poll=show)
     else:
         rows, note = cell_rows(args.results, keys)
     if not rows:
-        print(f"no submitted cells under {args.results}/ (submit with `run SUITE --executor slurm`)")
+        print(f"no submitted cells under {_plain(args.results)}/ (submit with `run SUITE --executor slurm`)")
         return 0
     print(format_rows(rows, note))
     if any(r["state"].startswith("failed") for r in rows):
@@ -168,10 +168,10 @@ def cmd_validate(args) -> int:
 
     problems = validate_suite(args.suite, args.set)
     if problems:
-        print(format_problems(problems), file=sys.stderr)
+        print(_plain(format_problems(problems), one_line=False), file=sys.stderr)
         return 2
     suite = _load(args.suite, args.set)
-    print(f"{args.suite}: ok ({len(suite.cells())} cells)")
+    print(f"{_plain(args.suite)}: ok ({len(suite.cells())} cells)")
     return 0
 
 
@@ -192,6 +192,7 @@ def cmd_data_check(args) -> int:
             items = dataset.items()
         except (OSError, ValueError) as err:
             raise UserError(f"{title}: {err}") from None
+        title = _plain(title)
         result = check_items(items, frames=args.frames, workers=args.workers,
                              timeout_s=getattr(dataset, "decode_timeout_s", 60.0),
                              decoder=getattr(dataset, "decoder", "decord"))
@@ -200,8 +201,8 @@ def cmd_data_check(args) -> int:
               f"{result['invalid']} invalid" + "".join(f", {result[s]} {s}" for s in ("timeout", "crash")
                                                        if result[s]))
         if result["problems"]:
-            rows = [(p["index"], p["status"], p["path"], p["error"]) for p in result["problems"]]
-            print(tabulate(rows, headers=["#", "status", "path", "error"]))
+            rows = [(p["index"], _plain(p["status"]), _plain(p["path"]), _plain(p["error"])) for p in result["problems"]]
+            print(tabulate(rows, headers=["#", "status", "path", "error"], disable_numparse=True))
         bad += len(result["problems"])
     return 1 if bad else 0
 
@@ -329,11 +330,12 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _plain(value) -> str:
-    """Suite text for the terminal: no escape sequences or control characters, one line."""
+def _plain(value, one_line: bool = True) -> str:
+    """Text for the terminal (the one sanitising layer, ``harness.report.safe``): no escape sequences, control
+    characters or bidirectional overrides; one line unless ``one_line`` is False."""
     from harness.report.safe import plain
 
-    return plain(value)
+    return plain(value, one_line)
 
 
 VIZ_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
@@ -564,18 +566,40 @@ def _on_sigterm(signum, frame):
     raise Interrupted()
 
 
+class _PlainLogs(__import__("logging").Formatter):
+    """Log lines (warnings naming store files, say) through the same sanitising layer as everything printed."""
+
+    def format(self, record) -> str:
+        return _plain(f"{record.levelname.lower()}: {super().format(record)}", one_line=False)
+
+
+def _sanitised_logging() -> None:
+    import logging
+
+    logger = logging.getLogger("harness")
+    if not any(isinstance(h.formatter, _PlainLogs) for h in logger.handlers):
+        class Stderr(logging.StreamHandler):
+            stream = property(lambda self: sys.stderr, lambda self, value: None)  # sys.stderr when emitting
+
+        handler = Stderr()
+        handler.setFormatter(_PlainLogs("%(message)s"))
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
+
+
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     import signal
     import threading
 
     args = build_parser().parse_args(argv)
+    _sanitised_logging()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_plain(err, one_line=False)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")

@@ -144,7 +144,10 @@ def render(records: tp.Sequence[dict], batch_size: int, fmt: str = "simple") -> 
                     v = r.get(key)
                     line.append("" if v is None else f.format(v))
             lines.append(line)
-        title = regime_title(records, regime)
+        from harness.report.safe import term
+
+        lines = [[term(c) for c in line] for line in lines]  # method labels are suite text
+        title = term(regime_title(records, regime))
         parts.append((f"### {title}\n\n" if fmt == "github" else f"{title}\n")
                      + tabulate(lines, headers=[h for h, _, _ in used], tablefmt=fmt, disable_numparse=True))
     note = (f"\nbatch size {batch_size}; efficiency = speedup / GMACs ratio (1.0: savings fully realised), speedups "

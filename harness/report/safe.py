@@ -33,7 +33,9 @@ def term(text: tp.Any) -> str:
     return plain(text)
 
 
-_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
+# brackets escaped too: no [text](javascript:...) link or ![image](http://...) can form in a cell
+_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "\\[",
+               "]": "\\]"}
 
 
 def markdown(text: tp.Any) -> str:
@@ -68,8 +70,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: tp.Any) -> tp.Any:
-    """A CSV field that a spreadsheet will not run: text starting with ``= + - @``, tab or carriage return
-    gets a leading ``'`` (OWASP's advice against CSV injection). Numbers (negative ones too) stay numbers."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+    """A CSV field that a spreadsheet will not run: control characters and escape sequences removed, then text
+    starting (after spaces) with ``= + - @``, tab or carriage return gets a leading ``'`` (OWASP's advice against
+    CSV injection). Numbers (negative ones too) stay numbers."""
+    if isinstance(value, str):
+        value = plain(value)  # control characters first: "\x08=cmd" must not hide the formula from the guard
+        if value.lstrip(" ").startswith(_FORMULA_START):
+            return "'" + value
     return value
