@@ -122,15 +122,12 @@ def json_depth(data: bytes) -> int:
 
 
 def parse_json(data: bytes, path: str, *, what: str = "file", max_depth: int = MAX_JSON_DEPTH) -> tp.Any:
-    """A JSON text of ``path`` parsed, at most ``max_depth`` deep; NaN/Infinity literals are refused."""
+    """A JSON text of ``path`` parsed, at most ``max_depth`` deep."""
     if json_depth(data) > max_depth:
         raise FileProblem(f"{path}: JSON nested deeper than {max_depth} levels; not a {what}")
 
-    def no_constant(name):
-        raise ValueError(f"{name} is not a JSON number")
-
-    try:
-        return json.loads(decode_text(data, path, what=what), parse_constant=no_constant)
+    try:  # NaN / Infinity literals parse (Python writes them): the bounds of each field refuse them by name
+        return json.loads(decode_text(data, path, what=what))
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise FileProblem(f"{path}: JSON nested too deep; not a {what}") from None
     except ValueError as err:
@@ -146,7 +143,8 @@ def read_json(path: tp.Union[str, os.PathLike], limit: int, *, what: str = "file
                       max_depth=max_depth)
 
 
-_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Died|Problem|Warning)\b:?")
+# an exception line (``IndexError: ...``) or a tool's error line (``slurmstepd: error: ... oom_kill ...``)
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Died|Problem)\b:?|\berror:", re.I)
 
 
 def last_error_line(path: tp.Optional[tp.Union[str, os.PathLike]], limit: int = 300,
@@ -172,7 +170,7 @@ def last_error_line(path: tp.Optional[tp.Union[str, os.PathLike]], limit: int = 
     finally:
         os.close(fd)
     lines = [ln.strip() for ln in data.decode("utf-8", errors="replace").splitlines() if ln.strip()]
-    errors = [ln for ln in lines if _ERROR_LINE.match(ln)]
+    errors = [ln for ln in lines if _ERROR_LINE.search(ln)]
     line = (errors or lines or [""])[-1]
     return line[-limit:]
 

@@ -40,6 +40,13 @@ def make_fixtures(folder: str) -> None:
         f.write(b"weights")
     with open(os.path.join(folder, "list.txt"), "w") as f:
         f.write("a.mp4 0\nb.mp4 1\n")
+    lists = {"list_label13.txt": b"a.mp4 0\nb.mp4 13\nc.mp4 2\n",  # beyond synthetic_vit_tiny's 12-class head
+             "list_latin1.txt": "a.mp4 0\nb\xe9b\xe9.mp4 1\n".encode("latin-1"),
+             "list_arabic.txt": "a.mp4 0\nb.mp4 \u0663\n".encode(), "list_underscore.txt": b"a.mp4 0\nb.mp4 1_1\n",
+             "list_fields.txt": b"a.mp4 0\nb.mp4 1 extra\n", "labels3.txt": b"x\ny\nz\n"}
+    for name, data in lists.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
     os.mkfifo(os.path.join(folder, "fifo"))
     os.symlink("/dev/zero", os.path.join(folder, "zero_link"))
     os.symlink(os.path.join(folder, "no", "such", "file"), os.path.join(folder, "dangling"))
@@ -56,6 +63,7 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     folder = str(root / "suites")
     shutil.copytree(os.path.join(CORPUS, "suites"), folder)
+    shutil.copytree(os.path.join(CORPUS, "fanout"), os.path.join(folder, "fanout"))  # included 10x per level
     shutil.copy(os.path.join(CORPUS, "base.yaml"), folder)
     make_fixtures(folder)
     with open(os.path.join(folder, "..", "big.yaml"), "w") as f:  # a suite file past the 4 MiB limit

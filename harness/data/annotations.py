@@ -135,8 +135,8 @@ def read_video_list(
 
 
 def first_label_beyond(path: str, fmt: str, limit: int) -> tp.Optional[str]:
-    """``file:line: label L ...`` for the first listed label ``>= limit`` (a model head's size), else None
-    (also when the file cannot be read: its own check names that)."""
+    """``file:line: label L ...`` for the first listed label ``>= limit`` (a model head's size), or the list's
+    first unreadable line (``read_video_list``'s message); None when all is well or the file is missing."""
     try:
         st = os.stat(path)
     except OSError:
@@ -147,10 +147,13 @@ def first_label_beyond(path: str, fmt: str, limit: int) -> tp.Optional[str]:
 @functools.lru_cache(maxsize=64)
 def _first_label_beyond(path: str, size: int, mtime_ns: int, fmt: str, limit: int) -> tp.Optional[str]:
     try:
+        read_video_list(path, "", fmt)  # a line it cannot read (encoding, fields, a label that is no number)
         lines = content_lines(path)
         fmt = detect_format(path) if fmt == "auto" else fmt
-    except (OSError, ValueError):
-        return None
+    except ValueError as err:
+        return str(err)
+    except OSError:
+        return None  # a missing file: the path check names it
     for lineno, line in lines:
         parts = _split_line(fmt, line)
         if len(parts) == 2 and _ASCII_INT.fullmatch(parts[1]) and int(parts[1]) >= limit:

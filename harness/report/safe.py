@@ -33,15 +33,15 @@ def term(text: tp.Any) -> str:
     return plain(text)
 
 
-# brackets escaped too: no [text](javascript:...) link or ![image](http://...) can form in a cell
-_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;", "[": "\\[",
-               "]": "\\]"}
+_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "&": "&amp;"}
 
 
 def markdown(text: tp.Any) -> str:
     """A Markdown (GitHub) table cell or heading: one line, ``|`` and backticks escaped, HTML as entities
     (so no tag, e.g. ``<script>`` or ``<img onerror>``, reaches a renderer)."""
-    return "".join(_MD_ESCAPES.get(ch, ch) for ch in plain(text))
+    text = "".join(_MD_ESCAPES.get(ch, ch) for ch in plain(text))
+    # no [text](javascript:...) link and no ![image](http://...) (a tracking pixel) can form in a cell
+    return text.replace("](", "]\\(").replace("![", "!\\[")
 
 
 _LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",

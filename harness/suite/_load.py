@@ -85,8 +85,14 @@ def format_path(path: tp.Sequence[tp.Union[str, int]]) -> str:
 def load_tree(path: tp.Union[str, os.PathLike], problems: list) -> Tree:
     """Load ``path`` and its includes (the including file wins; dicts merge deeply, lists are replaced)."""
     root = os.path.abspath(os.fspath(path))
-    data, origins, include = _load_file(root, (), problems, os.path.dirname(os.path.realpath(root)),
-                                        [MAX_INCLUDED_FILES])
+    try:
+        data, origins, include = _load_file(root, (), problems, os.path.dirname(os.path.realpath(root)),
+                                            [MAX_INCLUDED_FILES])
+    except _IncludeFanOut:  # each file including the next several times: found before the 10^n loads
+        problems.append(Problem(root, "include", f"the suite's includes open more than {MAX_INCLUDED_FILES} files "
+                                                 "in all (counting every level); include each file once, from "
+                                                 "fewer places"))
+        return Tree({}, {}, root, loaded=False)
     if data is None:
         return Tree({}, {}, root, loaded=False)
     if include is not None:  # keep the suite's own include list (as written) for the record
@@ -129,11 +135,8 @@ def _load_file(file: str, stack: tuple, problems: list, home: str,
             problems.append(Problem(file, f"include[{i}]", problem))
             continue
         budget[0] -= 1
-        if budget[0] < 0:  # includes that fan out (each file including the next ones several times)
-            problems.append(Problem(file, f"include[{i}]", f"the suite's includes open more than "
-                                                            f"{MAX_INCLUDED_FILES} files in all; include each file "
-                                                            "once, from fewer places"))
-            return None, {}, None
+        if budget[0] < 0:
+            raise _IncludeFanOut()
         child, child_origins, _ = _load_file(inc_file, stack, problems, home, budget)
         if child is None:
             continue
@@ -197,6 +200,10 @@ def _include_list(include: tp.Any, file: str, problems: list) -> list[str]:
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _IncludeFanOut(Exception):
     pass
 
 
