@@ -7,6 +7,7 @@ last complete write wins. Readers skip files that do not parse instead of failin
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ import typing as tp
 import uuid
 from pathlib import Path
 
-from harness.files import MAX_RECORD_BYTES, FileProblem, read_json, read_text
+from harness.files import MAX_RECORD_BYTES, FileProblem, decode_text, read_bytes, read_json
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,13 @@ class ResultStore:
         if "key" not in record:
             raise ValueError(f"record has no 'key' field; fields present: {sorted(record)}")
         path = self.path_for(record["key"])
+        samples = record.get("samples_file")
+        if record.get("status") == "ok" and isinstance(samples, str) and samples == self.samples_path(record["key"]).name:
+            try:  # the record vouches for its samples: an edited samples.csv is not used for paired statistics
+                data = read_bytes(self.cells_dir / samples, MAX_RECORD_BYTES, what="samples file")
+                record["samples_sha256"] = hashlib.sha256(data).hexdigest()
+            except ValueError:
+                pass
         _atomic_write(path, dumps_record(record) + "\n")
         return path
 
@@ -94,9 +102,14 @@ class ResultStore:
         if not os.path.lexists(path):
             return []
         try:
-            text = read_text(path, MAX_RECORD_BYTES, what="samples file")
-            rows = list(csv.DictReader(io.StringIO(text, newline="")))
-            problem = samples_problem(rows, self.read(key))
+            data = read_bytes(path, MAX_RECORD_BYTES, what="samples file")
+            rows = list(csv.DictReader(io.StringIO(decode_text(data, str(path), what="samples file"), newline="")))
+            record = self.read(key)
+            vouched = (record or {}).get("samples_sha256")
+            if vouched and vouched != hashlib.sha256(data).hexdigest():
+                problem = "its content differs from the one its record was written with (sha256); edited or damaged"
+            else:
+                problem = samples_problem(rows, record)
         except (ValueError, csv.Error) as err:
             problem = str(err)
         if problem:

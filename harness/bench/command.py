@@ -44,7 +44,12 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     from harness.bench.sweep import BenchConfig
 
-    return BenchConfig(batch_sizes=[int(b) for b in _list(args.batch_sizes)], repeats=args.repeats,
+    try:
+        batch_sizes = [int(b) for b in _list(args.batch_sizes)]
+    except ValueError:
+        raise ValueError(f"bench --batch-sizes: expected whole numbers separated by commas, e.g. 1,8,32, "
+                         f"got {args.batch_sizes!r}") from None
+    return BenchConfig(batch_sizes=batch_sizes, repeats=args.repeats,
                        reference_batch_size=args.reference_batch_size, threads=args.threads,
                        timed_iters=args.timed_iters, min_timed_s=args.min_timed_s, warmup_iters=args.warmup_iters,
                        warmup_s=args.warmup_s, explicit_dense=not args.no_explicit_dense, device=args.device,
