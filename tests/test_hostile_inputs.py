@@ -74,7 +74,8 @@ def workdir(tmp_path_factory):
 def run_batch(cases: list, timeout: int = 120) -> list:
     """``harness.cli.main`` on each case in one child process; a hang fails here, bounded."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
-           "HARNESS_DATA": os.path.join(cases[0]["cwd"], "harness_data")}
+           "HARNESS_DATA": os.path.join(cases[0]["cwd"], "harness_data"),
+           "HOSTILE_DOLLAR_VARIABLE": "${HOME}/.ssh/id_rsa"}  # a value that reads as a reference
     env.pop("HOSTILE_UNSET_VARIABLE", None)
     proc = subprocess.run([sys.executable, os.path.join(CORPUS, "run_cases.py")],
                           input=json.dumps({"cases": cases, "limit_s": 20}), capture_output=True, text=True,

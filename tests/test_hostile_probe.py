@@ -267,3 +267,18 @@ def test_markdown_and_csv_neutralise_links_and_hidden_formulas():
     assert not markdown("![i](http://e/x.png)").startswith("![")
     for text in ("\x08=cmd", "\x00=1+1", "\x1b[31m=HYPERLINK()", " =1"):
         assert csv_cell(text).startswith("'")
+
+
+
+def test_an_image_renamed_mp4_is_no_video_for_pyav_either(tmp_path):
+    """Coverage must not depend on the decoder: decord refuses a JPEG named .mp4, so PyAV does too."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("av")
+    from PIL import Image
+
+    from harness.data.decode import pyav_frames
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "still.jpg")
+    os.rename(tmp_path / "still.jpg", tmp_path / "clip.mp4")
+    with pytest.raises(ValueError, match="an image"):
+        pyav_frames(str(tmp_path / "clip.mp4"))

@@ -262,6 +262,10 @@ def expand_env(text: str, field: str, file: str, problems: list, hints: tp.Optio
             problems.append(Problem(file, field, f"environment variable {var!r} is not set (used in {text!r})"
                                     + (f"; it must point to {hint}" if hint else "")))
             return match.group(0)
+        if "${" in os.environ[var]:  # would read as an unset reference and skip the path checks
+            problems.append(Problem(file, field, f"environment variable {var!r} holds '${{' ({os.environ[var][:80]!r}); "
+                                                 "variables are expanded once: set it to the path itself"))
+            return match.group(0)
         return os.environ[var]
 
     return _ENV_RE.sub(sub, text)
