@@ -282,3 +282,19 @@ def test_an_image_renamed_mp4_is_no_video_for_pyav_either(tmp_path):
     os.rename(tmp_path / "still.jpg", tmp_path / "clip.mp4")
     with pytest.raises(ValueError, match="an image"):
         pyav_frames(str(tmp_path / "clip.mp4"))
+
+
+def test_a_dead_local_worker_names_its_last_error_in_the_record(tmp_path):
+    """``worker_died`` (local executor) and ``_write_lost_job`` carry the log's last error line."""
+    import types
+
+    from harness.run.guard import exit_path, worker_died
+
+    log = tmp_path / "0_0_log.err"
+    log.write_text("Traceback (most recent call last):\n  File \"x\", line 1\nIndexError: index 127 is out of "
+                   "bounds for dimension 1 with size 12\n")
+    job = types.SimpleNamespace(job_id="0", paths=types.SimpleNamespace(folder=tmp_path, stderr=log))
+    with open(exit_path(str(tmp_path), "0"), "w") as f:
+        json.dump({"returncode": 1, "pid": 4242, "why": None}, f)
+    err = worker_died(job)
+    assert "exited with code 1" in str(err) and "last error: IndexError: index 127" in str(err)

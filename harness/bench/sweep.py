@@ -145,6 +145,7 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
     import time
 
     import methods
+    from harness.report.safe import term
 
     cfg.check()
     if runner is None:
@@ -156,7 +157,7 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
     failed: tp.Dict[str, dict] = {}  # target key -> the failure (compile error, backend that cannot run)
     skipped: tp.Dict[str, tp.List[int]] = {}  # target key -> batch sizes not started (deadline)
     started = time.monotonic()
-    print(f"bench {suite.config.name}: {len(targets)} targets x batch sizes {sizes} x {cfg.repeats} repeats "
+    print(f"bench {term(suite.config.name)}: {len(targets)} targets x batch sizes {sizes} x {cfg.repeats} repeats "
           f"({'in this process' if cfg.in_process else 'fresh process each'})", file=out, flush=True)
     for rep in range(cfg.repeats):
         for bs in sizes:
@@ -178,15 +179,15 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
                 res = runner(request)
                 if res.get("oom"):
                     too_big[t.key] = min(bs, too_big.get(t.key, bs))
-                    print(f"  {t.label} {_regime_text(t)} bs={bs}: out of memory, larger batches skipped",
+                    print(f"  {term(t.label)} {_regime_text(t)} bs={bs}: out of memory, larger batches skipped",
                           file=out, flush=True)
                     continue
                 if res.get("failed"):
                     failed[t.key] = dict(res, failed_at_batch_size=bs)
-                    print(f"  {t.label} {_regime_text(t)} bs={bs}: FAILED {res.get('error')}", file=out, flush=True)
+                    print(f"  {term(t.label)} {_regime_text(t)} bs={bs}: FAILED {term(res.get('error'))}", file=out, flush=True)
                     continue
                 results[t.key].setdefault(bs, []).append(res)
-                print(f"  [{rep + 1}/{cfg.repeats}] {t.label} {_regime_text(t)} bs={bs}: "
+                print(f"  [{rep + 1}/{cfg.repeats}] {term(t.label)} {_regime_text(t)} bs={bs}: "
                       f"{res['clips_per_s']:.3g} clips/s", file=out, flush=True)
     if skipped:
         print(f"  deadline of {cfg.deadline_s:.0f} s reached: {sum(map(len, skipped.values()))} measurements "
