@@ -37,8 +37,9 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     starts), so that progress can show steps done out of the total.
     """
     if is_complete(out_dir):
-        with open(os.path.join(out_dir, META)) as f:
-            return json.load(f)
+        from harness.files import MAX_RECORD_BYTES, read_json
+
+        return read_json(os.path.join(out_dir, META), MAX_RECORD_BYTES, what="fine-tune meta.json")
     os.makedirs(out_dir, exist_ok=True)
     recipe = cfg.resolved_recipe()
     if cfg.threads:
