@@ -298,3 +298,19 @@ def test_a_dead_local_worker_names_its_last_error_in_the_record(tmp_path):
         json.dump({"returncode": 1, "pid": 4242, "why": None}, f)
     err = worker_died(job)
     assert "exited with code 1" in str(err) and "last error: IndexError: index 127" in str(err)
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_video(tmp_path):
+    from harness.data.annotations import read_video_list
+
+    (tmp_path / "list.txt").write_bytes("\ufeffa.mp4 0\nb.mp4 1\n".encode("utf-8"))
+    assert [it.path for it in read_video_list(str(tmp_path / "list.txt"))] == ["a.mp4", "b.mp4"]
+
+
+def test_labels_are_ascii_whole_numbers(tmp_path):
+    from harness.data.annotations import read_video_list
+
+    for label in ("\u0663", "1_1", "\uff11", "1.0"):
+        (tmp_path / "list.txt").write_text(f"a.mp4 0\nb.mp4 {label}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=r"list\.txt:2: label .* is not an integer"):
+            read_video_list(str(tmp_path / "list.txt"))
