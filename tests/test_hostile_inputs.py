@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import typing as tp
 
 import pytest
 import yaml
@@ -71,14 +72,16 @@ def workdir(tmp_path_factory):
     return folder
 
 
-def run_batch(cases: list, timeout: int = 120) -> list:
-    """``harness.cli.main`` on each case in one child process; a hang fails here, bounded."""
+def run_batch(cases: list, timeout: int = 120, preload: tp.Sequence[str] = ()) -> list:
+    """``harness.cli.main`` on each case in one child process; a hang fails here, bounded. ``preload``: modules
+    imported before the first case's alarm (torch's import alone can take 20 s on a loaded machine)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
            "HARNESS_DATA": os.path.join(cases[0]["cwd"], "harness_data"),
            "HOSTILE_DOLLAR_VARIABLE": "${HOME}/.ssh/id_rsa"}  # a value that reads as a reference
     env.pop("HOSTILE_UNSET_VARIABLE", None)
     proc = subprocess.run([sys.executable, os.path.join(CORPUS, "run_cases.py")],
-                          input=json.dumps({"cases": cases, "limit_s": 20}), capture_output=True, text=True,
+                          input=json.dumps({"cases": cases, "limit_s": 20, "preload": list(preload)}),
+                          capture_output=True, text=True,
                           timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)

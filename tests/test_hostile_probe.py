@@ -17,6 +17,7 @@ BASE_CONFIG = {"model_type": "videomae", "architectures": ["VideoMAEForVideoClas
                "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 512, "image_size": 64,
                "patch_size": 16, "num_frames": 16, "tubelet_size": 2, "num_channels": 3, "num_labels": 12,
                "layer_norm_eps": 1e-12, "use_mean_pooling": True, "hidden_act": "gelu", "qkv_bias": True}
+PRELOAD = ("torch", "methods", "harness.measure.accuracy", "harness.run.local", "harness.report")
 SUITE = """backbones: [{{name: video_vit, checkpoint: {checkpoint}}}]
 datasets: [{{name: synthetic_motion, split: val}}]
 methods: [{{name: dense}}]
@@ -56,7 +57,7 @@ def test_config_json_numbers_are_bounded(tmp_path):
         for argv in (["validate", str(suite)], ["run", str(suite), "--dry-run", "--results", str(tmp_path / "r")]):
             cases.append({"argv": argv, "cwd": str(tmp_path)})
             meta.append((f"{argv[0]} {fragment}", f"hf_{i}", key))
-    for result, (what, folder, key) in zip(run_batch(cases, timeout=300), meta):
+    for result, (what, folder, key) in zip(run_batch(cases, timeout=300, preload=PRELOAD), meta):
         assert_refused(result, what, folder, key)
 
 
@@ -88,7 +89,7 @@ def test_shard_indexes_are_read_bounded_and_stay_in_the_folder(tmp_path):
         for argv in (["validate", str(suite)], ["run", str(suite), "--dry-run", "--results", str(tmp_path / "r")]):
             cases.append({"argv": argv, "cwd": str(tmp_path)})
             meta.append((f"{argv[0]} {weight_map[:40]}", f"hf_{i}", needle))
-    for result, (what, folder, needle) in zip(run_batch(cases, timeout=300), meta):
+    for result, (what, folder, needle) in zip(run_batch(cases, timeout=300, preload=PRELOAD), meta):
         assert_refused(result, what, folder, needle)
         assert "secret" not in result["out"] + result["err"]
 
@@ -160,9 +161,7 @@ def test_a_stray_file_in_the_store_costs_one_row(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text("backbones: [{name: synthetic_vit_tiny}]\ndatasets: [{name: synthetic_motion, split: val}]\n"
                      "methods: [{name: dense}]\n")
-    # the first `run` of the child process imports torch and the methods: not part of any case's time
-    cases, meta = [{"argv": ["run", str(suite), "--dry-run", "--results", str(tmp_path / "warm")],
-                    "cwd": str(tmp_path)}], [("warm-up", "run")]
+    cases, meta = [], []
     for fault in faults:
         root = tmp_path / fault
         make_store(root, fault)
@@ -174,7 +173,7 @@ def test_a_stray_file_in_the_store_costs_one_row(tmp_path):
             cases.append({"argv": argv, "cwd": str(tmp_path)})
             meta.append((fault, " ".join(argv[:1] + argv[-2:])))
     problems = []
-    for result, (fault, what) in list(zip(run_batch(cases, timeout=400), meta))[1:]:
+    for result, (fault, what) in zip(run_batch(cases, timeout=400, preload=PRELOAD), meta):
         text = result["out"] + result["err"]
         if result["exc"] is not None or "Traceback" in text or result["rc"] != 0 or result["secs"] > 15:
             problems.append(f"{fault}: {what}: rc {result['rc']}, {result['secs']:.1f} s\n{result['exc'] or text[-800:]}")
@@ -202,7 +201,7 @@ def test_hostile_command_lines_are_refused_before_the_work(tmp_path):
     for needle, argv in _case_lines("cli.txt"):
         cases.append({"argv": argv.split(), "cwd": str(tmp_path)})
         meta.append((argv, needle))
-    for result, (what, needle) in zip(run_batch(cases, timeout=300), meta):
+    for result, (what, needle) in zip(run_batch(cases, timeout=300, preload=PRELOAD), meta):
         assert_refused(result, what, needle)
     assert (tmp_path / "ok.pth").read_bytes() == b"weights"  # train without --force never overwrote it
 
