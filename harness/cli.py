@@ -409,21 +409,24 @@ def _print_cells(suite, todo, done, results: str) -> None:
 def _listing(what: str):
     if what == "methods":
         import methods
+        from harness.models.compatibility import families_supported
 
         rows = [(n, s.kind, "yes" if s.training_free else "no", "yes" if s.needs_attention_probs else "no",
-                 "yes" if s.adaptive_token_count else "no",
+                 "yes" if s.adaptive_token_count else "no", ", ".join(families_supported(s)),
                  ", ".join(f.name for f in __import__("dataclasses").fields(s.params)) or "-", s.summary)
                 for n in methods.list_methods() for s in [methods.get_method(n)]]
-        return rows, ["method", "kind", "training-free", "attn probs", "adaptive", "params", "summary"]
+        return rows, ["method", "kind", "training-free", "attn probs", "adaptive", "families", "params", "summary"]
     if what == "backbones":
         from harness.models.presets import backbone_registry
 
         rows = []
         for n in backbone_registry.names():
             c = backbone_registry.get(n)()
-            rows.append((n, c.embed_dim, c.depth, c.num_heads, f"{c.num_frames}x{c.img_size}",
+            lay = c.layout
+            shape = f"{'cls+' if lay.cls_tokens else ''}{lay.attention}/{lay.position}/{lay.pooling}"
+            rows.append((n, lay.family, shape, c.embed_dim, c.depth, c.num_heads, f"{c.num_frames}x{c.img_size}",
                          c.num_tokens, backbone_registry.meta(n).get("summary", "")))
-        return rows, ["backbone", "dim", "depth", "heads", "input", "tokens", "summary"]
+        return rows, ["backbone", "family", "layout", "dim", "depth", "heads", "input", "tokens", "summary"]
     import harness.data  # noqa: F401  (registers the datasets)
     from harness.data.registry import dataset_registry
 

@@ -5,6 +5,7 @@ from methods.registry import register_method
 
 
 @register_method("dense", implementation="harness.models.reduction:TokenReducer", kind="none", examples=({},),
+                 supports=("cls_token", "divided_attention", "rope3d", "attentive_pool"),
                  summary="no token reduction (baseline)", reference="-")
 @dataclasses.dataclass
 class DenseParams:

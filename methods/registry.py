@@ -22,6 +22,11 @@ Methods that are more than a token reducer name extra entry points (all "module:
 - ``token_map``: ``token_map(model, clip [1,3,T,H,W]) -> harness.viz.TokenMap`` for a method whose network
   is not a VideoViT with a source-tracking reducer (HaltingVT); ``harness viz`` calls it.
 
+``supports`` names the token-layout features (``harness.models.presets.LAYOUT_FEATURES``: a class token,
+divided space-time attention, rotary positions, an attentive-probe head) the method handles faithfully;
+``refuses`` may give, per feature it does not support, the reason ``validate`` prints. A backbone whose
+layout has a feature outside ``supports`` is refused for the method before anything runs.
+
 ``examples`` are two (or more) parameter settings that exercise the method on a small backbone: the
 registry-wide tests (GMACs analytic = fvcore = an independent count, build on the meta device) run
 every registered method at each of them, so a new method is checked without editing any test.
@@ -54,6 +59,8 @@ class MethodSpec:
     inference_only: tp.Tuple[str, ...] = ()  # knobs an evaluation may change on a fine-tuned checkpoint
     token_map: tp.Optional[str] = None  # "module:fn" drawing the method's own token map (harness viz)
     examples: tp.Tuple[tp.Mapping[str, tp.Any], ...] = ()  # settings the registry-wide tests run
+    supports: tp.FrozenSet[str] = frozenset()  # token-layout features the method handles (VideoMAE's layout has none)
+    refuses: tp.Mapping[str, str] = dataclasses.field(default_factory=dict)  # feature -> why it is not supported
 
     def make_params(self, args: tp.Mapping[str, tp.Any] | None = None) -> tp.Any:
         """Build the params dataclass; unknown or missing keys raise one ValueError naming them all."""
@@ -85,6 +92,7 @@ class MethodSpec:
             "needs_attention_probs": self.needs_attention_probs,
             "adaptive_token_count": self.adaptive_token_count,
             "own_architecture": self.architecture is not None,
+            "layout_features": sorted(self.supports),
         }
 
 
@@ -116,9 +124,17 @@ def register_method(
     inference_only: tp.Sequence[str] = (),
     token_map: tp.Optional[str] = None,
     examples: tp.Sequence[tp.Mapping[str, tp.Any]] = (),
+    supports: tp.Iterable[str] = (),
+    refuses: tp.Optional[tp.Mapping[str, str]] = None,
 ) -> tp.Callable[[type], type]:
     if kind not in METHOD_KINDS:
         raise ValueError(f"kind must be one of {METHOD_KINDS}, got {kind!r}")
+    from harness.models.presets import LAYOUT_FEATURES
+
+    unknown_features = sorted((set(supports) | set(refuses or {})) - set(LAYOUT_FEATURES))
+    if unknown_features:
+        raise ValueError(f"method {name!r}: unknown layout feature(s) {unknown_features}; "
+                         f"valid: {', '.join(LAYOUT_FEATURES)}")
 
     def decorator(params_cls: type) -> type:
         if not dataclasses.is_dataclass(params_cls):
@@ -130,7 +146,8 @@ def register_method(
         spec = MethodSpec(name, params_cls, implementation, kind, training_free,
                           needs_attention_probs, adaptive_token_count, summary, reference,
                           display_name, architecture, train_batch, dict(train_recipe or {}),
-                          tuple(inference_only), token_map, tuple(dict(e) for e in examples))
+                          tuple(inference_only), token_map, tuple(dict(e) for e in examples),
+                          frozenset(supports), dict(refuses or {}))
         method_registry.add(name, spec, **spec.capabilities())
         return params_cls
 

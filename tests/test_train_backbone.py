@@ -11,10 +11,12 @@ from harness.models.presets import resolve_config
 from harness.training.backbone import BACKBONES, TrainConfig, train
 
 
-def test_quickstart_backbones_share_everything_but_depth():
-    tiny, d8 = (resolve_config(name) for name in BACKBONES)
+def test_quickstart_backbones_share_everything_but_depth_and_family():
+    tiny, d8, divided = (resolve_config(name) for name in BACKBONES)
     assert (tiny.depth, d8.depth) == (4, 8)
     assert dataclasses.replace(tiny, depth=8) == d8
+    assert dataclasses.replace(tiny, family="timesformer") == divided
+    assert divided.layout.features == {"cls_token", "divided_attention"}
 
 
 def test_train_rejects_another_backbone_before_any_work(tmp_path, monkeypatch, capsys):

@@ -29,6 +29,8 @@ IGNORED_OPS = frozenset({
     "aten::_upsample_bilinear2d_aa",  # downsample: resizing the input clip (input preparation, like decoding)
     "aten::abs", "aten::avg_pool3d",  # RLT: mean |pixel difference| per patch (elementwise, before the model)
     "aten::flip", "aten::cummin",  # RLT: run lengths (index bookkeeping)
+    "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
+    "aten::tanh",  # ViViT's gelu_fast (elementwise)
 })
 
 
@@ -57,22 +59,42 @@ class MacsCount:
 
 def count_macs(cfg, tokens_in: tp.Sequence[int], tokens_mlp: tp.Sequence[int],
                overhead: tp.Callable[[int, int], int] = lambda layer, n: 0) -> MacsCount:
-    """MACs of one view, from the tokens entering each block's attention and MLP."""
+    """MACs of one view, from the tokens entering each block's attention and MLP (class tokens included).
+
+    Joint attention: every token attends to every token. Divided attention (TimeSformer): the patch
+    tokens attend over the T' tokens of their patch position (plus ``temporal_fc``), then each frame's
+    patch tokens and a copy of the class token attend to each other; the method's overhead is per frame
+    (it is handed each frame's patch tokens)."""
+    layout = cfg.layout
     c = cfg.embed_dim
     hidden = int(c * cfg.mlp_ratio)
-    n0 = cfg.num_tokens
-    patch = n0 * c * cfg.in_chans * cfg.tubelet_size * cfg.patch_size ** 2
+    cls = layout.cls_tokens
+    frames = layout.grid[0]
+    patch = cfg.num_tokens * c * cfg.in_chans * cfg.tubelet_size * cfg.patch_size ** 2
     linear = attention = norm = extra = 0
     per_block = []
     for layer, (n, m) in enumerate(zip(tokens_in, tokens_mlp)):
-        block_linear = n * c * 3 * c + n * c * c + 2 * m * c * hidden
-        block_attention = 2 * n * n * c
-        block_norm = NORM_MACS_PER_ELEMENT * c * (n + m)
-        block_extra = overhead(layer, n)
+        if layout.attention == "divided":
+            per_frame = (n - cls) // frames  # patch tokens per frame
+            spatial = frames * (per_frame + cls)  # each frame with its copy of the class token
+            temporal = n - cls
+            block_linear = (temporal * 3 * c * c + 2 * temporal * c * c + spatial * 4 * c * c
+                            + 2 * m * c * hidden)
+            block_attention = 2 * per_frame * frames * frames * c + 2 * frames * (per_frame + cls) ** 2 * c
+            block_norm = NORM_MACS_PER_ELEMENT * c * (temporal + spatial + m)
+            block_extra = frames * overhead(layer, per_frame)
+        else:
+            block_linear = n * c * 3 * c + n * c * c + 2 * m * c * hidden
+            block_attention = 2 * n * n * c
+            block_norm = NORM_MACS_PER_ELEMENT * c * (n + m)
+            block_extra = overhead(layer, n)
         linear, attention, norm, extra = (linear + block_linear, attention + block_attention,
                                           norm + block_norm, extra + block_extra)
         per_block.append(block_linear + block_attention + block_norm + block_extra)
-    head = NORM_MACS_PER_ELEMENT * c + c * cfg.num_classes
+    # the mean-pooled families norm the pooled vector; the others norm every final token (as their
+    # libraries do) and classify the class token
+    normed = 1 if layout.pooling == "mean" else (tokens_mlp[-1] if tokens_mlp else cls + cfg.num_tokens)
+    head = NORM_MACS_PER_ELEMENT * c * normed + c * cfg.num_classes
     return MacsCount(patch, linear, attention, norm, extra, head, per_block)
 
 

@@ -35,6 +35,8 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike,
     """
     state, layout = read_checkpoint(path)
     expected = model.state_dict()
+    if "pos_embed" in state and "pos_embed" not in expected:
+        state = {k: v for k, v in state.items() if k != "pos_embed"}  # a sinusoid table: regenerated at construction
     state, layout = _k710_to_k400(state, layout, expected)
     if allow_missing_prefix:
         expected = {k: v for k, v in expected.items()
@@ -87,6 +89,8 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
         raise CheckpointError(f"checkpoint not found: {path}")
     state = unwrap_state_dict(read_weights_file(path), path)
     refuse_non_finite(state, path)
+    if any(k.startswith(tuple(f"{family}." for family in _HF_FAMILY_CONVERTERS)) for k in state):
+        return _convert_hf(state, path), "hf"
     if any(k.startswith(("videomae.", "classifier.")) for k in state):
         return _convert_hf(state, path), "hf"
     if any(k.startswith("embeddings.patch_embeddings.") for k in state):
@@ -134,8 +138,8 @@ def unwrap_state_dict(raw: tp.Any, path) -> tp.Dict[str, torch.Tensor]:
 
 
 def _convert_videomae(state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch.Tensor]:
-    # The sinusoid table is regenerated at construction; some exports carry it anyway.
-    return {k: v for k, v in state.items() if k != "pos_embed"}
+    # our own key names; a sinusoid pos_embed some exports carry is dropped by load_checkpoint
+    return dict(state)
 
 
 _MMACTION_RENAMES = (
@@ -175,6 +179,14 @@ _QKV = ("query", "key", "value")
 
 
 def _convert_hf(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
+    """Hugging Face classifier keys -> ours, by the family prefix of the keys."""
+    for family, convert in _HF_FAMILY_CONVERTERS.items():
+        if any(k.startswith(f"{family}.") for k in state):
+            return convert(state, where)
+    return _convert_hf_videomae(state, where)
+
+
+def _convert_hf_videomae(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
     """Hugging Face VideoMAEForVideoClassification keys -> ours; q/k/v weights stacked into qkv."""
     if any(k.startswith(("decoder.", "encoder_to_decoder.")) for k in state) or "mask_token" in state:
         raise CheckpointError(
@@ -213,6 +225,103 @@ def _convert_hf(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.
                                   f"{sorted(set(_QKV) - set(parts))}")
         out[f"blocks.{layer}.attn.qkv.weight"] = torch.cat([parts[p] for p in _QKV], dim=0)
     return out
+
+
+# inside a layer's attention: transformers 5 module names and the hub files' (4.x) names -> q/k/v/out
+_HF_ATTENTION_PARTS = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "out",
+                       "attention.query": "q", "attention.key": "k", "attention.value": "v",
+                       "output.dense": "out"}
+_HF_BLOCK_COMMON = {"layernorm_before.": "norm1.", "layernorm_after.": "norm2.",
+                    "intermediate.dense.": "mlp.fc1.", "output.dense.": "mlp.fc2.",
+                    "mlp.fc1.": "mlp.fc1.", "mlp.fc2.": "mlp.fc2."}
+
+
+def _attention_parts(prefix: str, rest: str) -> tp.Optional[tp.Tuple[str, str]]:
+    """``("q"|"k"|"v"|"out", "weight"|"bias")`` when ``rest`` (inside a layer, after ``prefix``) is an
+    attention projection; ``qkv`` (TimeSformer's stacked projection) is returned as itself."""
+    if not rest.startswith(prefix):
+        return None
+    inner, _, kind = rest[len(prefix):].rpartition(".")
+    if inner == "attention.qkv":
+        return "qkv", kind
+    part = _HF_ATTENTION_PARTS.get(inner)
+    return (part, kind) if part else None
+
+
+def _convert_hf_blocks(state: tp.Dict[str, torch.Tensor], where, root: str,
+                       attentions: tp.Mapping[str, str], extra: tp.Mapping[str, str],
+                       top: tp.Mapping[str, str]) -> tp.Dict[str, torch.Tensor]:
+    """Shared by the ViT families: ``{root}.encoder.layer.{i}.*`` -> ``blocks.{i}.*``, separate q/k/v
+    projections stacked into ``qkv``; ``attentions`` maps each HF attention prefix to ours, ``extra``
+    other in-layer names, ``top`` the names outside the layers."""
+    layer_re = re.compile(rf"^{re.escape(root)}\.encoder\.layer\.(\d+)\.(.+)$")
+    out: tp.Dict[str, torch.Tensor] = {}
+    qkv: tp.Dict[tp.Tuple[int, str, str], tp.Dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        m = layer_re.match(key)
+        if m:
+            layer, rest = int(m.group(1)), m.group(2)
+            for hf_prefix, ours in attentions.items():
+                parts = _attention_parts(hf_prefix, rest)
+                if parts is None:
+                    continue
+                part, kind = parts
+                if part == "qkv":
+                    out[f"blocks.{layer}.{ours}.qkv.{kind}"] = value
+                elif part == "out":
+                    out[f"blocks.{layer}.{ours}.proj.{kind}"] = value
+                else:
+                    qkv.setdefault((layer, ours, kind), {})[part] = value
+                break
+            else:
+                name = next((p for p in (*extra, *_HF_BLOCK_COMMON) if rest.startswith(p)), None)
+                mapped = {**_HF_BLOCK_COMMON, **extra}.get(name) if name else None
+                out[f"blocks.{layer}." + (mapped + rest[len(name):] if mapped else rest)] = value
+            continue
+        prefix = next((p for p in top if key.startswith(p)), None)
+        out[top[prefix] + key[len(prefix):] if prefix else key] = value
+    for (layer, ours, kind), parts in sorted(qkv.items()):
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"{where}: layer {layer} lacks attention {kind}(s) "
+                                  f"{sorted({'q', 'k', 'v'} - set(parts))}")
+        out[f"blocks.{layer}.{ours}.qkv.{kind}"] = torch.cat([parts[p] for p in "qkv"], dim=0)
+    return out
+
+
+def _convert_hf_vivit(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
+    """transformers ``VivitForVideoClassification`` keys -> ours."""
+    if not any(k.startswith("classifier.") for k in state):
+        raise CheckpointError(f"{where}: a VivitModel without its classifier head; token-reduction "
+                              "benchmarks need VivitForVideoClassification weights")
+    return _convert_hf_blocks(
+        state, where, "vivit", attentions={"attention.": "attn"}, extra={},
+        top={"vivit.embeddings.patch_embeddings.projection.": "patch_embed.proj.",
+             "vivit.embeddings.cls_token": "cls_token", "vivit.embeddings.position_embeddings": "pos_embed",
+             "vivit.layernorm.": "norm.", "classifier.": "head."})
+
+
+def _convert_hf_timesformer(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
+    """transformers ``TimesformerForVideoClassification`` keys -> ours (its per-frame Conv2d patch
+    embedding becomes our Conv3d with a temporal kernel of 1)."""
+    if not any(k.startswith("classifier.") for k in state):
+        raise CheckpointError(f"{where}: a TimesformerModel without its classifier head; token-reduction "
+                              "benchmarks need TimesformerForVideoClassification weights")
+    out = _convert_hf_blocks(
+        state, where, "timesformer",
+        attentions={"temporal_attention.": "attn_t", "attention.": "attn"},
+        extra={"temporal_layernorm.": "norm_t.", "temporal_dense.": "temporal_fc."},
+        top={"timesformer.embeddings.patch_embeddings.projection.": "patch_embed.proj.",
+             "timesformer.embeddings.cls_token": "cls_token",
+             "timesformer.embeddings.position_embeddings": "pos_embed",
+             "timesformer.embeddings.time_embeddings": "time_embed",
+             "timesformer.layernorm.": "norm.", "classifier.": "head."})
+    weight = out.get("patch_embed.proj.weight")
+    if weight is not None and weight.dim() == 4:
+        out["patch_embed.proj.weight"] = weight.unsqueeze(2)
+    return out
+
+
+_HF_FAMILY_CONVERTERS = {"vivit": _convert_hf_vivit, "timesformer": _convert_hf_timesformer}
 
 
 def _check_qv_biases(path, state: tp.Dict[str, torch.Tensor], expected: tp.Dict[str, torch.Tensor]) -> None:

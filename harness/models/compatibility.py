@@ -9,9 +9,33 @@ import typing as tp
 
 
 def method_problems(method_name: str, params: tp.Any, cfg: tp.Any) -> tp.List[str]:
-    """The method's own requirements on the backbone (``params.check_backbone(cfg)``, if it has one)."""
+    """Layout features of the backbone the method does not handle (each with its reason), then the
+    method's own requirements (``params.check_backbone(cfg)``, if it has one)."""
+    import methods
+    from harness.models.presets import LAYOUT_FEATURES
+
+    spec = methods.get_method(method_name)
+    layout = cfg.layout
+    missing = sorted(layout.features - spec.supports)
+    if missing:
+        return [f"method {method_name!r} cannot run on {layout.family} ({cfg_family_title(cfg)}): it does not "
+                f"handle {LAYOUT_FEATURES[f]}" + (f" -- {spec.refuses[f]}" if f in spec.refuses else "")
+                for f in missing]
     check = getattr(params, "check_backbone", None)
     return [f"method {method_name!r}: {p}" for p in check(cfg)] if check else []
+
+
+def families_supported(spec: tp.Any) -> tp.List[str]:
+    """The families whose token layout ``spec`` (a ``MethodSpec``) handles."""
+    from harness.models.presets import FAMILIES, family_features
+
+    return [f for f in FAMILIES if family_features(f) <= spec.supports]
+
+
+def cfg_family_title(cfg: tp.Any) -> str:
+    from harness.models.presets import FAMILIES
+
+    return FAMILIES.get(cfg.layout.family, cfg.layout.family).split(" (")[0]
 
 
 def protocol_problems(dataset: tp.Any, cfg: tp.Any) -> tp.List[str]:

@@ -31,6 +31,9 @@ CONFIG = "config.json"
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
 _CLASSIFIER = "VideoMAEForVideoClassification"
+# config.json model_type -> the classifier class the harness reproduces (harness.models.presets.FAMILIES)
+CLASSIFIERS = {"videomae": _CLASSIFIER, "vivit": "VivitForVideoClassification",
+               "timesformer": "TimesformerForVideoClassification"}
 
 
 class CheckpointError(ValueError):
@@ -134,30 +137,61 @@ def read_config(checkpoint: tp.Union[str, os.PathLike]) -> dict:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     model_type = config.get("model_type")
-    if model_type != "videomae":
-        raise CheckpointError(f"{path}: model_type {model_type!r} is not a VideoMAE model "
-                              f"(architectures: {config.get('architectures')}); the harness reads "
-                              "VideoMAEForVideoClassification checkpoints (model_type 'videomae')")
-    architectures = config.get("architectures") or [_CLASSIFIER]
+    if model_type not in CLASSIFIERS:
+        raise CheckpointError(f"{path}: model_type {model_type!r} is not a model the harness builds "
+                              f"(architectures: {config.get('architectures')}); it reads "
+                              + ", ".join(f"{c} (model_type {t!r})" for t, c in CLASSIFIERS.items()))
+    classifier = CLASSIFIERS[model_type]
+    architectures = config.get("architectures") or [classifier]
     if "VideoMAEForPreTraining" in architectures:
         raise CheckpointError(f"{path}: a VideoMAEForPreTraining checkpoint (encoder + pixel decoder, no "
                               "classifier); token-reduction benchmarks need a fine-tuned "
                               "VideoMAEForVideoClassification, e.g. hf:MCG-NJU/videomae-base-finetuned-kinetics")
-    if _CLASSIFIER not in architectures:
-        raise CheckpointError(f"{path}: architectures {architectures} hold no {_CLASSIFIER} (a classifier "
-                              "with fc_norm + classifier head is needed)")
+    if classifier not in architectures:
+        raise CheckpointError(f"{path}: architectures {architectures} hold no {classifier} (a video "
+                              "classifier with its head is needed)")
     return config
 
 
 def config_dims(config: dict, where: str = CONFIG) -> dict:
-    """``VideoViTConfig`` fields from a VideoMAE ``config.json``; unsupported variants are refused."""
-    problems = []
-    if config.get("use_mean_pooling", True) is not True:
-        problems.append("use_mean_pooling=false (first-token pooling with a final layernorm) is not "
-                        "the VideoMAE classifier the harness builds")
-    if config.get("hidden_act", "gelu") != "gelu":
-        problems.append(f"hidden_act {config.get('hidden_act')!r} (only 'gelu')")
+    """``VideoViTConfig`` fields from a ``config.json`` of one of ``CLASSIFIERS``; unsupported variants are refused."""
+    model_type = config.get("model_type", "videomae")
+    numbers = config_number_problems(config, _CONFIG_NUMBERS)  # every family: before any number is used
+    if numbers:
+        raise CheckpointError(f"{where}: " + "; ".join(numbers))
+    problems: tp.List[str] = []
+    common = _common_dims(config, problems)
+    if model_type == "vivit":
+        tubelet = config.get("tubelet_size", [2, 16, 16])
+        if not (isinstance(tubelet, (list, tuple)) and len(tubelet) == 3 and tubelet[1] == tubelet[2]):
+            problems.append(f"tubelet_size {tubelet!r} is not [t, p, p]")
+            tubelet = [2, 16, 16]
+        act = config.get("hidden_act", "gelu_fast")
+        if act not in ("gelu", "gelu_fast"):
+            problems.append(f"hidden_act {act!r} (only 'gelu' or 'gelu_fast')")
+        dims = {**common, "family": "vivit", "act": act, "tubelet_size": tubelet[0], "patch_size": tubelet[1],
+                "num_frames": config.get("num_frames", 32), "qkv_bias": bool(config.get("qkv_bias", True)),
+                "norm_eps": float(config.get("layer_norm_eps", 1e-6))}
+    elif model_type == "timesformer":
+        if config.get("attention_type", "divided_space_time") != "divided_space_time":
+            problems.append(f"attention_type {config.get('attention_type')!r} (only 'divided_space_time')")
+        if config.get("hidden_act", "gelu") != "gelu":
+            problems.append(f"hidden_act {config.get('hidden_act')!r} (only 'gelu')")
+        dims = {**common, "family": "timesformer", "tubelet_size": 1, "patch_size": config.get("patch_size", 16),
+                "num_frames": config.get("num_frames", 8), "qkv_bias": bool(config.get("qkv_bias", True)),
+                "norm_eps": float(config.get("layer_norm_eps", 1e-6))}
+    else:
+        dims = _videomae_dims(config, common, problems)
+    if problems:
+        raise CheckpointError(f"{where}: unsupported {model_type} config: " + "; ".join(problems))
+    derived = number_problems(dims, _HF_NAMES)  # e.g. intermediate_size/hidden_size, len(id2label)
+    if derived:
+        raise CheckpointError(f"{where}: " + "; ".join(message for _, message in derived))
+    return dims
 
+
+def _common_dims(config: dict, problems: tp.List[str]) -> dict:
+    """The dims every family's config.json spells alike (hidden sizes, image size, classes)."""
     def square(key):
         value = config.get(key)
         if isinstance(value, (list, tuple)):
@@ -166,34 +200,39 @@ def config_dims(config: dict, where: str = CONFIG) -> dict:
             value = value[0]
         return value
 
-    numbers = config_number_problems(config, _CONFIG_NUMBERS)
-    if numbers:
-        raise CheckpointError(f"{where}: " + "; ".join(numbers))
     hidden, inter = config.get("hidden_size"), config.get("intermediate_size")
     missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
                if config.get(k) is None]
     if missing:
         problems.append("missing " + ", ".join(missing))
-    elif int(hidden * (inter / hidden)) != inter:
+        return {}
+    if int(hidden * (inter / hidden)) != inter:
         problems.append(f"intermediate_size {inter} is not mlp_ratio x hidden_size {hidden} for any float ratio")
-    if problems:
-        raise CheckpointError(f"{where}: unsupported VideoMAE config: " + "; ".join(problems))
     labels = config.get("id2label")
     num_classes = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels", 2)
+    return {"embed_dim": hidden, "depth": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
+            "mlp_ratio": inter / hidden, "img_size": _given(square("image_size"), 224), "num_classes": num_classes,
+            "in_chans": config.get("num_channels", 3)}
+
+
+def _videomae_dims(config: dict, common: dict, problems: tp.List[str]) -> dict:
+    if config.get("use_mean_pooling", True) is not True:
+        problems.append("use_mean_pooling=false (first-token pooling with a final layernorm) is not "
+                        "the VideoMAE classifier the harness builds")
+    if config.get("hidden_act", "gelu") != "gelu":
+        problems.append(f"hidden_act {config.get('hidden_act')!r} (only 'gelu')")
+    patch = config.get("patch_size")
+    if isinstance(patch, (list, tuple)):
+        if len(set(patch)) != 1:
+            problems.append(f"patch_size {patch} is not square")
+        patch = patch[0]
     qkv_bias = config.get("qv_bias", config.get("qkv_bias", True))  # transformers 5 / 4 spelling
-    dims = {"embed_dim": hidden, "depth": config["num_hidden_layers"],
-            "num_heads": config["num_attention_heads"], "mlp_ratio": inter / hidden,
-            "patch_size": _given(square("patch_size"), 16), "tubelet_size": config.get("tubelet_size", 2),
-            "num_frames": config.get("num_frames", 16), "img_size": _given(square("image_size"), 224),
-            "num_classes": num_classes, "in_chans": config.get("num_channels", 3),
+    return {**common, "patch_size": _given(patch, 16), "tubelet_size": config.get("tubelet_size", 2),
+            "num_frames": config.get("num_frames", 16),
             "norm_eps": float(config.get("layer_norm_eps", 1e-12)), "qkv_bias": bool(qkv_bias),
             # transformers builds fc_norm as nn.LayerNorm(hidden_size): torch's default 1e-5, whatever
             # layer_norm_eps says (the official VideoMAE code: 1e-6 everywhere)
             "fc_norm_eps": 1e-5}
-    derived = number_problems(dims, _HF_NAMES)  # e.g. intermediate_size/hidden_size, len(id2label)
-    if derived:
-        raise CheckpointError(f"{where}: " + "; ".join(message for _, message in derived))
-    return dims
 
 
 # config.json numbers -> their DIM_BOUNDS field (harness.models.bounds)
@@ -231,7 +270,8 @@ _HF_NAMES = {"embed_dim": "hidden_size", "depth": "num_hidden_layers", "num_head
              "mlp_ratio": "intermediate_size/hidden_size", "patch_size": "patch_size",
              "tubelet_size": "tubelet_size", "num_frames": "num_frames", "img_size": "image_size",
              "num_classes": "num_labels", "in_chans": "num_channels", "norm_eps": "layer_norm_eps",
-             "qkv_bias": "qv_bias", "fc_norm_eps": "fc_norm eps (transformers: 1e-5)"}
+             "qkv_bias": "qv_bias", "fc_norm_eps": "fc_norm eps (transformers: 1e-5)", "family": "model_type",
+             "act": "hidden_act"}
 
 
 def reconcile_dims(backbone: str, dims: tp.Mapping[str, tp.Any], checkpoint: tp.Any) -> dict:
@@ -267,7 +307,7 @@ def reconcile_dims(backbone: str, dims: tp.Mapping[str, tp.Any], checkpoint: tp.
         raise CheckpointError(f"{where} disagrees with backbone {backbone!r}: " + "; ".join(disagree))
     if backbone == "video_vit":
         return {**found, **dims}
-    return {**{k: found[k] for k in _EPS}, **dims}
+    return {**{k: found[k] for k in _EPS if k in found}, **dims}
 
 
 def content_key(checkpoint: tp.Union[str, os.PathLike]) -> str:

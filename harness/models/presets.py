@@ -1,7 +1,12 @@
-"""Backbone presets: named architectures of the joint space-time video ViT (torch-free).
+"""Backbone presets: named architectures of the video ViT families (torch-free).
 
 A preset is a function returning a ``VideoViTConfig``; ``build_model`` applies keyword overrides
 on top. ``video_vit`` is the generic entry whose dims all come from the caller.
+
+A config's ``family`` fixes what a token-reduction method must respect -- its ``TokenLayout``: class
+tokens, how positions enter, joint or divided space-time attention, the token order and the pooling.
+Reducers read the layout when they bind; methods declare which layout features they support
+(``methods.registry``), and ``validate`` refuses the others with the reason.
 """
 from __future__ import annotations
 
@@ -11,9 +16,83 @@ import typing as tp
 from harness.registry import Registry
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenLayout:
+    """How a family's tokens are laid out, as a token-reduction method sees them."""
+
+    family: str
+    cls_tokens: int  # class tokens before the patch tokens; never merged, pruned or halted
+    position: str  # "sinusoid" (fixed table added once) | "learned" | "learned_space_time" (TimeSformer) | "rope3d"
+    attention: str  # "joint" (all tokens) | "divided" (temporal per patch position, then spatial per frame)
+    order: str  # patch-token order: "thw" (time-major) | "hwt" (patch-major, time-minor: TimeSformer)
+    pooling: str  # "mean" (over tokens, then fc_norm) | "cls" (final norm, class token) | "attentive" (probe)
+    grid: tp.Tuple[int, int, int]  # (T', H', W') patch-token grid
+
+    @property
+    def features(self) -> tp.FrozenSet[str]:
+        """What a method must support to run on this layout (VideoMAE's layout has none)."""
+        out = set()
+        if self.cls_tokens:
+            out.add("cls_token")
+        if self.attention == "divided":
+            out.add("divided_attention")
+        if self.position == "rope3d":
+            out.add("rope3d")
+        if self.pooling == "attentive":
+            out.add("attentive_pool")
+        return frozenset(out)
+
+    def tokens_handed(self, tokens: int) -> int:
+        """Tokens a reducer is handed per sample when ``tokens`` (class tokens included) enter a block."""
+        if self.attention == "divided":
+            return (tokens - self.cls_tokens) // self.grid[0]
+        return tokens
+
+    @property
+    def protected(self) -> int:
+        """Leading tokens of the sequence a reducer is handed that it must keep as they are: the class
+        tokens under joint attention; none under divided attention, where the reducer is handed the
+        patch tokens of each frame and the class token stays with the block (Pollard & Wray's rule)."""
+        return self.cls_tokens if self.attention == "joint" else 0
+
+
+# what a token-reduction method may have to handle, with the reason a method that does not is refused
+LAYOUT_FEATURES = {
+    "cls_token": "a class token that must never be merged or pruned",
+    "divided_attention": "divided space-time attention, which needs the same token count in every frame",
+    "rope3d": "3-D rotary positions that every remaining token must keep",
+    "attentive_pool": "an attentive-probe head over the final tokens",
+}
+
+
+# family -> (cls tokens, position, attention, order, pooling); the library each one reproduces is in FAMILIES
+_LAYOUTS = {
+    "videomae": (0, "sinusoid", "joint", "thw", "mean"),
+    "vivit": (1, "learned", "joint", "thw", "cls"),
+    "timesformer": (1, "learned_space_time", "divided", "hwt", "cls"),
+    "vjepa2": (0, "rope3d", "joint", "thw", "attentive"),
+}
+FAMILIES = {
+    "videomae": "VideoMAE (MCG-NJU/VideoMAE, transformers VideoMAEForVideoClassification)",
+    "vivit": "ViViT model 1 (transformers VivitForVideoClassification)",
+    "timesformer": "TimeSformer divided space-time (transformers TimesformerForVideoClassification)",
+    "vjepa2": "V-JEPA 2 with its attentive probe (transformers VJEPA2ForVideoClassification)",
+}
+
+
+def family_features(family: str) -> tp.FrozenSet[str]:
+    """The layout features of ``family`` (what a method must support to run on it)."""
+    cls_tokens, position, attention, order, pooling = _LAYOUTS[family]
+    return TokenLayout(family, cls_tokens, position, attention, order, pooling, (1, 1, 1)).features
+
+
+ACTIVATIONS = ("gelu", "gelu_fast")  # erf GELU | transformers' FastGELUActivation (tanh form; ViViT)
+
+
 @dataclasses.dataclass
 class VideoViTConfig:
-    """Architecture of a VideoMAE-style ViT (no CLS token, fixed sinusoid positions, mean pool)."""
+    """Architecture of a video ViT of one of the ``FAMILIES`` (default: VideoMAE -- no CLS token, fixed
+    sinusoid positions, mean pool)."""
 
     embed_dim: int = 768  # channels C
     depth: int = 12  # number of transformer blocks
@@ -29,6 +108,9 @@ class VideoViTConfig:
     norm_eps: float = 1e-6  # LayerNorm epsilon
     fc_norm_eps: tp.Optional[float] = None  # epsilon of the norm after pooling; None = norm_eps (transformers: 1e-5)
     fused_attention: bool = True  # SDPA kernel wherever no probabilities are needed; False = explicit softmax everywhere (the official code's numerics)
+    family: str = "videomae"  # token layout and layers: one of FAMILIES
+    act: str = "gelu"  # MLP activation: one of ACTIVATIONS
+    probe_layers: int = 0  # vjepa2: self-attention layers of the attentive probe before its cross-attention
 
     @property
     def grid(self) -> tuple[int, int, int]:
@@ -38,11 +120,25 @@ class VideoViTConfig:
 
     @property
     def num_tokens(self) -> int:
+        """Patch tokens (class tokens not included)."""
         t, h, w = self.grid
         return t * h * w
 
+    @property
+    def layout(self) -> TokenLayout:
+        cls_tokens, position, attention, order, pooling = _LAYOUTS[self.family]
+        return TokenLayout(self.family, cls_tokens, position, attention, order, pooling, self.grid)
+
     def check(self) -> list[str]:
         problems = []
+        if self.family not in FAMILIES:
+            from harness.registry import unknown_name_message
+
+            return [unknown_name_message("family", self.family, list(FAMILIES))]
+        if self.act not in ACTIVATIONS:
+            problems.append(f"act {self.act!r} is not one of {', '.join(ACTIVATIONS)}")
+        if self.probe_layers < 0 or (self.probe_layers and self.family != "vjepa2"):
+            problems.append(f"probe_layers {self.probe_layers}: only a vjepa2 attentive probe has them (>= 0)")
         for name in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size", "num_frames",
                      "img_size", "in_chans"):
             if getattr(self, name) <= 0:
@@ -154,6 +250,15 @@ def synthetic_vit_tiny() -> VideoViTConfig:
                    summary="synthetic_vit_tiny with 8 blocks: 128-d, 2 heads, 16x64, 12 classes (1.8 M)")
 def synthetic_vit_d8() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=128, depth=8, num_heads=2, img_size=64, num_classes=12)
+
+
+# the divided-attention quickstart backbone: a TimeSformer (CLS token, learned space + time positions, divided
+# space-time attention, CLS head) at synthetic_vit_tiny's size; tubelet 2 keeps the 16-frame clips at 8 x 16 tokens
+@register_backbone("synthetic_timesformer_tiny",
+                   summary="TimeSformer-layout (CLS, divided space-time): 128-d, 4 blocks, 2 heads, 16x64, "
+                           "tubelet 2, 12 classes (1.3 M)")
+def synthetic_timesformer_tiny() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12, family="timesformer")
 
 
 @register_backbone("haltingvt_deit_s8",

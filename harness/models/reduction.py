@@ -78,9 +78,18 @@ class TokenReducer(nn.Module):
         super().__init__()
         self.params = params
         self.depth, self.num_heads, self.embed_dim = depth, num_heads, embed_dim
+        self.layout = None  # the backbone's TokenLayout, set by the model before ``bind``
+
+    @property
+    def protected(self) -> int:
+        """Leading tokens of the sequence this reducer is handed that it must keep as they are (class
+        tokens under joint attention; ``harness.models.presets.TokenLayout.protected``)."""
+        return self.layout.protected if self.layout is not None else 0
 
     def bind(self, cfg: tp.Any) -> None:
-        """Called once by the model with its ``VideoViTConfig`` (for reducers that need the input grid)."""
+        """Called once by the model with its ``VideoViTConfig`` (for reducers that need the input grid),
+        after ``self.layout`` is set. Under divided attention the reducer is handed each frame's patch
+        tokens with frames folded into the batch (``layout.tokens_handed``)."""
 
     def init_state(self, x: torch.Tensor) -> TokenState:
         return TokenState()

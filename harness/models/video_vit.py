@@ -1,10 +1,21 @@
-"""VideoMAE-style joint space-time ViT (Tong et al., NeurIPS'22; MCG-NJU/VideoMAE modeling_finetune).
+"""Video ViTs of the families in ``harness.models.presets.FAMILIES``, one pre-norm block stack each.
 
-Tubelet Conv3d embedding, fixed 1-D sinusoid positions over the time-major token index, no CLS
-token, pre-norm blocks with q/v biases, mean pool + fc_norm + head. Built on timm's ``Mlp``; the
-attention is ours because it must return probabilities or head-averaged keys on demand and take an
-additive bias, while using the fused kernel (``scaled_dot_product_attention``) whenever it can.
-Token reduction plugs in through ``harness.models.reduction.TokenReducer``.
+- ``videomae`` (Tong et al., NeurIPS'22; MCG-NJU/VideoMAE modeling_finetune): tubelet Conv3d embedding,
+  fixed 1-D sinusoid positions over the time-major token index, no CLS token, q/v biases, mean pool +
+  fc_norm + head.
+- ``vivit`` (transformers ``VivitForVideoClassification``): the same joint blocks with full qkv biases and
+  a CLS token, learned positions (CLS included), final LayerNorm and the head on the CLS token.
+- ``timesformer`` (transformers ``TimesformerForVideoClassification``, divided space-time): per-frame
+  patch embedding (a Conv3d with tubelet 1), learned space positions added per frame plus a learned time
+  embedding, tokens in patch-major order ``(h w t)``; each block runs temporal attention per patch
+  position, then spatial attention per frame with the CLS token copied into every frame and averaged
+  back, then the MLP; final LayerNorm, head on the CLS token.
+
+Built on timm's ``Mlp``; the attention is ours because it must return probabilities or head-averaged keys
+on demand and take an additive bias, while using the fused kernel (``scaled_dot_product_attention``)
+whenever it can. Token reduction plugs in through ``harness.models.reduction.TokenReducer``; what a
+reducer is handed follows the family's ``TokenLayout`` (under divided attention: the patch tokens of
+each frame, frames folded into the batch).
 """
 from __future__ import annotations
 
@@ -18,7 +29,7 @@ from torch import nn
 
 from harness.models.timm_import import import_timm
 from harness.measure.regions import reduction_region
-from harness.models.presets import VideoViTConfig
+from harness.models.presets import TokenLayout, VideoViTConfig
 from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
 
 import_timm()
@@ -47,16 +58,17 @@ class TubeletEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention with VideoMAE's separate q/v biases (the k bias is zero)."""
+    """Multi-head self-attention. ``bias``: "qv" = VideoMAE's separate q/v biases (the k bias is zero),
+    "qkv" = one bias on the stacked projection (ViViT, TimeSformer), None = no bias."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, fused: bool = True):
+    def __init__(self, dim: int, num_heads: int, bias: tp.Optional[str] = "qv", fused: bool = True):
         super().__init__()
         self.fused = fused  # False: always the explicit softmax path (bit-compatible with the official models)
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias=False)
-        if qkv_bias:
+        self.qkv = nn.Linear(dim, dim * 3, bias=bias == "qkv")
+        if bias == "qv":
             self.q_bias = nn.Parameter(torch.zeros(dim))
             self.v_bias = nn.Parameter(torch.zeros(dim))
         else:
@@ -66,7 +78,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
                 needs: tp.FrozenSet[str] = frozenset()) -> AttentionOutput:
         B, N, C = x.shape
-        qkv_bias = None
+        qkv_bias = self.qkv.bias
         if self.q_bias is not None:
             qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         qkv = F.linear(x, self.qkv.weight, qkv_bias).reshape(B, N, 3, self.num_heads, self.head_dim)
@@ -85,16 +97,34 @@ class Attention(nn.Module):
         return AttentionOutput(out=out, probs=probs, keys=keys)
 
 
+class FastGELU(nn.Module):
+    """transformers' ``gelu_fast`` (FastGELUActivation), its constants as written there (ViViT's MLP)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def attention_bias_kind(cfg: VideoViTConfig) -> tp.Optional[str]:
+    if not cfg.qkv_bias:
+        return None
+    return "qv" if cfg.family == "videomae" else "qkv"
+
+
+def make_mlp(cfg: VideoViTConfig) -> nn.Module:
+    return Mlp(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio),
+               act_layer=FastGELU if cfg.act == "gelu_fast" else nn.GELU)
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block with the reducer's two hook points."""
+    """Pre-norm transformer block (joint attention) with the reducer's two hook points."""
 
     def __init__(self, cfg: VideoViTConfig):
         super().__init__()
         dim = cfg.embed_dim
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = Attention(dim, cfg.num_heads, qkv_bias=cfg.qkv_bias, fused=cfg.fused_attention)
+        self.attn = Attention(dim, cfg.num_heads, bias=attention_bias_kind(cfg), fused=cfg.fused_attention)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), act_layer=nn.GELU)
+        self.mlp = make_mlp(cfg)
 
     def forward(self, x: torch.Tensor, layer: int, reducer: TokenReducer, state: TokenState,
                 stats: "ForwardStats") -> tp.Tuple[torch.Tensor, TokenState]:
@@ -113,6 +143,76 @@ class Block(nn.Module):
             return reducer.after_block(layer, x, state, a)
 
 
+class DividedBlock(nn.Module):
+    """TimeSformer's divided space-time block (transformers ``TimesformerLayer``, ``divided_space_time``).
+
+    Temporal attention over the T tokens of each patch position (+ ``temporal_fc``), then spatial
+    attention over each frame's patch tokens with the CLS token copied into every frame (its outputs
+    averaged over frames), then the MLP. The reducer is handed each frame's patch tokens, frames folded
+    into the batch ([B*T, P, C]; the CLS token stays with the block), after both attention residuals and
+    before the MLP, with the spatial attention's keys/probabilities without the CLS token -- so a method
+    keeps the (patch, time) grid aligned by acting on every frame alike (Pollard & Wray's per-frame
+    ToMe). A proportional-attention bias from the reducer ([B*T, 1, 1, P]) is added to the patch rows and
+    columns of the spatial logits only, as Pollard & Wray do; temporal attention is never biased.
+    """
+
+    def __init__(self, cfg: VideoViTConfig):
+        super().__init__()
+        dim, bias = cfg.embed_dim, attention_bias_kind(cfg)
+        self.frames = cfg.grid[0]
+        self.norm_t = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn_t = Attention(dim, cfg.num_heads, bias=bias, fused=cfg.fused_attention)
+        self.temporal_fc = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn = Attention(dim, cfg.num_heads, bias=bias, fused=cfg.fused_attention)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.mlp = make_mlp(cfg)
+
+    def forward(self, x: torch.Tensor, layer: int, reducer: TokenReducer, state: TokenState,
+                stats: "ForwardStats") -> tp.Tuple[torch.Tensor, TokenState]:
+        B, N, C = x.shape
+        T = self.frames
+        P = (N - 1) // T  # patch tokens per frame, order (p t)
+        needs = reducer.attention_needs(layer)
+        stats.tokens_in.append(N)
+        stats.attention_kernel.append("sdpa" if self.attn.fused and "probs" not in needs else "explicit")
+        cls, patches = x[:, :1], x[:, 1:]
+        xt = patches.reshape(B * P, T, C)
+        res_t = self.attn_t(self.norm_t(xt)).out.reshape(B, P * T, C)
+        patches = patches + self.temporal_fc(res_t)
+        xs = patches.reshape(B, P, T, C).transpose(1, 2).reshape(B * T, P, C)
+        xs = torch.cat((cls.repeat_interleave(T, dim=0), xs), dim=1)
+        with reduction_region(f"block{layer}/attention_bias"):
+            bias = reducer.attention_bias(layer, state)
+            if bias is not None:  # keys (and queries) of the patch tokens only
+                bias = F.pad(bias.expand(-1, -1, P, -1), (1, 0, 1, 0)).to(xs.dtype)
+        a = self.attn(self.norm1(xs), bias=bias, needs=needs)
+        res_cls = a.out[:, :1].reshape(B, T, C).mean(dim=1, keepdim=True)
+        res_s = a.out[:, 1:].reshape(B, T, P, C).transpose(1, 2).reshape(B, P * T, C)
+        cls, patches = cls + res_cls, patches + res_s
+        frames = patches.reshape(B, P, T, C).transpose(1, 2).reshape(B * T, P, C)
+        spatial = AttentionOutput(out=a.out[:, 1:],
+                                  probs=None if a.probs is None else a.probs[:, :, 1:, 1:],
+                                  keys=None if a.keys is None else a.keys[:, 1:])
+        with reduction_region(f"block{layer}/after_attention"):
+            frames, state = reducer.after_attention(layer, frames, state, spatial)
+        x = torch.cat((cls, _frames_to_tokens(frames, B, T)), dim=1)
+        stats.tokens_mlp.append(x.shape[1])
+        x = x + self.mlp(self.norm2(x))
+        if type(reducer).after_block is TokenReducer.after_block:
+            return x, state
+        frames = x[:, 1:].reshape(B, -1, T, C).transpose(1, 2).reshape(B * T, -1, C)
+        with reduction_region(f"block{layer}/after_block"):
+            frames, state = reducer.after_block(layer, frames, state, spatial)
+        return torch.cat((x[:, :1], _frames_to_tokens(frames, B, T)), dim=1), state
+
+
+def _frames_to_tokens(frames: torch.Tensor, batch: int, num_frames: int) -> torch.Tensor:
+    """[B*T, P, C] per-frame tokens -> [B, P*T, C] in (p t) order."""
+    _, p, c = frames.shape
+    return frames.reshape(batch, num_frames, p, c).transpose(1, 2).reshape(batch, p * num_frames, c)
+
+
 @dataclasses.dataclass
 class ForwardStats:
     """What the last forward did, block by block (token counts are per sample, shared by the batch)."""
@@ -129,14 +229,30 @@ class VideoViT(nn.Module):
     def __init__(self, cfg: VideoViTConfig, reducer: tp.Optional[TokenReducer] = None):
         super().__init__()
         self.cfg = cfg
+        self.layout: TokenLayout = cfg.layout
+        dim = cfg.embed_dim
         self.patch_embed = TubeletEmbed(cfg)
-        self.register_buffer("pos_embed", sinusoid_table(cfg.num_tokens, cfg.embed_dim), persistent=False)
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.depth)])
-        fc_eps = cfg.norm_eps if cfg.fc_norm_eps is None else cfg.fc_norm_eps
-        self.fc_norm = nn.LayerNorm(cfg.embed_dim, eps=fc_eps)
-        self.head = nn.Linear(cfg.embed_dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        if self.layout.cls_tokens:
+            self.cls_token = nn.Parameter(torch.zeros(1, self.layout.cls_tokens, dim))
+        if self.layout.position == "sinusoid":
+            self.register_buffer("pos_embed", sinusoid_table(cfg.num_tokens, dim), persistent=False)
+        elif self.layout.position == "learned":
+            self.pos_embed = nn.Parameter(torch.zeros(1, self.layout.cls_tokens + cfg.num_tokens, dim))
+        elif self.layout.position == "learned_space_time":  # per frame: CLS + H'W' positions; per patch: T' times
+            t, h, w = cfg.grid
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + h * w, dim))
+            self.time_embed = nn.Parameter(torch.zeros(1, t, dim))
+        block = DividedBlock if self.layout.attention == "divided" else Block
+        self.blocks = nn.ModuleList([block(cfg) for _ in range(cfg.depth)])
+        if self.layout.pooling == "mean":
+            fc_eps = cfg.norm_eps if cfg.fc_norm_eps is None else cfg.fc_norm_eps
+            self.fc_norm = nn.LayerNorm(dim, eps=fc_eps)
+        else:
+            self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.head = nn.Linear(dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.reducer = reducer if reducer is not None else TokenReducer(
-            depth=cfg.depth, num_heads=cfg.num_heads, embed_dim=cfg.embed_dim)
+            depth=cfg.depth, num_heads=cfg.num_heads, embed_dim=dim)
+        self.reducer.layout = self.layout
         self.reducer.bind(cfg)
         self.last_stats = ForwardStats()
         self.checkpoint_layout: tp.Optional[str] = None  # set by load_checkpoint
@@ -148,20 +264,40 @@ class VideoViT(nn.Module):
         """Tokens entering each block on the last forward."""
         return list(self.last_stats.tokens_in)
 
-    def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
+    def embed(self, clip: torch.Tensor) -> torch.Tensor:
+        """[B, 3, T, H, W] -> [B, cls + N, C]: tokens with their positions, in the layout's order."""
         x = self.patch_embed(clip)
-        if x.shape[1] != self.pos_embed.shape[1]:
+        expected = self.pos_embed.shape[1] if self.layout.position == "sinusoid" else self.cfg.num_tokens
+        if x.shape[1] != expected:
             raise ValueError(
                 f"clip {tuple(clip.shape)} gives {x.shape[1]} tokens but the model was built for "
-                f"{self.pos_embed.shape[1]} ({self.cfg.num_frames} frames of {self.cfg.img_size}px)")
-        x = x + self.pos_embed.to(dtype=x.dtype)
+                f"{expected} ({self.cfg.num_frames} frames of {self.cfg.img_size}px)")
+        position = self.layout.position
+        if position == "sinusoid":
+            return x + self.pos_embed.to(dtype=x.dtype)
+        B, _, C = x.shape
+        cls = self.cls_token.expand(B, -1, -1) if self.layout.cls_tokens else x[:, :0]
+        if position == "learned":
+            return torch.cat((cls, x), dim=1) + self.pos_embed.to(dtype=x.dtype)
+        if position == "learned_space_time":  # transformers' TimesformerEmbeddings, in its order of adds
+            t, h, w = self.cfg.grid
+            pos = self.pos_embed.to(dtype=x.dtype)
+            patches = (x.reshape(B, t, h * w, C) + pos[:, None, 1:]).transpose(1, 2)  # [B, h*w, t, C]
+            patches = (patches + self.time_embed.to(dtype=x.dtype)).reshape(B, h * w * t, C)
+            return torch.cat((cls + pos[:, :1], patches), dim=1)
+        return torch.cat((cls, x), dim=1)
+
+    def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
+        x = self.embed(clip)
         stats = ForwardStats()
         state = self.reducer.init_state(x)
         for layer, block in enumerate(self.blocks):
             x, state = block(x, layer, self.reducer, state, stats)
         stats.tokens_out = x.shape[1]
         self.last_stats = stats
-        return self.fc_norm(self.reducer.pool(x, state))
+        if self.layout.pooling == "mean":
+            return self.fc_norm(self.reducer.pool(x, state))
+        return self.norm(x)[:, 0]
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(clip))

@@ -21,7 +21,8 @@ import typing as tp
 import torch
 import torch.nn.functional as F
 
-BACKBONES = ("synthetic_vit_tiny", "synthetic_vit_d8")  # presets this trainer makes (same data, same recipe)
+# presets this trainer makes (same data, same recipe)
+BACKBONES = ("synthetic_vit_tiny", "synthetic_vit_d8", "synthetic_timesformer_tiny")
 
 
 @dataclasses.dataclass

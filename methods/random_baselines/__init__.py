@@ -37,6 +37,10 @@ class RandomParams:
         return []
 
     def check_backbone(self, cfg) -> tp.List[str]:
+        missing = sorted(cfg.layout.features - get_method(self.match).supports)
+        if missing:
+            return [f"the matched method {self.match!r} does not run on this backbone ({', '.join(missing)}), "
+                    "so there are no token counts to follow"]
         params = self.matched_params()
         check = getattr(params, "check_backbone", None)
         return check(cfg) if check else []
@@ -50,7 +54,8 @@ class RandomParams:
 @register_method(
     "random_drop", implementation="methods.random_baselines.reducer:RandomDropReducer", kind="prune",
     summary="drop random tokens where the matched method removes tokens (same counts per block)",
-    reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}))
+    reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}),
+    supports=("cls_token", "divided_attention"))
 @dataclasses.dataclass
 class RandomDropParams(RandomParams):
     pass
@@ -59,7 +64,8 @@ class RandomDropParams(RandomParams):
 @register_method(
     "random_merge", implementation="methods.random_baselines.reducer:RandomMergeReducer", kind="merge",
     summary="merge random tokens into random others (size-weighted) at the matched method's counts",
-    reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}))
+    reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}),
+    supports=("cls_token", "divided_attention"))
 @dataclasses.dataclass
 class RandomMergeParams(RandomParams):
     pass

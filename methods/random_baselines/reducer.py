@@ -4,7 +4,9 @@ The schedule (tokens after the attention slot and after each block) is read once
 a forward of the matched method on the meta device: no data, no cost, exact counts for methods
 whose counts do not depend on the input. Which tokens go is decided by seeded random scores per
 block and token position, the same for every video: batch size cannot change a sample's output,
-and no host synchronisation happens in the forward.
+and no host synchronisation happens in the forward. A class token is never chosen (it stays first);
+under divided attention the reducer is handed each frame's patch tokens, so the same positions go in
+every frame and the frames stay aligned.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def plan_from_method(spec, params, cfg) -> tp.List[tp.Tuple[int, int]]:
         with torch.no_grad():
             model(torch.empty(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size))
     stats = model.last_stats
-    return list(zip(stats.tokens_mlp, stats.tokens_in[1:] + [stats.tokens_out]))
+    handed = model.layout.tokens_handed
+    return [(handed(a), handed(b)) for a, b in zip(stats.tokens_mlp, stats.tokens_in[1:] + [stats.tokens_out])]
 
 
 def random_keep(n: int, keep: int, generator: torch.Generator) -> torch.Tensor:
@@ -60,16 +63,21 @@ class _RandomReducer(TokenReducer):
         spec = get_method(self.params.match)
         self.plan = plan_from_method(spec, self.params.matched_params(), cfg)
         gen = torch.Generator().manual_seed(self.params.seed)
-        n = cfg.num_tokens
+        layout = cfg.layout
+        n = layout.tokens_handed(layout.cls_tokens + cfg.num_tokens)
+        p = self.protected
         self.actions: tp.Dict[tp.Tuple[int, str], tp.Tuple[torch.Tensor, ...]] = {}
         self._on_device: tp.Dict[torch.device, dict] = {}
         for layer, (after_attn, after_block) in enumerate(self.plan):
             for slot, target in (("attn", after_attn), ("block", after_block)):
-                if target < n:
-                    self.actions[(layer, slot)] = self.make_action(n, target, gen)
+                if target < n:  # chosen among the unprotected tokens, then shifted past the protected ones
+                    self.actions[(layer, slot)] = self.shift(self.make_action(n - p, target - p, gen), p)
                 n = target
 
     def make_action(self, n: int, keep: int, gen: torch.Generator):
+        raise NotImplementedError
+
+    def shift(self, action, protected: int):
         raise NotImplementedError
 
     def reduce(self, action, x: torch.Tensor, state: TokenState) -> tp.Tuple[torch.Tensor, TokenState]:
@@ -102,6 +110,9 @@ class RandomDropReducer(_RandomReducer):
     def make_action(self, n, keep, gen):
         return (random_keep(n, keep, gen),)
 
+    def shift(self, action, protected):
+        return (torch.cat((torch.arange(protected), action[0] + protected)),)
+
     def reduce(self, action, x, state):
         if self.track_source:
             source = initial_source(x, state.source)[:, action[0]]
@@ -114,6 +125,10 @@ class RandomMergeReducer(_RandomReducer):
 
     def make_action(self, n, keep, gen):
         return random_merge_indices(n, n - keep, gen)
+
+    def shift(self, action, protected):
+        src, kept, dst_of_src = action
+        return src + protected, torch.cat((torch.arange(protected), kept + protected)), dst_of_src + protected
 
     def reduce(self, action, x, state):
         merge = random_merge_fn(*action)

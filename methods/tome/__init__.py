@@ -13,6 +13,8 @@ from methods.registry import register_method
     summary="bipartite soft matching on head-averaged keys, size-weighted merge, every block",
     reference="Bolya et al., Token Merging: Your ViT but Faster, ICLR 2023; facebookresearch/ToMe",
     examples=({"r": 16}, {"r": 8, "prop_attn": True}),
+    supports=("cls_token", "divided_attention"),
+    refuses={"rope3d": "merged tokens need a position rule (not yet wired for ToMe)"},
 )
 @dataclasses.dataclass
 class ToMeParams:
@@ -54,11 +56,14 @@ class ToMeParams:
             low = int(self.r * (1.0 - self.inflection))
             step = (2 * self.r - 2 * low) / max(cfg.depth - 1, 1)
             schedule = [low] if cfg.depth == 1 else [int(low + step * i) for i in range(cfg.depth)]
-        n = cfg.num_tokens
+        layout = cfg.layout
+        n = layout.tokens_handed(layout.cls_tokens + cfg.num_tokens)
+        where = " per frame" if layout.attention == "divided" else ""
         for block, want in enumerate(schedule):
-            if want > n // 2:
-                return [f"r={self.r!r} asks block {block} to merge {want} tokens, but {n} tokens enter it and "
-                        f"at most {n // 2} can merge (ToMe caps r at N // 2, so the label would overstate "
+            cap = (n - layout.protected) // 2
+            if want > cap:
+                return [f"r={self.r!r} asks block {block} to merge {want} tokens{where}, but {n} tokens enter it"
+                        f"{where} and at most {cap} can merge (ToMe caps r at N // 2, so the label would overstate "
                         "the merges); lower r"]
             n -= want
         return []

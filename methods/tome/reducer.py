@@ -6,7 +6,9 @@ Follows facebookresearch/ToMe tome/patch/timm.py (ToMeBlock, ToMeAttention) and 
 - proportional attention (``+ log size`` on the logits) only when ``prop_attn`` (off by default,
   as ToMe's MAE patch for off-the-shelf models);
 - size-weighted mean pooling before fc_norm (tome/patch/mae.py global pool);
-- no class token in a VideoMAE model, so no token is protected.
+- a class token (ViViT) is kept out of matching as ToMe's ``class_token`` rule does; under divided
+  attention (TimeSformer) the model hands over each frame's patch tokens, so the same r merges in
+  every frame with the spatial attention's keys (Pollard & Wray's per-frame rule).
 Unlike ToMe's patch, the per-forward state is the explicit ``TokenState``; nothing is popped from a
 shared dict.
 """
@@ -39,7 +41,7 @@ class ToMeReducer(TokenReducer):
         r = self.schedule[layer]
         if r <= 0:
             return x, state
-        merge = bipartite_soft_matching(attn.keys, r, class_token=False)
+        merge = bipartite_soft_matching(attn.keys, r, class_token=self.protected > 0)
         track = self.params.trace_source or self.track_source
         source = merge_source(merge, x, state.source) if track else None
         x, size = merge_wavg(merge, x, state.size)
@@ -49,7 +51,7 @@ class ToMeReducer(TokenReducer):
         return size_weighted_mean(x, state.size)
 
     def overhead_macs(self, layer: int, tokens_in: int) -> int:
-        r = min(self.schedule[layer], tokens_in // 2)
+        r = min(self.schedule[layer], (tokens_in - self.protected) // 2)
         if r <= 0:
             return 0
         head_dim = self.embed_dim // self.num_heads
