@@ -198,7 +198,7 @@ def cmd_data_check(args) -> int:
                              decoder=getattr(dataset, "decoder", "decord"))
         print(f"{title}: {result['listed']} listed, {result['ok']} ok, {result['missing']} missing, "
               f"{result['unreadable']} unreadable, {result['empty']} empty, {result['corrupt']} corrupt, "
-              f"{result['invalid']} invalid" + "".join(f", {result[s]} {s}" for s in ("timeout", "crash")
+              f"{result['invalid']} invalid" + "".join(f", {result[s]} {s}" for s in ("timeout", "crash", "mismatch")
                                                        if result[s]))
         if result["problems"]:
             rows = [(p["index"], _plain(p["status"]), _plain(p["path"]), _plain(p["error"])) for p in result["problems"]]

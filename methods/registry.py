@@ -92,7 +92,6 @@ class MethodSpec:
             "needs_attention_probs": self.needs_attention_probs,
             "adaptive_token_count": self.adaptive_token_count,
             "own_architecture": self.architecture is not None,
-            "layout_features": sorted(self.supports),
         }
 
 
@@ -148,7 +147,7 @@ def register_method(
                           display_name, architecture, train_batch, dict(train_recipe or {}),
                           tuple(inference_only), token_map, tuple(dict(e) for e in examples),
                           frozenset(supports), dict(refuses or {}))
-        method_registry.add(name, spec, **spec.capabilities())
+        method_registry.add(name, spec, **spec.capabilities(), layout_features=sorted(spec.supports))
         return params_cls
 
     return decorator

@@ -53,3 +53,24 @@ def test_cli_data_check_exit_code_and_listing(damaged, capsys):
                  "--set", "num_val=6"]) == 0
     assert main(["data", "check", "video_lst"]) == 2
     assert "Did you mean: 'video_list'" in capsys.readouterr().err
+
+
+REF_MEDIA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference", "protocol_media")
+
+
+def test_a_decoder_returning_other_pixels_than_decord_is_reported():
+    from harness.data.annotations import VideoItem
+    from harness.data.decode import decoder_available, decoder_disagreement
+
+    for name in ("decord", "pyav"):
+        if not decoder_available(name)[0]:
+            pytest.skip(f"{name} unavailable")
+    mp4, avi = (os.path.join(REF_MEDIA, f) for f in ("k400_340x256.mp4", "ucf101_320x240.avi"))
+    assert decoder_disagreement(mp4, "pyav", tolerance=0) is None  # H.264: the same pixels
+    assert decoder_disagreement(avi, "decord") is None  # nothing to compare with
+    why = decoder_disagreement(avi, "pyav")  # MPEG-4 part 2: FFmpeg builds differ by 2 levels here
+    assert why and why.startswith("pyav returns other pixels than decord for frame ") and "max |diff| 2" in why
+    report = check_items([VideoItem(path=mp4, label=0, index=0), VideoItem(path=avi, label=0, index=1)],
+                         decoder="pyav", progress=False)
+    assert report["ok"] == 1 and report["mismatch"] == 1
+    assert [p["index"] for p in report["problems"]] == [1] and report["problems"][0]["status"] == "mismatch"

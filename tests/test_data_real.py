@@ -155,6 +155,15 @@ def test_k400_official_csv_errors(k400, tmp_path, content, problem):
         d.items()
 
 
+def test_k400_test_csv_without_labels_says_so(k400, tmp_path):
+    ann = tmp_path / "test.csv"
+    ann.write_text("youtube_id,time_start,time_end,split\n--33Lscn6sk,4,14,test\n")
+    d = Kinetics400Dataset(data_root=str(k400 / "val"), ann_file=str(ann))
+    with pytest.raises(ValueError, match=r"test.csv:1: an official Kinetics CSV without a 'label' column") as err:
+        d.items()
+    assert "fields" not in str(err.value) and "\n" not in str(err.value)
+
+
 def test_k400_list_errors_and_missing_files(k400, tmp_path):
     ann = tmp_path / "list.txt"
     ann.write_text("a.mp4 1\n\nb.mp4 400\n")

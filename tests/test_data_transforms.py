@@ -71,3 +71,34 @@ def test_make_views_resizes_then_centre_crops():
     assert views.shape == (1, 3, 3, 24, 24)
     with pytest.raises(ValueError, match="num_clips"):
         make_views([torch.zeros(3, 64, 128, 3, dtype=torch.uint8)] * 2, p)
+
+
+def test_spatial_protocols_size_and_crop_like_their_references():
+    from harness.data.transforms import resized_size
+
+    assert resized_size(256, 340, 224, "mmaction2") == (224, 298)  # mmcv rounds 297.5
+    assert resized_size(256, 340, 224, "videomae") == (224, 297)  # VideoMAE floors it
+    assert resized_size(340, 256, 224, "videomae") == (297, 224)
+    assert resized_size(224, 340, 224, "videomae") == (224, 340)  # short side already 224: untouched
+    assert three_crop_offsets(224, 298, 224, "mmaction2") == [(0, 0), (0, 37), (0, 74)]
+    assert three_crop_offsets(224, 297, 224, "videomae") == [(0, 0), (0, 36), (0, 73)]
+    assert three_crop_offsets(297, 224, 224, "videomae") == [(0, 0), (36, 0), (73, 0)]
+    assert three_crop_offsets(224, 224, 224, "videomae") == [(0, 0)] * 3
+    assert center_crop(column_frames(1, 2, 9), 2, "videomae")[0, 0, :, 0].tolist() == [4, 5]  # round(3.5) = 4
+    assert center_crop(column_frames(1, 2, 9), 2, "mmaction2")[0, 0, :, 0].tolist() == [3, 4]  # 7 // 2 = 3
+
+
+def test_spatial_defaults_and_keys():
+    from harness.data.datasets import SyntheticMotionDataset
+    from harness.data.minik import MiniKineticsDataset
+    from harness.data.real import Kinetics400Dataset, SSv2Dataset, UCF101Dataset
+    from harness.data.registry import strip_unkeyed_fields
+
+    assert [d(ann_file="x").spatial for d in (Kinetics400Dataset, UCF101Dataset, MiniKineticsDataset, SSv2Dataset)] \
+        == ["mmaction2", "mmaction2", "mmaction2", "videomae"]
+    assert SyntheticMotionDataset().spatial == "torch_antialias"
+    assert "spatial" not in strip_unkeyed_fields({"spatial": "torch_antialias"})  # what older keys meant
+    assert strip_unkeyed_fields({"spatial": "mmaction2"}) == {"spatial": "mmaction2"}
+    problems = VideoProtocol(spatial="videomae", num_crops=3, short_side=256, crop_size=224).check()
+    assert any("spatial videomae takes its three crops at the short side" in p for p in problems)
+    assert any("spatial must be one of" in p for p in VideoProtocol(spatial="cv2").check())

@@ -7,7 +7,9 @@ classified as ``missing`` (no such file or folder, a dangling link), ``unreadabl
 file, no read permission), ``empty`` (no frames), ``corrupt`` (anything decord, the image decoder
 or the file system raised) or ``invalid`` (the annotation entry itself is unusable: a label out of
 range, a duplicate; the file is not opened), ``timeout`` (the probe took longer than the dataset's
-``decode_timeout_s``: a decoder that hangs) or ``crash`` (the decoder process died). Every probe runs
+``decode_timeout_s``: a decoder that hangs), ``crash`` (the decoder process died) or ``mismatch`` (a
+decoder other than decord returns other pixels than decord for the same probe frames:
+``harness.data.decode.decoder_disagreement``). Every probe runs
 in a watchdog worker (``harness.data.watchdog``), one per checking thread, so neither stops the check.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import typing as tp
 from harness.data.annotations import VideoItem
 from harness.data.decode import DEFAULT_DECODE_TIMEOUT_S, DEFAULT_DECODER
 
-STATUSES = ("missing", "unreadable", "empty", "corrupt", "invalid", "timeout", "crash")  # every status but "ok"
+STATUSES = ("missing", "unreadable", "empty", "corrupt", "invalid", "timeout", "crash", "mismatch")  # every status but "ok"
 
 
 def probe_video(path: str, frames: int = 3, decoder: str = DEFAULT_DECODER) -> tp.Tuple[str, str]:
@@ -92,12 +94,20 @@ def probe_item(item: VideoItem, frames: int = 3, decoder: str = DEFAULT_DECODER)
 def guarded_probe(item: VideoItem, frames: int = 3, decoder: str = DEFAULT_DECODER,
                   timeout_s: float = DEFAULT_DECODE_TIMEOUT_S) -> tp.Tuple[str, str]:
     """``probe_item`` in this thread's watchdog worker: ``timeout`` / ``crash`` instead of a hang."""
+    from harness.data.annotations import FrameFolderItem
     from harness.data.watchdog import DecoderCrash, DecodeTimeout, run_with_deadline
 
     if getattr(item, "problem", None):
         return "invalid", str(item.problem)
     try:
-        return run_with_deadline(probe_item, item, frames, decoder, timeout=timeout_s)
+        status, detail = run_with_deadline(probe_item, item, frames, decoder, timeout=timeout_s)
+        if status == "ok" and decoder != DEFAULT_DECODER and not isinstance(item, FrameFolderItem):
+            from harness.data.decode import decoder_disagreement
+
+            why = decoder_disagreement(item.path, decoder, frames=frames, timeout_s=timeout_s)
+            if why:
+                return "mismatch", why
+        return status, detail
     except (DecodeTimeout, DecoderCrash) as err:
         return err.reason, str(err)
 

@@ -150,13 +150,14 @@ class SyntheticMotionDataset(VideoProtocol):
     num_val: int = 600  # validation clips
     seed: int = 0  # generation seed
     # protocol defaults matching the generated clips: one centre view of all 16 frames
-    sampler: tp.Literal["dense", "uniform"] = "dense"
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "dense"
     clip_len: int = 16
     frame_interval: int = 1
     num_clips: int = 1
     num_crops: tp.Literal[1, 3] = 1
     short_side: int = 64
     crop_size: int = 64
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "torch_antialias"  # as training resizes
 
     @property
     def num_classes(self) -> int:

@@ -338,3 +338,47 @@ def failure_reason(err: BaseException) -> str:
     if isinstance(err, AnnotationError):
         return "invalid"
     return getattr(err, "reason", "error")
+
+
+def spread_indices(num_frames: int, frames: int = 3) -> np.ndarray:
+    """``frames`` indices spread over a video (the first, the last, some between): the probe frames."""
+    return np.asarray(sorted({round(i * (num_frames - 1) / max(frames - 1, 1)) for i in range(frames)}))
+
+
+_REFERENCE_WORKERS = threading.local()
+
+
+def decoder_disagreement(path: str, decoder: str, *, frames: int = 3, tolerance: int = 1,
+                         timeout_s: float = DEFAULT_DECODE_TIMEOUT_S) -> tp.Optional[str]:
+    """One line when ``decoder`` returns other pixels than decord for the same probe frames (more than
+    ``tolerance`` levels apart, a different frame count or size), else None; None too when ``decoder``
+    is decord, decord cannot run here or cannot decode the file (nothing to compare with). The protocol goldens were decoded with decord
+    (docs/reference.md), so another decoder is only as faithful as its agreement with it.
+
+    Each decoder decodes in its own watchdog worker: loaded in one process, decord's bundled libraries
+    can break PyAV's (see ``_import_problem``).
+    """
+    from harness.data.watchdog import DecodeWorker, run_with_deadline
+
+    if decoder == DEFAULT_DECODER or not decoder_available(DEFAULT_DECODER)[0]:
+        return None
+    index_fn = functools.partial(spread_indices, frames=frames)
+    mine, mine_inds, _ = run_with_deadline(decode_frames, path, index_fn, decoder, timeout=timeout_s)
+    worker = getattr(_REFERENCE_WORKERS, "worker", None)
+    if worker is None:
+        worker = _REFERENCE_WORKERS.worker = DecodeWorker()
+    try:
+        ref, ref_inds, _ = worker.call(decode_frames, path, index_fn, DEFAULT_DECODER, timeout=timeout_s)
+    except Exception:  # noqa: BLE001 -- decord failing (or hanging) on a file the chosen decoder reads
+        return None
+    if not np.array_equal(mine_inds, ref_inds):
+        return f"{decoder} sees other frames than decord (probe frames {mine_inds.tolist()} vs {ref_inds.tolist()})"
+    if mine.shape != ref.shape:
+        return f"{decoder} decodes {mine.shape[2]}x{mine.shape[1]} frames, decord {ref.shape[2]}x{ref.shape[1]}"
+    diff = np.abs(mine.astype(np.int16) - ref.astype(np.int16)).reshape(len(ref_inds), -1)
+    worst = diff.max(axis=1)
+    if worst.max() <= tolerance:
+        return None
+    k = int(worst.argmax())
+    return (f"{decoder} returns other pixels than decord for frame {int(ref_inds[k])}: max |diff| {int(worst[k])} "
+            f"levels, {float((diff[k] > tolerance).mean()):.2%} of values over {tolerance}")

@@ -97,13 +97,14 @@ class MiniKineticsDataset(RealDataset, VideoProtocol):
     start_index: int = 1  # file number of frame 0 (mmaction2 rawframes: 1)
     num_classes: int = 200
     # HaltingVT's Mini-K test protocol (configs/minik/data_pipeline_ml_8x32.py)
-    sampler: tp.Literal["dense", "uniform"] = "dense"
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "dense"
     clip_len: int = 8
     frame_interval: int = 32
     num_clips: int = 1
     num_crops: tp.Literal[1, 3] = 1
     short_side: int = 256
     crop_size: int = 224
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "mmaction2"  # mmcv.imresize, CenterCrop
     mean: tp.List[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])  # 127.5 / 255
     std: tp.List[float] = dataclasses.field(default_factory=lambda: [0.5, 0.5, 0.5])
     aggregation: tp.Literal["prob", "score"] = "prob"

@@ -170,6 +170,10 @@ def _is_official_k400_csv(path: str) -> bool:
     if not lines:
         return False
     head = [c.strip().lower() for c in lines[0][1].split(",")]
+    if "label" not in head and {"youtube_id", "time_start", "time_end"} <= set(head):
+        raise ValueError(f"{path}:{lines[0][0]}: an official Kinetics CSV without a 'label' column (header "
+                         f"{lines[0][1].strip()!r}): the test split is unlabelled; evaluate on the validation "
+                         f"CSV (kinetics_400_val.csv / validate.csv, header {','.join(K400_OFFICIAL_HEADER)})")
     return tuple(head[:5]) == K400_OFFICIAL_HEADER
 
 
@@ -187,13 +191,14 @@ def _whole_seconds(text: str, path: str, lineno: int, column: str) -> int:
 class _VideoMAEDenseTest(VideoProtocol):
     """VideoMAE's K400/UCF101 test protocol: 16 frames x stride 4, 5 clips x 3 crops at 224, prob."""
 
-    sampler: tp.Literal["dense", "uniform"] = "dense"
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "dense"
     clip_len: int = 16
     frame_interval: int = 4
     num_clips: int = 5
     num_crops: tp.Literal[1, 3] = 3
     short_side: int = 224
     crop_size: int = 224
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "mmaction2"  # mmaction2's VideoMAE test pipeline
     aggregation: tp.Literal["prob", "score"] = "prob"
 
 
@@ -408,13 +413,14 @@ class SSv2Dataset(RealDataset, VideoProtocol):
     video_ext: str = "webm"  # official_json only: file name = {id}.{video_ext}
     num_classes: int = 174
     # VideoMAE SSv2 test protocol (TSN-uniform segments, 2 temporal views)
-    sampler: tp.Literal["dense", "uniform"] = "uniform"
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "uniform"
     clip_len: int = 16
     frame_interval: int = 1  # unused by the uniform sampler
     num_clips: int = 2
     num_crops: tp.Literal[1, 3] = 3
     short_side: int = 224
     crop_size: int = 224
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "videomae"  # ssv2.py's resize and crops
     aggregation: tp.Literal["prob", "score"] = "prob"
 
     def _static_problems(self) -> list[str]:

@@ -17,6 +17,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 dataset_registry: Registry[type] = Registry("dataset")
 
+# How views are resized and cropped, each value one reference loader (harness.data.transforms)
+SPATIAL = ("mmaction2", "videomae", "torch_antialias")
+LEGACY_SPATIAL = "torch_antialias"  # what every key made before ``spatial`` existed meant: kept out of keys
+
 
 def register_dataset(name: str, **meta: tp.Any):
     def decorator(cls: type) -> type:
@@ -37,13 +41,14 @@ def data_home() -> str:
 class VideoProtocol:
     """How test views are sampled, transformed and aggregated (part of every cell's key)."""
 
-    sampler: tp.Literal["dense", "uniform"] = "dense"  # dense: clip_len x frame_interval x num_clips (K400); uniform: TSN segments (SSv2)
+    sampler: tp.Literal["dense", "uniform", "videomae_dense"] = "dense"  # dense: mmaction2 clip_len x frame_interval x num_clips (K400); uniform: TSN segments (VideoMAE SSv2); videomae_dense: VideoMAE's K400 clips
     clip_len: int = 16  # frames per view
     frame_interval: int = 4  # stride between sampled frames (dense sampler only)
     num_clips: int = 1  # temporal views per video
     num_crops: tp.Literal[1, 3] = 1  # 1 = centre crop, 3 = three crops along the long side
     short_side: int = 224  # resize the short side to this many pixels
     crop_size: int = 224  # square crop side, pixels
+    spatial: tp.Literal["mmaction2", "videomae", "torch_antialias"] = "mmaction2"  # resize + crop reference (harness.data.transforms)
     mean: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, on [0,1] pixels
     std: tp.List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))  # per channel, on [0,1] pixels
     aggregation: tp.Literal["prob", "score"] = "prob"  # prob = mean of softmax over views; score = mean of logits
@@ -75,6 +80,14 @@ class VideoProtocol:
             if not all(isinstance(v, (int, float)) and math.isfinite(v) and abs(v) <= 1e6 for v in values):
                 problems.append(f"{name} values must be finite numbers, got {values}")
         problems += decoder_problems(self.decoder)
+        if self.sampler == "videomae_dense" and self.num_clips < 2:
+            problems.append(f"sampler videomae_dense needs num_clips >= 2 (VideoMAE spreads its clips over "
+                            f"num_clips - 1 steps), got {self.num_clips}")
+        if self.spatial not in SPATIAL:
+            problems.append(f"spatial must be one of {', '.join(SPATIAL)}, got {self.spatial!r}")
+        elif self.spatial == "videomae" and self.num_crops == 3 and self.crop_size != self.short_side:
+            problems.append(f"spatial videomae takes its three crops at the short side (crop_size = short_side), "
+                            f"got crop_size {self.crop_size} and short_side {self.short_side}")
         return problems
 
 
@@ -109,10 +122,13 @@ def bounds_problems(obj: tp.Any, bounds: tp.Dict[str, tp.Tuple[float, float]],
 
 def strip_unkeyed_fields(dataset: dict) -> dict:
     """Drop, in place, the fields of a dataset dict that cannot change results (cell and fine-tune
-    keys): the decode deadline, and the decoder while it is the default (older keys stay valid)."""
+    keys): the decode deadline, the decoder while it is the default, and ``spatial`` while it is
+    ``torch_antialias``, the only resize there was before the field (older keys stay valid)."""
     dataset.pop("decode_timeout_s", None)
     if dataset.get("decoder") == "decord":
         dataset.pop("decoder")
+    if dataset.get("spatial") == LEGACY_SPATIAL:
+        dataset.pop("spatial")
     return dataset
 
 

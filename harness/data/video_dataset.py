@@ -21,6 +21,7 @@ from harness.data.annotations import VideoItem
 from harness.data.decode import (DEFAULT_DECODE_TIMEOUT_S, DEFAULT_DECODER, AnnotationError,  # noqa: F401
                                  TruncatedVideoError, decode_frames, decode_item, failure_reason,
                                  guarded_decode)
+from harness.data.registry import LEGACY_SPATIAL
 from harness.data.sampling import sample_test_indices
 from harness.data.transforms import make_views, resize_short_side
 
@@ -62,7 +63,7 @@ class VideoDataset(torch.utils.data.Dataset):
             item, index_fn, timeout_s=getattr(p, "decode_timeout_s", DEFAULT_DECODE_TIMEOUT_S),
             decoder=getattr(p, "decoder", DEFAULT_DECODER))
         # resize each distinct frame once, then gather the [num_clips, clip_len] clips
-        frames = resize_short_side(torch.from_numpy(frames_np), self.protocol.short_side)
+        frames = resize_short_side(torch.from_numpy(frames_np), p.short_side, getattr(p, "spatial", LEGACY_SPATIAL))
         positions = torch.from_numpy(np.searchsorted(unique_inds, clip_inds))
         return make_views(frames[positions], self.protocol)
 

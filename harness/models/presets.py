@@ -252,6 +252,38 @@ def synthetic_vit_d8() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=128, depth=8, num_heads=2, img_size=64, num_classes=12)
 
 
+# ViViT model 1 (Arnab et al., ICCV'21; spatio-temporal attention): google/vivit-b-16x2-kinetics400 in transformers
+@register_backbone("vivit_b16x2_k400",
+                   summary="ViViT-B/16x2 model 1 (joint, CLS, learned positions), 32x224, tubelet 2, K400 (89 M)")
+def vivit_b16x2_k400() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=768, depth=12, num_heads=12, num_frames=32, family="vivit", act="gelu_fast")
+
+
+# TimeSformer (Bertasius et al., ICML'21), divided space-time: facebook/timesformer-{base,hr}-finetuned-{k400,ssv2}
+@register_backbone("timesformer_base_k400",
+                   summary="TimeSformer base (divided space-time, CLS), 8x224, K400 (121 M)")
+def timesformer_base_k400() -> VideoViTConfig:
+    return VideoViTConfig(embed_dim=768, depth=12, num_heads=12, tubelet_size=1, num_frames=8, family="timesformer")
+
+
+@register_backbone("timesformer_base_ssv2",
+                   summary="TimeSformer base (divided space-time, CLS), 8x224, SSv2 (174 classes)")
+def timesformer_base_ssv2() -> VideoViTConfig:
+    return dataclasses.replace(timesformer_base_k400(), num_classes=174)
+
+
+@register_backbone("timesformer_hr_k400",
+                   summary="TimeSformer-HR (divided space-time, CLS), 16x448, K400")
+def timesformer_hr_k400() -> VideoViTConfig:
+    return dataclasses.replace(timesformer_base_k400(), num_frames=16, img_size=448)
+
+
+@register_backbone("timesformer_hr_ssv2",
+                   summary="TimeSformer-HR (divided space-time, CLS), 16x448, SSv2 (174 classes)")
+def timesformer_hr_ssv2() -> VideoViTConfig:
+    return dataclasses.replace(timesformer_hr_k400(), num_classes=174)
+
+
 # the divided-attention quickstart backbone: a TimeSformer (CLS token, learned space + time positions, divided
 # space-time attention, CLS head) at synthetic_vit_tiny's size; tubelet 2 keeps the 16-frame clips at 8 x 16 tokens
 @register_backbone("synthetic_timesformer_tiny",

@@ -32,7 +32,7 @@ def train_indices(num_frames: int, sampler: str, clip_len: int, frame_interval: 
     ``dense``: mmaction2 ``SampleFrames`` in train mode (a random offset over the valid range, looping
     short videos); ``uniform``: TSN segments with a random frame in each (VideoMAE's SSv2 train set).
     """
-    if sampler == "dense":
+    if sampler in ("dense", "videomae_dense"):  # a test-time choice; training clips are random either way
         span = (clip_len - 1) * frame_interval + 1
         offset = int(rng.integers(0, max(num_frames - span, 0) + 1))
         return (offset + np.arange(clip_len) * frame_interval) % num_frames

@@ -24,10 +24,8 @@ POS_EMBED_MODES = ("interpolate", "regenerate")
               "OpenGVLab/VideoMAEv2 run_class_finetuning.py)",
     token_map="methods.downsample.viz:token_map",
     examples=({"frames": 8}, {"frames": 12, "size": 48}),
-    supports=(),
-    refuses={"cls_token": "not wired yet: resampling learned position tables with a class token",
-             "divided_attention": "not wired yet: resampling TimeSformer's space and time embeddings",
-             "rope3d": "not wired yet: rotary positions of the smaller grid"},
+    supports=("cls_token", "divided_attention"),
+    refuses={"rope3d": "not wired yet: rotary positions of the smaller grid"},
 )
 @dataclasses.dataclass
 class DownsampleParams:

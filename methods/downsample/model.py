@@ -1,8 +1,11 @@
 """The backbone fed a downsampled clip (``methods.downsample``): the same VideoViT weights, a smaller
-input, a positional table for the smaller token grid.
+input, positions for the smaller token grid.
 
 ``model.cfg`` stays the backbone's (the clip the data pipeline delivers, e.g. 16 x 224); the network
 runs on ``reduced_cfg`` (e.g. 8 x 160), and its GMACs are counted from that grid's token count.
+Positions per family: VideoMAE's sinusoid table is resampled as VideoMAE V2 does (or regenerated);
+ViViT's learned table the same way, its class-token row kept; TimeSformer's space table and time
+embedding with nearest interpolation, as transformers' ``TimesformerEmbeddings`` does at another size.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from harness.measure.flops import count_macs
 from harness.models.presets import VideoViTConfig
 from harness.models.video_vit import VideoViT, sinusoid_table
 from methods.downsample import DownsampleParams
-from methods.downsample.resample import downsample_clip, frame_indices, resample_pos_table
+from methods.downsample.resample import (downsample_clip, frame_indices, resample_pos_table,
+                                         resample_space_nearest)
 
 
 class DownsampledViT(VideoViT):
@@ -28,12 +32,49 @@ class DownsampledViT(VideoViT):
         if self.frame_index is not None:
             self.register_buffer("frame_index_t", torch.tensor(self.frame_index), persistent=False)
         self.size = size if size != cfg.img_size else None
-        if self.reduced_cfg.grid != cfg.grid:
+        if self.reduced_cfg.grid != cfg.grid and self.layout.position == "sinusoid":
             if params.pos_embed == "interpolate":
                 table = resample_pos_table(self.pos_embed, cfg.grid, self.reduced_cfg.grid)
             else:
                 table = sinusoid_table(self.reduced_cfg.num_tokens, cfg.embed_dim)
             self.register_buffer("pos_embed", table, persistent=False)
+        for block in self.blocks:  # divided attention folds the (fewer) frames
+            if hasattr(block, "frames"):
+                block.frames = self.reduced_cfg.grid[0]
+
+    def embed(self, clip: torch.Tensor) -> torch.Tensor:
+        grid, reduced = self.cfg.grid, self.reduced_cfg.grid
+        position = self.layout.position
+        if grid == reduced or position == "sinusoid":
+            return super().embed(clip)
+        x = self.patch_embed(clip)
+        B, _, C = x.shape
+        cls = self.cls_token.expand(B, -1, -1)
+        pos, time = (p.to(dtype=x.dtype) if p is not None else None for p in self.reduced_positions())
+        if position == "learned":
+            return torch.cat((cls, x), dim=1) + pos
+        t, h, w = reduced
+        patches = (x.reshape(B, t, h * w, C) + pos[:, None, 1:]).transpose(1, 2)
+        patches = (patches + time).reshape(B, h * w * t, C)
+        return torch.cat((cls + pos[:, :1], patches), dim=1)
+
+    def reduced_positions(self):
+        """(positions, time embedding or None) of the reduced grid, resampled from the current weights
+        once per weight version (weights are loaded after construction; the forward stays free of it)."""
+        params = [self.pos_embed] + ([self.time_embed] if hasattr(self, "time_embed") else [])
+        version = tuple((p.data_ptr(), p._version) for p in params)
+        if getattr(self, "_positions_version", None) != version:
+            grid, reduced = self.cfg.grid, self.reduced_cfg.grid
+            with torch.no_grad():
+                if self.layout.position == "learned":
+                    pos = self.pos_embed
+                    cached = (torch.cat((pos[:, :1], resample_pos_table(pos[:, 1:], grid, reduced)), dim=1), None)
+                else:
+                    time = torch.nn.functional.interpolate(self.time_embed.transpose(1, 2), size=reduced[0],
+                                                           mode="nearest").transpose(1, 2)
+                    cached = (resample_space_nearest(self.pos_embed, grid[1:], reduced[1:]), time)
+            self._positions, self._positions_version = cached, version
+        return self._positions
 
     def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
         expected = (self.cfg.in_chans, self.cfg.num_frames, self.cfg.img_size, self.cfg.img_size)

@@ -52,3 +52,15 @@ def resample_pos_table(table: torch.Tensor, grid: tp.Tuple[int, int, int],
                           align_corners=False)
         x = x.reshape(h2, w2, c, t2).permute(3, 0, 1, 2)
     return x.reshape(1, t2 * h2 * w2, c).contiguous()
+
+
+def resample_space_nearest(table: torch.Tensor, side: tp.Tuple[int, int], new_side: tp.Tuple[int, int]) -> torch.Tensor:
+    """A [1, 1 + H'W', C] table (class-token row first) with its spatial rows resampled to ``new_side`` by
+    nearest interpolation, as transformers' ``TimesformerEmbeddings`` does for another input size."""
+    (h, w), (h2, w2) = side, new_side
+    if (h, w) == (h2, w2):
+        return table
+    c = table.shape[-1]
+    grid = table[:, 1:].transpose(1, 2).reshape(1, c, h, w)
+    grid = F.interpolate(grid, size=(h2, w2), mode="nearest").flatten(2).transpose(1, 2)
+    return torch.cat((table[:, :1], grid), dim=1)
