@@ -19,10 +19,13 @@ EPILOG = """examples:
   python -m harness ls methods
   python -m harness validate suites/quickstart.yaml
   python -m harness data check suites/k400_vit_b.yaml   # list missing / corrupt videos
-  python -m harness train                                 # the quickstart backbone, checkpoints/synthetic_vit_d8.pth
+  python -m harness train --out my_d8.pth                 # the quickstart backbone (--force to overwrite one)
   python -m harness viz --method tome --set r=16 --index 23 --out token_map_tome.png --gif
   python -m harness viz --suite suites/quickstart.yaml --cell "sttm motion=learned ft=sttm_k50"
 """
+
+
+MAX_PROBE_FRAMES = 1024  # data check --frames: more says nothing a full decode would not
 
 
 class UserError(Exception):
@@ -90,13 +93,13 @@ def cmd_status(args) -> int:
             states = {}
             for r in rows:
                 states[r["state"].split(":")[0]] = states.get(r["state"].split(":")[0], 0) + 1
-            print(f"[{time.monotonic() - t0:5.0f}s] " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())),
+            print(f"[{time.monotonic() - t0:5.0f}s] " + _plain(", ".join(f"{n} {s}" for s, n in sorted(states.items()))),
                   file=sys.stderr, flush=True)
         rows, note = wait(args.results, keys, poll_s=args.poll, timeout_s=args.timeout, on_poll=show)
     else:
         rows, note = cell_rows(args.results, keys)
     if not rows:
-        print(f"no submitted cells under {args.results}/ (submit with `run SUITE --executor slurm`)")
+        print(f"no submitted cells under {_plain(args.results)}/ (submit with `run SUITE --executor slurm`)")
         return 0
     print(format_rows(rows, note))
     if any(r["state"].startswith("failed") for r in rows):
@@ -116,6 +119,11 @@ def cmd_report(args) -> int:
     elif os.path.isdir(os.path.join(args.results, "slurm")):
         print(f"note: {args.results}/ holds Slurm submissions; `harness status` (or `report --sync`) records "
               "lost tasks and merges finished shards; a plain report only reads", file=sys.stderr)
+    out = args.out or (os.path.join(args.results, "report.html") if args.format == "html" else None)
+    if out not in (None, "-"):
+        _check_output_file(out, "report --out" if args.out else "the HTML report (report --out)")
+    if args.plots:
+        _check_output_dir(args.plots, "report --plots")
     store = ResultStore(args.results)
     from harness.report.tables import FILTERS
 
@@ -132,15 +140,18 @@ def cmd_report(args) -> int:
             print(f"wrote {len(written)} plot files under {args.plots}", file=sys.stderr)
     except ValueError as err:
         raise UserError(str(err)) from err
-    out = args.out or (os.path.join(args.results, "report.html") if args.format == "html" else None)
     if out is None or out == "-":
         print(text, end="" if text.endswith("\n") else "\n")
         return 0
     from pathlib import Path
 
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    print(f"wrote {out}", file=sys.stderr)
+    from harness.store import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(Path(out), (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+    except OSError as err:
+        raise UserError(f"report --out {out}: cannot write ({err.strerror or err})") from None
+    print(f"wrote {_plain(out)}", file=sys.stderr)
     return 0
 
 
@@ -157,10 +168,10 @@ def cmd_validate(args) -> int:
 
     problems = validate_suite(args.suite, args.set)
     if problems:
-        print(format_problems(problems), file=sys.stderr)
+        print(_plain(format_problems(problems), one_line=False), file=sys.stderr)
         return 2
     suite = _load(args.suite, args.set)
-    print(f"{args.suite}: ok ({len(suite.cells())} cells)")
+    print(f"{_plain(args.suite)}: ok ({len(suite.cells())} cells)")
     return 0
 
 
@@ -169,6 +180,11 @@ def cmd_data_check(args) -> int:
 
     from harness.data.check import check_items
 
+    if not 1 <= args.frames <= MAX_PROBE_FRAMES:
+        raise UserError(f"data check --frames: expected 1 to {MAX_PROBE_FRAMES} probe frames per video, "
+                        f"got {args.frames}")
+    if not 1 <= args.workers <= 256:
+        raise UserError(f"data check --workers: expected 1 to 256 decoder processes, got {args.workers}")
     datasets = _datasets_to_check(args)
     bad = 0
     for title, dataset in datasets:
@@ -176,6 +192,7 @@ def cmd_data_check(args) -> int:
             items = dataset.items()
         except (OSError, ValueError) as err:
             raise UserError(f"{title}: {err}") from None
+        title = _plain(title)
         result = check_items(items, frames=args.frames, workers=args.workers,
                              timeout_s=getattr(dataset, "decode_timeout_s", 60.0),
                              decoder=getattr(dataset, "decoder", "decord"))
@@ -184,8 +201,8 @@ def cmd_data_check(args) -> int:
               f"{result['invalid']} invalid" + "".join(f", {result[s]} {s}" for s in ("timeout", "crash", "mismatch")
                                                        if result[s]))
         if result["problems"]:
-            rows = [(p["index"], p["status"], p["path"], p["error"]) for p in result["problems"]]
-            print(tabulate(rows, headers=["#", "status", "path", "error"]))
+            rows = [(p["index"], _plain(p["status"]), _plain(p["path"]), _plain(p["error"])) for p in result["problems"]]
+            print(tabulate(rows, headers=["#", "status", "path", "error"], disable_numparse=True))
         bad += len(result["problems"])
     return 1 if bad else 0
 
@@ -276,13 +293,18 @@ def cmd_viz(args) -> int:
             method_args[key.strip()] = yaml.safe_load(value)
         overrides = []
     out = args.out or f"token_map_{args.method or (args.cell or 'map').split(' ')[0]}.png"
+    if os.path.splitext(out)[1].lower() not in VIZ_FORMATS:
+        raise UserError(f"viz --out {_plain(out)}: expected a file ending in {', '.join(VIZ_FORMATS)}")
+    _check_output_file(out, "viz --out")
+    if args.gif:
+        _check_output_file(os.path.splitext(out)[0] + ".gif", "viz --gif")
     req = VizRequest(out=out, method=args.method, method_args=method_args, backbone=args.backbone,
                      checkpoint=args.checkpoint, init_from=args.init_from, suite=args.suite, cell=args.cell,
                      overrides=overrides, results=args.results, video=args.video, index=args.index,
                      split=args.split, frame_interval=args.frame_interval, gif=args.gif, title=args.title)
     try:
         for path in run_viz(req):
-            print(f"wrote {path}", file=sys.stderr)
+            print(f"wrote {_plain(path)}", file=sys.stderr)
     except VizError as err:
         raise UserError(str(err)) from None
     return 0
@@ -297,16 +319,43 @@ def cmd_train(args) -> int:
                           num_val=args.num_val, threads=args.threads, init=args.init, **chosen)
     except ValueError as err:
         raise UserError(str(err)) from None
+    sidecar = os.path.splitext(cfg.out)[0] + ".json"
+    _check_output_file(cfg.out, "train --out")  # before training, not after it
+    if os.path.lexists(cfg.out) and not args.force:
+        raise UserError(f"train --out {_plain(cfg.out)} exists (a trained checkpoint others may rely on); pass "
+                        "--force to overwrite it, or --out NEW.pth to write elsewhere")
+    _check_output_file(sidecar, "train --out (its .json sidecar)")
     meta = train(cfg)
-    print(f"wrote {cfg.out}: val top-1 {meta['val_top1']:.3f} after {meta['train_wall_s']:.0f} s")
+    print(f"wrote {_plain(cfg.out)}: val top-1 {meta['val_top1']:.3f} after {meta['train_wall_s']:.0f} s")
     return 0
 
 
-def _plain(value) -> str:
-    """Suite text for the terminal: no escape sequences or control characters, one line."""
+def _plain(value, one_line: bool = True) -> str:
+    """Text for the terminal (the one sanitising layer, ``harness.report.safe``): no escape sequences, control
+    characters or bidirectional overrides; one line unless ``one_line`` is False."""
     from harness.report.safe import plain
 
-    return plain(value)
+    return plain(value, one_line)
+
+
+VIZ_FORMATS = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def _check_output_file(path: str, what: str) -> None:
+    """Before the work: ``path`` must take a file (not a directory, a device, /proc...)."""
+    from harness.files import output_file_problem
+
+    problem = output_file_problem(path, what=what)
+    if problem:
+        raise UserError(_plain(problem))
+
+
+def _check_output_dir(path: str, what: str) -> None:
+    from harness.files import output_dir_problem
+
+    problem = output_dir_problem(path, what=what)
+    if problem:
+        raise UserError(_plain(problem))
 
 
 def _check_writable(results: str, folders: tp.Optional[tp.Sequence[str]] = None) -> None:
@@ -487,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", metavar="CHECKPOINT",
                        help="synthetic_timesformer_tiny: start from this synthetic_vit_tiny checkpoint "
                             "(TimeSformer's ViT initialisation)")
+    train.add_argument("--force", action="store_true", help="overwrite an existing --out checkpoint")
     train.set_defaults(func=cmd_train)
 
     viz = sub.add_parser("viz", help="token map: which patches each reducing block keeps, merges, drops or halts",
@@ -522,22 +572,53 @@ def _on_sigterm(signum, frame):
     raise Interrupted()
 
 
+class _PlainLogs(__import__("logging").Formatter):
+    """Log lines (warnings naming store files, say) through the same sanitising layer as everything printed."""
+
+    def format(self, record) -> str:
+        return _plain(f"{record.levelname.lower()}: {super().format(record)}", one_line=False)
+
+
+def _sanitised_logging() -> None:
+    import logging
+
+    logger = logging.getLogger("harness")
+    if not any(isinstance(h.formatter, _PlainLogs) for h in logger.handlers):
+        class Stderr(logging.StreamHandler):
+            stream = property(lambda self: sys.stderr, lambda self, value: None)  # sys.stderr when emitting
+
+        handler = Stderr()
+        handler.setFormatter(_PlainLogs("%(message)s"))
+        handler.setLevel(logging.WARNING)
+        logger.addHandler(handler)
+
+
 def main(argv: tp.Optional[tp.Sequence[str]] = None) -> int:
     import signal
     import threading
 
     args = build_parser().parse_args(argv)
+    _sanitised_logging()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_plain(err, one_line=False)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stdout = open(os.devnull, "w")
         return 0
+    except OSError as err:
+        import errno
+
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise
+        where = f" writing {_plain(err.filename)}" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}; stopped. Records already written are intact; free space (or "
+              f"make the folder writable) and run `{args.command}` again to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as err:
         how = "SIGTERM" if isinstance(err, Interrupted) else "Ctrl-C"
         if args.command in ("run", "finetune"):

@@ -62,13 +62,25 @@ def cached_file_sha256(path: str) -> str:
         return f"missing:{path}"
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
+        try:
+            _SHA_CACHE[key] = file_sha256(path)
+        except (OSError, ValueError):  # a FIFO, a device, unreadable: the loader names the problem
+            return f"unreadable:{path}"
     return _SHA_CACHE[key]
 
 
 def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """sha256 of a regular file's content; ValueError for anything else (a FIFO or ``/dev/zero`` would
+    never end)."""
+    import stat
+
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is not a regular file; cannot hash it")
+        os.set_blocking(fd, True)
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()

@@ -7,6 +7,7 @@ last complete write wins. Readers skip files that do not parse instead of failin
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -16,6 +17,8 @@ import re
 import typing as tp
 import uuid
 from pathlib import Path
+
+from harness.files import MAX_RECORD_BYTES, FileProblem, decode_text, read_bytes, read_json
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,13 @@ class ResultStore:
         if "key" not in record:
             raise ValueError(f"record has no 'key' field; fields present: {sorted(record)}")
         path = self.path_for(record["key"])
+        samples = record.get("samples_file")
+        if record.get("status") == "ok" and isinstance(samples, str) and samples == self.samples_path(record["key"]).name:
+            try:  # the record vouches for its samples: an edited samples.csv is not used for paired statistics
+                data = read_bytes(self.cells_dir / samples, MAX_RECORD_BYTES, what="samples file")
+                record["samples_sha256"] = hashlib.sha256(data).hexdigest()
+            except ValueError:
+                pass
         _atomic_write(path, dumps_record(record) + "\n")
         return path
 
@@ -86,12 +96,26 @@ class ResultStore:
         return path
 
     def read_samples(self, key: str) -> list[dict]:
-        """The per-video rows of ``key`` as dicts of strings ([] if none were written)."""
+        """The per-video rows of ``key`` as dicts of strings ([] if none were written, or when the file is
+        damaged or disagrees with its record: logged, and no paired statistic is computed from it)."""
         path = self.samples_path(key)
-        if not path.is_file():
+        if not os.path.lexists(path):
             return []
-        with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+        try:
+            data = read_bytes(path, MAX_RECORD_BYTES, what="samples file")
+            rows = list(csv.DictReader(io.StringIO(decode_text(data, str(path), what="samples file"), newline="")))
+            record = self.read(key)
+            vouched = (record or {}).get("samples_sha256")
+            if vouched and vouched != hashlib.sha256(data).hexdigest():
+                problem = "its content differs from the one its record was written with (sha256); edited or damaged"
+            else:
+                problem = samples_problem(rows, record)
+        except (ValueError, csv.Error) as err:
+            problem = str(err)
+        if problem:
+            log.warning("ignoring per-video samples %s: %s", path, problem)
+            return []
+        return rows
 
     def read(self, key: str) -> dict | None:
         """The record for ``key``, or None if there is none or it does not parse (logged)."""
@@ -109,11 +133,22 @@ class ResultStore:
         return problem is None
 
     def records(self) -> list[dict]:
-        """Every readable record, in file-name order; unparseable files are skipped with a warning."""
+        """Every record, in file-name order. A file that cannot be read as a record (not a regular file,
+        too large, too deep, not JSON, not an object) is one ``status: invalid`` record naming the problem:
+        one bad file costs one row, never the listing."""
         if not self.cells_dir.is_dir():
             return []
         paths = sorted(p for p in self.cells_dir.glob("*.json") if not p.name.startswith("."))
-        return [r for r in map(_load, paths) if r is not None]
+        out = []
+        for path in paths:
+            try:
+                out.append(_parse(path))
+            except FileNotFoundError:  # removed since the listing
+                continue
+            except ValueError as err:
+                log.warning("invalid result record: %s", err)
+                out.append(invalid_record(path.stem, str(err)))
+        return out
 
 
 def _is_real(value: tp.Any) -> bool:
@@ -163,23 +198,65 @@ def _atomic_write(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def invalid_record(stem: str, problem: str) -> dict:
+    """What a listing shows for a file in ``cells/`` that is no record: a row saying so."""
+    return {"key": stem, "status": "invalid", "label": f"(unreadable record {stem[:16]})",
+            "error": {"type": "InvalidRecord", "message": problem[:500]}}
+
+
+def _parse(path: Path) -> dict:
+    """The record in ``path`` (bounded read: ``harness.files``); ValueError naming the problem,
+    FileNotFoundError when there is no file."""
+    if not os.path.lexists(path):
+        raise FileNotFoundError(path)
+    record = read_json(path, MAX_RECORD_BYTES, what="result record")
+    if not isinstance(record, dict):
+        raise FileProblem(f"{path}: top level is {type(record).__name__}, not an object")
+    return record
+
+
 def _load(path: Path) -> dict | None:
     try:
-        data = path.read_bytes()
+        return _parse(path)
     except FileNotFoundError:
         return None
-    except OSError as e:
-        log.warning("skipping unreadable result record %s: %s", path, e)
-        return None
-    try:
-        record = json.loads(data)
     except ValueError as e:
-        log.warning("skipping result record %s: not valid JSON (%s)", path, e)
+        log.warning("skipping result record %s: %s", path, e)
         return None
-    if not isinstance(record, dict):
-        log.warning("skipping result record %s: top level is %s, not an object", path, type(record).__name__)
+
+
+SAMPLE_COLUMNS = ("index", "label", "pred", "correct_top1")
+
+
+def samples_problem(rows: tp.Sequence[dict], record: tp.Optional[dict]) -> tp.Optional[str]:
+    """Why per-video rows cannot be used for paired statistics (None: they can): a missing column, a value
+    that is not a whole number (``correct_top1``: 0 or 1), a repeated video index, or counts that disagree
+    with the record's ``num_videos`` / ``top1`` (an edited file would change a p-value silently)."""
+    if not rows:
         return None
-    return record
+    missing = [c for c in SAMPLE_COLUMNS if c not in rows[0]]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    seen = set()
+    correct = 0
+    for i, row in enumerate(rows, start=2):
+        values = [row.get(c) for c in SAMPLE_COLUMNS]
+        if not all(isinstance(v, str) and re.fullmatch(r"-?[0-9]{1,12}", v) for v in values):
+            return f"line {i}: {', '.join(SAMPLE_COLUMNS)} must be whole numbers"
+        if row["correct_top1"] not in ("0", "1"):
+            return f"line {i}: correct_top1 is {row['correct_top1']!r}, not 0 or 1"
+        if row["index"] in seen:
+            return f"line {i}: video index {row['index']} repeated"
+        seen.add(row["index"])
+        correct += row["correct_top1"] == "1"
+    metrics = (record or {}).get("metrics") if isinstance(record, dict) else None
+    if isinstance(metrics, dict):
+        n, top1 = metrics.get("num_videos"), metrics.get("top1")
+        if isinstance(n, int) and n != len(rows):
+            return f"{len(rows)} rows, but the record counts {n} videos"
+        if _is_real(top1) and abs(top1 * len(rows) - correct) > 0.5:
+            return f"{correct} correct of {len(rows)}, but the record's top-1 is {top1}"
+    return None
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import typing as tp
 
 import pytest
 import yaml
@@ -40,6 +41,13 @@ def make_fixtures(folder: str) -> None:
         f.write(b"weights")
     with open(os.path.join(folder, "list.txt"), "w") as f:
         f.write("a.mp4 0\nb.mp4 1\n")
+    lists = {"list_label13.txt": b"a.mp4 0\nb.mp4 13\nc.mp4 2\n",  # beyond synthetic_vit_tiny's 12-class head
+             "list_latin1.txt": "a.mp4 0\nb\xe9b\xe9.mp4 1\n".encode("latin-1"),
+             "list_arabic.txt": "a.mp4 0\nb.mp4 \u0663\n".encode(), "list_underscore.txt": b"a.mp4 0\nb.mp4 1_1\n",
+             "list_fields.txt": b"a.mp4 0\nb.mp4 1 extra\n", "labels3.txt": b"x\ny\nz\n"}
+    for name, data in lists.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(data)
     os.mkfifo(os.path.join(folder, "fifo"))
     os.symlink("/dev/zero", os.path.join(folder, "zero_link"))
     os.symlink(os.path.join(folder, "no", "such", "file"), os.path.join(folder, "dangling"))
@@ -56,6 +64,7 @@ def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     folder = str(root / "suites")
     shutil.copytree(os.path.join(CORPUS, "suites"), folder)
+    shutil.copytree(os.path.join(CORPUS, "fanout"), os.path.join(folder, "fanout"))  # included 10x per level
     shutil.copy(os.path.join(CORPUS, "base.yaml"), folder)
     make_fixtures(folder)
     with open(os.path.join(folder, "..", "big.yaml"), "w") as f:  # a suite file past the 4 MiB limit
@@ -63,13 +72,16 @@ def workdir(tmp_path_factory):
     return folder
 
 
-def run_batch(cases: list, timeout: int = 120) -> list:
-    """``harness.cli.main`` on each case in one child process; a hang fails here, bounded."""
+def run_batch(cases: list, timeout: int = 120, preload: tp.Sequence[str] = ()) -> list:
+    """``harness.cli.main`` on each case in one child process; a hang fails here, bounded. ``preload``: modules
+    imported before the first case's alarm (torch's import alone can take 20 s on a loaded machine)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
-           "HARNESS_DATA": os.path.join(cases[0]["cwd"], "harness_data")}
+           "HARNESS_DATA": os.path.join(cases[0]["cwd"], "harness_data"),
+           "HOSTILE_DOLLAR_VARIABLE": "${HOME}/.ssh/id_rsa"}  # a value that reads as a reference
     env.pop("HOSTILE_UNSET_VARIABLE", None)
     proc = subprocess.run([sys.executable, os.path.join(CORPUS, "run_cases.py")],
-                          input=json.dumps({"cases": cases, "limit_s": 20}), capture_output=True, text=True,
+                          input=json.dumps({"cases": cases, "limit_s": 20, "preload": list(preload)}),
+                          capture_output=True, text=True,
                           timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)

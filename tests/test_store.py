@@ -111,7 +111,7 @@ def test_empty_store_lists_nothing(tmp_path):
     assert ResultStore(tmp_path / "nowhere").records() == []
 
 
-def test_corrupt_and_temp_files_are_skipped(tmp_path, caplog):
+def test_corrupt_files_are_one_invalid_row_each_and_temp_files_skipped(tmp_path, caplog):
     store = ResultStore(tmp_path)
     store.write(record("good"))
     store.path_for("torn").write_text('{"key": "torn", "status": ')
@@ -120,7 +120,9 @@ def test_corrupt_and_temp_files_are_skipped(tmp_path, caplog):
     (store.cells_dir / ".good.123.abc.tmp").write_text("{")
     with caplog.at_level(logging.WARNING, logger="harness.store"):
         records = store.records()
-    assert [r["key"] for r in records] == ["good"]
+    assert [r["key"] for r in records] == ["binary", "good", "list", "torn"]
+    assert [r["status"] for r in records] == ["invalid", "ok", "invalid", "invalid"]
+    assert "not UTF-8" in records[0]["error"]["message"] and "not an object" in records[2]["error"]["message"]
     assert sum("torn.json" in m for m in caplog.messages) == 1
     assert store.read("torn") is None
 

@@ -44,7 +44,12 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     from harness.bench.sweep import BenchConfig
 
-    return BenchConfig(batch_sizes=[int(b) for b in _list(args.batch_sizes)], repeats=args.repeats,
+    try:
+        batch_sizes = [int(b) for b in _list(args.batch_sizes)]
+    except ValueError:
+        raise ValueError(f"bench --batch-sizes: expected whole numbers separated by commas, e.g. 1,8,32, "
+                         f"got {args.batch_sizes!r}") from None
+    return BenchConfig(batch_sizes=batch_sizes, repeats=args.repeats,
                        reference_batch_size=args.reference_batch_size, threads=args.threads,
                        timed_iters=args.timed_iters, min_timed_s=args.min_timed_s, warmup_iters=args.warmup_iters,
                        warmup_s=args.warmup_s, explicit_dense=not args.no_explicit_dense, device=args.device,
@@ -56,6 +61,7 @@ def config_from_args(args):
 def run(args) -> int:
     from harness.bench.sweep import run_bench
     from harness.bench.table import read_records, render
+    from harness.report.safe import plain
     from harness.suite import SuiteError, load_suite
 
     try:
@@ -63,13 +69,13 @@ def run(args) -> int:
         cfg = config_from_args(args)
         cfg.check()
     except (SuiteError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {plain(err, one_line=False)}", file=sys.stderr)
         return 2
     if not args.table_only:
         run_bench(suite, cfg, store_root=args.results)
     records = read_records(args.results, {c.key for c in suite.cells()})
     if not records:
-        print(f"error: no bench records for {args.suite} under {args.results}/bench; run without --table-only",
+        print(f"error: no bench records for {plain(args.suite)} under {args.results}/bench; run without --table-only",
               file=sys.stderr)
         return 2
     print(render(records, args.reference_batch_size, "github" if args.markdown else "simple"))

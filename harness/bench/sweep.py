@@ -54,8 +54,27 @@ class BenchConfig:
                         difflib.get_close_matches(str(v), allowed, n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise ValueError(f"bench {field}: {v!r} is not one of {'|'.join(allowed)}{hint}")
+        import math
+
+        counts = [("batch_sizes", b, 1, MAX_BATCH) for b in self.batch_sizes] + [
+            ("repeats", self.repeats, 1, 1000), ("reference_batch_size", self.reference_batch_size, 1, MAX_BATCH),
+            ("timed_iters", self.timed_iters, 1, 10 ** 6), ("warmup_iters", self.warmup_iters, 0, 10 ** 6)]
+        if self.threads is not None:
+            counts.append(("threads", self.threads, 1, 4096))
+        if not self.batch_sizes:
+            raise ValueError("bench batch_sizes: give at least one batch size, e.g. --batch-sizes 1,8,32")
+        for field, value, lo, hi in counts:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"bench {field}: expected a whole number within [{lo}, {hi}], got {value!r}")
+        for field, value in (("min_timed_s", self.min_timed_s), ("warmup_s", self.warmup_s),
+                             ("deadline_s", self.deadline_s)):
+            if value is not None and not (math.isfinite(value) and 0 <= value <= 7 * 86400):
+                raise ValueError(f"bench {field}: expected seconds within [0, 604800], got {value!r}")
         if "fp16" in self.precisions and (device or self.device or _default_device()) != "cuda":
             raise ValueError("bench precisions: fp16 runs on CUDA only (this bench runs on CPU); use bf16 or fp32")
+
+
+MAX_BATCH = 65536  # clips per batch; past it every model runs out of memory long before (the sweep backs off)
 
 
 @dataclasses.dataclass
@@ -126,6 +145,7 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
     import time
 
     import methods
+    from harness.report.safe import term
 
     cfg.check()
     if runner is None:
@@ -137,7 +157,7 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
     failed: tp.Dict[str, dict] = {}  # target key -> the failure (compile error, backend that cannot run)
     skipped: tp.Dict[str, tp.List[int]] = {}  # target key -> batch sizes not started (deadline)
     started = time.monotonic()
-    print(f"bench {suite.config.name}: {len(targets)} targets x batch sizes {sizes} x {cfg.repeats} repeats "
+    print(f"bench {term(suite.config.name)}: {len(targets)} targets x batch sizes {sizes} x {cfg.repeats} repeats "
           f"({'in this process' if cfg.in_process else 'fresh process each'})", file=out, flush=True)
     for rep in range(cfg.repeats):
         for bs in sizes:
@@ -159,15 +179,15 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
                 res = runner(request)
                 if res.get("oom"):
                     too_big[t.key] = min(bs, too_big.get(t.key, bs))
-                    print(f"  {t.label} {_regime_text(t)} bs={bs}: out of memory, larger batches skipped",
+                    print(f"  {term(t.label)} {_regime_text(t)} bs={bs}: out of memory, larger batches skipped",
                           file=out, flush=True)
                     continue
                 if res.get("failed"):
                     failed[t.key] = dict(res, failed_at_batch_size=bs)
-                    print(f"  {t.label} {_regime_text(t)} bs={bs}: FAILED {res.get('error')}", file=out, flush=True)
+                    print(f"  {term(t.label)} {_regime_text(t)} bs={bs}: FAILED {term(res.get('error'))}", file=out, flush=True)
                     continue
                 results[t.key].setdefault(bs, []).append(res)
-                print(f"  [{rep + 1}/{cfg.repeats}] {t.label} {_regime_text(t)} bs={bs}: "
+                print(f"  [{rep + 1}/{cfg.repeats}] {term(t.label)} {_regime_text(t)} bs={bs}: "
                       f"{res['clips_per_s']:.3g} clips/s", file=out, flush=True)
     if skipped:
         print(f"  deadline of {cfg.deadline_s:.0f} s reached: {sum(map(len, skipped.values()))} measurements "

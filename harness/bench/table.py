@@ -15,11 +15,15 @@ DEFAULT_REGIME = ("fp32", "off", "auto")
 
 
 def read_records(store_root: str, cell_keys: tp.Optional[set] = None) -> tp.List[dict]:
+    from harness.files import MAX_RECORD_BYTES, read_json
+
     out = []
     for path in sorted((Path(store_root) / "bench").glob("*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
+        try:  # the bounded reader: a FIFO, /dev/zero or a deep file here costs its row, never the table
+            rec = read_json(path, MAX_RECORD_BYTES, what="bench record")
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
             continue
         if cell_keys is None or rec.get("cell_key") in cell_keys:
             out.append(rec)
@@ -146,7 +150,10 @@ def render(records: tp.Sequence[dict], batch_size: int, fmt: str = "simple") -> 
                     v = r.get(key)
                     line.append("" if v is None else f.format(v))
             lines.append(line)
-        title = regime_title(records, regime)
+        from harness.report.safe import term
+
+        lines = [[term(c) for c in line] for line in lines]  # method labels are suite text
+        title = term(regime_title(records, regime))
         parts.append((f"### {title}\n\n" if fmt == "github" else f"{title}\n")
                      + tabulate(lines, headers=[h for h, _, _ in used], tablefmt=fmt, disable_numparse=True))
     note = (f"\nbatch size {batch_size}; efficiency = speedup / GMACs ratio (1.0: savings fully realised), speedups "

@@ -112,9 +112,13 @@ def load_profile(name: tp.Optional[str] = None, directory: Path = PROFILE_DIR) -
 
     name = name or os.environ.get("HARNESS_SLURM_PROFILE") or DEFAULT_PROFILE
     path = resolve_profile_path(name, directory)
+    from harness.files import read_text
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
+        data = yaml.safe_load(read_text(path, 1 << 20, what="Slurm profile"))
+    except ValueError as err:  # a FIFO, a device, too large, not UTF-8
+        raise ProfileError(str(err)) from None
+    except (yaml.YAMLError, RecursionError) as err:
         raise ProfileError(f"{path}: not valid YAML: {err}") from None
     if data is None:
         data = {}

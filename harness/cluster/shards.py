@@ -26,6 +26,7 @@ regular save, counts once) and adds them to the same ``AccuracyAccumulator`` as 
 from __future__ import annotations
 
 import json
+import os
 import math
 import time
 import typing as tp
@@ -71,10 +72,13 @@ def write_json(path: tp.Union[str, Path], data: tp.Any) -> None:
 
 
 def read_json(path: tp.Union[str, Path]) -> tp.Optional[tp.Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
+    from harness.files import MAX_RECORD_BYTES, read_json as bounded_json
+
+    if not os.path.lexists(path):
+        return None
+    try:  # the bounded reader: a FIFO or /dev/zero in a shard folder is no state, and no hang
+        return bounded_json(path, MAX_RECORD_BYTES, what="shard file")
+    except ValueError:
         return None
 
 

@@ -210,16 +210,10 @@ def _all_complete(store_root: str, key: str) -> bool:
 
 
 def _log_tail(path: tp.Optional[str], limit: int = 300) -> str:
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][-limit:] if lines else ""
+    """The log's last error line (``harness.files.last_error_line``: the same as a local worker's)."""
+    from harness.files import last_error_line
+
+    return last_error_line(path, limit)
 
 
 def _env(submissions: tp.Sequence[dict]) -> tp.Optional[dict]:
@@ -352,14 +346,17 @@ def is_settled(rows: tp.Sequence[dict]) -> bool:
 def format_rows(rows: tp.Sequence[dict], note: tp.Optional[str] = None) -> str:
     from tabulate import tabulate
 
-    table = tabulate([(r["label"], r["key"], r["state"], r["shards"], r["videos"], r["jobs"], r["detail"])
+    from harness.report.safe import term
+
+    table = tabulate([tuple(term("" if v is None else v) for v in (r["label"], r["key"], r["state"], r["shards"],
+                                                                   r["videos"], r["jobs"], r["detail"]))
                       for r in rows], headers=["cell", "key", "state", "shards", "videos", "jobs", "detail"],
                      disable_numparse=True)
     counts: tp.Dict[str, int] = {}
     for r in rows:
         counts[r["state"].split(":")[0]] = counts.get(r["state"].split(":")[0], 0) + 1
     summary = f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return "\n".join([table, summary] + ([f"note: {note}"] if note else []))
+    return "\n".join([table, summary] + ([f"note: {term(note)}"] if note else []))
 
 
 def wait(store_root: str, keys=None, *, poll_s: float = 2.0, timeout_s: tp.Optional[float] = None,

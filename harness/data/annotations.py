@@ -16,7 +16,9 @@ the file and its 1-based line number.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import re
 import typing as tp
 
 AnnFormat = tp.Literal["auto", "mmaction", "videomae_csv"]
@@ -52,13 +54,21 @@ class FrameFolderItem(VideoItem):
         return os.path.join(self.path, self.filename_tmpl.format(int(i) + self.start_index))
 
 
+def read_list_text(path: str, what: str = "annotation file") -> str:
+    """The text of an annotation, label or class file through the bounded reader (``harness.files``): a
+    regular file of at most ``MAX_LIST_BYTES``, UTF-8 (a byte-order mark dropped; a bad byte named with its
+    line). ``FileNotFoundError`` when it does not exist, ``ValueError`` naming the file otherwise."""
+    from harness.data.paths import MAX_LIST_BYTES
+    from harness.files import read_text
+
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"{what} not found: {os.path.abspath(path)}")
+    return read_text(path, MAX_LIST_BYTES, what=what)
+
+
 def content_lines(path: str) -> list[tuple[int, str]]:
     """(1-based line number, stripped text) for every non-blank, non-comment line."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = f.read().splitlines()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file not found: {os.path.abspath(path)}") from None
+    raw = read_list_text(path).splitlines()
     return [(n, s.strip()) for n, s in enumerate(raw, 1) if s.strip() and not s.strip().startswith("#")]
 
 
@@ -70,11 +80,13 @@ def detect_format(path: str) -> str:
     return "mmaction"
 
 
+_ASCII_INT = re.compile(r"[+-]?[0-9]{1,18}")
+
+
 def _parse_label(text: str, path: str, lineno: int, line: str) -> int:
-    try:
-        label = int(text)
-    except ValueError:
-        raise ValueError(f"{path}:{lineno}: label {text!r} is not an integer in line {line!r}") from None
+    if not _ASCII_INT.fullmatch(text):  # int() also takes "1_1" (11) and other scripts' digits ("٣": 3)
+        raise ValueError(f"{path}:{lineno}: label {text!r} is not an integer (ASCII digits) in line {line!r}")
+    label = int(text)
     if label < 0:
         raise ValueError(f"{path}:{lineno}: negative label {label} in line {line!r}")
     return label
@@ -122,16 +134,39 @@ def read_video_list(
     return items
 
 
+def first_label_beyond(path: str, fmt: str, limit: int) -> tp.Optional[str]:
+    """``file:line: label L ...`` for the first listed label ``>= limit`` (a model head's size), or the list's
+    first unreadable line (``read_video_list``'s message); None when all is well or the file is missing."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _first_label_beyond(os.path.abspath(path), st.st_size, st.st_mtime_ns, fmt, limit)
+
+
+@functools.lru_cache(maxsize=64)
+def _first_label_beyond(path: str, size: int, mtime_ns: int, fmt: str, limit: int) -> tp.Optional[str]:
+    try:
+        read_video_list(path, "", fmt)  # a line it cannot read (encoding, fields, a label that is no number)
+        lines = content_lines(path)
+        fmt = detect_format(path) if fmt == "auto" else fmt
+    except ValueError as err:
+        return str(err)
+    except OSError:
+        return None  # a missing file: the path check names it
+    for lineno, line in lines:
+        parts = _split_line(fmt, line)
+        if len(parts) == 2 and _ASCII_INT.fullmatch(parts[1]) and int(parts[1]) >= limit:
+            return f"{path}:{lineno}: label {int(parts[1])} is beyond the model's {limit}-class head (labels 0..{limit - 1})"
+    return None
+
+
 def read_label_map(path: str) -> list[str]:
     """Read class names, one per line; the class index is the line's position (0-based).
 
     Blank lines are rejected (they would shift every later index); duplicates too.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = f.read().splitlines()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"label map not found: {os.path.abspath(path)}") from None
+    raw = read_list_text(path, "label map").splitlines()
     while raw and not raw[-1].strip():  # a trailing newline or blank tail is harmless
         raw.pop()
     names: list[str] = []

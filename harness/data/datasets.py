@@ -50,11 +50,10 @@ def _list_file_problem(path: str):
 
 def _read_list_file(path: str) -> bytes:
     """The bytes of an annotation or label file: a regular file of bounded size (never a FIFO)."""
-    problem = _list_file_problem(path)
-    if problem:
-        raise ValueError(problem)
-    with open(path, "rb") as f:
-        return f.read()
+    from harness.data.paths import MAX_LIST_BYTES
+    from harness.files import read_bytes
+
+    return read_bytes(path, MAX_LIST_BYTES, what="annotation file")
 
 
 @register_dataset("video_list", summary="videos listed in an mmaction2 or VideoMAE annotation file")

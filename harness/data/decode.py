@@ -91,6 +91,10 @@ def _open_av(path: str):
     if not container.streams.video:
         container.close()
         raise ValueError(f"no video stream: {path}")
+    demuxer = container.format.name
+    if demuxer.endswith("_pipe") or demuxer == "image2":  # a still image renamed .mp4 (decord refuses it too)
+        container.close()
+        raise ValueError(f"{path}: an image ({demuxer}), not a video")
     stream = container.streams.video[0]
     stream.codec_context.thread_type = "NONE"  # one thread: the same frames on every machine
     stream.codec_context.thread_count = 1

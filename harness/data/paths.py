@@ -58,6 +58,9 @@ def file_problem(path: str, limit: int, *, what: str = "file", missing_ok: bool 
         return f"{path} is not readable (permission denied)"
     if st.st_size > limit:
         return f"{path} is {st.st_size} bytes, more than the {limit} allowed for a {what}"
+    real = os.path.realpath(path)
+    if real.startswith(("/proc/", "/sys/", "/dev/")):  # regular-looking kernel files (/proc/self/mem)
+        return f"{path} is a kernel pseudo-file ({real}); expected a regular {what}"
     return None
 
 
@@ -80,11 +83,6 @@ def dir_problem(path: str, *, missing_ok: bool = False) -> tp.Optional[str]:
 
 def read_bounded_text(path: str, limit: int) -> str:
     """The text of a regular file of at most ``limit`` bytes; ``OSError``/``ValueError`` with the reason."""
-    problem = file_problem(path, limit, what="file")
-    if problem:
-        raise ValueError(problem)
-    with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} grew past {limit} bytes while being read")
-    return data.decode("utf-8")
+    from harness.files import read_text
+
+    return read_text(path, limit)

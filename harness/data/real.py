@@ -27,7 +27,8 @@ import json
 import os
 import typing as tp
 
-from harness.data.annotations import ANN_FORMATS, VideoItem, content_lines, detect_format, read_label_map, read_video_list
+from harness.data.annotations import (ANN_FORMATS, VideoItem, content_lines, detect_format, read_label_map,
+                                      read_list_text, read_video_list)
 from harness.data.datasets import items_sha256
 from harness.data.registry import VideoProtocol, register_dataset
 from harness.provenance import cached_file_sha256
@@ -304,8 +305,7 @@ class Kinetics400Dataset(RealDataset, _VideoMAEDenseTest):
 
 def _json_array_elements(path: str) -> list[tuple[int, tp.Any]]:
     """``(1-based line of the element's start, element)`` for a top-level JSON array."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_list_text(path)
     decoder = json.JSONDecoder()
     ws = " \t\r\n"
 
@@ -329,6 +329,8 @@ def _json_array_elements(path: str) -> list[tuple[int, tp.Any]]:
             obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}:{line_of(err.pos)}: invalid JSON: {err.msg}") from None
+        except RecursionError:
+            raise ValueError(f"{path}:{line_of(pos)}: JSON nested too deep") from None
         out.append((line_of(pos), obj))
         pos = skip(end)
         if pos < len(text) and text[pos] == ",":
@@ -350,11 +352,12 @@ def read_ssv2_labels(path: str) -> dict[str, int]:
             out[k] = v
         return out
 
-    with open(path, encoding="utf-8") as f:
-        try:
-            raw = json.load(f, object_pairs_hook=no_duplicates)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    try:
+        raw = json.loads(read_list_text(path, "label file"), object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deep") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object {{class name: index}}")
     labels: dict[str, int] = {}
@@ -431,8 +434,7 @@ class SSv2Dataset(RealDataset, VideoProtocol):
     def resolved_format(self) -> str:
         if self.ann_format != "auto":
             return self.ann_format
-        with open(self.ann_file, encoding="utf-8") as f:
-            head = f.read(4096).lstrip()
+        head = read_list_text(self.ann_file)[:4096].lstrip()
         return "official_json" if head.startswith("[") else detect_format(self.ann_file)
 
     def _ann_files(self) -> dict:

@@ -79,6 +79,7 @@ class AccuracyAccumulator:
         if logits is None or not len(logits):
             return
         b, v = logits.shape[:2]
+        _check_predictions(logits, list(labels), list(paths))
         scores = aggregate_views(logits.float(), self.aggregation)
         labels_t = torch.as_tensor(list(labels), dtype=torch.long, device=scores.device)
         hit1, hit5 = topk_correct(scores, labels_t, 1), topk_correct(scores, labels_t, 5)
@@ -233,8 +234,11 @@ def evaluate_models(models: tp.Mapping[str, tp.Any], dataset, *, device: torch.d
         for name, forward in forwards.items():
             if isinstance(forward, BaseException):
                 errors[name] = forward
-            else:
-                _accumulate(accs[name], {**meta, **forward})
+            elif name not in errors:
+                try:
+                    _accumulate(accs[name], {**meta, **forward})
+                except PredictionError as err:  # this model's record fails; the others go on
+                    errors[name] = err
         done += len(meta["indices"]) + len(meta["failed"])
         progress("evaluate", done, len(items))
     progress("evaluate", done, len(items), force=True)
@@ -269,6 +273,28 @@ def evaluate_model(model, dataset, *, device: torch.device, batch_size: int, num
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+class PredictionError(ValueError):
+    """The model's predictions cannot be scored: non-finite logits, or a label outside its head."""
+
+
+def _check_predictions(logits: torch.Tensor, labels: tp.List[int], paths: tp.List[str]) -> None:
+    """A cell is ``ok`` only over finite logits and labels its head has: anything else would be recorded as a
+    silently wrong accuracy (every argmax of NaN is class 0, ...) or crash inside ``gather``."""
+    classes = logits.shape[-1]
+    bad = [(y, p) for y, p in zip(labels, paths) if not 0 <= y < classes]
+    if bad:
+        y, p = bad[0]
+        raise PredictionError(f"{p}: label {y} is outside the model's {classes}-class head "
+                              f"({len(bad)} of {len(labels)} videos in this batch); the dataset's "
+                              "num_classes / annotation labels do not match the checkpoint")
+    finite = torch.isfinite(logits.detach()).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0])
+        raise PredictionError(f"the model's logits are not finite (NaN or infinity) for {int((~finite).sum())} of "
+                              f"{len(paths)} videos, first {paths[first]}: no accuracy is recorded from them "
+                              "(check the backbone's numbers, e.g. norm_eps, and the checkpoint)")
 
 
 def _sample_rows(indices, paths, scores, labels, hit1, hit5) -> tp.List[dict]:

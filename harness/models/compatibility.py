@@ -48,6 +48,38 @@ def protocol_problems(dataset: tp.Any, cfg: tp.Any) -> tp.List[str]:
     return problems
 
 
+def class_problems(dataset: tp.Any, cfg: tp.Any) -> tp.List[str]:
+    """The model's head and the dataset's classes must agree: a declared class count (``num_classes``, a
+    label map's length) equal to the head's, else (nothing declared) no annotation label beyond the head.
+    Otherwise accuracy is computed over other classes than the labels mean, or the cell dies on a label."""
+    head = getattr(cfg, "num_classes", 0)
+    if not head:
+        return []  # no head: features only
+    declared = getattr(dataset, "num_classes", None)
+    source = "num_classes"
+    if declared is None and getattr(dataset, "label_map", None):
+        from harness.data.annotations import read_label_map
+
+        try:
+            declared, source = len(read_label_map(dataset.label_map)), f"label_map {dataset.label_map}"
+        except (OSError, ValueError):
+            return []  # the label map's own check names it
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        if declared == head:
+            return []
+        says = f"{source} is {declared}" if source == "num_classes" else f"{source} names {declared} classes"
+        return [f"dataset {says} but the model's head has {head} classes (backbone "
+                "num_classes: the preset's or the checkpoint's config.json); they must agree"]
+    ann_file = getattr(dataset, "ann_file", None)
+    if isinstance(ann_file, str) and ann_file:
+        from harness.data.annotations import first_label_beyond
+
+        beyond = first_label_beyond(ann_file, getattr(dataset, "ann_format", "auto"), head)
+        if beyond:
+            return [beyond]
+    return []
+
+
 def count_problems(method_name: str, params: tp.Any, cfg: tp.Any) -> tp.List[str]:
     """Knobs the method would silently cap on this backbone (``params.check_counts(cfg)``, if it has
     one; ToMe's r above N // 2, say). The model still builds -- capping is the official behaviour --

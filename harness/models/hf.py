@@ -22,6 +22,9 @@ import json
 import os
 import typing as tp
 
+from harness.files import MAX_INDEX_BYTES, read_json
+from harness.models.bounds import config_number_problems, number_problems
+
 HF_PREFIX = "hf:"
 CONFIG = "config.json"
 # weight files of a model directory, in the order they are preferred
@@ -128,10 +131,9 @@ def read_config(checkpoint: tp.Union[str, os.PathLike]) -> dict:
     else:
         path = os.path.join(model_dir(checkpoint), CONFIG)
     try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot read: {err}") from None
+        config = read_json(path, MAX_INDEX_BYTES, what=CONFIG)
+    except ValueError as err:
+        raise CheckpointError(f"cannot read {CONFIG}: {err}") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     model_type = config.get("model_type")
@@ -154,6 +156,9 @@ def read_config(checkpoint: tp.Union[str, os.PathLike]) -> dict:
 def config_dims(config: dict, where: str = CONFIG) -> dict:
     """``VideoViTConfig`` fields from a ``config.json`` of one of ``CLASSIFIERS``; unsupported variants are refused."""
     model_type = config.get("model_type", "videomae")
+    numbers = config_number_problems(config, _CONFIG_NUMBERS)  # every family: before any number is used
+    if numbers:
+        raise CheckpointError(f"{where}: " + "; ".join(numbers))
     problems: tp.List[str] = []
     common = _common_dims(config, problems)
     if model_type == "vivit":
@@ -179,6 +184,9 @@ def config_dims(config: dict, where: str = CONFIG) -> dict:
         dims = _videomae_dims(config, common, problems)
     if problems:
         raise CheckpointError(f"{where}: unsupported {model_type} config: " + "; ".join(problems))
+    derived = number_problems(dims, _HF_NAMES)  # e.g. intermediate_size/hidden_size, len(id2label)
+    if derived:
+        raise CheckpointError(f"{where}: " + "; ".join(message for _, message in derived))
     return dims
 
 
@@ -203,7 +211,7 @@ def _common_dims(config: dict, problems: tp.List[str]) -> dict:
     labels = config.get("id2label")
     num_classes = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels", 2)
     return {"embed_dim": hidden, "depth": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
-            "mlp_ratio": inter / hidden, "img_size": square("image_size") or 224, "num_classes": num_classes,
+            "mlp_ratio": inter / hidden, "img_size": _given(square("image_size"), 224), "num_classes": num_classes,
             "in_chans": config.get("num_channels", 3)}
 
 
@@ -219,12 +227,24 @@ def _videomae_dims(config: dict, common: dict, problems: tp.List[str]) -> dict:
             problems.append(f"patch_size {patch} is not square")
         patch = patch[0]
     qkv_bias = config.get("qv_bias", config.get("qkv_bias", True))  # transformers 5 / 4 spelling
-    return {**common, "patch_size": patch or 16, "tubelet_size": config.get("tubelet_size", 2),
+    return {**common, "patch_size": _given(patch, 16), "tubelet_size": config.get("tubelet_size", 2),
             "num_frames": config.get("num_frames", 16),
             "norm_eps": float(config.get("layer_norm_eps", 1e-12)), "qkv_bias": bool(qkv_bias),
             # transformers builds fc_norm as nn.LayerNorm(hidden_size): torch's default 1e-5, whatever
             # layer_norm_eps says (the official VideoMAE code: 1e-6 everywhere)
             "fc_norm_eps": 1e-5}
+
+
+# config.json numbers -> their DIM_BOUNDS field (harness.models.bounds)
+_CONFIG_NUMBERS = {"hidden_size": "embed_dim", "num_hidden_layers": "depth", "num_attention_heads": "num_heads",
+                   "intermediate_size": "mlp_dim", "patch_size": "patch_size", "tubelet_size": "tubelet_size",
+                   "num_frames": "num_frames", "image_size": "img_size", "num_labels": "num_classes",
+                   "num_channels": "in_chans", "layer_norm_eps": "norm_eps"}
+
+
+def _given(value: tp.Any, default: tp.Any) -> tp.Any:
+    """``value`` unless config.json leaves it out (0 is a value, refused by the bounds, not a default)."""
+    return default if value is None else value
 
 
 def class_names(config: dict) -> tp.Optional[tp.List[str]]:
@@ -268,6 +288,8 @@ def reconcile_dims(backbone: str, dims: tp.Mapping[str, tp.Any], checkpoint: tp.
 
     where = f"{checkpoint} ({CONFIG})"
     found = config_dims(read_config(checkpoint), where)
+    if not is_hf_name(checkpoint):
+        weight_files(model_dir(checkpoint))  # a folder without weights, or a bad shard index: refused here
     base = {} if backbone == "video_vit" else vars(backbone_registry.get(backbone)())
     disagree = []
     for field, value in found.items():
@@ -309,10 +331,31 @@ def content_key(checkpoint: tp.Union[str, os.PathLike]) -> str:
     except CheckpointError:
         return f"missing:{checkpoint}"
     parts = {CONFIG: cached_file_sha256(os.path.join(folder, CONFIG))}
-    for name in weight_files(folder):
+    try:
+        names = weight_files(folder)
+    except CheckpointError:  # no weights, a bad index: the cell that loads them names the problem
+        return f"invalid:{checkpoint}"
+    for name in names:
         parts[os.path.relpath(name, folder)] = cached_file_sha256(name)
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _shard_path(folder: str, index: str, shard: tp.Any) -> str:
+    """A shard an index names: a plain file name inside the model folder, a regular file (a FIFO or
+    ``/dev/zero`` would be hashed forever; ``../`` or an absolute path would leave the folder)."""
+    if not isinstance(shard, str) or not shard or "\0" in shard:
+        raise CheckpointError(f"{index}: weight_map names {str(shard)[:60]!r}, not a file name")
+    real_folder = os.path.realpath(folder)
+    path = os.path.realpath(os.path.join(folder, shard))
+    if os.path.isabs(shard) or os.path.commonpath([real_folder, path]) != real_folder:
+        raise CheckpointError(f"{index}: weight_map names {shard[:200]!r}, outside the model folder {folder}")
+    from harness.data.paths import MAX_WEIGHTS_BYTES, file_problem
+
+    problem = file_problem(path, MAX_WEIGHTS_BYTES, what="weight shard", missing_ok=True)
+    if problem:
+        raise CheckpointError(f"{index}: {problem}")
+    return os.path.join(folder, shard)
 
 
 def weight_files(folder: str) -> tp.List[str]:
@@ -324,9 +367,9 @@ def weight_files(folder: str) -> tp.List[str]:
         if not name.endswith(".index.json"):
             return [path]
         try:
-            with open(path) as f:
-                weight_map = json.load(f)["weight_map"]
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            weight_map = read_json(path, MAX_INDEX_BYTES, what="shard index")["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise CheckpointError(f"{path}: cannot read the shard index: {err}") from None
-        return [os.path.join(folder, shard) for shard in sorted(set(weight_map.values()))]
+        return [_shard_path(folder, path, shard) for shard in shards]
     raise CheckpointError(f"{folder}: no weights (expected one of {', '.join(WEIGHT_FILES)})")

@@ -145,6 +145,11 @@ class VideoViTConfig:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if problems:
             return problems
+        from harness.models.bounds import number_problems
+
+        problems = [message for _, message in number_problems(dataclasses.asdict(self))]
+        if problems:
+            return problems
         if self.embed_dim % self.num_heads:
             problems.append(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         if self.img_size % self.patch_size:

@@ -39,7 +39,9 @@ _MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "
 def markdown(text: tp.Any) -> str:
     """A Markdown (GitHub) table cell or heading: one line, ``|`` and backticks escaped, HTML as entities
     (so no tag, e.g. ``<script>`` or ``<img onerror>``, reaches a renderer)."""
-    return "".join(_MD_ESCAPES.get(ch, ch) for ch in plain(text))
+    text = "".join(_MD_ESCAPES.get(ch, ch) for ch in plain(text))
+    # no [text](javascript:...) link and no ![image](http://...) (a tracking pixel) can form in a cell
+    return text.replace("](", "]\\(").replace("![", "!\\[")
 
 
 _LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -68,8 +70,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: tp.Any) -> tp.Any:
-    """A CSV field that a spreadsheet will not run: text starting with ``= + - @``, tab or carriage return
-    gets a leading ``'`` (OWASP's advice against CSV injection). Numbers (negative ones too) stay numbers."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
+    """A CSV field that a spreadsheet will not run: control characters and escape sequences removed, then text
+    starting (after spaces) with ``= + - @``, tab or carriage return gets a leading ``'`` (OWASP's advice against
+    CSV injection). Numbers (negative ones too) stay numbers."""
+    if isinstance(value, str):
+        value = plain(value)  # control characters first: "\x08=cmd" must not hide the formula from the guard
+        if value.lstrip(" ").startswith(_FORMULA_START):
+            return "'" + value
     return value

@@ -24,7 +24,17 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     if n == 0:
         return 1.0
     k = min(only_a, only_b)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    if n <= 1000:
+        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+        return min(1.0, 2 * tail)
+    # the same sum in floating point, log-space (exact integers grow to thousands of digits: 27 s a row at
+    # n = 10,000): log C(n, i) - n log 2, summed from the largest term down, relative error ~1e-12
+    logs, log_c = [], -n * math.log(2)
+    for i in range(k + 1):
+        logs.append(log_c)
+        log_c += math.log(n - i) - math.log(i + 1)
+    top = max(logs)
+    tail = math.exp(top) * math.fsum(math.exp(v - top) for v in logs)
     return min(1.0, 2 * tail)
 
 

@@ -87,8 +87,10 @@ def prepare_cell(config: dict, progress: Progress, store_root: str = "results") 
     if method.get("finetune"):
         from harness.training import META, run_dir
 
-        with open(os.path.join(run_dir(store_root, method["finetune"]["key"]), META)) as f:
-            meta = json.load(f)
+        from harness.files import MAX_RECORD_BYTES, read_json
+
+        meta = read_json(os.path.join(run_dir(store_root, method["finetune"]["key"]), META), MAX_RECORD_BYTES,
+                         what="fine-tune meta.json")
         finetune = {"name": method["finetune"]["name"], "key": meta["key"], "train_wall_s": meta["train_wall_s"],
                     "epochs": len(meta["history"]), "steps": meta["steps"], "device": meta["device"],
                     "last_epoch": meta["history"][-1] if meta["history"] else None}

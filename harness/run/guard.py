@@ -131,10 +131,13 @@ def _job_folder(argv: tp.Sequence[str]) -> tp.Optional[str]:
 
 def worker_died(job) -> tp.Optional[WorkerDied]:
     """What the guard recorded about ``job``'s worker (a submitit ``LocalJob``) if it ended without a result."""
+    from harness.files import read_json
+
     try:
-        with open(exit_path(str(job.paths.folder), str(job.job_id))) as f:
-            info = json.load(f)
-    except (OSError, ValueError):
+        info = read_json(exit_path(str(job.paths.folder), str(job.job_id)), 1 << 16, what="worker exit file")
+    except ValueError:
+        return None
+    if not isinstance(info, dict):
         return None
     code = info.get("returncode")
     if not isinstance(code, int) or code == 0:
@@ -146,7 +149,11 @@ def worker_died(job) -> tp.Optional[WorkerDied]:
             what += ": killed from outside, e.g. `kill -9` or the out-of-memory killer (see `dmesg`)"
     else:
         what = f"worker process {info.get('pid')} exited with code {code} without a result"
-    return WorkerDied(what + (f"; {info['why']}" if info.get("why") else "") + f"; log: {job.paths.stderr}")
+    from harness.files import last_error_line
+
+    last = last_error_line(job.paths.stderr)
+    return WorkerDied(what + (f"; {info['why']}" if info.get("why") else "") + (f"; last error: {last}" if last else "")
+                      + f"; log: {job.paths.stderr}")
 
 
 if __name__ == "__main__":

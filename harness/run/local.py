@@ -314,7 +314,7 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
     todo, done = plan(suite, store_root, force)
     run_finetunes(suite, executor=executor, store_root=store_root, out=out, needed_by=todo)
     groups = plan_groups(todo)
-    print(f"suite {suite.config.name}: {len(todo) + len(done)} cells, {len(done)} already finished "
+    print(f"suite {_plain(suite.config.name)}: {len(todo) + len(done)} cells, {len(done)} already finished "
           f"(skipped; --force reruns them), {len(todo)} to run with the {executor} executor"
           + (f" in {len(groups)} shared-decoding group(s)" if len(groups) < len(todo) else ""), file=out)
     warn_other_code(done, store_root, out)
@@ -451,8 +451,17 @@ def _write_lost_job(spec, job, err: Exception) -> dict:
     from harness.run import record as rec
     from harness.store import ResultStore
 
+    from harness.files import last_error_line
+
+    message = str(err)
+    last = last_error_line(job.paths.stderr)
+    if last and last not in message:  # whatever ended the worker, its record says what it last complained of
+        message += f"; last error: {last}"
     record = rec.new_record(spec.key, spec.config, spec.label, spec.suite)
-    rec.set_failed(record, {"type": type(err).__name__, "message": str(err)[-2000:], "log": str(job.paths.stderr)})
+    rec.set_failed(record, {"type": type(err).__name__, "message": message[-2000:], "log": str(job.paths.stderr)})
     rec.finish(record, {})
-    ResultStore(spec.store_root).write(record)
+    try:
+        ResultStore(spec.store_root).write(record)
+    except OSError as write_err:  # e.g. the disk is full: what killed the worker kills this write too
+        record["error"]["message"] += f" (this record could not be stored: {write_err.strerror or write_err})"
     return record

@@ -13,6 +13,7 @@ import os
 import typing as tp
 
 from harness.models import hf
+from harness.models.bounds import DIM_BOUNDS, number_problems
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
@@ -28,6 +29,7 @@ KEY_SCHEMA = 1  # bump when the key payload changes meaning
 REGIME_DEFAULTS = (("eval", "precision", "fp32"), ("measure", "precision", None), ("measure", "compile", "off"),
                    ("measure", "sdpa_backend", "auto"))
 MAX_VARIANTS = 4096  # per entry; a larger sweep is almost certainly a typo (split the entry)
+MAX_CELLS = 50_000  # per suite, counted before expanding (many entries under MAX_VARIANTS still multiply)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,9 +249,43 @@ class _Checker:
                              eval=self._section(EvalConfig, "eval"), measure=self._section(MeasureConfig, "measure"))
         self.finetunes = self._finetunes()
         config.finetunes = list(self.data.get("finetunes") or []) if isinstance(self.data.get("finetunes"), list) else []
+        if not self._within_cell_cap():
+            return Suite(config, self.tree.root_file, {})
         variants = {section: self._entries(section) for section in ENTRY_SECTIONS}
         self._check_combinations(variants)
         return Suite(config, self.tree.root_file, variants)
+
+    def _within_cell_cap(self) -> bool:
+        """The whole suite's size, counted from the sweeps before any variant is built: at most
+        ``MAX_CELLS`` cells and variants per section (each entry's own cap, ``MAX_VARIANTS``, is not enough:
+        many entries multiply)."""
+        counts = {}
+        for section in ENTRY_SECTIONS:
+            entries = self.data.get(section)
+            total = 0
+            for entry in entries if isinstance(entries, list) else []:
+                name = entry.get("name") if isinstance(entry, dict) else None
+                try:
+                    types = _registries.entry_fields(section, name) if isinstance(name, str) else None
+                except KeyError:
+                    types = None
+                if types is None:
+                    continue  # reported when the entry is checked
+                size = 1
+                for k, v in entry.items():
+                    if k in types and _is_sweep(v, types[k]):
+                        size *= max(1, len(v))
+                total += size if size <= MAX_VARIANTS else 0  # a larger entry is refused on its own
+            counts[section] = total
+        cells = 1
+        for n in counts.values():
+            cells *= max(n, 1)
+        if cells <= MAX_CELLS and max(counts.values(), default=0) <= MAX_CELLS:
+            return True
+        sizes = " x ".join(f"{counts[s]} {s}" for s in ENTRY_SECTIONS)
+        self.problem((), f"the suite expands to {cells} cells ({sizes}), more than the {MAX_CELLS} a suite may "
+                         "have; split it into several suites")
+        return False
 
     def _check_combinations(self, variants: dict) -> None:
         """Cells that cannot run: a protocol that does not fit the backbone, a method the backbone cannot take."""
@@ -655,24 +691,11 @@ def _param_number_problems(values: dict) -> list[tuple[str, str]]:
             for k, v in values.items() if bad(v)]
 
 
-DIM_BOUNDS = {"embed_dim": (1, 65536), "depth": (1, 1024), "num_heads": (1, 1024), "patch_size": (1, 1024),
-              "tubelet_size": (1, 1024), "num_frames": (1, 4096), "img_size": (1, 16384), "num_classes": (0, 10 ** 6),
-              "in_chans": (1, 64), "mlp_ratio": (1e-3, 64.0), "norm_eps": (1e-12, 1.0)}
-
-
 def _dim_problems(dims: dict) -> list[tuple[str, str]]:
-    """Backbone dims outside a sane range (NaN and infinities included): ``[(dim, message)]``."""
-    import math
-
-    out = []
-    for k, v in dims.items():
-        if k in DIM_BOUNDS and isinstance(v, (int, float)) and not isinstance(v, bool):
-            lo, hi = DIM_BOUNDS[k]
-            if isinstance(v, int) and v < lo:
-                continue  # the preset's check says "must be positive" (or >= 0)
-            if not (math.isfinite(v) and lo <= v <= hi):
-                out.append((k, f"{k} must be a finite number within [{lo:g}, {hi:g}], got {v}"))
-    return out
+    """Backbone dims outside ``DIM_BOUNDS`` (NaN and infinities included): ``[(dim, message)]``."""
+    # a whole number below the bound: the preset's check says "must be positive" (or >= 0)
+    return [(k, m) for k, m in number_problems(dims)
+            if not (isinstance(dims[k], int) and not isinstance(dims[k], bool) and dims[k] < DIM_BOUNDS[k][0])]
 
 
 def _augment_problems(augment: tp.Any) -> list[str]:
@@ -731,10 +754,11 @@ def _label(name: str, params: tp.Any, values: dict) -> str:
 def _cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str]:
     """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
     import methods
-    from harness.models.compatibility import count_problems, method_problems, protocol_problems
+    from harness.models.compatibility import class_problems, count_problems, method_problems, protocol_problems
     from harness.models.presets import backbone_config
 
     cfg = backbone_config(backbone)
     params = methods.get_method(method["name"]).params(**method["params"])
-    return (protocol_problems(dataset, cfg) + method_problems(method["name"], params, cfg)
+    return (protocol_problems(dataset, cfg) + class_problems(dataset, cfg)
+            + method_problems(method["name"], params, cfg)
             + count_problems(method["name"], params, cfg))

@@ -24,6 +24,7 @@ from harness.suite._types import describe
 Path = tp.Tuple[tp.Union[str, int], ...]
 _ENV_RE = re.compile(r"\$\{([^}]*)\}")
 MAX_NODES = 100_000  # values in one file or --set value after alias expansion
+MAX_INCLUDED_FILES = 64  # files opened through include: in one suite, all levels together
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -84,7 +85,14 @@ def format_path(path: tp.Sequence[tp.Union[str, int]]) -> str:
 def load_tree(path: tp.Union[str, os.PathLike], problems: list) -> Tree:
     """Load ``path`` and its includes (the including file wins; dicts merge deeply, lists are replaced)."""
     root = os.path.abspath(os.fspath(path))
-    data, origins, include = _load_file(root, (), problems, os.path.dirname(os.path.realpath(root)))
+    try:
+        data, origins, include = _load_file(root, (), problems, os.path.dirname(os.path.realpath(root)),
+                                            [MAX_INCLUDED_FILES])
+    except _IncludeFanOut:  # each file including the next several times: found before the 10^n loads
+        problems.append(Problem(root, "include", f"the suite's includes open more than {MAX_INCLUDED_FILES} files "
+                                                 "in all (counting every level); include each file once, from "
+                                                 "fewer places"))
+        return Tree({}, {}, root, loaded=False)
     if data is None:
         return Tree({}, {}, root, loaded=False)
     if include is not None:  # keep the suite's own include list (as written) for the record
@@ -92,7 +100,8 @@ def load_tree(path: tp.Union[str, os.PathLike], problems: list) -> Tree:
     return Tree(data, origins, root)
 
 
-def _load_file(file: str, stack: tuple, problems: list, home: str) -> tuple[tp.Optional[dict], dict, tp.Any]:
+def _load_file(file: str, stack: tuple, problems: list, home: str,
+               budget: list) -> tuple[tp.Optional[dict], dict, tp.Any]:
     raw = _read_mapping(file, problems)
     if raw is None:
         return None, {}, None
@@ -125,7 +134,10 @@ def _load_file(file: str, stack: tuple, problems: list, home: str) -> tuple[tp.O
         if problem:
             problems.append(Problem(file, f"include[{i}]", problem))
             continue
-        child, child_origins, _ = _load_file(inc_file, stack, problems, home)
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _IncludeFanOut()
+        child, child_origins, _ = _load_file(inc_file, stack, problems, home, budget)
         if child is None:
             continue
         child.pop("name", None)  # a suite's name is its own (or its file stem), never inherited
@@ -191,6 +203,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _IncludeFanOut(Exception):
+    pass
+
+
 def _clean(value: tp.Any, path: Path, file: str, problems: list, active: set,
            hints: tp.Optional[dict] = None) -> tp.Any:
     """Copy ``value``: expand ``${VAR}`` in strings, drop non-string keys, cut recursive aliases;
@@ -245,6 +261,10 @@ def expand_env(text: str, field: str, file: str, problems: list, hints: tp.Optio
             hint = (hints or {}).get(var)
             problems.append(Problem(file, field, f"environment variable {var!r} is not set (used in {text!r})"
                                     + (f"; it must point to {hint}" if hint else "")))
+            return match.group(0)
+        if "${" in os.environ[var]:  # would read as an unset reference and skip the path checks
+            problems.append(Problem(file, field, f"environment variable {var!r} holds '${{' ({os.environ[var][:80]!r}); "
+                                                 "variables are expanded once: set it to the path itself"))
             return match.group(0)
         return os.environ[var]
 

@@ -174,7 +174,9 @@ def train(cfg: TrainConfig) -> dict:
               f"({time.time() - t0:.0f} s)", flush=True)
 
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-    torch.save({"module": model.state_dict()}, cfg.out)
+    tmp = f"{cfg.out}.{os.getpid()}.tmp"  # written whole, then renamed: an interrupted save leaves the old file
+    torch.save({"module": model.state_dict()}, tmp)
+    os.replace(tmp, cfg.out)
     meta = {"backbone": cfg.backbone, "dims": dataclasses.asdict(model.cfg), "train": dataclasses.asdict(cfg),
             "classes": list(CLASSES), "history": history, "val_top1": history[-1]["val_top1"],
             "train_wall_s": time.time() - t0, "torch": torch.__version__,

@@ -37,8 +37,9 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     starts), so that progress can show steps done out of the total.
     """
     if is_complete(out_dir):
-        with open(os.path.join(out_dir, META)) as f:
-            return json.load(f)
+        from harness.files import MAX_RECORD_BYTES, read_json
+
+        return read_json(os.path.join(out_dir, META), MAX_RECORD_BYTES, what="fine-tune meta.json")
     os.makedirs(out_dir, exist_ok=True)
     recipe = cfg.resolved_recipe()
     if cfg.threads:
@@ -56,7 +57,14 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
     start_epoch, step, history, wall_before = 0, 0, [], 0.0
     last = os.path.join(out_dir, LAST)
     if os.path.isfile(last):
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(last, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not {"key", "model", "optimizer", "rng_torch", "epoch", "step",
+                                                   "history"} <= set(state):
+                raise ValueError("not a resume point written by this trainer")
+        except Exception as err:  # noqa: BLE001 -- a torn or foreign file: say which and what to do
+            raise RuntimeError(f"{last}: cannot resume from it ({type(err).__name__}: {str(err)[:200]}); delete it "
+                               "to restart this fine-tune from epoch 0") from None
         if state["key"] != cfg.key():
             raise RuntimeError(f"{last} belongs to run {state['key']}, not {cfg.key()}; remove the folder")
         model.load_state_dict(state["model"])

@@ -38,7 +38,10 @@ def run_viz(req: VizRequest) -> tp.List[str]:
     clip = load_clip(target, video=req.video, index=req.index, split=req.split,
                      frame_interval=req.frame_interval)
     tmap = token_map(target.model, clip.tensor, target.method)
-    title = figure_title(target, clip, tmap, req.title)
+    from harness.report.safe import mpl
+
+    # video paths, labels and --title are user text: no escape sequence, no mathtext reaches the figure
+    title = "\n".join(mpl(line) for line in figure_title(target, clip, tmap, req.title).split("\n"))
     written = [render_png(tmap, clip.frames, req.out, title)]
     if req.gif:
         written.append(render_gif(tmap, clip.frames, os.path.splitext(req.out)[0] + ".gif"))

@@ -1,6 +1,6 @@
 """Run ``harness.cli.main`` on many argument lists in one process (JSON on stdin, JSON on stdout).
 
-Each case: ``{"argv": [...], "cwd": "..."}``; each result: ``{"rc", "out", "err", "exc", "secs"}``
+Each case: ``{"argv": [...], "cwd": "..."}`` (``preload``: modules imported before the first case); each result: ``{"rc", "out", "err", "exc", "secs"}``
 (``exc`` is the traceback of anything ``main`` let escape). A case running past ``limit_s`` is stopped
 by SIGALRM and reported as an exception; the caller's subprocess timeout catches a hang in C.
 """
@@ -24,7 +24,12 @@ def _expire(*_):
 
 def main() -> None:
     spec = json.load(sys.stdin)
+    import importlib
+
     from harness.cli import main as cli_main
+
+    for name in spec.get("preload", []):  # heavy imports (torch) before the per-case alarms start
+        importlib.import_module(name)
 
     signal.signal(signal.SIGALRM, _expire)
     results = []
