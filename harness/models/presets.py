@@ -86,6 +86,8 @@ def family_features(family: str) -> tp.FrozenSet[str]:
     return TokenLayout(family, cls_tokens, position, attention, order, pooling, (1, 1, 1)).features
 
 
+# V-JEPA 2's attentive probe: transformers builds its MLPs with VJEPA2MLP's default ratio, not config.mlp_ratio
+PROBE_MLP_RATIO = 4.0
 ACTIVATIONS = ("gelu", "gelu_fast")  # erf GELU | transformers' FastGELUActivation (tanh form; ViViT)
 
 
