@@ -41,6 +41,21 @@ def hf_logits(model, clip):
         return model(pixel_values_videos=clip.transpose(1, 2)).logits  # ours [B,C,T,H,W] -> HF [B,T,C,H,W]
 
 
+def reduced(folder: str, method: str, args: dict) -> VideoViT:
+    """Our model of ``folder`` with ``method``'s reducer plugged in directly (whichever layout features the
+    method registry declares for it: this file tests the model's side of the position rule)."""
+    import methods
+    from harness.models import hf
+
+    spec = methods.get_method(method)
+    cfg = resolve_config("video_vit", **hf.reconcile_dims("video_vit", {}, folder))
+    reducer = spec.load_implementation()(spec.make_params(args), depth=cfg.depth, num_heads=cfg.num_heads,
+                                         embed_dim=cfg.embed_dim)
+    model = VideoViT(cfg, reducer)
+    model.load_checkpoint(folder)
+    return model.eval()
+
+
 class Logits(torch.nn.Module):  # fvcore traces a module returning tensors
     def __init__(self, model):
         super().__init__()
@@ -120,7 +135,7 @@ def test_analytic_gmacs_equal_fvcore_on_ours_and_on_transformers(reference, clip
                                          ("random_merge", {"match": "tome", "r": 5})])
 def test_analytic_gmacs_equal_fvcore_with_reduction(reference, clip, method, args):
     _, folder = reference
-    ours = harness.build_model("video_vit", method=method, method_args=args, checkpoint=folder)
+    ours = reduced(folder, method, args)
     assert ours.reducer.track_source
     one = clip[:1]
     with torch.no_grad():
@@ -138,8 +153,7 @@ def test_a_pruned_token_keeps_its_own_rotation(reference, clip):
     """random_drop: the second block's attention over the kept tokens equals transformers' attention of
     that layer given each kept token's original index (``position_mask``), i.e. its own (t, h, w)."""
     model, folder = reference
-    ours = harness.build_model("video_vit", method="random_drop", method_args={"match": "tome", "r": 6},
-                               checkpoint=folder).double()
+    ours = reduced(folder, "random_drop", {"match": "tome", "r": 6}).double()
     seen = {}
     ours.blocks[1].attn.register_forward_hook(lambda mod, args, out: seen.update(x=args[0], out=out.out))
     bias = ours.reducer.attention_bias
@@ -163,12 +177,11 @@ def test_a_pruned_token_keeps_its_own_rotation(reference, clip):
 
 
 def test_a_merged_token_sits_at_the_centroid_of_its_patches():
+    from harness.models.reduction import TokenState
+
     cfg = resolve_config("video_vit", family="vjepa2", embed_dim=12, depth=1, num_heads=1, num_frames=4,
                          img_size=32, patch_size=8, num_classes=3, probe_layers=0)
-    model = harness.build_model("video_vit", method="tome", method_args={"r": 4}, **{
-        k: getattr(cfg, k) for k in ("family", "embed_dim", "depth", "num_heads", "num_frames", "img_size",
-                                     "patch_size", "num_classes")})
-    from harness.models.reduction import TokenState
+    model = VideoViT(cfg)
 
     n0 = cfg.num_tokens
     source = torch.zeros(1, 2, n0)
