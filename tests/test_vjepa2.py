@@ -241,3 +241,33 @@ def test_a_preset_of_another_family_is_refused(reference):
     _, folder = reference
     with pytest.raises(CheckpointError, match="model_type"):
         harness.build_model("videomae_vit_s16", checkpoint=folder)
+
+
+@pytest.mark.parametrize("pos_embed", ["interpolate", "regenerate"])
+def test_downsample_gives_the_smaller_grid_its_rotary_positions(reference, clip, pos_embed):
+    """``regenerate``: the smaller grid's own integer positions, i.e. transformers' model configured at
+    the smaller crop size on the resized clip; ``interpolate``: token centres on the backbone's grid.
+    Either way analytic GMACs = fvcore."""
+    from methods.downsample import DownsampleParams
+    from methods.downsample.model import build_downsampled
+    from methods.downsample.resample import downsample_clip
+
+    model, folder = reference
+    cfg = resolve_config("video_vit", **harness.models.hf.reconcile_dims("video_vit", {}, folder))
+    ours = build_downsampled(cfg, DownsampleParams(size=16, pos_embed=pos_embed))
+    ours.load_checkpoint(folder)
+    ours.eval()
+    grid = ours.rope_grid.reshape(2, 2, 2, 3)
+    if pos_embed == "regenerate":
+        assert grid[1, 1, 0].tolist() == [1.0, 1.0, 0.0]
+        small = transformers.VJEPA2ForVideoClassification.from_pretrained(folder, crop_size=16).eval()
+        with torch.no_grad():
+            diff = (ours(clip) - hf_logits(small, downsample_clip(clip, None, 16))).abs().max().item()
+        assert diff <= 1e-5
+    else:
+        assert grid[1, 1, 0].tolist() == [1.0, 2.5, 0.5]  # cell 1 of 2 over 4 cells: centre 2.5
+    one = clip[:1]
+    with torch.no_grad():
+        ours(one)
+    counted, unexpected = fvcore_macs(ours, one)
+    assert unexpected == {} and counted == ours.view_macs().total

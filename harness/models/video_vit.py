@@ -415,12 +415,13 @@ class VideoViT(nn.Module):
     def embed(self, clip: torch.Tensor) -> torch.Tensor:
         """[B, 3, T, H, W] -> [B, cls + N, C]: tokens with their positions, in the layout's order."""
         x = self.patch_embed(clip)
-        expected = self.pos_embed.shape[1] if self.layout.position == "sinusoid" else self.cfg.num_tokens
+        position = self.layout.position
+        expected = (self.pos_embed.shape[1] if position == "sinusoid" else
+                    self.rope_grid.shape[0] if position == "rope3d" else self.cfg.num_tokens)
         if x.shape[1] != expected:
             raise ValueError(
                 f"clip {tuple(clip.shape)} gives {x.shape[1]} tokens but the model was built for "
                 f"{expected} ({self.cfg.num_frames} frames of {self.cfg.img_size}px)")
-        position = self.layout.position
         if position == "sinusoid":
             return x + self.pos_embed.to(dtype=x.dtype)
         if position == "rope3d":
