@@ -271,3 +271,59 @@ def test_downsample_gives_the_smaller_grid_its_rotary_positions(reference, clip,
         ours(one)
     counted, unexpected = fvcore_macs(ours, one)
     assert unexpected == {} and counted == ours.view_macs().total
+
+
+CARD_GMACS = 935.830146048  # fvcore on transformers' VJEPA2ForVideoClassification, ViT-L 16x256, 174 classes
+
+
+def test_card_shape_gmacs_equal_fvcore_on_transformers_with_fewer_layers():
+    """At the card's input (16x256: 2048 tokens, 1024-d, 16 heads, 174 classes) with one encoder layer and one
+    probe self-attention layer (the count is a sum over layers): analytic = fvcore on transformers' model."""
+    from harness.measure.flops import count_macs
+
+    hf_cfg = transformers.VJEPA2Config(num_hidden_layers=1, num_pooler_layers=1, frames_per_clip=16, crop_size=256,
+                                       num_labels=174, pred_hidden_size=16, pred_num_attention_heads=2,
+                                       pred_num_hidden_layers=1)
+    theirs = transformers.VJEPA2ForVideoClassification(hf_cfg).eval()
+    cfg = resolve_config("vjepa2_vitl_fpc16_256_ssv2", depth=1, probe_layers=1)
+    n = cfg.num_tokens
+    counted, _ = fvcore_macs(Logits(theirs), torch.randn(1, 16, 3, 256, 256))
+    assert counted == count_macs(cfg, [n], [n]).total
+    full = resolve_config("vjepa2_vitl_fpc16_256_ssv2")
+    assert count_macs(full, [n] * 24, [n] * 24).total == round(CARD_GMACS * 1e9)
+
+
+@pytest.fixture
+def suite_env(tmp_path, monkeypatch):
+    """The suite's variables on fixture files: SSv2 in its official layout, and a model directory whose
+    config.json is the released checkpoint's (ViT-L, 16x256, 174 classes; validate reads no weights)."""
+    from tests import real_layouts as rl
+
+    env = rl.write_ssv2(str(tmp_path / "ssv2"))
+    model = tmp_path / "vjepa2-vitl-fpc16-256-ssv2"
+    model.mkdir()
+    config = transformers.VJEPA2Config(frames_per_clip=16, crop_size=256,
+                                       id2label={i: f"class {i}" for i in range(174)})
+    config.architectures = ["VJEPA2ForVideoClassification"]
+    config.save_pretrained(model)
+    (model / "model.safetensors").write_bytes(b"")
+    env["VJEPA2_L_SSV2"] = str(model)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    return env
+
+
+def test_suite_validates_and_its_dry_run_prints_the_card_gmacs(suite_env, tmp_path, capsys):
+    import os
+
+    from harness.cli import main
+    from harness.suite import validate_suite
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "suites", "ssv2_vjepa2_l.yaml")
+    assert validate_suite(path) == []
+    capsys.readouterr()
+    assert main(["run", path, "--dry-run", "--results", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    dense = next(line for line in out.splitlines() if " dense " in line)
+    assert f"{CARD_GMACS:#.4g}" in dense.split()
+    assert "7 cells: 7 to run" in out
