@@ -327,3 +327,34 @@ def test_suite_validates_and_its_dry_run_prints_the_card_gmacs(suite_env, tmp_pa
     dense = next(line for line in out.splitlines() if " dense " in line)
     assert f"{CARD_GMACS:#.4g}" in dense.split()
     assert "7 cells: 7 to run" in out
+
+
+def test_suite_runs_end_to_end_on_fixture_data(suite_env, tmp_path, capsys):
+    """Every cell of the suite on the SSv2 fixture videos with a 32-d checkpoint of the card's depth, frames,
+    size and probe (one view, two videos): each cell ok, the weights loaded from the HF directory."""
+    import os
+
+    from harness.cli import main
+    from harness.store import ResultStore
+
+    torch.manual_seed(0)
+    config = transformers.VJEPA2Config(hidden_size=32, num_attention_heads=2, frames_per_clip=16, crop_size=256,
+                                       id2label={i: f"class {i}" for i in range(174)}, pred_hidden_size=16,
+                                       pred_num_attention_heads=2, pred_num_hidden_layers=1)
+    folder = tmp_path / "narrow"
+    transformers.VJEPA2ForVideoClassification(config).save_pretrained(folder)
+    os.environ["VJEPA2_L_SSV2"] = str(folder)  # suite_env's monkeypatch restores it
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "suites", "ssv2_vjepa2_l.yaml")
+    sets = ["eval.num_workers=0", "eval.batch_size=2", "measure.throughput=false", "measure.flops=false",
+            "measure.threads=1", "backbones.0.embed_dim=32", "backbones.0.num_heads=2", "datasets.0.num_clips=1",
+            "datasets.0.num_crops=1"]
+    args = ["--limit", "2"] + [x for s in sets for x in ("--set", s)]
+    results = str(tmp_path / "results")
+    assert main(["run", path, "--executor", "debug", "--results", results, *args]) == 0
+    records = list(ResultStore(results).records())
+    assert len(records) == 7
+    for record in records:
+        assert record["status"] == "ok", record.get("error")
+        assert record["coverage"]["decoded"] == 2
+        assert record["provenance"]["checkpoint_layout"] == "hf"
+    capsys.readouterr()

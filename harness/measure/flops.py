@@ -32,6 +32,7 @@ IGNORED_OPS = frozenset({
     "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
     "aten::tanh",  # ViViT's gelu_fast (elementwise)
     "aten::sin", "aten::cos", "aten::pow", "aten::reciprocal", "aten::unflatten", "aten::stack",  # V-JEPA 2 rotary tables
+    "aten::expand_as",  # STTM's patch membership (kept on a rope3d backbone: positions of merged tokens)
 })
 
 
