@@ -119,10 +119,15 @@ def probe_macs(cfg, n: int) -> int:
 
     c = cfg.embed_dim
     hidden = int(c * PROBE_MLP_RATIO)
-    self_layer = 4 * n * c * c + 2 * n * n * c + 2 * n * c * hidden + 2 * NORM_MACS_PER_ELEMENT * n * c
-    cross = (NORM_MACS_PER_ELEMENT * n * c + c * c + 2 * n * c * c + 2 * n * c
-             + NORM_MACS_PER_ELEMENT * c + 2 * c * hidden)
-    return cfg.probe_layers * self_layer + cross
+    self_layer = 4 * n * c * c + 2 * n * n * c + 2 * n * c * hidden
+    cross = c * c + 2 * n * c * c + 2 * n * c + 2 * c * hidden
+    return cfg.probe_layers * self_layer + cross + probe_norm_macs(cfg, n)
+
+
+def probe_norm_macs(cfg, n: int) -> int:
+    """The LayerNorms of ``probe_macs``: two per self-attention layer over the n tokens, the cross-attention's
+    over the n keys and its MLP's over the query."""
+    return NORM_MACS_PER_ELEMENT * cfg.embed_dim * (2 * n * cfg.probe_layers + n + 1)
 
 
 def model_macs(model) -> MacsCount:

@@ -306,10 +306,16 @@ class ProbeCrossAttention(nn.Module):
         self.num_heads, self.head_dim, self.fused = num_heads, dim // num_heads, fused
         self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
 
-    def forward(self, query: torch.Tensor, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+    def project_query(self, query: torch.Tensor) -> torch.Tensor:
+        """The query projection, called apart: its input is a parameter (module hooks, e.g. torch's
+        FlopCounterMode, cannot take a parameter's view made under inference mode as a module input)."""
+        return F.linear(query, self.q.weight, self.q.bias)
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        """``q`` [1 or B, L, C] projected queries (``project_query``), ``x`` [B, N, C] -> [B, L, C]."""
         B, N, C = x.shape
-        L = query.shape[1]
-        q = self.q(query).reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+        L = q.shape[1]
+        q = q.expand(B, -1, -1).reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)
         k = self.k(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         v = self.v(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         if self.fused:
@@ -349,8 +355,8 @@ class AttentiveProbe(nn.Module):
             bias = bias.to(x.dtype)
         for block in self.blocks:
             x = block(x, bias)
-        query = self.query_token.expand(x.shape[0], -1, -1)
-        out = query + self.cross(query, self.norm1(x), bias)
+        query = self.query_token  # [1, 1, C]: projected once, shared by the batch
+        out = query + self.cross(self.cross.project_query(query), self.norm1(x), bias)
         out = out + self.mlp(self.norm2(out))
         return out[:, 0]
 
