@@ -176,6 +176,40 @@ def test_a_pruned_token_keeps_its_own_rotation(reference, clip):
     assert (out - seen["out"]).abs().max().item() <= 1e-10
 
 
+def test_a_merged_token_rotates_at_the_centroid_of_its_patches(reference, clip):
+    """ToMe: the second block's attention over merged tokens equals transformers' attention of that layer
+    with each token's (t, h, w) set to the mean position of the patches it stands for (fractional)."""
+    model, folder = reference
+    ours = reduced(folder, "tome", {"r": 6}).double()
+    seen = {}
+    ours.blocks[1].attn.register_forward_hook(lambda mod, args, out: seen.update(x=args[0], out=out.out))
+    bias = ours.reducer.attention_bias
+
+    def spy(layer, state):
+        if layer == 1:
+            seen["source"] = state.source
+        return bias(layer, state)
+
+    ours.reducer.attention_bias = spy
+    with torch.no_grad():
+        ours(clip.double())
+    source = seen["source"]
+    assert bool((source.sum(-1) > 1).any())  # some tokens are merges
+    t, h, w = ours.cfg.grid
+    index = torch.arange(t * h * w, dtype=torch.float64)
+    grid = torch.stack([index // (h * w), index % (h * w) // w, index % w], dim=-1)
+    centroid = (source @ grid) / source.sum(-1, keepdim=True)  # [B, N, 3]
+    theirs = model.double().vjepa2.encoder.layer[1].attention
+    heads = theirs.num_attention_heads
+    theirs.get_position_ids = lambda x, masks=None: tuple(
+        centroid[..., i][:, None].expand(-1, heads, -1) for i in range(3))
+    with torch.no_grad():
+        out, _ = theirs(seen["x"])
+    del theirs.get_position_ids
+    model.float()
+    assert (out - seen["out"]).abs().max().item() <= 1e-10
+
+
 def test_a_merged_token_sits_at_the_centroid_of_its_patches():
     from harness.models.reduction import TokenState
 
