@@ -115,10 +115,8 @@ def probe_macs(cfg, n: int) -> int:
     """V-JEPA 2's attentive probe over ``n`` tokens: ``probe_layers`` self-attention layers (qkv + out
     projections, q k^T and A v, MLP of ratio 4, two LayerNorms), then one query cross-attending (q of
     the query, k and v of the normed tokens, no output projection) and its MLP."""
-    from harness.models.presets import PROBE_MLP_RATIO
-
     c = cfg.embed_dim
-    hidden = int(c * PROBE_MLP_RATIO)
+    hidden = int(c * cfg.probe_mlp_ratio)
     self_layer = 4 * n * c * c + 2 * n * n * c + 2 * n * c * hidden
     cross = c * c + 2 * n * c * c + 2 * n * c + 2 * c * hidden
     return cfg.probe_layers * self_layer + cross + probe_norm_macs(cfg, n)

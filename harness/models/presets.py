@@ -121,6 +121,11 @@ class VideoViTConfig:
         return self.num_frames // self.tubelet_size, side, side
 
     @property
+    def probe_mlp_ratio(self) -> float:
+        """MLP ratio of the attentive probe's layers (fixed by transformers, whatever ``mlp_ratio`` says)."""
+        return PROBE_MLP_RATIO
+
+    @property
     def num_tokens(self) -> int:
         """Patch tokens (class tokens not included)."""
         t, h, w = self.grid
