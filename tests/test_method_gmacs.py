@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import harness
 import methods
-from harness.measure.flops import NORM_MACS_PER_ELEMENT, fvcore_macs
+from harness.measure.flops import NORM_MACS_PER_ELEMENT, fvcore_macs, probe_norm_macs
 from harness.models.compatibility import families_supported, method_problems
 from harness.models.presets import resolve_config
 
@@ -17,7 +17,8 @@ from harness.models.presets import resolve_config
 TINY = dict(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12)
 FAMILY_BACKBONES = {"videomae": ("synthetic_vit_tiny", {}),
                     "vivit": ("video_vit", dict(TINY, family="vivit")),
-                    "timesformer": ("video_vit", dict(TINY, family="timesformer", tubelet_size=1))}
+                    "timesformer": ("video_vit", dict(TINY, family="timesformer", tubelet_size=1)),
+                    "vjepa2": ("video_vit", dict(TINY, family="vjepa2", probe_layers=1))}
 
 
 def _cases():
@@ -60,6 +61,9 @@ def test_analytic_equals_fvcore_and_an_independent_counter(name, example, family
     macs = explicit.view_macs()
     cfg = explicit.cfg
     head_norm = macs.head - cfg.embed_dim * cfg.num_classes  # fc_norm / the final norm are in the head
+    if cfg.layout.pooling == "attentive":  # the final norm over the tokens left, and the probe's own norms
+        left = explicit.last_stats.tokens_out
+        head_norm = NORM_MACS_PER_ELEMENT * cfg.embed_dim * left + probe_norm_macs(cfg, left)
     matmuls = macs.total - macs.norm - head_norm
     assert counter.get_total_flops() == 2 * matmuls
     assert head_norm % (NORM_MACS_PER_ELEMENT * cfg.embed_dim) == 0

@@ -10,12 +10,12 @@ from harness.suite import load_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = ("k400_vit_b", "k400_vit_s", "ssv2_vit_b", "ucf101_vit_b", "minik_haltingvt", "k400_vivit_b",
-          "k400_timesformer_b", "ssv2_timesformer_b")
+          "k400_timesformer_b", "ssv2_timesformer_b", "ssv2_vjepa2_l")
 VARS = ("VIDEOMAE_B_K400", "VIDEOMAE_S_K400", "K400_VIDEOS", "K400_VAL_LIST", "VIDEOMAE_B_SSV2", "SSV2_VIDEOS",
         "SSV2_VAL_JSON", "SSV2_LABELS_JSON", "VIDEOMAE_B_UCF101", "UCF101_ROOT", "UCF101_TESTLIST", "UCF101_CLASSIND",
         "MINIK_FRAMES", "MINIK_VAL_LIST", "MINIK_TRAIN_LIST", "MINIK_VIT_S", "HALTINGVT_G03_BETA5",
         "HALTINGVT_G03_BETA10", "HALTINGVT_G05_BETA20", "HALTINGVT_G07_BETA20", "VIVIT_B_K400", "TIMESFORMER_B_K400",
-        "TIMESFORMER_B_SSV2")
+        "TIMESFORMER_B_SSV2", "VJEPA2_L_SSV2")
 VIT_B = {"dense": 180.49, "sta r=16": 157.90, "sta r=32": 136.32, "sta r=48": 115.86, "sta r=64": 96.53}
 PUBLISHED = {  # methods.md §1, §4.4, §5.6 (fvcore on the official VideoMAE / STA / HaltingVT code, per view)
     "k400_vit_b": VIT_B,

@@ -31,6 +31,8 @@ IGNORED_OPS = frozenset({
     "aten::flip", "aten::cummin",  # RLT: run lengths (index bookkeeping)
     "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
     "aten::tanh",  # ViViT's gelu_fast (elementwise)
+    "aten::sin", "aten::cos", "aten::pow", "aten::reciprocal", "aten::unflatten", "aten::stack",  # V-JEPA 2 rotary tables
+    "aten::expand_as",  # STTM's patch membership (kept on a rope3d backbone: positions of merged tokens)
 })
 
 
@@ -40,8 +42,8 @@ class MacsCount:
     linear: int  # qkv, proj, MLP
     attention: int  # q k^T and A v
     norm: int  # LayerNorms (5 per element)
-    overhead: int  # the reduction method's own matmuls
-    head: int  # fc_norm + classifier
+    overhead: int  # the reduction method's own matmuls (rope3d: also the merged tokens' positions)
+    head: int  # fc_norm + classifier (attentive pooling: final norm + probe + classifier)
     per_block: tp.List[int]  # everything counted inside each block
 
     @property
@@ -58,13 +60,18 @@ class MacsCount:
 
 
 def count_macs(cfg, tokens_in: tp.Sequence[int], tokens_mlp: tp.Sequence[int],
-               overhead: tp.Callable[[int, int], int] = lambda layer, n: 0) -> MacsCount:
-    """MACs of one view, from the tokens entering each block's attention and MLP (class tokens included).
+               overhead: tp.Callable[[int, int], int] = lambda layer, n: 0,
+               tokens_out: tp.Optional[int] = None) -> MacsCount:
+    """MACs of one view, from the tokens entering each block's attention and MLP (class tokens included)
+    and, for the attentive probe, the tokens leaving the last block (``tokens_out``; default: those of
+    its MLP).
 
     Joint attention: every token attends to every token. Divided attention (TimeSformer): the patch
     tokens attend over the T' tokens of their patch position (plus ``temporal_fc``), then each frame's
     patch tokens and a copy of the class token attend to each other; the method's overhead is per frame
-    (it is handed each frame's patch tokens)."""
+    (it is handed each frame's patch tokens). Rotary positions (V-JEPA 2): a block entered by fewer
+    tokens than the input's computes each token's position as ``source @ grid`` (n x N0 x 3 MACs, in
+    ``overhead``); the rotations themselves are elementwise."""
     layout = cfg.layout
     c = cfg.embed_dim
     hidden = int(c * cfg.mlp_ratio)
@@ -88,14 +95,37 @@ def count_macs(cfg, tokens_in: tp.Sequence[int], tokens_mlp: tp.Sequence[int],
             block_attention = 2 * n * n * c
             block_norm = NORM_MACS_PER_ELEMENT * c * (n + m)
             block_extra = overhead(layer, n)
+            if layout.position == "rope3d" and n != cfg.num_tokens:
+                block_extra += n * cfg.num_tokens * 3  # positions of the remaining tokens
         linear, attention, norm, extra = (linear + block_linear, attention + block_attention,
                                           norm + block_norm, extra + block_extra)
         per_block.append(block_linear + block_attention + block_norm + block_extra)
     # the mean-pooled families norm the pooled vector; the others norm every final token (as their
     # libraries do) and classify the class token
     normed = 1 if layout.pooling == "mean" else (tokens_mlp[-1] if tokens_mlp else cls + cfg.num_tokens)
+    if layout.pooling == "attentive":
+        normed = tokens_out if tokens_out is not None else normed
     head = NORM_MACS_PER_ELEMENT * c * normed + c * cfg.num_classes
+    if layout.pooling == "attentive":
+        head += probe_macs(cfg, normed)
     return MacsCount(patch, linear, attention, norm, extra, head, per_block)
+
+
+def probe_macs(cfg, n: int) -> int:
+    """V-JEPA 2's attentive probe over ``n`` tokens: ``probe_layers`` self-attention layers (qkv + out
+    projections, q k^T and A v, MLP of ratio 4, two LayerNorms), then one query cross-attending (q of
+    the query, k and v of the normed tokens, no output projection) and its MLP."""
+    c = cfg.embed_dim
+    hidden = int(c * cfg.probe_mlp_ratio)
+    self_layer = 4 * n * c * c + 2 * n * n * c + 2 * n * c * hidden
+    cross = c * c + 2 * n * c * c + 2 * n * c + 2 * c * hidden
+    return cfg.probe_layers * self_layer + cross + probe_norm_macs(cfg, n)
+
+
+def probe_norm_macs(cfg, n: int) -> int:
+    """The LayerNorms of ``probe_macs``: two per self-attention layer over the n tokens, the cross-attention's
+    over the n keys and its MLP's over the query."""
+    return NORM_MACS_PER_ELEMENT * cfg.embed_dim * (2 * n * cfg.probe_layers + n + 1)
 
 
 def model_macs(model) -> MacsCount:

@@ -321,7 +321,53 @@ def _convert_hf_timesformer(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict
     return out
 
 
-_HF_FAMILY_CONVERTERS = {"vivit": _convert_hf_vivit, "timesformer": _convert_hf_timesformer}
+_HF_PROBE_SELF = re.compile(r"^pooler\.self_attention_layers\.(\d+)\.(.+)$")
+_HF_PROBE_LAYER = {"layer_norm1.": "norm1.", "layer_norm2.": "norm2.", "mlp.fc1.": "mlp.fc1.", "mlp.fc2.": "mlp.fc2.",
+                   "self_attn.out_proj.": "attn.proj.", "cross_attn.q_proj.": "cross.q.",
+                   "cross_attn.k_proj.": "cross.k.", "cross_attn.v_proj.": "cross.v."}
+
+
+def _convert_hf_vjepa2(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
+    """transformers ``VJEPA2ForVideoClassification`` keys -> ours: the encoder's layers as the other
+    families' (separate query/key/value stacked into ``qkv``), the attentive probe under ``probe.`` (its
+    self-attention q/k/v_proj stacked likewise). The file also holds ``VJEPA2Model``'s predictor
+    (``vjepa2.predictor.*``), which the classifier never runs: those tensors are dropped, nothing else."""
+    if not any(k.startswith("pooler.") for k in state) or not any(k.startswith("classifier.") for k in state):
+        raise CheckpointError(f"{where}: a VJEPA2Model without its attentive probe and classifier; "
+                              "token-reduction benchmarks need VJEPA2ForVideoClassification weights "
+                              "(e.g. hf:facebook/vjepa2-vitl-fpc16-256-ssv2)")
+    encoder = {k: v for k, v in state.items() if not k.startswith(("pooler.", "vjepa2.predictor."))}
+    out = _convert_hf_blocks(
+        encoder, where, "vjepa2", attentions={"": "attn"}, extra={"attention.proj.": "attn.proj."},
+        top={"vjepa2.encoder.embeddings.patch_embeddings.proj.": "patch_embed.proj.",
+             "vjepa2.encoder.layernorm.": "norm.", "classifier.": "head."})
+    qkv: tp.Dict[tp.Tuple[int, str], tp.Dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if not key.startswith("pooler."):
+            continue
+        m = _HF_PROBE_SELF.match(key)
+        rest = m.group(2) if m else key.removeprefix("pooler.cross_attention_layer.")
+        ours = f"probe.blocks.{m.group(1)}." if m else "probe."
+        if key == "pooler.query_tokens":
+            out["probe.query_token"] = value
+            continue
+        if m and rest.startswith("self_attn.") and rest[len("self_attn."):len("self_attn.") + 7] in (
+                "q_proj.", "k_proj.", "v_proj."):
+            kind = rest.rpartition(".")[2]
+            qkv.setdefault((int(m.group(1)), kind), {})[rest[len("self_attn.")]] = value
+            continue
+        name = next((p for p in _HF_PROBE_LAYER if rest.startswith(p)), None)
+        out[ours + _HF_PROBE_LAYER[name] + rest[len(name):] if name else key] = value  # unknown: left to fail
+    for (layer, kind), parts in sorted(qkv.items()):
+        if set(parts) != {"q", "k", "v"}:
+            raise CheckpointError(f"{where}: probe layer {layer} lacks attention {kind}(s) "
+                                  f"{sorted({'q', 'k', 'v'} - set(parts))}")
+        out[f"probe.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts[p] for p in "qkv"], dim=0)
+    return out
+
+
+_HF_FAMILY_CONVERTERS = {"vivit": _convert_hf_vivit, "timesformer": _convert_hf_timesformer,
+                         "vjepa2": _convert_hf_vjepa2}
 
 
 def _check_qv_biases(path, state: tp.Dict[str, torch.Tensor], expected: tp.Dict[str, torch.Tensor]) -> None:

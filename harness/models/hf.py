@@ -33,7 +33,7 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 _CLASSIFIER = "VideoMAEForVideoClassification"
 # config.json model_type -> the classifier class the harness reproduces (harness.models.presets.FAMILIES)
 CLASSIFIERS = {"videomae": _CLASSIFIER, "vivit": "VivitForVideoClassification",
-               "timesformer": "TimesformerForVideoClassification"}
+               "timesformer": "TimesformerForVideoClassification", "vjepa2": "VJEPA2ForVideoClassification"}
 
 
 class CheckpointError(ValueError):
@@ -160,6 +160,11 @@ def config_dims(config: dict, where: str = CONFIG) -> dict:
     if numbers:
         raise CheckpointError(f"{where}: " + "; ".join(numbers))
     problems: tp.List[str] = []
+    if model_type == "vjepa2":
+        dims = _vjepa2_dims(config, problems)
+        if problems:
+            raise CheckpointError(f"{where}: unsupported {model_type} config: " + "; ".join(problems))
+        return dims
     common = _common_dims(config, problems)
     if model_type == "vivit":
         tubelet = config.get("tubelet_size", [2, 16, 16])
@@ -213,6 +218,36 @@ def _common_dims(config: dict, problems: tp.List[str]) -> dict:
     return {"embed_dim": hidden, "depth": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
             "mlp_ratio": inter / hidden, "img_size": _given(square("image_size"), 224), "num_classes": num_classes,
             "in_chans": config.get("num_channels", 3)}
+
+
+# transformers' VJEPA2Config defaults, for keys a config.json leaves out
+_VJEPA2_DEFAULTS = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "mlp_ratio": 4.0,
+                    "patch_size": 16, "crop_size": 256, "frames_per_clip": 64, "tubelet_size": 2, "in_chans": 3,
+                    "layer_norm_eps": 1e-6, "qkv_bias": True, "hidden_act": "gelu", "num_pooler_layers": 3}
+
+
+def _vjepa2_dims(config: dict, problems: tp.List[str]) -> dict:
+    """``VJEPA2Config`` -> dims: the encoder (``crop_size`` is the input side, ``frames_per_clip`` the
+    frames: transformers' rotary grid follows ``crop_size``) and the probe's ``num_pooler_layers``."""
+    get = {k: config.get(k, v) for k, v in _VJEPA2_DEFAULTS.items()}
+    patch = get["patch_size"]
+    if isinstance(patch, (list, tuple)):
+        if len(set(patch)) != 1:
+            problems.append(f"patch_size {patch} is not square")
+        patch = patch[0]
+    if get["hidden_act"] != "gelu":
+        problems.append(f"hidden_act {get['hidden_act']!r} (only 'gelu')")
+    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "crop_size", "frames_per_clip",
+                "tubelet_size", "num_pooler_layers"):
+        if not isinstance(get[key], int) or isinstance(get[key], bool):
+            problems.append(f"{key} {get[key]!r} is not an integer")
+    labels = config.get("id2label")
+    num_classes = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels", 2)
+    return {"family": "vjepa2", "embed_dim": get["hidden_size"], "depth": get["num_hidden_layers"],
+            "num_heads": get["num_attention_heads"], "mlp_ratio": float(get["mlp_ratio"]), "patch_size": patch,
+            "tubelet_size": get["tubelet_size"], "num_frames": get["frames_per_clip"], "img_size": get["crop_size"],
+            "num_classes": num_classes, "in_chans": get["in_chans"], "qkv_bias": bool(get["qkv_bias"]),
+            "norm_eps": float(get["layer_norm_eps"]), "probe_layers": get["num_pooler_layers"]}
 
 
 def _videomae_dims(config: dict, common: dict, problems: tp.List[str]) -> dict:
@@ -271,7 +306,7 @@ _HF_NAMES = {"embed_dim": "hidden_size", "depth": "num_hidden_layers", "num_head
              "tubelet_size": "tubelet_size", "num_frames": "num_frames", "img_size": "image_size",
              "num_classes": "num_labels", "in_chans": "num_channels", "norm_eps": "layer_norm_eps",
              "qkv_bias": "qv_bias", "fc_norm_eps": "fc_norm eps (transformers: 1e-5)", "family": "model_type",
-             "act": "hidden_act"}
+             "act": "hidden_act", "probe_layers": "num_pooler_layers"}
 
 
 def reconcile_dims(backbone: str, dims: tp.Mapping[str, tp.Any], checkpoint: tp.Any) -> dict:

@@ -86,6 +86,8 @@ def family_features(family: str) -> tp.FrozenSet[str]:
     return TokenLayout(family, cls_tokens, position, attention, order, pooling, (1, 1, 1)).features
 
 
+# V-JEPA 2's attentive probe: transformers builds its MLPs with VJEPA2MLP's default ratio, not config.mlp_ratio
+PROBE_MLP_RATIO = 4.0
 ACTIVATIONS = ("gelu", "gelu_fast")  # erf GELU | transformers' FastGELUActivation (tanh form; ViViT)
 
 
@@ -117,6 +119,11 @@ class VideoViTConfig:
         """(T', H', W') token grid."""
         side = self.img_size // self.patch_size
         return self.num_frames // self.tubelet_size, side, side
+
+    @property
+    def probe_mlp_ratio(self) -> float:
+        """MLP ratio of the attentive probe's layers (fixed by transformers, whatever ``mlp_ratio`` says)."""
+        return PROBE_MLP_RATIO
 
     @property
     def num_tokens(self) -> int:
@@ -299,3 +306,41 @@ def synthetic_timesformer_tiny() -> VideoViTConfig:
 def haltingvt_deit_s8() -> VideoViTConfig:
     return VideoViTConfig(embed_dim=384, depth=12, num_heads=6, tubelet_size=1, num_frames=8,
                           num_classes=200)
+
+
+# V-JEPA 2 (Assran et al., 2025; facebookresearch/vjepa2): frozen encoders with the attentive probes Meta
+# trained on them, as transformers VJEPA2ForVideoClassification (transformers' convert_vjepa2_classifier_to_hf:
+# the base encoder with frames_per_clip set, 3 probe self-attention layers = the official 4 probe blocks).
+def _vjepa2(size: str, frames: int, img_size: int, num_classes: int) -> VideoViTConfig:
+    dims = {"l": dict(embed_dim=1024, depth=24, num_heads=16, mlp_ratio=4.0),
+            "g": dict(embed_dim=1408, depth=40, num_heads=22, mlp_ratio=48 / 11)}[size]
+    return VideoViTConfig(**dims, family="vjepa2", patch_size=16, tubelet_size=2, num_frames=frames,
+                          img_size=img_size, num_classes=num_classes, norm_eps=1e-6, probe_layers=3)
+
+
+@register_backbone("vjepa2_vitl_fpc16_256_ssv2",
+                   summary="V-JEPA 2 ViT-L/16 + SSv2 attentive probe (hf:facebook/vjepa2-vitl-fpc16-256-ssv2): "
+                           "16x256, tubelet 2, 3-D RoPE, 174 classes (0.4 B)")
+def vjepa2_vitl_fpc16_256_ssv2() -> VideoViTConfig:
+    return _vjepa2("l", 16, 256, 174)
+
+
+@register_backbone("vjepa2_vitl_fpc32_256_diving48",
+                   summary="V-JEPA 2 ViT-L/16 + Diving-48 attentive probe (hf:facebook/vjepa2-vitl-fpc32-256-"
+                           "diving48): 32x256, tubelet 2, 3-D RoPE, 48 classes (0.4 B)")
+def vjepa2_vitl_fpc32_256_diving48() -> VideoViTConfig:
+    return _vjepa2("l", 32, 256, 48)
+
+
+@register_backbone("vjepa2_vitg_fpc64_384_ssv2",
+                   summary="V-JEPA 2 ViT-g/16 + SSv2 attentive probe (hf:facebook/vjepa2-vitg-fpc64-384-ssv2): "
+                           "64x384, tubelet 2, 3-D RoPE, 174 classes (1 B)")
+def vjepa2_vitg_fpc64_384_ssv2() -> VideoViTConfig:
+    return _vjepa2("g", 64, 384, 174)
+
+
+@register_backbone("vjepa2_vitg_fpc32_384_diving48",
+                   summary="V-JEPA 2 ViT-g/16 + Diving-48 attentive probe (hf:facebook/vjepa2-vitg-fpc32-384-"
+                           "diving48): 32x384, tubelet 2, 3-D RoPE, 48 classes (1 B)")
+def vjepa2_vitg_fpc32_384_diving48() -> VideoViTConfig:
+    return _vjepa2("g", 32, 384, 48)

@@ -10,6 +10,10 @@
   embedding, tokens in patch-major order ``(h w t)``; each block runs temporal attention per patch
   position, then spatial attention per frame with the CLS token copied into every frame and averaged
   back, then the MLP; final LayerNorm, head on the CLS token.
+- ``vjepa2`` (transformers ``VJEPA2ForVideoClassification``): tubelet Conv3d embedding, no CLS token and
+  nothing added to the tokens; 3-D rotary positions inside every attention (``Rope3d``: q and k rotated,
+  v not); full qkv biases; final LayerNorm, then the attentive probe (``AttentiveProbe``: self-attention
+  blocks, one learned query cross-attending to the tokens, an MLP) and the head.
 
 Built on timm's ``Mlp``; the attention is ours because it must return probabilities or head-averaged keys
 on demand and take an additive bias, while using the fused kernel (``scaled_dot_product_attention``)
@@ -29,8 +33,8 @@ from torch import nn
 
 from harness.models.timm_import import import_timm
 from harness.measure.regions import reduction_region
-from harness.models.presets import TokenLayout, VideoViTConfig
-from harness.models.reduction import AttentionOutput, TokenReducer, TokenState
+from harness.models.presets import PROBE_MLP_RATIO, TokenLayout, VideoViTConfig
+from harness.models.reduction import AttentionOutput, TokenReducer, TokenState, proportional_attention_bias
 
 import_timm()
 from timm.layers import Mlp  # noqa: E402  (after the torchvision fix)
@@ -78,13 +82,15 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor] = None,
-                needs: tp.FrozenSet[str] = frozenset()) -> AttentionOutput:
+                needs: tp.FrozenSet[str] = frozenset(), rope: tp.Optional["RopeTables"] = None) -> AttentionOutput:
         B, N, C = x.shape
         qkv_bias = self.qkv.bias
         if self.q_bias is not None:
             qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
         qkv = F.linear(x, self.qkv.weight, qkv_bias).reshape(B, N, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if rope is not None:  # V-JEPA 2: queries and keys rotated by each token's (t, h, w)
+            q, k = rope.rotate(q), rope.rotate(k)
         probs = None
         if "probs" in needs or not self.fused:
             logits = (q * self.scale) @ k.transpose(-2, -1)
@@ -112,8 +118,9 @@ def attention_bias_kind(cfg: VideoViTConfig) -> tp.Optional[str]:
     return "qv" if cfg.family == "videomae" else "qkv"
 
 
-def make_mlp(cfg: VideoViTConfig) -> nn.Module:
-    return Mlp(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio),
+def make_mlp(cfg: VideoViTConfig, ratio: tp.Optional[float] = None) -> nn.Module:
+    ratio = cfg.mlp_ratio if ratio is None else ratio
+    return Mlp(cfg.embed_dim, int(cfg.embed_dim * ratio),
                act_layer=FastGELU if cfg.act == "gelu_fast" else nn.GELU)
 
 
@@ -129,13 +136,13 @@ class Block(nn.Module):
         self.mlp = make_mlp(cfg)
 
     def forward(self, x: torch.Tensor, layer: int, reducer: TokenReducer, state: TokenState,
-                stats: "ForwardStats") -> tp.Tuple[torch.Tensor, TokenState]:
+                stats: "ForwardStats", rope: tp.Optional["RopeTables"] = None) -> tp.Tuple[torch.Tensor, TokenState]:
         needs = reducer.attention_needs(layer)
         stats.tokens_in.append(x.shape[1])
         stats.attention_kernel.append("sdpa" if self.attn.fused and "probs" not in needs else "explicit")
         with reduction_region(f"block{layer}/attention_bias"):
             bias = reducer.attention_bias(layer, state)
-        a = self.attn(self.norm1(x), bias=bias, needs=needs)
+        a = self.attn(self.norm1(x), bias=bias, needs=needs, rope=rope)
         x = x + a.out
         with reduction_region(f"block{layer}/after_attention"):
             x, state = reducer.after_attention(layer, x, state, a)
@@ -215,6 +222,145 @@ def _frames_to_tokens(frames: torch.Tensor, batch: int, num_frames: int) -> torc
     return frames.reshape(batch, num_frames, p, c).transpose(1, 2).reshape(batch, p * num_frames, c)
 
 
+def grid_positions(grid: tp.Tuple[int, int, int]) -> torch.Tensor:
+    """[T'H'W', 3] (t, h, w) of each patch token in time-major order, float32 (follows a device context)."""
+    t, h, w = grid
+    axes = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack([a.reshape(-1) for a in axes], dim=-1).to(torch.float32)
+
+
+def rope_axis_dim(head_dim: int) -> int:
+    """Channels of a head each rotary axis (t, h, w) takes: the even number nearest below head_dim / 3
+    (transformers ``VJEPA2RopeAttention.d_dim``); the channels left over are not rotated."""
+    return 2 * ((head_dim // 3) // 2)
+
+
+@dataclasses.dataclass
+class RopeTables:
+    """V-JEPA 2's 3-D rotary embedding for one set of token positions (transformers
+    ``VJEPA2RopeAttention.apply_rotary_embeddings`` / ``rotate_queries_or_keys``).
+
+    The head's channels are split into three consecutive chunks of ``rope_axis_dim`` channels for t, h and
+    w (the remainder stays as it is). In a chunk of d channels, channel pair (2i, 2i+1) is rotated, but
+    the angle of channel j is ``pos * 10000^-(j mod d/2) / (d/2)`` -- the frequencies are tiled, not
+    interleaved, exactly as the official code does. Positions may be fractional (merged tokens).
+    """
+
+    cos: tp.Tuple[torch.Tensor, ...]  # per axis [B or 1, 1, N, d]
+    sin: tp.Tuple[torch.Tensor, ...]
+    dim: int  # channels per axis
+
+    @classmethod
+    def build(cls, positions: torch.Tensor, head_dim: int) -> "RopeTables":
+        """``positions``: [N, 3] or [B, N, 3] (t, h, w) per token."""
+        d = rope_axis_dim(head_dim)
+        if positions.dim() == 2:
+            positions = positions[None]
+        omega = torch.arange(d // 2, dtype=positions.dtype, device=positions.device)
+        omega = omega / (d / 2.0)
+        omega = 1.0 / 10000 ** omega
+        cos, sin = [], []
+        for axis in range(3):
+            freq = positions[..., axis, None] * omega  # [B, N, d/2]
+            cos.append(freq.cos().repeat(1, 1, 2)[:, None])
+            sin.append(freq.sin().repeat(1, 1, 2)[:, None])
+        return cls(tuple(cos), tuple(sin), d)
+
+    def rotate(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, H, N, D] queries or keys -> the same, rotated."""
+        d = self.dim
+        parts = []
+        for axis in range(3):
+            chunk = x[..., axis * d:(axis + 1) * d]
+            pairs = chunk.unflatten(-1, (-1, 2))
+            turned = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+            parts.append(chunk * self.cos[axis].to(x.dtype) + turned * self.sin[axis].to(x.dtype))
+        if 3 * d < x.shape[-1]:
+            parts.append(x[..., 3 * d:])
+        return torch.cat(parts, dim=-1)
+
+
+class ProbeBlock(nn.Module):
+    """A self-attention layer of V-JEPA 2's attentive probe (``VJEPA2PoolerSelfAttentionLayer``): pre-norm
+    attention (no positions) and MLP."""
+
+    def __init__(self, cfg: VideoViTConfig):
+        super().__init__()
+        dim = cfg.embed_dim
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn = Attention(dim, cfg.num_heads, bias="qkv", fused=cfg.fused_attention)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.mlp = make_mlp(cfg, PROBE_MLP_RATIO)
+
+    def forward(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), bias=bias).out
+        return x + self.mlp(self.norm2(x))
+
+
+class ProbeCrossAttention(nn.Module):
+    """The probe's cross-attention (``VJEPA2PoolerCrossAttention``): queries from the learned query token,
+    keys and values from the tokens; no output projection."""
+
+    def __init__(self, dim: int, num_heads: int, fused: bool = True):
+        super().__init__()
+        self.num_heads, self.head_dim, self.fused = num_heads, dim // num_heads, fused
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+
+    def project_query(self, query: torch.Tensor) -> torch.Tensor:
+        """The query projection, called apart: its input is a parameter (module hooks, e.g. torch's
+        FlopCounterMode, cannot take a parameter's view made under inference mode as a module input)."""
+        return F.linear(query, self.q.weight, self.q.bias)
+
+    def forward(self, q: torch.Tensor, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
+        """``q`` [1 or B, L, C] projected queries (``project_query``), ``x`` [B, N, C] -> [B, L, C]."""
+        B, N, C = x.shape
+        L = q.shape[1]
+        q = q.expand(B, -1, -1).reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)
+        if self.fused:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        else:
+            logits = (q * self.head_dim ** -0.5) @ k.transpose(-2, -1)
+            out = (logits if bias is None else logits + bias).softmax(dim=-1) @ v
+        return out.transpose(1, 2).reshape(B, L, C)
+
+
+class AttentiveProbe(nn.Module):
+    """V-JEPA 2's attentive probe (transformers ``VJEPA2AttentivePooler``): ``probe_layers`` self-attention
+    layers over the tokens, then one learned query token cross-attends to them (keys normed, the query
+    not), plus an MLP; [B, N, C] -> [B, C].
+
+    Merged tokens (the rule of this harness): when the reducer tracks sizes (``TokenState.size``, the
+    input patches each token stands for), ``log(size)`` is added to the key logits of every probe
+    attention -- its self-attention layers and its cross-attention -- as ToMe's proportional attention
+    does, so a token standing for k patches weighs as k identical tokens would (exactly so for k equal
+    tokens); this is the probe's counterpart of the size-weighted mean pool of the mean-pooled families.
+    Pruned tokens simply are not there; without sizes the probe runs as in transformers.
+    """
+
+    def __init__(self, cfg: VideoViTConfig):
+        super().__init__()
+        dim = cfg.embed_dim
+        self.query_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList([ProbeBlock(cfg) for _ in range(cfg.probe_layers)])
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.cross = ProbeCrossAttention(dim, cfg.num_heads, fused=cfg.fused_attention)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.mlp = make_mlp(cfg, PROBE_MLP_RATIO)
+
+    def forward(self, x: torch.Tensor, size: tp.Optional[torch.Tensor] = None) -> torch.Tensor:
+        bias = proportional_attention_bias(size)
+        if bias is not None:
+            bias = bias.to(x.dtype)
+        for block in self.blocks:
+            x = block(x, bias)
+        query = self.query_token  # [1, 1, C]: projected once, shared by the batch
+        out = query + self.cross(self.cross.project_query(query), self.norm1(x), bias)
+        out = out + self.mlp(self.norm2(out))
+        return out[:, 0]
+
+
 @dataclasses.dataclass
 class ForwardStats:
     """What the last forward did, block by block (token counts are per sample, shared by the batch)."""
@@ -244,6 +390,8 @@ class VideoViT(nn.Module):
             t, h, w = cfg.grid
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + h * w, dim))
             self.time_embed = nn.Parameter(torch.zeros(1, t, dim))
+        elif self.layout.position == "rope3d":  # (t, h, w) of each input patch; rotations inside attention
+            self.register_buffer("rope_grid", grid_positions(cfg.grid), persistent=False)
         block = DividedBlock if self.layout.attention == "divided" else Block
         self.blocks = nn.ModuleList([block(cfg) for _ in range(cfg.depth)])
         if self.layout.pooling == "mean":
@@ -251,10 +399,14 @@ class VideoViT(nn.Module):
             self.fc_norm = nn.LayerNorm(dim, eps=fc_eps)
         else:
             self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        if self.layout.pooling == "attentive":
+            self.probe = AttentiveProbe(cfg)
         self.head = nn.Linear(dim, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.reducer = reducer if reducer is not None else TokenReducer(
             depth=cfg.depth, num_heads=cfg.num_heads, embed_dim=dim)
         self.reducer.layout = self.layout
+        if self.layout.position == "rope3d" and type(self.reducer) is not TokenReducer:
+            self.reducer.track_source = True  # every remaining token's patches give its rotary position
         self.reducer.bind(cfg)
         self.last_stats = ForwardStats()
         self.checkpoint_layout: tp.Optional[str] = None  # set by load_checkpoint
@@ -269,14 +421,17 @@ class VideoViT(nn.Module):
     def embed(self, clip: torch.Tensor) -> torch.Tensor:
         """[B, 3, T, H, W] -> [B, cls + N, C]: tokens with their positions, in the layout's order."""
         x = self.patch_embed(clip)
-        expected = self.pos_embed.shape[1] if self.layout.position == "sinusoid" else self.cfg.num_tokens
+        position = self.layout.position
+        expected = (self.pos_embed.shape[1] if position == "sinusoid" else
+                    self.rope_grid.shape[0] if position == "rope3d" else self.cfg.num_tokens)
         if x.shape[1] != expected:
             raise ValueError(
                 f"clip {tuple(clip.shape)} gives {x.shape[1]} tokens but the model was built for "
                 f"{expected} ({self.cfg.num_frames} frames of {self.cfg.img_size}px)")
-        position = self.layout.position
         if position == "sinusoid":
             return x + self.pos_embed.to(dtype=x.dtype)
+        if position == "rope3d":
+            return x  # positions enter every attention (``rope_tables``)
         B, _, C = x.shape
         cls = self.cls_token.expand(B, -1, -1) if self.layout.cls_tokens else x[:, :0]
         if position == "learned":
@@ -293,13 +448,46 @@ class VideoViT(nn.Module):
         x = self.embed(clip)
         stats = ForwardStats()
         state = self.reducer.init_state(x)
+        rope = self.layout.position == "rope3d"
+        dense_rope = self.rope_tables(x, state) if rope else None
         for layer, block in enumerate(self.blocks):
-            x, state = block(x, layer, self.reducer, state, stats)
+            if rope:
+                tables = dense_rope if x.shape[1] == self.rope_grid.shape[0] else self.rope_tables(x, state)
+                x, state = block(x, layer, self.reducer, state, stats, rope=tables)
+            else:
+                x, state = block(x, layer, self.reducer, state, stats)
         stats.tokens_out = x.shape[1]
         self.last_stats = stats
         if self.layout.pooling == "mean":
             return self.fc_norm(self.reducer.pool(x, state))
+        if self.layout.pooling == "attentive":
+            return self.probe(self.norm(x), state.size)
         return self.norm(x)[:, 0]
+
+    def token_positions(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
+        """(t, h, w) of each token of ``x``: [N0, 3] or [B, N, 3].
+
+        The rule: a token's position is the mean (t, h, w) of the input patches it stands for, read from
+        the reducer's membership matrix ``TokenState.source`` [B, N, N0] as
+        ``(source @ grid) / source.sum(-1)``. A kept (pruned-around) token thus keeps exactly its own
+        position and rotation; a merged token gets the centroid of its patches (fractional rotary
+        positions are well defined). While the token count is the input's (dense, or before any
+        reduction) the grid itself is used, with no matmul; the matmul (N x N0 x 3 MACs) is counted in
+        the block's overhead GMACs (``harness.measure.flops.count_macs``).
+        """
+        grid = self.rope_grid
+        if x.shape[1] == grid.shape[0]:
+            return grid.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+        if state.source is None:
+            raise RuntimeError(
+                f"{type(self.reducer).__name__} changed the token count ({grid.shape[0]} -> {x.shape[1]}) "
+                "without keeping TokenState.source; a rope3d model needs the input patches of every token")
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        source = state.source.to(dtype)
+        return (source @ grid.to(dtype)) / source.sum(dim=-1, keepdim=True)
+
+    def rope_tables(self, x: torch.Tensor, state: TokenState) -> RopeTables:
+        return RopeTables.build(self.token_positions(x, state), self.cfg.embed_dim // self.cfg.num_heads)
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(clip))
@@ -312,7 +500,8 @@ class VideoViT(nn.Module):
         from harness.measure.flops import count_macs
 
         stats = self.last_stats
-        return count_macs(self.cfg, stats.tokens_in, stats.tokens_mlp, self.reducer.overhead_macs)
+        return count_macs(self.cfg, stats.tokens_in, stats.tokens_mlp, self.reducer.overhead_macs,
+                          tokens_out=stats.tokens_out)
 
     def sample_macs(self) -> tp.Optional[tp.List[float]]:
         return None  # token counts are the same for every clip of a batch

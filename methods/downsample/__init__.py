@@ -24,15 +24,16 @@ POS_EMBED_MODES = ("interpolate", "regenerate")
               "OpenGVLab/VideoMAEv2 run_class_finetuning.py)",
     token_map="methods.downsample.viz:token_map",
     examples=({"frames": 8}, {"frames": 12, "size": 48}),
-    supports=("cls_token", "divided_attention"),
-    refuses={"rope3d": "not wired yet: rotary positions of the smaller grid"},
+    supports=("cls_token", "divided_attention", "rope3d", "attentive_pool"),
 )
 @dataclasses.dataclass
 class DownsampleParams:
     frames: tp.Optional[int] = None  # frames fed to the backbone (None: all); a multiple of the tubelet size
     size: tp.Optional[int] = None  # input side in pixels (None: unchanged); a multiple of the patch size
     pos_embed: str = "interpolate"  # "interpolate" the backbone's table to the new grid, or "regenerate"
-    #                                 the 1-D sinusoid for the new token count (what VideoMAE v1 builds)
+    #                                 the 1-D sinusoid for the new token count (what VideoMAE v1 builds);
+    #                                 rope3d: each token's centre on the backbone's grid, or the new grid's
+    #                                 own integer positions
 
     def check(self) -> tp.List[str]:
         problems = []

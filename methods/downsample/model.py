@@ -5,7 +5,8 @@ input, positions for the smaller token grid.
 runs on ``reduced_cfg`` (e.g. 8 x 160), and its GMACs are counted from that grid's token count.
 Positions per family: VideoMAE's sinusoid table is resampled as VideoMAE V2 does (or regenerated);
 ViViT's learned table the same way, its class-token row kept; TimeSformer's space table and time
-embedding with nearest interpolation, as transformers' ``TimesformerEmbeddings`` does at another size.
+embedding with nearest interpolation, as transformers' ``TimesformerEmbeddings`` does at another size;
+V-JEPA 2's rotary positions of the smaller grid (``resample_rope_grid``).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from harness.models.presets import VideoViTConfig
 from harness.models.video_vit import VideoViT, sinusoid_table
 from methods.downsample import DownsampleParams
 from methods.downsample.resample import (downsample_clip, frame_indices, resample_pos_table,
-                                         resample_space_nearest)
+                                         resample_rope_grid, resample_space_nearest)
 
 
 class DownsampledViT(VideoViT):
@@ -32,7 +33,10 @@ class DownsampledViT(VideoViT):
         if self.frame_index is not None:
             self.register_buffer("frame_index_t", torch.tensor(self.frame_index), persistent=False)
         self.size = size if size != cfg.img_size else None
-        if self.reduced_cfg.grid != cfg.grid and self.layout.position == "sinusoid":
+        if self.reduced_cfg.grid != cfg.grid and self.layout.position == "rope3d":
+            self.register_buffer("rope_grid", resample_rope_grid(cfg.grid, self.reduced_cfg.grid, params.pos_embed),
+                                 persistent=False)
+        elif self.reduced_cfg.grid != cfg.grid and self.layout.position == "sinusoid":
             if params.pos_embed == "interpolate":
                 table = resample_pos_table(self.pos_embed, cfg.grid, self.reduced_cfg.grid)
             else:
@@ -45,7 +49,7 @@ class DownsampledViT(VideoViT):
     def embed(self, clip: torch.Tensor) -> torch.Tensor:
         grid, reduced = self.cfg.grid, self.reduced_cfg.grid
         position = self.layout.position
-        if grid == reduced or position == "sinusoid":
+        if grid == reduced or position in ("sinusoid", "rope3d"):  # rope3d: rope_grid is the reduced grid's
             return super().embed(clip)
         x = self.patch_embed(clip)
         B, _, C = x.shape

@@ -64,3 +64,22 @@ def resample_space_nearest(table: torch.Tensor, side: tp.Tuple[int, int], new_si
     grid = table[:, 1:].transpose(1, 2).reshape(1, c, h, w)
     grid = F.interpolate(grid, size=(h2, w2), mode="nearest").flatten(2).transpose(1, 2)
     return torch.cat((table[:, :1], grid), dim=1)
+
+
+def resample_rope_grid(grid: tp.Tuple[int, int, int], new_grid: tp.Tuple[int, int, int],
+                       mode: str = "interpolate") -> torch.Tensor:
+    """[T''H''W'', 3] rotary (t, h, w) positions of the tokens of ``new_grid`` (time-major), for a
+    rope3d model (V-JEPA 2) fed a downsampled clip.
+
+    ``"regenerate"``: the smaller grid's own integer positions (what transformers' VJEPA2 computes for
+    a model configured at that crop size and frame count). ``"interpolate"``: each token placed where
+    its centre lies on the backbone's grid, ``(i + 1/2) * n / m - 1/2`` per axis (m new cells over n old
+    ones), so a token keeps the position of the region of the clip it covers -- the rotary counterpart
+    of resampling a positional table.
+    """
+    axes = []
+    for n, m in zip(grid, new_grid):
+        index = torch.arange(m, dtype=torch.float64)
+        axes.append(index if mode == "regenerate" else (index + 0.5) * n / m - 0.5)
+    t, h, w = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([t.reshape(-1), h.reshape(-1), w.reshape(-1)], dim=-1).to(torch.float32)

@@ -55,7 +55,7 @@ class RandomParams:
     "random_drop", implementation="methods.random_baselines.reducer:RandomDropReducer", kind="prune",
     summary="drop random tokens where the matched method removes tokens (same counts per block)",
     reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}),
-    supports=("cls_token", "divided_attention"))
+    supports=("cls_token", "divided_attention", "rope3d", "attentive_pool"))
 @dataclasses.dataclass
 class RandomDropParams(RandomParams):
     pass
@@ -65,7 +65,7 @@ class RandomDropParams(RandomParams):
     "random_merge", implementation="methods.random_baselines.reducer:RandomMergeReducer", kind="merge",
     summary="merge random tokens into random others (size-weighted) at the matched method's counts",
     reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}),
-    supports=("cls_token", "divided_attention"))
+    supports=("cls_token", "divided_attention", "rope3d", "attentive_pool"))
 @dataclasses.dataclass
 class RandomMergeParams(RandomParams):
     pass

@@ -13,8 +13,8 @@ from methods.registry import register_method
     summary="bipartite soft matching on head-averaged keys, size-weighted merge, every block",
     reference="Bolya et al., Token Merging: Your ViT but Faster, ICLR 2023; facebookresearch/ToMe",
     examples=({"r": 16}, {"r": 8, "prop_attn": True}),
-    supports=("cls_token", "divided_attention"),
-    refuses={"rope3d": "merged tokens need a position rule (not yet wired for ToMe)"},
+    # rope3d: the model gives each merged token the mean position of its patches (VideoViT.token_positions)
+    supports=("cls_token", "divided_attention", "rope3d", "attentive_pool"),
 )
 @dataclasses.dataclass
 class ToMeParams:
