@@ -390,9 +390,11 @@ class SwinStats:
 class VideoSwin(nn.Module):
     """Video Swin with an optional ``SwinPruner``; follows ``harness/models/protocol.py``."""
 
-    def __init__(self, cfg: VideoSwinConfig, pruner: tp.Optional[SwinPruner] = None):
+    def __init__(self, cfg: VideoSwinConfig, pruner: tp.Optional[SwinPruner] = None,
+                 input_cfg: tp.Optional[VideoSwinConfig] = None):
         super().__init__()
-        self.cfg = cfg
+        self.net_cfg = cfg  # what the network runs
+        self.cfg = input_cfg or cfg  # the clip the data pipeline delivers (downsample: a larger one)
         self.layout: TokenLayout = cfg.layout
         self.patch_embed = PatchEmbed(cfg)
         self.stages = nn.ModuleList([SwinStage(cfg, s) for s in range(cfg.num_stages)])
@@ -418,16 +420,17 @@ class VideoSwin(nn.Module):
 
     def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(clip)
-        if tuple(x.shape[1:4]) != self.cfg.grid:
+        net = self.net_cfg
+        if tuple(x.shape[1:4]) != net.grid:
             raise ValueError(f"clip {tuple(clip.shape)} gives a {tuple(x.shape[1:4])} token grid but the model "
-                             f"was built for {self.cfg.grid} ({self.cfg.num_frames} frames of {self.cfg.img_size}px)")
+                             f"was built for {net.grid} ({net.num_frames} frames of {net.img_size}px)")
         plan = self.pruner.prune_after()
         stats = SwinStats()
         for s, stage in enumerate(self.stages):
             kept, counts = None, []
             B, T, H, W, _ = x.shape
             for b, block in enumerate(stage.blocks):
-                counts.append(T * H * W if kept is None else kept.shape[1])
+                counts.append(int(T * H * W if kept is None else kept.shape[1]))
                 keep = plan.get((s, b))
                 x, keys = block(x, kept, need_keys=keep is not None)
                 if keep is not None:
@@ -446,16 +449,16 @@ class VideoSwin(nn.Module):
 
     # --- the harness protocol (harness/models/protocol.py) ---
     def describe(self) -> dict:
-        counts = kept_counts(self.cfg, self.pruner)
-        return {**self.pruner.describe(), "tokens_per_stage": counts,
-                "stage_grids": [list(self.cfg.stage_grid(s)) for s in range(self.cfg.num_stages)],
+        net = self.net_cfg
+        return {**self.pruner.describe(), "tokens_per_stage": kept_counts(net, self.pruner),
+                "stage_grids": [list(net.stage_grid(s)) for s in range(net.num_stages)],
                 "removal": "token-wise layers on kept tokens; window attention masked (not reduced)"
                            if self.pruner.prune_after() else "none"}
 
     def view_macs(self) -> SwinMacs:
         """MACs of one view as the model runs it (the token counts are fixed by the pruner's plan)."""
         overhead = getattr(self.pruner, "overhead_macs", lambda s, b, n: 0)
-        return swin_macs(self.cfg, kept_counts(self.cfg, self.pruner), overhead)
+        return swin_macs(self.net_cfg, kept_counts(self.net_cfg, self.pruner), overhead)
 
     def sample_macs(self) -> tp.Optional[tp.List[float]]:
         return None
