@@ -35,7 +35,7 @@ def plan(params: "STASwinParams", cfg: tp.Any) -> tp.List[tp.Dict[str, tp.Any]]:
     steps = []
     if params.placement == "every_stage":
         for s, depth in enumerate(cfg.depths):
-            if params.after_block >= depth - 1:
+            if s + 1 not in params.stages or params.after_block >= depth - 1:
                 continue  # no block after the step in this stage: pruning would save nothing
             t, h, w = cfg.stage_grid(s)
             groups = _groups(t, MAX_GROUPS >> s)
@@ -78,6 +78,9 @@ class STASwinParams:
     #             step removes the fraction r / (stage-2 slice) of each of its temporal groups
     placement: str = "every_stage"  # "every_stage": one step per Swin stage | "stage3": the ViT's 3 steps in stage 3
     after_block: int = 0  # every_stage: the in-stage block after which each stage's step runs
+    stages: tp.List[int] = dataclasses.field(default_factory=lambda: [2, 3, 4])  # every_stage: the Swin stages
+    #     (1-based) that get a step; stage 1 is left out by default: its groups are so large (a 56x56 slice at
+    #     224 px) that STA's transport matrices cost more than the pruning saves there
 
     def check(self) -> tp.List[str]:
         problems = []
@@ -85,6 +88,9 @@ class STASwinParams:
             problems.append(f"r must be a non-negative int, got {self.r!r}")
         if self.placement not in PLACEMENTS:
             problems.append(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if not isinstance(self.stages, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.stages):
+            problems.append(f"stages must be a list of 1-based stage numbers, got {self.stages!r}")
         if isinstance(self.after_block, bool) or not isinstance(self.after_block, int) or self.after_block < 0:
             problems.append(f"after_block must be a non-negative int, got {self.after_block!r}")
         return problems
