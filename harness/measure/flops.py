@@ -32,7 +32,8 @@ IGNORED_OPS = frozenset({
     "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
     "aten::tanh",  # ViViT's gelu_fast (elementwise)
     "aten::pad", "aten::rsub", "aten::pow", "aten::ne", "aten::roll", "aten::masked_fill",  # Video Swin: window
-    "aten::full", "aten::scatter_", "aten::sort",  # padding, shift masks, removed-key masks (no multiply-adds)
+    "aten::full", "aten::scatter_", "aten::sort", "aten::unfold",  # padding, shift masks, removed-key masks,
+    # the 2x2 children a merged token keeps (no multiply-adds)
 })
 
 

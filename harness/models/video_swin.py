@@ -45,8 +45,14 @@ class SwinPruner(nn.Module):
         self.cfg = cfg
 
     def prune_after(self) -> tp.Dict[tp.Tuple[int, int], int]:
-        """``{(stage, block): tokens kept after that block}`` (0-based; counts per view)."""
+        """``{(stage, block): tokens kept after that block}`` (0-based; counts per view). Block ``-1`` is the
+        stage's entry: the tokens its first block runs on, chosen by ``carry`` from the merged grid."""
         return {}
+
+    def carry(self, stage: int, x: torch.Tensor, children: torch.Tensor, keep: int) -> torch.Tensor:
+        """Indices of the ``keep`` tokens the stage starts with, [B, keep]: ``x`` [B, N, C] is the merged grid
+        (t-h-w order) and ``children`` [B, N] how many of each token's 2x2 children the previous stage kept."""
+        raise NotImplementedError
 
     def select(self, stage: int, block: int, x: torch.Tensor, keys: torch.Tensor,
                kept: torch.Tensor, keep: int) -> torch.Tensor:
@@ -66,7 +72,7 @@ def kept_counts(cfg: VideoSwinConfig, pruner: SwinPruner) -> tp.List[tp.List[int
     out = []
     for s, depth in enumerate(cfg.depths):
         t, h, w = cfg.stage_grid(s)
-        n, counts = t * h * w, []
+        n, counts = plan.get((s, -1), t * h * w), []
         for b in range(depth):
             counts.append(n)
             n = plan.get((s, b), n)
@@ -319,6 +325,19 @@ class SwinBlock(nn.Module):
         return x, keys
 
 
+def _children_kept(kept: tp.Optional[torch.Tensor], batch: int, grid: tp.Sequence[int],
+                   device: torch.device) -> torch.Tensor:
+    """[B, N'] how many of each merged token's 2x2 children (previous stage's ``grid``) are in ``kept``
+    (all four when nothing was removed), in the merged grid's t-h-w order."""
+    T, H, W = grid
+    if kept is None:
+        mask = torch.ones(batch, T * H * W, device=device)
+    else:
+        mask = torch.zeros(batch, T * H * W, device=device).scatter(1, kept, 1.0)
+    mask = F.pad(mask.view(batch, T, H, W), (0, W % 2, 0, H % 2))
+    return mask.unfold(2, 2, 2).unfold(3, 2, 2).sum(dim=(-1, -2)).reshape(batch, -1)
+
+
 def _padded_index(kept: torch.Tensor, grid: tp.Sequence[int], padded: tp.Sequence[int]) -> torch.Tensor:
     """Grid indices of ``grid`` -> indices into the padded grid."""
     T, H, W = grid
@@ -405,6 +424,7 @@ class VideoSwin(nn.Module):
         self.head = nn.Linear(width, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
         self.pruner = pruner if pruner is not None else SwinPruner()
         self.pruner.bind(cfg)
+        self.stages_grid = [cfg.stage_grid(s) for s in range(cfg.num_stages)]
         self.last_stats = SwinStats()
         self.checkpoint_layout: tp.Optional[str] = None
         self.class_names: tp.Optional[tp.List[str]] = None
@@ -426,9 +446,16 @@ class VideoSwin(nn.Module):
                              f"was built for {net.grid} ({net.num_frames} frames of {net.img_size}px)")
         plan = self.pruner.prune_after()
         stats = SwinStats()
+        kept = None
         for s, stage in enumerate(self.stages):
-            kept, counts = None, []
             B, T, H, W, _ = x.shape
+            counts = []
+            entry = plan.get((s, -1))
+            if entry is not None:  # the stage starts with the tokens the pruner carries over the merging
+                children = _children_kept(kept, B, self.stages_grid[s - 1], x.device)
+                kept = self.pruner.carry(s, x.reshape(B, T * H * W, -1), children, entry).sort(dim=1).values
+            else:
+                kept = None
             for b, block in enumerate(stage.blocks):
                 counts.append(int(T * H * W if kept is None else kept.shape[1]))
                 keep = plan.get((s, b))

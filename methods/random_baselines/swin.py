@@ -20,8 +20,10 @@ class RandomSwinPruner(SwinPruner):
         counts = kept_counts(cfg, matched.pruner)
         self.rows = {}  # (stage, block) -> rows of the kept list to keep, drawn once (no randomness in forward)
         for (s, b), keep in self.plan.items():
-            g = torch.Generator().manual_seed(int(self.params.seed) * 1_000_003 + s * 1009 + b)
-            self.rows[(s, b)] = torch.randperm(counts[s][b], generator=g, device="cpu")[:keep].sort().values
+            t, h, w = cfg.stage_grid(s)
+            n = t * h * w if b < 0 else counts[s][b]  # block -1: the stage's entry (the whole merged grid)
+            g = torch.Generator().manual_seed(int(self.params.seed) * 1_000_003 + s * 1009 + b + 1)
+            self.rows[(s, b)] = torch.randperm(n, generator=g, device="cpu")[:keep].sort().values
 
     def prune_after(self) -> tp.Dict[tp.Tuple[int, int], int]:
         return self.plan
@@ -30,9 +32,12 @@ class RandomSwinPruner(SwinPruner):
                kept: torch.Tensor, keep: int) -> torch.Tensor:
         return kept.index_select(1, self.rows[(stage, block)].to(kept.device))
 
+    def carry(self, stage: int, x: torch.Tensor, children: torch.Tensor, keep: int) -> torch.Tensor:
+        return self.rows[(stage, -1)].to(x.device).expand(x.shape[0], -1)
+
     def describe(self) -> dict:
         return {"match": self.params.match, "r": self.params.r, "seed": self.params.seed,
-                "removed_tokens": "skip the rest of their stage, rejoin at patch merging"}
+                "removed_tokens": "random positions at the matched method's counts (stage entries too)"}
 
 
 def _matched_spec(params):

@@ -145,7 +145,7 @@ def sta_stage_macs(tokens: int, r: int, num_groups: int, head_dim: int) -> int:
     macs = ((n + 1) // 2) * (n // 2) * head_dim
     if num_groups >= 2:
         macs += n * n * head_dim
-    macs += (num_groups - 2) * (n * (n - r) * head_dim + n * (n - r))
+    macs += max(num_groups - 2, 0) * (n * (n - r) * head_dim + n * (n - r))
     return macs
 
 
