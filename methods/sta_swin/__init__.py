@@ -152,12 +152,12 @@ class STASwinParams:
                     "use method 'sta' on ViTs"]
         if self.check():
             return []
+        if self.placement == "windows":
+            return self._window_problems(cfg)
         problems = []
         _, h2, w2 = cfg.stage_grid(min(1, cfg.num_stages - 1))
         if self.r >= h2 * w2:
             problems.append(f"r={self.r} must be below the {h2 * w2} tokens of a stage-2 temporal slice")
-        if self.placement == "windows":
-            return problems + self._window_problems(cfg)
         for step in plan(self, cfg):
             per_group = step["tokens"] // step["groups"]
             if step["r"] >= per_group:
