@@ -22,8 +22,8 @@ Methods that are more than a token reducer name extra entry points (all "module:
 - ``token_map``: ``token_map(model, clip [1,3,T,H,W]) -> harness.viz.TokenMap`` for a method whose network
   is not a VideoViT with a source-tracking reducer (HaltingVT); ``harness viz`` calls it.
 - ``video_swin``: ``build(cfg: VideoSwinConfig, params) -> VideoSwin`` for a method that runs on Video Swin
-  (hierarchical stages, shifted windows, no CLS: ``harness/models/video_swin.py``); a method without one
-  is refused on a Video Swin backbone at ``validate``.
+  (hierarchical stages, shifted windows, no CLS: ``harness/models/video_swin.py``); given exactly when
+  ``supports`` names Video Swin's ``windowed_attention`` and ``hierarchical`` features.
 
 ``supports`` names the token-layout features (``harness.models.presets.LAYOUT_FEATURES``: a class token,
 divided space-time attention, rotary positions, an attentive-probe head) the method handles faithfully;
