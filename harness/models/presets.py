@@ -1,7 +1,8 @@
-"""Backbone presets: named architectures of the video ViT families (torch-free).
+"""Backbone presets: named architectures of the video ViT families and of Video Swin (torch-free).
 
-A preset is a function returning a ``VideoViTConfig``; ``build_model`` applies keyword overrides
-on top. ``video_vit`` is the generic entry whose dims all come from the caller.
+A preset is a function returning a ``VideoViTConfig`` (or, for Video Swin, a ``VideoSwinConfig``: its own
+class, whose fields are its suite keys); ``build_model`` applies keyword overrides on top. ``video_vit`` is
+the generic entry whose dims all come from the caller.
 
 A config's ``family`` fixes what a token-reduction method must respect -- its ``TokenLayout``: class
 tokens, how positions enter, joint or divided space-time attention, the token order and the pooling.
@@ -369,6 +370,12 @@ class VideoSwinConfig:
     def num_heads(self) -> int:
         """Heads of the widest stage (what memory estimates need)."""
         return max(self.heads)
+
+    @property
+    def attention_span(self) -> int:
+        """Keys a query attends to: one window (what memory estimates need instead of all tokens)."""
+        t, h, w = self.window_size
+        return t * h * w
 
     def stage_dim(self, stage: int) -> int:
         return self.embed_dim * 2 ** stage
