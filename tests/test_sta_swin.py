@@ -187,3 +187,17 @@ def test_published_gflops_schedule_reproduced(name):
                                                 for r in (192, 256, 320)]
     for model, published in zip(models, PUBLISHED[name]):
         assert abs(model.view_macs().total / 1e9 - published) < 1.0
+
+
+def test_validate_refuses_other_methods_on_video_swin_with_the_reason(tmp_path):
+    from harness.suite import validate_suite
+
+    suite = {"name": "swin_refuse", "backbones": [{"name": TINY}],
+             "datasets": [{"name": "synthetic_motion", "root": "data", "num_train": 0, "num_val": 2}],
+             "methods": [{"name": "dense"}, {"name": "tome", "r": 2}, {"name": "sta", "r": 2}]}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    problems = [str(p) for p in validate_suite(str(path))]
+    assert any("'tome' cannot run on videoswin" in p and "window attention" in p for p in problems), problems
+    assert any("'sta' cannot run on videoswin" in p and "use sta_swin" in p for p in problems), problems
+    assert not any("'dense'" in p for p in problems)
