@@ -24,7 +24,8 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
             num_frames, img_size, num_classes``); ``None`` keeps the preset's value.
 
     Returns:
-        ``harness.models.video_vit.VideoViT`` (or the method's own network, e.g. HaltingVT) in eval
+        ``harness.models.video_vit.VideoViT`` (``harness.models.video_swin.VideoSwin`` for a Video Swin
+        preset; or the method's own network, e.g. HaltingVT) in eval
         mode, following ``harness/models/protocol.py``; ``model(clip)`` takes [B, 3, T, H, W].
 
     >>> model = build_model("videomae_vit_b16", num_classes=400, method="tome", method_args={"r": 16})
@@ -41,7 +42,11 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
     problems = method_problems(method, params, cfg)
     if problems:
         raise ValueError("; ".join(problems))
-    if spec.architecture is not None:
+    if cfg.family == "videoswin":  # its own network; the method's Video Swin entry point (refused above if none)
+        from harness.registry import load_object
+
+        model = load_object(spec.video_swin)(cfg, params)
+    elif spec.architecture is not None:
         from harness.registry import load_object
 
         model = load_object(spec.architecture)(cfg, params)

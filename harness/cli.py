@@ -424,7 +424,9 @@ def _listing(what: str):
             c = backbone_registry.get(n)()
             lay = c.layout
             shape = f"{'cls+' if lay.cls_tokens else ''}{lay.attention}/{lay.position}/{lay.pooling}"
-            rows.append((n, lay.family, shape, c.embed_dim, c.depth, c.num_heads, f"{c.num_frames}x{c.img_size}",
+            depths = getattr(c, "depths", None)  # Video Swin: blocks and heads per stage
+            rows.append((n, lay.family, shape, c.embed_dim, "-".join(map(str, depths)) if depths else c.depth,
+                         "-".join(map(str, c.heads)) if depths else c.num_heads, f"{c.num_frames}x{c.img_size}",
                          c.num_tokens, backbone_registry.meta(n).get("summary", "")))
         return rows, ["backbone", "family", "layout", "dim", "depth", "heads", "input", "tokens", "summary"]
     import harness.data  # noqa: F401  (registers the datasets)

@@ -5,7 +5,9 @@ from methods.registry import register_method
 
 
 @register_method("dense", implementation="harness.models.reduction:TokenReducer", kind="none", examples=({},),
-                 supports=("cls_token", "divided_attention", "rope3d", "attentive_pool"),
+                 supports=("cls_token", "divided_attention", "rope3d", "attentive_pool", "windowed_attention",
+                           "hierarchical"),
+                 video_swin="harness.models.video_swin:build_dense",
                  summary="no token reduction (baseline)", reference="-")
 @dataclasses.dataclass
 class DenseParams:

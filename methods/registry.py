@@ -21,6 +21,9 @@ Methods that are more than a token reducer name extra entry points (all "module:
   evaluation may change them on a fine-tuned checkpoint.
 - ``token_map``: ``token_map(model, clip [1,3,T,H,W]) -> harness.viz.TokenMap`` for a method whose network
   is not a VideoViT with a source-tracking reducer (HaltingVT); ``harness viz`` calls it.
+- ``video_swin``: ``build(cfg: VideoSwinConfig, params) -> VideoSwin`` for a method that runs on Video Swin
+  (hierarchical stages, shifted windows, no CLS: ``harness/models/video_swin.py``); given exactly when
+  ``supports`` names Video Swin's ``windowed_attention`` and ``hierarchical`` features.
 
 ``supports`` names the token-layout features (``harness.models.presets.LAYOUT_FEATURES``: a class token,
 divided space-time attention, rotary positions, an attentive-probe head) the method handles faithfully;
@@ -61,6 +64,7 @@ class MethodSpec:
     examples: tp.Tuple[tp.Mapping[str, tp.Any], ...] = ()  # settings the registry-wide tests run
     supports: tp.FrozenSet[str] = frozenset()  # token-layout features the method handles (VideoMAE's layout has none)
     refuses: tp.Mapping[str, str] = dataclasses.field(default_factory=dict)  # feature -> why it is not supported
+    video_swin: tp.Optional[str] = None  # "module:build" of the method on Video Swin (None: not supported)
 
     def make_params(self, args: tp.Mapping[str, tp.Any] | None = None) -> tp.Any:
         """Build the params dataclass; unknown or missing keys raise one ValueError naming them all."""
@@ -125,6 +129,7 @@ def register_method(
     examples: tp.Sequence[tp.Mapping[str, tp.Any]] = (),
     supports: tp.Iterable[str] = (),
     refuses: tp.Optional[tp.Mapping[str, str]] = None,
+    video_swin: tp.Optional[str] = None,
 ) -> tp.Callable[[type], type]:
     if kind not in METHOD_KINDS:
         raise ValueError(f"kind must be one of {METHOD_KINDS}, got {kind!r}")
@@ -134,6 +139,10 @@ def register_method(
     if unknown_features:
         raise ValueError(f"method {name!r}: unknown layout feature(s) {unknown_features}; "
                          f"valid: {', '.join(LAYOUT_FEATURES)}")
+
+    if bool(video_swin) != bool({"windowed_attention", "hierarchical"} & set(supports)):
+        raise ValueError(f"method {name!r}: a method supports Video Swin's windowed_attention/hierarchical "
+                         "features exactly when it names its video_swin entry point")
 
     def decorator(params_cls: type) -> type:
         if not dataclasses.is_dataclass(params_cls):
@@ -146,7 +155,7 @@ def register_method(
                           needs_attention_probs, adaptive_token_count, summary, reference,
                           display_name, architecture, train_batch, dict(train_recipe or {}),
                           tuple(inference_only), token_map, tuple(dict(e) for e in examples),
-                          frozenset(supports), dict(refuses or {}))
+                          frozenset(supports), dict(refuses or {}), video_swin)
         method_registry.add(name, spec, **spec.capabilities(), layout_features=sorted(spec.supports))
         return params_cls
 

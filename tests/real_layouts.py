@@ -243,3 +243,43 @@ def haltingvt_official_checkpoint(path: str, params: dict, seed: int = 0, **dims
         state[key] = value
     torch.save({"state_dict": state}, path)
     return path
+
+
+def videoswin_checkpoint(path: str, backbone: str, layout: str, seed: int = 0, **dims: tp.Any) -> str:
+    """Random Video Swin weights in a released layout: ``torchvision`` (``features.{2s}.{j}.*`` with ``mlp.0`` /
+    ``mlp.3``, ``features.{2s+1}.*`` merging, the ``relative_position_index`` buffers), ``official``
+    (``{'state_dict': backbone.layers.{s}.blocks.{j}.*, backbone.layers.{s}.downsample.*, backbone.norm.*,
+    cls_head.fc_cls.*}``) or ``mmaction2`` (1.x: the final norm is ``backbone.norm3.*``)."""
+    import torch
+
+    import harness
+
+    torch.manual_seed(seed)
+    model = harness.build_model(backbone, **dims)
+    state = dict(model.state_dict())
+    for name, buf in model.named_buffers():
+        if name.endswith("relative_position_index"):
+            state[name] = buf
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if layout == "torchvision":
+            if parts[0] == "stages":
+                rest = ".".join(parts[4:]).replace("mlp.fc1.", "mlp.0.").replace("mlp.fc2.", "mlp.3.")
+                key = f"features.{2 * int(parts[1])}.{parts[3]}.{rest}"
+            elif parts[0] == "merges":
+                key = f"features.{2 * int(parts[1]) + 1}.{'.'.join(parts[2:])}"
+        else:
+            if parts[0] == "stages":
+                key = f"backbone.layers.{parts[1]}.blocks.{'.'.join(parts[3:])}"
+            elif parts[0] == "merges":
+                key = f"backbone.layers.{parts[1]}.downsample.{'.'.join(parts[2:])}"
+            elif parts[0] == "head":
+                key = "cls_head.fc_cls." + parts[1]
+            elif parts[0] == "norm":
+                key = ("backbone.norm3." if layout == "mmaction2" else "backbone.norm.") + parts[1]
+            else:
+                key = "backbone." + key
+        out[key] = value
+    torch.save(out if layout == "torchvision" else {"state_dict": out}, path)
+    return path

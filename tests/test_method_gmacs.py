@@ -18,7 +18,8 @@ TINY = dict(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12)
 FAMILY_BACKBONES = {"videomae": ("synthetic_vit_tiny", {}),
                     "vivit": ("video_vit", dict(TINY, family="vivit")),
                     "timesformer": ("video_vit", dict(TINY, family="timesformer", tubelet_size=1)),
-                    "vjepa2": ("video_vit", dict(TINY, family="vjepa2", probe_layers=1))}
+                    "vjepa2": ("video_vit", dict(TINY, family="vjepa2", probe_layers=1)),
+                    "videoswin": ("synthetic_videoswin_tiny", {})}  # its own attention: no fused kernel
 
 
 def _cases():
@@ -40,7 +41,9 @@ CASES = list(_cases())
 def _run(name: str, example: dict, fused: bool, family: str = "videomae"):
     torch.manual_seed(0)  # the same weights for both kernels
     backbone, dims = FAMILY_BACKBONES[family]
-    return harness.build_model(backbone, method=name, method_args=example, fused_attention=fused, **dims)
+    if family != "videoswin":
+        dims = dict(dims, fused_attention=fused)
+    return harness.build_model(backbone, method=name, method_args=example, **dims)
 
 
 @pytest.mark.parametrize("name,example,family", CASES)
@@ -60,13 +63,14 @@ def test_analytic_equals_fvcore_and_an_independent_counter(name, example, family
     assert list(explicit.last_stats.tokens_in) == list(fused.last_stats.tokens_in)
     macs = explicit.view_macs()
     cfg = explicit.cfg
-    head_norm = macs.head - cfg.embed_dim * cfg.num_classes  # fc_norm / the final norm are in the head
+    width = cfg.stage_dim(cfg.num_stages - 1) if family == "videoswin" else cfg.embed_dim  # the head's input
+    head_norm = macs.head - width * cfg.num_classes  # fc_norm / the final norm are in the head
     if cfg.layout.pooling == "attentive":  # the final norm over the tokens left, and the probe's own norms
         left = explicit.last_stats.tokens_out
         head_norm = NORM_MACS_PER_ELEMENT * cfg.embed_dim * left + probe_norm_macs(cfg, left)
     matmuls = macs.total - macs.norm - head_norm
     assert counter.get_total_flops() == 2 * matmuls
-    assert head_norm % (NORM_MACS_PER_ELEMENT * cfg.embed_dim) == 0
+    assert head_norm % (NORM_MACS_PER_ELEMENT * width) == 0
 
 
 def test_every_method_is_checked():

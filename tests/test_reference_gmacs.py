@@ -10,12 +10,13 @@ from harness.suite import load_suite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITES = ("k400_vit_b", "k400_vit_s", "ssv2_vit_b", "ucf101_vit_b", "minik_haltingvt", "k400_vivit_b",
-          "k400_timesformer_b", "ssv2_timesformer_b", "ssv2_vjepa2_l")
+          "k400_timesformer_b", "ssv2_timesformer_b", "ssv2_vjepa2_l", "k400_videoswin", "ssv2_videoswin_b")
 VARS = ("VIDEOMAE_B_K400", "VIDEOMAE_S_K400", "K400_VIDEOS", "K400_VAL_LIST", "VIDEOMAE_B_SSV2", "SSV2_VIDEOS",
         "SSV2_VAL_JSON", "SSV2_LABELS_JSON", "VIDEOMAE_B_UCF101", "UCF101_ROOT", "UCF101_TESTLIST", "UCF101_CLASSIND",
         "MINIK_FRAMES", "MINIK_VAL_LIST", "MINIK_TRAIN_LIST", "MINIK_VIT_S", "HALTINGVT_G03_BETA5",
         "HALTINGVT_G03_BETA10", "HALTINGVT_G05_BETA20", "HALTINGVT_G07_BETA20", "VIVIT_B_K400", "TIMESFORMER_B_K400",
-        "TIMESFORMER_B_SSV2", "VJEPA2_L_SSV2")
+        "TIMESFORMER_B_SSV2", "VJEPA2_L_SSV2", "VIDEOSWIN_T_K400", "VIDEOSWIN_S_K400", "VIDEOSWIN_B_K400",
+        "VIDEOSWIN_B_SSV2")
 VIT_B = {"dense": 180.49, "sta r=16": 157.90, "sta r=32": 136.32, "sta r=48": 115.86, "sta r=64": 96.53}
 PUBLISHED = {  # methods.md §1, §4.4, §5.6 (fvcore on the official VideoMAE / STA / HaltingVT code, per view)
     "k400_vit_b": VIT_B,
@@ -88,6 +89,25 @@ def test_family_suites_dense_equals_fvcore_on_transformers(suite_name, suites):
     assert measured["dense"] == pytest.approx(FAMILY_DENSE[suite_name], abs=0.001)
     tome = sorted(v for k, v in measured.items() if k.startswith("tome"))
     assert len(tome) == 2 and tome[0] < tome[1] < measured["dense"]
+
+
+SWIN_PUBLISHED = {  # STA paper tables 2-3 (fvcore GMACs per view, 32x224, integers): label -> published
+    "k400_videoswin": {("videoswin_t", "dense"): 88, ("videoswin_t", "sta_swin r=192"): 68,
+                       ("videoswin_t", "sta_swin r=256"): 61, ("videoswin_t", "sta_swin r=320"): 54,
+                       ("videoswin_s", "dense"): 166, ("videoswin_s", "sta_swin r=192"): 121,
+                       ("videoswin_s", "sta_swin r=256"): 106, ("videoswin_s", "sta_swin r=320"): 91,
+                       ("videoswin_b", "dense"): 282, ("videoswin_b", "sta_swin r=192"): 202,
+                       ("videoswin_b", "sta_swin r=256"): 176, ("videoswin_b", "sta_swin r=320"): 149},
+    "ssv2_videoswin_b": {("videoswin_b_ssv2", "dense"): 321, ("videoswin_b_ssv2", "sta_swin r=192"): 241,
+                         ("videoswin_b_ssv2", "sta_swin r=256"): 215, ("videoswin_b_ssv2", "sta_swin r=320"): 188},
+}
+
+
+@pytest.mark.parametrize("suite_name", sorted(SWIN_PUBLISHED))
+def test_video_swin_cells_match_the_papers_gflops(suite_name, suites):
+    measured = {(c.backbone["name"], c.label): cell_gmacs(c) for c in suites[suite_name].cells()}
+    for key, gmacs in SWIN_PUBLISHED[suite_name].items():
+        assert abs(measured[key] - gmacs) < 1.0, key  # the paper prints whole GFLOPs
 
 
 def test_haltingvt_cells_match_the_published_upper_bounds(suites):

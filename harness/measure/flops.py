@@ -33,6 +33,9 @@ IGNORED_OPS = frozenset({
     "aten::tanh",  # ViViT's gelu_fast (elementwise)
     "aten::sin", "aten::cos", "aten::pow", "aten::reciprocal", "aten::unflatten", "aten::stack",  # V-JEPA 2 rotary tables
     "aten::expand_as",  # STTM's patch membership (kept on a rope3d backbone: positions of merged tokens)
+    "aten::pad", "aten::rsub", "aten::pow", "aten::ne", "aten::roll", "aten::masked_fill",  # Video Swin: window
+    "aten::full", "aten::scatter_", "aten::sort", "aten::unfold",  # padding, shift masks, removed-key masks,
+    # the 2x2 children a merged token keeps (no multiply-adds)
 })
 
 

@@ -84,5 +84,9 @@ def count_problems(method_name: str, params: tp.Any, cfg: tp.Any) -> tp.List[str
     """Knobs the method would silently cap on this backbone (``params.check_counts(cfg)``, if it has
     one; ToMe's r above N // 2, say). The model still builds -- capping is the official behaviour --
     but a suite cell labelled with the uncapped value would misreport what ran, so suites refuse it."""
+    import methods
+
+    if cfg.layout.features - methods.get_method(method_name).supports:
+        return []  # refused by method_problems; its counts mean nothing on this backbone
     check = getattr(params, "check_counts", None)
     return [f"method {method_name!r}: {p}" for p in check(cfg)] if check else []

@@ -1,7 +1,8 @@
-"""Backbone presets: named architectures of the video ViT families (torch-free).
+"""Backbone presets: named architectures of the video ViT families and of Video Swin (torch-free).
 
-A preset is a function returning a ``VideoViTConfig``; ``build_model`` applies keyword overrides
-on top. ``video_vit`` is the generic entry whose dims all come from the caller.
+A preset is a function returning a ``VideoViTConfig`` (or, for Video Swin, a ``VideoSwinConfig``: its own
+class, whose fields are its suite keys); ``build_model`` applies keyword overrides on top. ``video_vit`` is
+the generic entry whose dims all come from the caller.
 
 A config's ``family`` fixes what a token-reduction method must respect -- its ``TokenLayout``: class
 tokens, how positions enter, joint or divided space-time attention, the token order and the pooling.
@@ -23,10 +24,13 @@ class TokenLayout:
     family: str
     cls_tokens: int  # class tokens before the patch tokens; never merged, pruned or halted
     position: str  # "sinusoid" (fixed table added once) | "learned" | "learned_space_time" (TimeSformer) | "rope3d"
+    #                "relative_bias" (Video Swin: a learned bias per relative offset inside a window)
     attention: str  # "joint" (all tokens) | "divided" (temporal per patch position, then spatial per frame)
+    #                 | "windowed" (Video Swin: shifted 3-D windows)
     order: str  # patch-token order: "thw" (time-major) | "hwt" (patch-major, time-minor: TimeSformer)
     pooling: str  # "mean" (over tokens, then fc_norm) | "cls" (final norm, class token) | "attentive" (probe)
-    grid: tp.Tuple[int, int, int]  # (T', H', W') patch-token grid
+    grid: tp.Tuple[int, int, int]  # (T', H', W') patch-token grid (of the first stage when hierarchical)
+    stages: int = 1  # resolution stages (Video Swin: 4, patch merging between them); 1 = a plain ViT
 
     @property
     def features(self) -> tp.FrozenSet[str]:
@@ -40,6 +44,10 @@ class TokenLayout:
             out.add("rope3d")
         if self.pooling == "attentive":
             out.add("attentive_pool")
+        if self.attention == "windowed":
+            out.add("windowed_attention")
+        if self.stages > 1:
+            out.add("hierarchical")
         return frozenset(out)
 
     def tokens_handed(self, tokens: int) -> int:
@@ -62,6 +70,10 @@ LAYOUT_FEATURES = {
     "divided_attention": "divided space-time attention, which needs the same token count in every frame",
     "rope3d": "3-D rotary positions that every remaining token must keep",
     "attentive_pool": "an attentive-probe head over the final tokens",
+    "windowed_attention": "shifted 3-D window attention (Video Swin): every block re-partitions the whole token "
+                          "grid into windows, so a token cannot simply leave the sequence or merge across windows",
+    "hierarchical": "hierarchical stages joined by patch merging (Video Swin), which needs the whole token grid "
+                    "of its stage (and there is no class token to pool)",
 }
 
 
@@ -77,11 +89,14 @@ FAMILIES = {
     "vivit": "ViViT model 1 (transformers VivitForVideoClassification)",
     "timesformer": "TimeSformer divided space-time (transformers TimesformerForVideoClassification)",
     "vjepa2": "V-JEPA 2 with its attentive probe (transformers VJEPA2ForVideoClassification)",
+    "videoswin": "Video Swin (torchvision swin3d; its own config class, VideoSwinConfig)",
 }
 
 
 def family_features(family: str) -> tp.FrozenSet[str]:
     """The layout features of ``family`` (what a method must support to run on it)."""
+    if family == "videoswin":
+        return VideoSwinConfig().layout.features
     cls_tokens, position, attention, order, pooling = _LAYOUTS[family]
     return TokenLayout(family, cls_tokens, position, attention, order, pooling, (1, 1, 1)).features
 
@@ -138,10 +153,10 @@ class VideoViTConfig:
 
     def check(self) -> list[str]:
         problems = []
-        if self.family not in FAMILIES:
+        if self.family not in _LAYOUTS:  # videoswin has its own config class
             from harness.registry import unknown_name_message
 
-            return [unknown_name_message("family", self.family, list(FAMILIES))]
+            return [unknown_name_message("family", self.family, list(_LAYOUTS))]
         if self.act not in ACTIVATIONS:
             problems.append(f"act {self.act!r} is not one of {', '.join(ACTIVATIONS)}")
         if self.probe_layers < 0 or (self.probe_layers and self.family != "vjepa2"):
@@ -171,20 +186,35 @@ class VideoViTConfig:
 
 DIM_NAMES = tuple(f.name for f in dataclasses.fields(VideoViTConfig))
 
-backbone_registry: Registry[tp.Callable[[], VideoViTConfig]] = Registry("backbone")
+backbone_registry: Registry[tp.Callable[[], tp.Any]] = Registry("backbone")
+
+
+def config_class(name: str) -> type:
+    """The config dataclass of backbone ``name`` (``VideoViTConfig`` or ``VideoSwinConfig``); its fields
+    are the backbone's valid suite keys."""
+    return type(backbone_registry.get(name)())
+
+
+def dim_names(name: str) -> tp.Tuple[str, ...]:
+    """The architecture overrides backbone ``name`` accepts (the fields of its config class)."""
+    return tuple(f.name for f in dataclasses.fields(config_class(name)))
 
 
 def register_backbone(name: str, **meta: tp.Any):
     return backbone_registry.register(name, **meta)
 
 
-def resolve_config(name: str, **overrides: tp.Any) -> VideoViTConfig:
-    """Preset ``name`` with ``overrides`` applied (``None`` values mean "keep the preset's")."""
+def resolve_config(name: str, **overrides: tp.Any) -> tp.Any:
+    """Preset ``name`` with ``overrides`` applied (``None`` values mean "keep the preset's").
+
+    Any config class works that offers ``num_frames, img_size, num_classes, in_chans, family, layout``
+    and ``check()``: ``VideoViTConfig`` (the ViT families) or ``VideoSwinConfig`` (Video Swin)."""
     preset = backbone_registry.get(name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(overrides) - set(DIM_NAMES))
+    valid = dim_names(name)
+    unknown = sorted(set(overrides) - set(valid))
     if unknown:
-        raise ValueError(f"backbone {name!r} has no dimension(s) {unknown}; valid: {', '.join(DIM_NAMES)}")
+        raise ValueError(f"backbone {name!r} has no dimension(s) {unknown}; valid: {', '.join(valid)}")
     cfg = dataclasses.replace(preset(), **overrides)
     if name == "video_vit":
         missing = [k for k in ("embed_dim", "depth", "num_heads") if k not in overrides]
@@ -205,7 +235,7 @@ def backbone_dims(backbone: tp.Mapping[str, tp.Any]) -> dict:
     return reconcile_dims(backbone["name"], dims, backbone.get("checkpoint"))
 
 
-def backbone_config(backbone: tp.Mapping[str, tp.Any]) -> VideoViTConfig:
+def backbone_config(backbone: tp.Mapping[str, tp.Any]) -> tp.Any:
     """The resolved config of a suite/cell backbone dict."""
     return resolve_config(backbone["name"], **backbone_dims(backbone))
 
@@ -344,3 +374,144 @@ def vjepa2_vitg_fpc64_384_ssv2() -> VideoViTConfig:
                            "diving48): 32x384, tubelet 2, 3-D RoPE, 48 classes (1 B)")
 def vjepa2_vitg_fpc32_384_diving48() -> VideoViTConfig:
     return _vjepa2("g", 32, 384, 48)
+
+
+# --- Video Swin (Liu et al., CVPR'22): hierarchical, shifted 3-D windows, patch merging, no CLS ---------
+
+@dataclasses.dataclass
+class VideoSwinConfig:
+    """Architecture of a Video Swin Transformer (torchvision ``swin3d_*``; SwinTransformer/Video-Swin-Transformer).
+
+    Four stages of shifted-window blocks; between stages a patch merging layer concatenates each 2x2
+    spatial neighbourhood (channels x4), normalises it and projects it to twice the width (time is never
+    merged). Relative position bias inside each window, no CLS token; the final LayerNorm is applied to
+    every token, then the mean over tokens and the head.
+    """
+
+    embed_dim: int = 96  # channels of stage 1 (stage s has embed_dim * 2**s)
+    depths: tp.Tuple[int, ...] = (2, 2, 6, 2)  # blocks per stage
+    heads: tp.Tuple[int, ...] = (3, 6, 12, 24)  # attention heads per stage
+    window_size: tp.Tuple[int, int, int] = (8, 7, 7)  # (T, H, W) tokens per window (clamped to a smaller grid)
+    patch_size: tp.Tuple[int, int, int] = (2, 4, 4)  # (frames, pixels, pixels) per stage-1 token
+    num_frames: int = 32  # input frames T
+    img_size: int = 224  # input side, pixels
+    num_classes: int = 400  # classifier outputs (0 = no head)
+    in_chans: int = 3  # input channels
+    mlp_ratio: float = 4.0  # MLP hidden = mlp_ratio * C
+    norm_eps: float = 1e-5  # LayerNorm epsilon (torchvision and the official code: 1e-5)
+    family: str = "videoswin"  # the only family of this config class
+
+    def __post_init__(self):
+        for name in ("depths", "heads", "window_size", "patch_size"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # a suite's YAML list
+                setattr(self, name, tuple(value))
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.depths)
+
+    @property
+    def depth(self) -> int:
+        """Blocks over all stages."""
+        return sum(self.depths)
+
+    @property
+    def num_heads(self) -> int:
+        """Heads of the widest stage (what memory estimates need)."""
+        return max(self.heads)
+
+    @property
+    def attention_span(self) -> int:
+        """Keys a query attends to: one window (what memory estimates need instead of all tokens)."""
+        t, h, w = self.window_size
+        return t * h * w
+
+    def stage_dim(self, stage: int) -> int:
+        return self.embed_dim * 2 ** stage
+
+    def stage_grid(self, stage: int) -> tp.Tuple[int, int, int]:
+        """(T', H', W') token grid of ``stage`` (0-based): patch merging halves H and W (rounding up)."""
+        t, h, w = self.grid
+        for _ in range(stage):
+            h, w = (h + 1) // 2, (w + 1) // 2
+        return t, h, w
+
+    def stage_window(self, stage: int) -> tp.Tuple[tp.Tuple[int, int, int], tp.Tuple[int, int, int]]:
+        """(window, shift) of ``stage``'s shifted blocks: a window no larger than the grid, no shift
+        along an axis the window covers (torchvision ``_get_window_and_shift_size``)."""
+        grid = self.stage_grid(stage)
+        window = tuple(min(w, g) for w, g in zip(self.window_size, grid))
+        shift = tuple(0 if g <= w else w // 2 for w, g in zip(self.window_size, grid))
+        return window, shift
+
+    @property
+    def grid(self) -> tp.Tuple[int, int, int]:
+        """(T', H', W') stage-1 token grid (the input is padded up to a multiple of the patch)."""
+        pt, ph, pw = self.patch_size
+        return (-(-self.num_frames // pt), -(-self.img_size // ph), -(-self.img_size // pw))
+
+    @property
+    def num_tokens(self) -> int:
+        """Stage-1 tokens."""
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def layout(self) -> TokenLayout:
+        return TokenLayout(self.family, 0, "relative_bias", "windowed", "thw", "mean", self.grid,
+                           stages=self.num_stages)
+
+    def check(self) -> tp.List[str]:
+        problems = []
+        if self.family != "videoswin":
+            problems.append(f"family {self.family!r}: a VideoSwinConfig is always 'videoswin'")
+        for name in ("embed_dim", "num_frames", "img_size", "in_chans"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        for name, length in (("window_size", 3), ("patch_size", 3)):
+            value = getattr(self, name)
+            if len(value) != length or any(v <= 0 for v in value):
+                problems.append(f"{name} must be {length} positive ints, got {value}")
+        if not self.depths or len(self.heads) != len(self.depths):
+            problems.append(f"depths {self.depths} and heads {self.heads} must name the same stages")
+        elif any(d <= 0 for d in self.depths) or any(h <= 0 for h in self.heads):
+            problems.append(f"depths {self.depths} and heads {self.heads} must be positive")
+        else:
+            for s, h in enumerate(self.heads):
+                if self.stage_dim(s) % h:
+                    problems.append(f"stage {s + 1}: width {self.stage_dim(s)} is not divisible by {h} heads")
+        if self.num_classes < 0:
+            problems.append(f"num_classes must be >= 0, got {self.num_classes}")
+        return problems
+
+
+# torchvision's swin3d_t/s/b (K400 ports of the official checkpoints); the official SSv2 Swin-B uses 16x7x7 windows
+@register_backbone("videoswin_t", summary="Video Swin-T (torchvision swin3d_t), 32x224, window 8x7x7, K400 (28 M)")
+def videoswin_t() -> VideoSwinConfig:
+    return VideoSwinConfig(embed_dim=96, depths=(2, 2, 6, 2), heads=(3, 6, 12, 24))
+
+
+@register_backbone("videoswin_s", summary="Video Swin-S (torchvision swin3d_s), 32x224, window 8x7x7, K400 (50 M)")
+def videoswin_s() -> VideoSwinConfig:
+    return VideoSwinConfig(embed_dim=96, depths=(2, 2, 18, 2), heads=(3, 6, 12, 24))
+
+
+@register_backbone("videoswin_b", summary="Video Swin-B (torchvision swin3d_b), 32x224, window 8x7x7, K400 (88 M)")
+def videoswin_b() -> VideoSwinConfig:
+    return VideoSwinConfig(embed_dim=128, depths=(2, 2, 18, 2), heads=(4, 8, 16, 32))
+
+
+@register_backbone("videoswin_b_ssv2",
+                   summary="Video Swin-B SSv2 (official swin_base_patch244_window1677_sthv2), 32x224, window "
+                           "16x7x7, 174 classes (89 M)")
+def videoswin_b_ssv2() -> VideoSwinConfig:
+    return VideoSwinConfig(embed_dim=128, depths=(2, 2, 18, 2), heads=(4, 8, 16, 32), window_size=(16, 7, 7),
+                           num_classes=174)
+
+
+@register_backbone("synthetic_videoswin_tiny",
+                   summary="tests: Video Swin with 32-d, 2-1-2-1 blocks, window 4x2x2, 16x64, 12 classes")
+def synthetic_videoswin_tiny() -> VideoSwinConfig:
+    return VideoSwinConfig(embed_dim=32, depths=(2, 1, 2, 1), heads=(1, 2, 2, 4), window_size=(4, 2, 2),
+                           num_frames=16, img_size=64, num_classes=12)

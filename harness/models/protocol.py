@@ -1,9 +1,9 @@
-"""What the harness asks of a model built by ``build_model`` (the VideoViT and method-owned networks).
+"""What the harness asks of a model built by ``build_model`` (VideoViT, VideoSwin and method-owned networks).
 
 The runner, the FLOP counter, the trainer and the reports only use these members, so a method with
 its own network (HaltingVT) plugs in by providing them:
 
-    cfg: VideoViTConfig                  dims of the input and the classifier
+    cfg: VideoViTConfig | VideoSwinConfig  dims of the input and the classifier
     forward(clip [B,3,T,H,W]) -> logits  in eval mode
     last_stats: ForwardStats             what the last forward ran, block by block
     describe() -> dict                   what a record says about the method (schedules, modes)

@@ -42,7 +42,8 @@ def memory_estimate(config: dict) -> int:
     weights = depth * 12 * width * width + cfg.num_classes * width
     views = config["eval"]["batch_size"] * max(1, int(config["dataset"].get("num_clips", 1)) *
                                                int(config["dataset"].get("num_crops", 1)))
-    activations = views * tokens * (width * 8 + tokens * cfg.num_heads)  # x, qkv, MLP hidden, one attn map
+    span = getattr(cfg, "attention_span", tokens)  # keys each query sees (Video Swin: a window)
+    activations = views * tokens * (width * 8 + span * cfg.num_heads)  # x, qkv, MLP hidden, one attn map
     return 4 * (weights + activations)
 
 

@@ -57,8 +57,8 @@ def entry_fields(section: str, name: str) -> dict[str, tp.Any]:
         return field_types(obj.params)
     if section == "datasets":
         return field_types(obj)
-    dims = field_types(_presets.VideoViTConfig)
-    return {"checkpoint": tp.Optional[str], **{d: dims[d] for d in _presets.DIM_NAMES}}
+    dims = field_types(_presets.config_class(name))  # the preset's config class defines its keys
+    return {"checkpoint": tp.Optional[str], **{d: dims[d] for d in _presets.dim_names(name)}}
 
 
 def entry_class(section: str, name: str) -> type:

@@ -23,8 +23,10 @@ POS_EMBED_MODES = ("interpolate", "regenerate")
     reference="input-downsampling baseline (VTC-Bench 2025; positional resampling as "
               "OpenGVLab/VideoMAEv2 run_class_finetuning.py)",
     token_map="methods.downsample.viz:token_map",
+    video_swin="methods.downsample.swin:build",
     examples=({"frames": 8}, {"frames": 12, "size": 48}),
-    supports=("cls_token", "divided_attention", "rope3d", "attentive_pool"),
+    supports=("cls_token", "divided_attention", "rope3d", "attentive_pool", "windowed_attention", "hierarchical"),
+    #          Video Swin: the same weights on a resampled clip (no positional table)
 )
 @dataclasses.dataclass
 class DownsampleParams:
@@ -46,20 +48,26 @@ class DownsampleParams:
         return problems
 
     def check_backbone(self, cfg: tp.Any) -> tp.List[str]:
-        """Problems of these settings on backbone ``cfg`` (a ``VideoViTConfig``)."""
+        """Problems of these settings on backbone ``cfg`` (a ``VideoViTConfig`` or ``VideoSwinConfig``)."""
         if self.check():
             return []
         problems = []
+        if getattr(cfg, "family", None) == "videoswin":  # a frame step is the patch depth, a pixel step its side
+            tubelet, patch = cfg.patch_size[0], cfg.patch_size[1]
+            if self.pos_embed != "interpolate":
+                problems.append("pos_embed does not apply to Video Swin (relative position bias); leave it unset")
+        else:
+            tubelet, patch = cfg.tubelet_size, cfg.patch_size
         if self.frames is not None:
             if self.frames > cfg.num_frames:
                 problems.append(f"frames {self.frames} > the clip's {cfg.num_frames} frames (it only downsamples)")
-            if self.frames % cfg.tubelet_size:
-                problems.append(f"frames {self.frames} is not a multiple of tubelet_size {cfg.tubelet_size}")
+            if self.frames % tubelet:
+                problems.append(f"frames {self.frames} is not a multiple of tubelet_size {tubelet}")
         if self.size is not None:
             if self.size > cfg.img_size:
                 problems.append(f"size {self.size} > the clip's {cfg.img_size} px (it only downsamples)")
-            if self.size % cfg.patch_size:
-                lower = max(cfg.patch_size, self.size - self.size % cfg.patch_size)
-                problems.append(f"size {self.size} is not a multiple of patch_size {cfg.patch_size} "
+            if self.size % patch:
+                lower = max(patch, self.size - self.size % patch)
+                problems.append(f"size {self.size} is not a multiple of patch_size {patch} "
                                 f"(did you mean {lower}?)")
         return problems

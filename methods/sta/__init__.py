@@ -47,7 +47,9 @@ def stage_token_counts(tokens_per_slice: int, r: int, depth: int = 12) -> tp.Lis
     refuses={"cls_token": "STA (Mark12Ding/STA) is defined on VideoMAE's patch tokens: its temporal groups and "
                           "scores have no class-token rule",
              "divided_attention": "its temporal groups keep a different number of tokens per frame",
-             "rope3d": "not wired yet: the rotary positions of its remaining tokens"},
+             "rope3d": "not wired yet: the rotary positions of its remaining tokens",
+             "windowed_attention": "use sta_swin, STA on Video Swin (re-implementation): docs/sta_swin.md",
+             "hierarchical": "use sta_swin, STA on Video Swin (re-implementation): docs/sta_swin.md"},
 )
 @dataclasses.dataclass
 class STAParams:

@@ -109,10 +109,15 @@ def sta_stage(x: torch.Tensor, keys: torch.Tensor, r: int, num_groups: int, orde
     redundancy_weight = activation_importance(xg).neg().add(1)  # 1 - normalised activation
 
     first = order[0]
-    first_x, ref_keys = tome_drop(xg[:, first], kg[:, first])  # ref: all n tokens, dropped ones included
-    kept: tp.Dict[int, torch.Tensor] = {first: first_x[:, :keep]}
     sg = None if source is None else source.reshape(B, num_groups, n, source.shape[-1])
-    kept_source = {} if sg is None else {first: tome_drop(sg[:, first], kg[:, first])[0][:, :keep]}
+    if sg is None:
+        first_x, ref_keys = tome_drop(xg[:, first], kg[:, first])  # ref: all n tokens, dropped ones included
+        kept_source = {}
+    else:  # the source rows ride along as extra channels: one similarity matmul, the same order
+        both, ref_keys = tome_drop(torch.cat([xg[:, first], sg[:, first].to(x.dtype)], dim=-1), kg[:, first])
+        first_x = both[..., :C]
+        kept_source = {first: both[:, :keep, C:].to(sg.dtype)}
+    kept: tp.Dict[int, torch.Tensor] = {first: first_x[:, :keep]}
     ref_score = None
     for g in order[1:]:
         s = accumulate(kg[:, g], ref_keys, ref_score)  # [B, n, 1]
@@ -140,7 +145,7 @@ def sta_stage_macs(tokens: int, r: int, num_groups: int, head_dim: int) -> int:
     macs = ((n + 1) // 2) * (n // 2) * head_dim
     if num_groups >= 2:
         macs += n * n * head_dim
-    macs += (num_groups - 2) * (n * (n - r) * head_dim + n * (n - r))
+    macs += max(num_groups - 2, 0) * (n * (n - r) * head_dim + n * (n - r))
     return macs
 
 
