@@ -65,6 +65,7 @@ class MethodSpec:
     supports: tp.FrozenSet[str] = frozenset()  # token-layout features the method handles (VideoMAE's layout has none)
     refuses: tp.Mapping[str, str] = dataclasses.field(default_factory=dict)  # feature -> why it is not supported
     video_swin: tp.Optional[str] = None  # "module:build" of the method on Video Swin (None: not supported)
+    vit: bool = True  # runs on the ViT families (False: a Video Swin-only method such as sta_swin)
 
     def make_params(self, args: tp.Mapping[str, tp.Any] | None = None) -> tp.Any:
         """Build the params dataclass; unknown or missing keys raise one ValueError naming them all."""
@@ -130,6 +131,7 @@ def register_method(
     supports: tp.Iterable[str] = (),
     refuses: tp.Optional[tp.Mapping[str, str]] = None,
     video_swin: tp.Optional[str] = None,
+    vit: bool = True,
 ) -> tp.Callable[[type], type]:
     if kind not in METHOD_KINDS:
         raise ValueError(f"kind must be one of {METHOD_KINDS}, got {kind!r}")
@@ -155,7 +157,7 @@ def register_method(
                           needs_attention_probs, adaptive_token_count, summary, reference,
                           display_name, architecture, train_batch, dict(train_recipe or {}),
                           tuple(inference_only), token_map, tuple(dict(e) for e in examples),
-                          frozenset(supports), dict(refuses or {}), video_swin)
+                          frozenset(supports), dict(refuses or {}), video_swin, vit)
         method_registry.add(name, spec, **spec.capabilities(), layout_features=sorted(spec.supports))
         return params_cls
 

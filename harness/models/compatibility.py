@@ -29,7 +29,7 @@ def families_supported(spec: tp.Any) -> tp.List[str]:
     """The families whose token layout ``spec`` (a ``MethodSpec``) handles."""
     from harness.models.presets import FAMILIES, family_features
 
-    return [f for f in FAMILIES if family_features(f) <= spec.supports]
+    return [f for f in FAMILIES if family_features(f) <= spec.supports and (spec.vit or f == "videoswin")]
 
 
 def cfg_family_title(cfg: tp.Any) -> str:

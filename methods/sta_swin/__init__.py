@@ -117,7 +117,7 @@ def window_plan(params: "STASwinParams", cfg: tp.Any) -> tp.List[tp.Dict[str, tp
             "groups), after s1b0, s3b0 and s3's last block; removed tokens stay removed across patch merging",
     reference="Ding et al., Prune Spatio-temporal Tokens by Semantic-aware Temporal Accumulation, ICCV 2023 "
               "(Video Swin code unreleased: Mark12Ding/STA issue #2); docs/sta_swin.md",
-    video_swin="methods.sta_swin.pruner:build", supports=("windowed_attention", "hierarchical"),
+    video_swin="methods.sta_swin.pruner:build", supports=("windowed_attention", "hierarchical"), vit=False,
     examples=({"r": 16}, {"r": 8, "placement": "every_stage"}, {"r": 16, "placement": "stage3"}),
 )
 @dataclasses.dataclass
