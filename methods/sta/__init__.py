@@ -43,11 +43,10 @@ def stage_token_counts(tokens_per_slice: int, r: int, depth: int = 12) -> tp.Lis
     reference="Ding et al., Prune Spatio-temporal Tokens by Semantic-aware Temporal Accumulation, "
               "ICCV 2023; Mark12Ding/STA",
     examples=({"r": 2}, {"r": 5}),
-    supports=(),
+    supports=("rope3d", "attentive_pool"),  # V-JEPA 2: kept tokens keep their own rotary positions
     refuses={"cls_token": "STA (Mark12Ding/STA) is defined on VideoMAE's patch tokens: its temporal groups and "
                           "scores have no class-token rule",
              "divided_attention": "its temporal groups keep a different number of tokens per frame",
-             "rope3d": "not wired yet: the rotary positions of its remaining tokens",
              "windowed_attention": "use sta_swin, STA on Video Swin (re-implementation): docs/sta_swin.md",
              "hierarchical": "use sta_swin, STA on Video Swin (re-implementation): docs/sta_swin.md"},
 )
