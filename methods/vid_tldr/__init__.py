@@ -23,10 +23,9 @@ from methods.registry import register_method
     reference="Choi et al., vid-TLDR: Training Free Token merging for Light-weight Video Transformer, "
               "CVPR 2024; mlvlab/vid-TLDR multi_modality/utils/vid_TLDR.py",
     examples=({"r": [16, 16]}, {"r": [32, 16, 8]}),
-    supports=(),
+    supports=("rope3d", "attentive_pool"),  # V-JEPA 2: merged tokens rotate at their patches' mean position
     refuses={"cls_token": "the official vid-TLDR (on UMT) has no class-token rule for its saliency and matching",
-             "divided_attention": "it merges tokens across frames",
-             "rope3d": "not wired yet: the rotary positions of its remaining tokens"},
+             "divided_attention": "it merges tokens across frames"},
 )
 @dataclasses.dataclass
 class VidTLDRParams:

@@ -114,7 +114,7 @@ def _reduce(y: torch.Tensor, keep: torch.Tensor, src: torch.Tensor, dst: torch.T
 
 
 def saliency_merge(x: torch.Tensor, sal: torch.Tensor, size: tp.Optional[torch.Tensor],
-                   r: int) -> tp.Tuple[torch.Tensor, torch.Tensor]:
+                   r: int, match: tp.Optional[tp.Tuple[torch.Tensor, ...]] = None) -> tp.Tuple[torch.Tensor, torch.Tensor]:
     """Merge ``r`` tokens of ``x`` with saliency weights; returns ``(x', size')`` with N - r tokens.
 
     Matching on ``x`` itself (``bipartite_match``); each source i -> destination j contributes with
@@ -122,14 +122,14 @@ def saliency_merge(x: torch.Tensor, sal: torch.Tensor, size: tp.Optional[torch.T
     ``x'_j = (size_j x_j + sum sal_i size_i x_i) / size'_j``. A background source (sal = 0) disappears
     without a trace. Kept A tokens come first (ascending index), then all B tokens. ``size`` None = ones.
     The arithmetic follows the official order (inputs pre-scaled by size / max size) so that the
-    result agrees with it to the last bit.
+    result agrees with it to the last bit. ``match``: ``bipartite_match(x, r)`` when the caller has it already.
     """
     if size is None:
         size = torch.ones_like(x[..., :1])
     if r <= 0:
         return x, size
     dtype = x.dtype
-    keep, src, dst = bipartite_match(x, r)
+    keep, src, dst = match if match is not None else bipartite_match(x, r)
     weight = sal[:, ::2].gather(dim=1, index=src).float()  # [B, r, 1]
     size_max = size.max(dim=1, keepdim=True).values
     x = _reduce(x * (size / size_max), keep, src, dst, weight)
@@ -137,7 +137,8 @@ def saliency_merge(x: torch.Tensor, sal: torch.Tensor, size: tp.Optional[torch.T
     return (x / (size / size_max)).to(dtype), size
 
 
-def saliency_merge_source(x: torch.Tensor, sal: torch.Tensor, source: torch.Tensor, r: int) -> torch.Tensor:
+def saliency_merge_source(x: torch.Tensor, sal: torch.Tensor, source: torch.Tensor, r: int,
+                          match: tp.Optional[tp.Tuple[torch.Tensor, ...]] = None) -> torch.Tensor:
     """Patch membership [B, N - r, N0] (0/1) after ``saliency_merge(x, sal, size, r)`` (visualisation only).
 
     The same matching on the same ``x``: a destination holds its own patches and those of its sources
@@ -145,7 +146,7 @@ def saliency_merge_source(x: torch.Tensor, sal: torch.Tensor, source: torch.Tens
     """
     if r <= 0:
         return source
-    keep, src, dst = bipartite_match(x, r)
+    keep, src, dst = match if match is not None else bipartite_match(x, r)
     foreground = (sal[:, ::2].gather(dim=1, index=src) > 0).float()
     return (_reduce(source, keep, src, dst, foreground) > 0).to(source.dtype)
 

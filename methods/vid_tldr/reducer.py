@@ -18,7 +18,8 @@ import torch
 
 from harness.models.reduction import (AttentionOutput, TokenReducer, TokenState, initial_source,
                                       proportional_attention_bias, size_weighted_mean)
-from methods.vid_tldr.merge import merge_count, parse_r, saliency, saliency_merge, saliency_merge_source
+from methods.vid_tldr.merge import (bipartite_match, merge_count, parse_r, saliency, saliency_merge,
+                                    saliency_merge_source)
 
 _PROBS = frozenset({"probs"})
 
@@ -43,9 +44,11 @@ class VidTLDRReducer(TokenReducer):
             raise RuntimeError(f"vid_tldr: block {layer} merges but got no attention probabilities")
         sal = saliency(attn.probs)
         source = None
-        if self.track_source:
-            source = saliency_merge_source(x, sal, initial_source(x, state.source), r)
-        x, size = saliency_merge(x, sal, state.size, r)
+        match = None
+        if self.track_source:  # one matching for the tokens and their patch membership (counted once)
+            match = bipartite_match(x, r)
+            source = saliency_merge_source(x, sal, initial_source(x, state.source), r, match)
+        x, size = saliency_merge(x, sal, state.size, r, match)
         return x, TokenState(size=size, source=source, extras=state.extras)
 
     def pool(self, x: torch.Tensor, state: TokenState) -> torch.Tensor:
