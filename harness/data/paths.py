@@ -11,6 +11,8 @@ import os
 import stat
 import typing as tp
 
+from harness.files import kind_of
+
 MAX_SUITE_BYTES = 4 << 20  # a suite (or included) YAML file
 MAX_LIST_BYTES = 1 << 30  # annotation lists, label maps: read whole and hashed into cell keys
 MAX_WEIGHTS_BYTES = 1 << 40  # checkpoints: hashed into cell keys
@@ -20,18 +22,6 @@ HF_PREFIX = "hf:"  # ``hf:ORG/NAME``: a Hugging Face hub name, passed on as it i
 def is_hf_directory(path: str) -> bool:
     """A Hugging Face model folder (``config.json`` inside): a valid ``checkpoint`` for backbones."""
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json"))
-
-
-def _kind_of(mode: int) -> str:
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 def file_problem(path: str, limit: int, *, what: str = "file", missing_ok: bool = False,
@@ -53,7 +43,7 @@ def file_problem(path: str, limit: int, *, what: str = "file", missing_ok: bool 
         return (f"{path} is a directory; expected a checkpoint file (or a Hugging Face model folder "
                 "holding config.json)")
     if not stat.S_ISREG(st.st_mode):
-        return f"{path} is {_kind_of(st.st_mode)}; expected a regular {what}"
+        return f"{path} is {kind_of(st.st_mode)}; expected a regular {what}"
     if not os.access(path, os.R_OK):
         return f"{path} is not readable (permission denied)"
     if st.st_size > limit:
@@ -75,7 +65,7 @@ def dir_problem(path: str, *, missing_ok: bool = False) -> tp.Optional[str]:
     except OSError as err:
         return f"cannot inspect {path}: {err.strerror or err}"
     if not stat.S_ISDIR(st.st_mode):
-        return f"{path} is {'a file' if stat.S_ISREG(st.st_mode) else _kind_of(st.st_mode)}; expected a directory"
+        return f"{path} is {'a file' if stat.S_ISREG(st.st_mode) else kind_of(st.st_mode)}; expected a directory"
     if not os.access(path, os.R_OK | os.X_OK):
         return f"directory {path} is not readable (permission denied)"
     return None

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.measure.flops import MacsCount
 from harness.models.presets import TokenLayout, VideoSwinConfig
 
 NORM_MACS_PER_ELEMENT = 5  # as harness.measure.flops
@@ -83,26 +84,14 @@ def kept_counts(cfg: VideoSwinConfig, pruner: SwinPruner) -> tp.List[tp.List[int
 # --- MACs (fvcore's convention: 1 multiply-add = 1 MAC, LayerNorm 5 per element) ----------------------------
 
 @dataclasses.dataclass
-class SwinMacs:
-    patch_embed: int
-    linear: int  # qkv, proj, MLP, patch merging reductions
-    attention: int  # q k^T and A v over the (padded) windows
-    norm: int
-    overhead: int  # the pruner's own matmuls
-    head: int  # final norm + classifier
-    per_block: tp.List[int]
+class SwinMacs(MacsCount):
+    """``MacsCount`` (linear includes the patch-merging reductions; attention runs over the whole, padded windows;
+    overhead is the pruner's own matmuls) plus everything counted inside each stage."""
+
     per_stage: tp.List[int]
 
-    @property
-    def total(self) -> int:
-        return self.patch_embed + self.linear + self.attention + self.norm + self.overhead + self.head
-
     def as_record(self) -> dict:
-        return {"gmacs_per_view": self.total / 1e9, "gflops_per_view": 2 * self.total / 1e9,
-                "gmacs_breakdown": {k: getattr(self, k) / 1e9 for k in
-                                    ("patch_embed", "linear", "attention", "norm", "overhead", "head")},
-                "gmacs_per_block": [m / 1e9 for m in self.per_block],
-                "gmacs_per_stage": [m / 1e9 for m in self.per_stage],
+        return {**super().as_record(), "gmacs_per_stage": [m / 1e9 for m in self.per_stage],
                 "flops_convention": "1 MAC = 1 multiply-add (fvcore); GFLOPs = 2 x GMACs; LayerNorm 5/element; "
                                     "window attention counted over the whole (padded) windows, as it runs"}
 
