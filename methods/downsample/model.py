@@ -18,7 +18,7 @@ from harness.measure.flops import count_macs
 from harness.models.presets import VideoViTConfig
 from harness.models.video_vit import VideoViT, sinusoid_table
 from methods.downsample import DownsampleParams
-from methods.downsample.resample import (downsample_clip, frame_indices, resample_pos_table,
+from methods.downsample.resample import (downsample_input, frame_indices, resample_pos_table,
                                          resample_rope_grid, resample_space_nearest)
 
 
@@ -81,12 +81,8 @@ class DownsampledViT(VideoViT):
         return self._positions
 
     def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
-        expected = (self.cfg.in_chans, self.cfg.num_frames, self.cfg.img_size, self.cfg.img_size)
-        if tuple(clip.shape[1:]) != expected:
-            raise ValueError(f"clip {tuple(clip.shape)} does not have the backbone's input shape [B, "
-                             f"{', '.join(map(str, expected))}]; downsample resamples that clip itself")
         index = self.frame_index_t if self.frame_index is not None else None
-        return super().forward_features(downsample_clip(clip, index, self.size))
+        return super().forward_features(downsample_input(clip, self.cfg, index, self.size))
 
     def describe(self) -> dict:
         r = self.reduced_cfg

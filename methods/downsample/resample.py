@@ -32,6 +32,16 @@ def downsample_clip(clip: torch.Tensor, index: tp.Optional[torch.Tensor], size: 
     return clip
 
 
+def downsample_input(clip: torch.Tensor, cfg: tp.Any, index: tp.Optional[torch.Tensor],
+                     size: tp.Optional[int]) -> torch.Tensor:
+    """``downsample_clip`` of a clip that must have the backbone's input shape (``cfg``: the backbone's config)."""
+    expected = (cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
+    if tuple(clip.shape[1:]) != expected:
+        raise ValueError(f"clip {tuple(clip.shape)} does not have the backbone's input shape [B, "
+                         f"{', '.join(map(str, expected))}]; downsample resamples that clip itself")
+    return downsample_clip(clip, index, size)
+
+
 def resample_pos_table(table: torch.Tensor, grid: tp.Tuple[int, int, int],
                        new_grid: tp.Tuple[int, int, int]) -> torch.Tensor:
     """A [1, T'H'W', C] positional table (time-major tokens) resampled to ``new_grid``.

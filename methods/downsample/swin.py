@@ -8,7 +8,7 @@ import dataclasses
 import torch
 
 from harness.models.video_swin import VideoSwin
-from methods.downsample.resample import downsample_clip, frame_indices
+from methods.downsample.resample import downsample_input, frame_indices
 
 
 class DownsampledSwin(VideoSwin):
@@ -23,12 +23,8 @@ class DownsampledSwin(VideoSwin):
         self.size = size if size != cfg.img_size else None
 
     def forward_features(self, clip: torch.Tensor) -> torch.Tensor:
-        expected = (self.cfg.in_chans, self.cfg.num_frames, self.cfg.img_size, self.cfg.img_size)
-        if tuple(clip.shape[1:]) != expected:
-            raise ValueError(f"clip {tuple(clip.shape)} does not have the backbone's input shape [B, "
-                             f"{', '.join(map(str, expected))}]; downsample resamples that clip itself")
         index = self.frame_index_t if self.frame_index is not None else None
-        return super().forward_features(downsample_clip(clip, index, self.size))
+        return super().forward_features(downsample_input(clip, self.cfg, index, self.size))
 
     def describe(self) -> dict:
         net = self.net_cfg
