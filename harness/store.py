@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from harness.files import MAX_RECORD_BYTES, FileProblem, decode_text, read_bytes, read_json
+from harness.layout import Layout
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class ResultStore:
 
     def __init__(self, root: str | Path = "results"):
         self.root = Path(root)
-        self.cells_dir = self.root / "cells"
+        self.cells_dir = Layout(self.root).cells
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r})"

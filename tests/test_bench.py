@@ -166,7 +166,7 @@ def test_bf16_compiled_cell_runs_end_to_end_in_process(tmp_path):
     cfg = BenchConfig(batch_sizes=[1], repeats=1, reference_batch_size=1, precisions=["bf16"], compile_modes=["default"],
                       explicit_dense=False, in_process=True, compile_backend="eager", threads=1,
                       warmup_iters=1, warmup_s=0.0, timed_iters=2, min_timed_s=0.0)
-    suite_dense = [c for c in suite.cells() if c.method["name"] == "dense"]
+    suite_dense = [c for c in suite.cells() if c.method.name == "dense"]
     suite.cells = lambda: suite_dense  # dense only: keep the test fast
     (rec,) = run_bench(suite, cfg, store_root=str(tmp_path / "res"), out=open(os.devnull, "w"))
     assert rec["precision"] == "bf16" and rec["compile_mode"] == "default" and rec["compile_time_s"] > 0

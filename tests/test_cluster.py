@@ -21,7 +21,8 @@ from harness.cluster.profiles import ProfileError, check_on_cluster, load_profil
 from harness.cluster.snapshot import take_snapshot
 from harness.cluster.status import cell_rows, expand_job_ids, sync_store, _compact
 from harness.cluster.worker import ShardFailed, ShardJob, ShardTask
-from harness.run.cell import CellJob, run_cell
+from harness.run.cell import CellJob
+from harness.run.group import run_group
 from harness.store import ResultStore
 from harness.suite import load_suite
 from conftest import FAST_MEASURE as FAST
@@ -46,13 +47,12 @@ def world(tmp_path_factory):
     loaded = load_suite(str(root / "suite.yaml"))
     local = str(root / "local")
     for cell in loaded.cells():
-        assert run_cell(_cell_job(cell, local))["status"] == "ok"
+        assert run_group([_cell_job(cell, local)])[0]["status"] == "ok"
     return {"root": root, "suite": loaded, "local": local, "cells": {c.label: c for c in loaded.cells()}}
 
 
 def _cell_job(cell, store: str) -> CellJob:
-    return CellJob(key=cell.key, config=cell.config(), label=cell.label, suite={"name": "cl"},
-                   store_root=os.path.abspath(store))
+    return CellJob(cell, os.path.abspath(store))
 
 
 def _job(cells, store: str, shard: int = 0, n: int = 1, **kw) -> ShardJob:
@@ -214,8 +214,8 @@ def test_a_complete_cell_of_a_group_is_not_recomputed(world, tmp_path, monkeypat
     before = {p.name: p.stat().st_mtime_ns for p in dense_dir.rglob("*.*")}
     built = []
     real = cell_module.prepare_cell
-    monkeypatch.setattr(cell_module, "prepare_cell", lambda config, *a: built.append(config["method"]["name"])
-                        or real(config, *a))
+    monkeypatch.setattr(cell_module, "prepare_cell", lambda spec, *a: built.append(spec.method.name)
+                        or real(spec, *a))
     ShardTask()(_job([dense, tome], store))
     assert built == ["tome"]  # dense's model is not even built
     assert {p.name: p.stat().st_mtime_ns for p in dense_dir.rglob("*.*") if p.name != "cell.json"} == \
@@ -235,7 +235,11 @@ def test_checkpoint_saves_buffered_batches_and_requeues_the_same_task(tmp_path):
     task._writers["k"].add({"batch": 0, "videos": [], "paths": [], "labels": [], "failed": [
         {"index": 0, "path": "x.mp4", "error": "E"}], "num_crops": 1, "views_per_video": 1})
     assert not list(directory.glob(sh.CHUNK_GLOB))
-    job = ShardJob([CellJob("k", {}, "l", {}, str(tmp_path))])
+    from harness.suite import CellSpec, EvalConfig, MeasureConfig, MethodSpec
+
+    spec = CellSpec({"name": "video_vit"}, {"name": "synthetic_motion"}, MethodSpec("dense"), EvalConfig(),
+                    MeasureConfig(), label="l")
+    job = ShardJob([CellJob(spec, str(tmp_path))])
     delayed = task.checkpoint(job)
     assert isinstance(delayed, submitit.helpers.DelayedSubmission) and delayed.args == (job,)
     assert len(list(directory.glob(sh.CHUNK_GLOB))) == 1 and sh.load_state(directory)["videos_done"] == 1
@@ -255,8 +259,10 @@ def test_a_failing_cell_is_recorded_the_group_goes_on_then_the_task_raises(world
     monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)  # DebugExecutor's post-mortem
     cell, other = world["cells"]["dense"], world["cells"]["tome r=8"]
     store = str(tmp_path / "store")
-    spec = _cell_job(cell, store)
-    spec.config["backbone"]["checkpoint"] = str(tmp_path / "missing.pth")
+    from harness.suite import CellSpec
+
+    broken = CellSpec.from_json({**cell.to_json(), "backbone": {**cell.backbone, "checkpoint": str(tmp_path / "missing.pth")}})
+    spec = _cell_job(broken, store)  # the same key, weights that are gone
     executor = submitit.DebugExecutor(folder=str(tmp_path / "logs"))
     job = executor.submit(ShardTask(), ShardJob([spec, _cell_job(other, store)], 0, 1, save_every_s=0))
     with pytest.raises(ShardFailed, match="dense shard 0: CheckpointError: checkpoint not found"):

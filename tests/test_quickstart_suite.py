@@ -27,12 +27,12 @@ def test_quickstart_is_valid_and_expands_to_every_method():
     assert [f.method["name"] for f in finetunes] == ["sttm", "sttm", "haltingvt", "haltingvt"]
     # masked, packed and varlen evaluate the same fine-tuned weights
     by_label = {c.label: c for c in suite.cells()}
-    assert (by_label["haltingvt halt_center=5 ft=haltingvt_p5e-4"].method["finetune"]
-            == by_label["haltingvt halt_center=5 mode=packed ft=haltingvt_p5e-4"].method["finetune"])
+    assert (by_label["haltingvt halt_center=5 ft=haltingvt_p5e-4"].method.finetune
+            == by_label["haltingvt halt_center=5 mode=packed ft=haltingvt_p5e-4"].method.finetune)
     cell = suite.cells()[0]
     assert cell.backbone["checkpoint"] == os.path.join(REPO, "checkpoints", "synthetic_vit_d8.pth")
     assert os.path.isfile(cell.backbone["checkpoint"])
-    assert (cell.eval["batch_size"], cell.measure["batch_size"], cell.measure["repeats"]) == (16, 8, 5)
+    assert (cell.eval.batch_size, cell.measure.batch_size, cell.measure.repeats) == (16, 8, 5)
 
 
 def test_sta_on_a_backbone_without_8_slices_is_rejected_by_validate():

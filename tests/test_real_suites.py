@@ -147,12 +147,12 @@ def test_suite_runs_end_to_end_on_fixture_data(name, env, monkeypatch, tmp_path,
         assert cov["listed"] == 2 and cov["decoded"] + cov["failed"] == 2
         assert record["provenance"]["dataset_manifest"]["dataset"] == cell.dataset["name"]
         assert 0.0 <= record["metrics"]["top1"] <= 1.0
-        if cell.method["name"] == "haltingvt":  # its own released weights, official layout
+        if cell.method.name == "haltingvt":  # its own released weights, official layout
             var = next(v for v, (rho, beta) in HALTINGVT_CONFIGS.items()
-                       if (rho, beta) == (cell.method["params"]["keep_rate"], cell.method["params"]["halt_center"]))
-            assert cell.method["weights"] == env[var]
+                       if (rho, beta) == (cell.method.params["keep_rate"], cell.method.params["halt_center"]))
+            assert cell.method.weights == env[var]
             assert record["provenance"]["checkpoint_layout"] == "haltingvt_official"
-        elif not cell.method.get("finetune"):
+        elif not cell.method.finetune:
             assert record["provenance"]["checkpoint_layout"] == "videomae"
     if name.startswith("k400"):  # the fixture's second video is a truncated copy: listed, never replaced
         for record in records.values():

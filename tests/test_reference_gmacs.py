@@ -47,7 +47,7 @@ def haltingvt_upper_bound(cell) -> float:
 
     cfg = resolve_config(cell.backbone["name"], **{k: v for k, v in cell.backbone.items()
                                                    if k not in ("name", "checkpoint")})
-    params = methods.get_method("haltingvt").params(**cell.method["params"])
+    params = methods.get_method("haltingvt").params(**cell.method.params)
     t, h, w = cfg.grid
     keep = glimpser_keep(h * w, params.keep_rate)
     return view_macs(cfg, [h * w, keep], [1 + keep * t] * (cfg.depth - GLIMPSER_BLOCKS)).total / 1e9
@@ -61,14 +61,14 @@ def cell_gmacs(cell) -> float:
     import json
 
     dims = {k: v for k, v in cell.backbone.items() if k != "checkpoint"}  # the weights do not count
-    key = json.dumps([dims, cell.method], sort_keys=True, default=str)
+    key = json.dumps([dims, cell.method.as_dict()], sort_keys=True, default=str)
     if key not in _CACHE:
-        if cell.method["name"] == "haltingvt":
+        if cell.method.name == "haltingvt":
             _CACHE[key] = haltingvt_upper_bound(cell)
-        elif cell.method["name"] == "rlt":  # per video from the data; the reference lists the no-drop bound
-            _CACHE[key] = meta_gmacs_upper_bound(cell.backbone, cell.method)
+        elif cell.method.name == "rlt":  # per video from the data; the reference lists the no-drop bound
+            _CACHE[key] = meta_gmacs_upper_bound(cell.backbone, cell.method.as_dict())
         else:
-            _CACHE[key] = meta_gmacs(cell.backbone, cell.method)
+            _CACHE[key] = meta_gmacs(cell.backbone, cell.method.as_dict())
     return _CACHE[key]
 
 
@@ -111,14 +111,14 @@ def test_video_swin_cells_match_the_papers_gflops(suite_name, suites):
 
 
 def test_haltingvt_cells_match_the_published_upper_bounds(suites):
-    cells = [c for c in suites["minik_haltingvt"].cells() if c.method["name"] == "haltingvt"]
+    cells = [c for c in suites["minik_haltingvt"].cells() if c.method.name == "haltingvt"]
     assert len(cells) == 12  # 4 official configs x masked, packed, varlen
     configs = set()
     for cell in cells:
-        p = cell.method["params"]
+        p = cell.method.params
         configs.add((p["keep_rate"], p["halt_center"]))
         assert (p["halt_scale"], p["eps"]) == (10.0, 0.01)  # the official gamma and epsilon
-        assert cell.backbone["name"] == "haltingvt_deit_s8" and cell.method["weights"].endswith(
+        assert cell.backbone["name"] == "haltingvt_deit_s8" and cell.method.weights.endswith(
             f"haltingvt_g0{int(p['keep_rate'] * 10)}_beta{int(p['halt_center'])}")
         assert haltingvt_upper_bound(cell) == pytest.approx(HALTINGVT_UPPER_BOUND[p["keep_rate"]], abs=0.01)
     assert configs == {(0.3, 5), (0.3, 10), (0.5, 20), (0.7, 20)}  # G03_Beta5, G03_Beta10, G05_Beta20, G07_Beta20

@@ -1,6 +1,5 @@
 """Shared decoding: cells with one test protocol evaluated on one pass give the records they give alone;
 groups respect memory and share_decode: false; throughput is timed interleaved with its load recorded."""
-import types
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ import yaml
 import harness
 from conftest import FAST_MEASURE
 from harness.cli import main
-from harness.run.group import memory_estimate, plan_groups, share_key
+from harness.run.group import memory_estimate, plan_groups
 from harness.store import ResultStore
 
 SAME_METRICS = ("top1", "top5", "num_videos", "views_per_video", "gmacs_per_view", "gflops_per_view",
@@ -60,11 +59,11 @@ def test_shared_pass_gives_the_records_of_each_cell_alone(suite_file):
 
 
 def _cell(dataset=None, batch=4, share=True, embed=32):
-    config = {"backbone": {"name": "video_vit", "embed_dim": embed, "depth": 2, "num_heads": 2},
-              "dataset": dataset or {"name": "synthetic_motion", "num_val": 8},
-              "method": {"name": "dense", "params": {}},
-              "eval": {"batch_size": batch, "num_workers": 0, "share_decode": share}, "measure": {}}
-    return types.SimpleNamespace(config=lambda: config, label="x")
+    from harness.suite import CellSpec, EvalConfig, MeasureConfig, MethodSpec
+
+    return CellSpec({"name": "video_vit", "embed_dim": embed, "depth": 2, "num_heads": 2},
+                    dataset or {"name": "synthetic_motion", "num_val": 8}, MethodSpec("dense"),
+                    EvalConfig(batch_size=batch, num_workers=0, share_decode=share), MeasureConfig(), label="x")
 
 
 def test_groups_follow_the_protocol_the_memory_budget_and_share_decode():
@@ -72,12 +71,12 @@ def test_groups_follow_the_protocol_the_memory_budget_and_share_decode():
     assert plan_groups([a, b, c]) == [[a, b, c]]
     assert plan_groups([a, b, c], share=False) == [[a], [b], [c]]
     other_data, other_batch, opted_out = _cell({"name": "synthetic_motion", "num_val": 9}), _cell(batch=2), _cell(share=False)
-    assert share_key(a.config()) != share_key(other_data.config()) != share_key(other_batch.config())
+    assert a.share_key != other_data.share_key != other_batch.share_key
     assert plan_groups([a, other_data, b, other_batch, opted_out]) == [[a, b], [other_data], [other_batch], [opted_out]]
-    one = memory_estimate(a.config())
+    one = memory_estimate(a)
     assert plan_groups([a, b, c], budget=2 * one) == [[a, b], [c]]  # falls back to smaller groups
     assert plan_groups([a, b, c], budget=one // 2) == [[a], [b], [c]]
-    assert memory_estimate(_cell(embed=64).config()) > one
+    assert memory_estimate(_cell(embed=64)) > one
 
 
 def test_interleaved_throughput_records_load_and_flags_unreliable_timing(monkeypatch):

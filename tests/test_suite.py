@@ -221,7 +221,7 @@ def test_nested_list_is_one_literal_value_and_list_fields_take_flat_lists(tmp_pa
     """)
     cells = load_suite(top).cells()
     assert len(cells) == 3
-    assert cells[0].method["params"]["r"] == [8, 8, 4]
+    assert cells[0].method.params["r"] == [8, 8, 4]
     assert cells[0].label == "tome r=[8,8,4]"
     assert cells[0].dataset["mean"] == [0.5, 0.5, 0.5]
     assert [c.dataset["std"] for c in cells[1:]] == [[0.2] * 3, [0.3] * 3]
@@ -451,7 +451,7 @@ def test_type_rules_bool_is_not_int_ints_are_floats_literals_are_strict(tmp_path
                 + "measure: {warmup_s: 1, threads: null, min_timed_s: 0.5}\n")
     cells = load_suite(top).cells()
     assert [c.dataset["num_crops"] for c in cells] == [1, 3]
-    assert cells[0].measure["warmup_s"] == 1.0 and isinstance(cells[0].measure["warmup_s"], float)
+    assert cells[0].measure.warmup_s == 1.0 and isinstance(cells[0].measure.warmup_s, float)
     top = write(tmp_path, "t.yaml", MINIMAL.replace("name: clips", "name: clips\n    num_crops: true")
                 + "measure: {flops: 1, batch_size: 2.0, threads: yes}\n")
     problems = validate_suite(top)

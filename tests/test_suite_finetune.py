@@ -32,13 +32,13 @@ FT = {"name": "tome8", "method": {"name": "tome", "r": 8}, "dataset": TRAIN,
 def test_cells_name_their_finetune_and_key_follows_its_content(tmp_path):
     suite = load_suite(write(tmp_path, [{"name": "dense"}, {"name": "tome", "finetune": "tome8"}], [FT]))
     dense, tuned = suite.cells()
-    assert dense.finetune is None and "finetune" not in dense.method
-    assert tuned.method["finetune"]["name"] == "tome8" and tuned.method["params"]["r"] == 8
+    assert dense.finetune is None and dense.method.finetune is None
+    assert tuned.method.finetune["name"] == "tome8" and tuned.method.params["r"] == 8
     assert tuned.label == "tome r=8 ft=tome8"
-    assert [f.key() for f in suite.finetunes()] == [tuned.method["finetune"]["key"]]
+    assert [f.key() for f in suite.finetunes()] == [tuned.method.finetune["key"]]
     other = load_suite(write(tmp_path, [{"name": "tome", "finetune": "tome8"}],
                              [{**FT, "recipe": {**FT["recipe"], "lr": 2e-5}}], "b.yaml")).cells()[0]
-    assert other.key != tuned.key and other.method["finetune"]["key"] != tuned.method["finetune"]["key"]
+    assert other.key != tuned.key and other.method.finetune["key"] != tuned.method.finetune["key"]
 
 
 @pytest.mark.parametrize("methods, finetunes, field, text", [
@@ -76,11 +76,11 @@ def test_run_trains_first_then_evaluates_the_finetuned_weights(tmp_path, capsys,
 
 
 def test_cell_fails_clearly_when_its_finetune_is_missing(tmp_path):
-    from harness.run.cell import CellJob, run_cell
+    from harness.run.cell import CellJob
+    from harness.run.group import run_group
 
     cell = load_suite(write(tmp_path, [{"name": "tome", "finetune": "tome8"}], [FT])).cells()[0]
-    record = run_cell(CellJob(key=cell.key, config=cell.config(), label=cell.label, suite={"name": "ft"},
-                              store_root=str(tmp_path / "results")))
+    record = run_group([CellJob(cell, str(tmp_path / "results"))])[0]
     assert record["status"] == "failed" and "has not finished" in record["error"]["message"]
 
 
@@ -88,5 +88,5 @@ def test_a_list_of_finetunes_is_a_sweep(tmp_path):
     other = {**FT, "name": "tome8_long", "recipe": {**FT["recipe"], "epochs": 2}}
     suite = load_suite(write(tmp_path, [{"name": "tome", "finetune": ["tome8", "tome8_long"]}], [FT, other]))
     cells = suite.cells()
-    assert [c.method["finetune"]["name"] for c in cells] == ["tome8", "tome8_long"]
+    assert [c.method.finetune["name"] for c in cells] == ["tome8", "tome8_long"]
     assert len({c.key for c in cells}) == 2 and len(suite.finetunes()) == 2

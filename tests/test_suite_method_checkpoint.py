@@ -31,7 +31,7 @@ def test_method_checkpoint_replaces_the_backbones_for_its_cells_only(tmp_path):
     assert {c.backbone["checkpoint"] for c in cells} == {str(tmp_path / "dense.pth")}
     assert [c.label for c in cells] == ["dense", "haltingvt halt_center=5 weights=b5.pth",
                                         "haltingvt halt_center=5 mode=packed weights=b5.pth"]
-    assert "checkpoint" not in cells[1].method["params"]
+    assert "checkpoint" not in cells[1].method.params
     key = cells[1].key
     (tmp_path / "b5.pth").write_bytes(b"other weights")  # the file's content is part of the key
     from harness import provenance

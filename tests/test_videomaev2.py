@@ -126,7 +126,7 @@ def test_dry_run_shows_the_published_gmacs_and_every_method(name, k400, tmp_path
     import methods
     from harness.models.compatibility import families_supported
 
-    listed = {c.method["name"] for c in load_suite(suite_path(name)).cells()}
+    listed = {c.method.name for c in load_suite(suite_path(name)).cells()}
     trained_architectures = {m for m in methods.method_registry.names()
                              if methods.get_method(m).architecture is not None}
     on_videomae = {m for m in methods.method_registry.names() if "videomae" in families_supported(methods.get_method(m))}

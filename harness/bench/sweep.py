@@ -9,7 +9,8 @@ import statistics
 import subprocess
 import sys
 import typing as tp
-from pathlib import Path
+
+from harness.layout import Layout
 
 
 @dataclasses.dataclass
@@ -112,8 +113,8 @@ def targets_of(suite, cfg: BenchConfig) -> tp.List[Target]:
 
     seen, cells = set(), []
     for cell in suite.cells():
-        adaptive = methods.get_method(cell.method["name"]).adaptive_token_count
-        ident = json.dumps([cell.backbone, cell.method, cell.dataset if adaptive else None], sort_keys=True)
+        adaptive = methods.get_method(cell.method.name).adaptive_token_count
+        ident = json.dumps([cell.backbone, cell.method.as_dict(), cell.dataset if adaptive else None], sort_keys=True)
         if ident not in seen:
             seen.add(ident)
             cells.append(cell)
@@ -123,7 +124,7 @@ def targets_of(suite, cfg: BenchConfig) -> tp.List[Target]:
             regime = dict(precision=precision, compile=mode)
             for cell in cells:
                 out.append(Target(cell, sdpa_backend=cfg.sdpa_backend, **regime))
-                if cell.method["name"] != "dense":
+                if cell.method.name != "dense":
                     continue
                 if cfg.explicit_dense and cell.backbone.get("fused_attention", True):
                     out.append(Target(cell, fused_attention=False, sdpa_backend=cfg.sdpa_backend, **regime))
@@ -167,8 +168,8 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
                 if cfg.deadline_s is not None and time.monotonic() - started > cfg.deadline_s:
                     skipped.setdefault(t.key, []).append(bs)
                     continue
-                adaptive = methods.get_method(t.cell.method["name"]).adaptive_token_count
-                request = {"backbone": t.cell.backbone, "method": t.cell.method, "dataset": t.cell.dataset,
+                adaptive = methods.get_method(t.cell.method.name).adaptive_token_count
+                request = {"backbone": t.cell.backbone, "method": t.cell.method.as_dict(), "dataset": t.cell.dataset,
                            "batch_size": bs, "threads": cfg.threads, "device": cfg.device,
                            "fused_attention": t.fused_attention, "timing": cfg.timing(),
                            "real_inputs": adaptive, "load_checkpoint": adaptive, "store_root": store_root,
@@ -194,7 +195,7 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
               "not started (recorded as skipped)", file=out, flush=True)
     records = [_record(t, results[t.key], too_big.get(t.key), cfg, suite, failed.get(t.key), skipped.get(t.key))
                for t in targets]
-    folder = Path(store_root) / "bench"
+    folder = Layout(store_root).bench
     folder.mkdir(parents=True, exist_ok=True)
     for rec in records:
         tmp = folder / f"{rec['key']}.json.{os.getpid()}.tmp"

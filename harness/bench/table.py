@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import json
 import typing as tp
-from pathlib import Path
+from harness.layout import Layout
 
-DEFAULT_REGIME = ("fp32", "off", "auto")
+from harness.suite.regime import DEFAULT
+
+DEFAULT_REGIME = DEFAULT.as_tuple()  # (precision, compile mode, SDPA backend)
 
 
 def read_records(store_root: str, cell_keys: tp.Optional[set] = None) -> tp.List[dict]:
     from harness.files import MAX_RECORD_BYTES, read_json
 
     out = []
-    for path in sorted((Path(store_root) / "bench").glob("*.json")):
+    for path in sorted(Layout(store_root).bench.glob("*.json")):
         try:  # the bounded reader: a FIFO, /dev/zero or a deep file here costs its row, never the table
             rec = read_json(path, MAX_RECORD_BYTES, what="bench record")
         except ValueError:
@@ -33,8 +35,8 @@ def read_records(store_root: str, cell_keys: tp.Optional[set] = None) -> tp.List
 def regime_of(rec: dict) -> tp.Tuple[str, str, str]:
     """(precision, compile mode, SDPA backend of the run); records before schema 2: fp32, eager, auto."""
     r = rec.get("regime") or {}
-    return (r.get("precision", rec.get("precision", "fp32")), r.get("compile", rec.get("compile_mode", "off")),
-            r.get("sdpa_backend", "auto"))
+    return (r.get("precision", rec.get("precision", DEFAULT.precision)),
+            r.get("compile", rec.get("compile_mode", DEFAULT.compile)), r.get("sdpa_backend", DEFAULT.sdpa_backend))
 
 
 def kernels_of(rec: dict) -> tp.List[str]:

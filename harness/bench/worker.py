@@ -23,6 +23,7 @@ def measure(request: dict) -> dict:
     from harness.measure.regime import (PrecisionError, SdpaBackendError, regime_context, regime_record,
                                         validate_precision)
     from harness.measure.speed import measure_throughput, peak_memory, reset_peak_memory
+    from harness.suite.regime import DEFAULT, Regime
     from harness.training import resolve_checkpoint
 
     threads = request.get("threads")
@@ -44,7 +45,9 @@ def measure(request: dict) -> dict:
     bs = int(request["batch_size"])
     inputs = _inputs(request, bs, device)
     x = inputs if inputs is not None else torch.randn(bs, *shape, device=device)
-    precision, sdpa = request.get("precision") or "fp32", request.get("sdpa_backend") or "auto"
+    chosen = Regime(request.get("precision") or DEFAULT.precision, request.get("sdpa_backend") or DEFAULT.sdpa_backend,
+                    request.get("compile") or DEFAULT.compile)
+    precision, sdpa = chosen.precision, chosen.sdpa_backend
     regime = regime_record(device, precision, sdpa)
     try:
         validate_precision(precision, device)
@@ -65,7 +68,7 @@ def measure(request: dict) -> dict:
         stats = {"attention_kernel_per_block": list(model.last_stats.attention_kernel),
                  "sdpa_backend_per_block": kernels, "gmacs_per_view": model.view_macs().total / 1e9}
         adaptive = bool(request.get("real_inputs"))
-        timed, info = compile_for_timing(model, x, mode=request.get("compile") or "off",
+        timed, info = compile_for_timing(model, x, mode=chosen.compile,
                                          dynamic=True if adaptive else None, context=context,
                                          backend=request.get("compile_backend") or "inductor")
         if timed is None:

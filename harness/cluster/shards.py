@@ -31,6 +31,7 @@ import math
 import time
 import typing as tp
 from pathlib import Path
+from harness.layout import Layout
 
 CHUNK_GLOB = "chunk-*.npz"
 STATE, FAILED, CELL, MEASURE = "state.json", "failed.json", "cell.json", "measure.json"
@@ -40,7 +41,7 @@ STATE, FAILED, CELL, MEASURE = "state.json", "failed.json", "cell.json", "measur
 
 def cell_dir(store_root: str, key: str) -> Path:
     """Where the shards of cell ``key`` keep their predictions."""
-    return Path(store_root) / "shards" / key
+    return Layout(store_root).shards(key)
 
 
 def shard_dir(cell: tp.Union[str, Path], shard: int, num_shards: int) -> Path:

@@ -29,8 +29,8 @@ from pathlib import Path
 from harness.cluster import shards as sh
 from harness.cluster.profiles import SlurmProfile
 from harness.cluster.snapshot import CodeSnapshot, job_setup_lines, take_snapshot
+from harness.layout import Layout
 
-SUBMISSIONS = "slurm"  # <results>/slurm/<id>/submission.json
 SUBMISSION_FILE = "submission.json"
 
 
@@ -95,7 +95,7 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
         print(f"{len(busy)} cell(s) still queued or running from an earlier submission, not resubmitted: "
               + ", ".join(f"{c.label} ({job})" for c, job in busy[:5]) + (" ..." if len(busy) > 5 else ""), file=out)
     sid = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + _safe(suite.config.name) + "-" + uuid.uuid4().hex[:4]
-    folder = Path(store_root) / SUBMISSIONS / sid
+    folder = Layout(store_root).submission(sid)
     snap = take_snapshot(store_root)
     sub = Submission(sid, str(folder), {"name": suite.config.name, "file": str(suite.path)},
                      dataclasses.asdict(profile), snap.as_record(), num_shards,
@@ -113,11 +113,9 @@ def submit_suite(suite, *, profile: SlurmProfile, store_root: str = "results", f
         return sub
     folder.mkdir(parents=True, exist_ok=True)
     ft_dependency = _submit_finetunes(suite, todo, pending, store_root, profile, snap, folder, sub, executor_factory)
-    suite_info = {"name": suite.config.name, "file": str(suite.path), "version": suite.config.version}
     by_dependency: tp.Dict[tp.Optional[str], list] = {}
     for group in groups:
-        cells = [CellJob(key=c.key, config=c.config(), label=c.label, suite=suite_info, store_root=store_root)
-                 for c in group]
+        cells = [CellJob(c, store_root) for c in group]
         jobs = [ShardJob(cells, i, num_shards, profile.save_every_s, snap.as_record(), sid) for i in range(num_shards)]
         for cell in cells:
             _prepare_cell_dir(store_root, cell.key, cell_info(jobs[0], cell), num_shards, force)
@@ -183,7 +181,7 @@ def _submit_finetunes(suite, todo, pending, store_root, profile, snap, folder, s
         finetune_dir(store_root, ft.key())))) for ft in pending])
     sub.jobs.extend(submitted)
     deps = {}
-    names = {c.finetune_config().key(): c.method["finetune"]["name"] for c in todo if c.finetune}
+    names = {c.finetune_config().key(): c.method.finetune["name"] for c in todo if c.finetune}
     for ft, sjob in zip(pending, submitted):
         deps[ft.key()] = f"afterok:{sjob.job_id}"
         sub.tasks.append({"kind": "finetune", "key": ft.key(), "label": f"fine-tune {names.get(ft.key(), ft.method['name'])}",

@@ -18,6 +18,8 @@ import typing as tp
 import uuid
 from pathlib import Path
 
+from harness.layout import Layout
+
 PACKAGES = ("harness", "methods")  # [tool.setuptools.packages.find] include
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".tmp")
@@ -75,7 +77,7 @@ def take_snapshot(store_root: tp.Union[str, Path], root: tp.Optional[Path] = Non
     if not files:
         raise FileNotFoundError(f"no {' or '.join(PACKAGES)} package under {root}: nothing to snapshot")
     sid = content_id(root, files)
-    target = (Path(store_root) / "code" / sid).resolve()
+    target = Layout(store_root).snapshot(sid).resolve()
     git = git_state(str(root))
     snap = CodeSnapshot(sid, str(target), git["git_commit"], git["git_dirty"], git["git_diff_sha256"], len(files))
     if not (target / MANIFEST).is_file():

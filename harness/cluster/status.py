@@ -17,13 +17,12 @@ import re
 import subprocess
 import time
 import typing as tp
-from pathlib import Path
 
 from harness.cluster import shards as sh
+from harness.layout import Layout
 
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED",
           "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
-SUBMISSIONS = "slurm"
 SUBMISSION_FILE = "submission.json"
 
 
@@ -31,7 +30,7 @@ SUBMISSION_FILE = "submission.json"
 
 def load_submissions(store_root: str) -> tp.List[dict]:
     """Every ``<results>/slurm/*/submission.json``, oldest first."""
-    folder = Path(store_root) / SUBMISSIONS
+    folder = Layout(store_root).submissions
     subs = [s for s in (sh.read_json(p) for p in folder.glob(f"*/{SUBMISSION_FILE}")) if s]
     return sorted(subs, key=lambda s: (s.get("submitted_at") or "", s.get("id") or ""))
 

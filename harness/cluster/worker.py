@@ -24,6 +24,7 @@ import submitit
 from harness.cluster import shards as sh
 from harness.run import record as rec
 from harness.run.cell import CellJob
+from harness.suite import CellSpec
 
 COMPLETE_RECHECKS = 1  # finalize again after writing a partial record (see finalize_cell)
 
@@ -32,7 +33,7 @@ COMPLETE_RECHECKS = 1  # finalize again after writing a partial record (see fina
 class ShardJob:
     """Everything one array task needs (picklable): one shard of the cells of one group."""
 
-    cells: tp.List[CellJob]  # key, config, label, suite, store_root (absolute); one share_key, one store
+    cells: tp.List[CellJob]  # spec and store_root (absolute); one share key, one store
     shard: int = 0  # 0-based
     num_shards: int = 1
     save_every_s: float = 60.0  # seconds between prediction saves (0: after every batch)
@@ -46,10 +47,18 @@ class ShardJob:
 
 
 def cell_info(job: ShardJob, cell: CellJob) -> dict:
-    """The content of ``cell.json``: what a merge needs without the submitting process."""
-    return {"key": cell.key, "config": cell.config, "label": cell.label, "suite": cell.suite,
-            "num_shards": job.num_shards, "group": [c.label for c in job.cells], "code": job.code,
-            "submission": job.submission}
+    """The content of ``cell.json``: the cell (``CellSpec.to_json``) and how it was split, what a merge
+    needs without the submitting process."""
+    return {**cell.spec.to_json(), "num_shards": job.num_shards, "group": [c.label for c in job.cells],
+            "code": job.code, "submission": job.submission}
+
+
+def spec_of(cell: dict) -> CellSpec:
+    """The ``CellSpec`` a ``cell.json`` describes (one written before specs, with a ``config``, too)."""
+    if "config" in cell:
+        return CellSpec.from_json({**cell["config"], "key": cell["key"], "label": cell["label"],
+                                   "suite": cell["suite"]})
+    return CellSpec.from_json(cell)
 
 
 class ShardFailed(RuntimeError):
@@ -112,30 +121,30 @@ class ShardTask(submitit.helpers.Checkpointable):
     def _run(self, job: ShardJob, cells: tp.List[CellJob], dirs: dict, states: dict) -> tp.Dict[str, dict]:
         """Build the cells, predict the range for all of them on one pass, measure them (shard 0) and mark
         them complete; updates ``states`` and returns ``{key: error}`` of the cells that failed."""
-        from harness.run.cell import Progress, cell_runtime, regime
+        from harness.run.cell import Progress, cell_runtime
         from harness.run.group import measure_costs, prepare_cells
 
-        _threads_from_slurm(cells[0].config)
+        _threads_from_slurm(cells[0].spec.measure.threads)
         progress = Progress(None)
         setups, failures = prepare_cells(cells, progress)
         live = [c for c in cells if c.key in setups]
         if not live:
             return failures
-        first, ev = setups[live[0].key], live[0].config["eval"]
+        first = setups[live[0].key]
+        ev = first.spec.eval
         listed = first.dataset.items()
-        items = listed[:ev["limit"]] if ev.get("limit") else listed
-        start, end = sh.shard_ranges(len(items), job.num_shards, ev["batch_size"])[job.shard]
-        saved = {c.key: self._start(job, dirs[c.key], states, c.key, start, end, c.config['dataset']) for c in live}
+        items = listed[:ev.limit] if ev.limit else listed
+        start, end = sh.shard_ranges(len(items), job.num_shards, ev.batch_size)[job.shard]
+        saved = {c.key: self._start(job, dirs[c.key], states, c.key, start, end, c.spec.dataset) for c in live}
         group = f" (one decoding pass for {len(live)} cells)" if len(live) > 1 else ""
         for cell in live:
             print(f"{cell.label} [{cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
                   f"{states[cell.key]['videos_done']} already saved, run {len(states[cell.key]['runs'])}{group}",
                   flush=True)
         errors = sh.predict_range({c.key: setups[c.key].model for c in live}, first.dataset, items, start=start,
-                                  end=end, batch_size=ev["batch_size"], num_workers=ev.get("num_workers", 0),
+                                  end=end, batch_size=ev.batch_size, num_workers=ev.num_workers,
                                   device=first.device, writers=self._writers, skip=saved,
-                                  after_batch=job.after_batch,
-                                  contexts={c.key: regime(c.config, setups[c.key].device) for c in live})
+                                  after_batch=job.after_batch, contexts={c.key: setups[c.key].context for c in live})
         failures.update({key: rec.error_of(err) for key, err in errors.items()})
         done = [c for c in live if c.key not in failures]
         unmeasured = [c for c in done if job.shard == 0 and not (dirs[c.key].parent / sh.MEASURE).is_file()]
@@ -148,7 +157,7 @@ class ShardTask(submitit.helpers.Checkpointable):
             measured, flops_check = costs[cell.key]
             sh.write_json(dirs[cell.key].parent / sh.MEASURE, {
                 "metrics": measured, "flops_check": flops_check, "finetune": setup.finetune,
-                "runtime": cell_runtime(setup, cell.config, setup.dataset.manifest(), []),
+                "runtime": cell_runtime(setup, setup.dataset.manifest(), []),
                 "listed_in_annotation": len(listed), **_worker_provenance(), "measured_at": rec.now()})
         for cell in done:
             if cell.key in failures:
@@ -190,7 +199,7 @@ class FinetuneTask(submitit.helpers.Checkpointable):
     def __call__(self, config: dict, out_dir: str) -> dict:
         from harness.run.local import run_finetune_job
 
-        _threads_from_slurm({"measure": {"threads": config.get("threads")}})
+        _threads_from_slurm(config.get("threads"))
         return run_finetune_job(config, out_dir)
 
 
@@ -223,14 +232,15 @@ def _cell_record(store_root: str, key: str) -> dict:
     dirs = [sh.shard_dir(cdir, i, n) for i in range(n)]
     states = [sh.load_state(d) for d in dirs]
     failures = [f for f in (sh.read_json(d / sh.FAILED) for d in dirs) if f is not None]
-    record = rec.new_record(key, cell["config"], cell["label"], cell["suite"], started_at=_first_start(states))
+    spec = spec_of(cell)
+    record = rec.new_record(spec, started_at=_first_start(states))
     record["execution"] = _execution(cell, states)
     measure = sh.read_json(cdir / sh.MEASURE)
     complete = all(s is not None and s.get("complete") for s in states)
     runtime = {}
     if not failures and complete and measure is not None:
         try:
-            merged = _merged(cell, dirs, states, measure)
+            merged = _merged(spec, dirs, states, measure)
             runtime = merged.pop("runtime")
             record["execution"]["duplicates_dropped"] = merged.pop("duplicates_dropped")
             rec.set_ok(record, merged, samples_file=None)
@@ -248,11 +258,10 @@ def _cell_record(store_root: str, key: str) -> dict:
     return rec.finish(record, {**_provenance(cell, measure), **runtime})
 
 
-def _merged(cell: dict, dirs, states, measure: dict) -> dict:
+def _merged(spec: CellSpec, dirs, states, measure: dict) -> dict:
     predictions = sh.load_predictions(dirs)
     num_items = sum(s["videos"] for s in states)
-    config = cell["config"]
-    merged = sh.merge_predictions(predictions, aggregation=config["dataset"].get("aggregation", "prob"),
+    merged = sh.merge_predictions(predictions, aggregation=spec.dataset.get("aggregation", "prob"),
                                   num_items=num_items, listed_total=measure["listed_in_annotation"])
     metrics = merged["metrics"]
     metrics.update(measure["metrics"])
@@ -303,10 +312,10 @@ def _already_done(job: ShardJob, directory, state: tp.Optional[dict]) -> bool:
     return job.shard != 0 or (directory.parent / sh.MEASURE).is_file()
 
 
-def _threads_from_slurm(config: dict) -> None:
-    """Torch threads = the task's CPUs (Slurm binds none with task/none), unless measure.threads is set."""
+def _threads_from_slurm(threads: tp.Optional[int]) -> None:
+    """Torch threads = the task's CPUs (Slurm binds none with task/none), unless ``threads`` (measure.threads) is set."""
     cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus and not config["measure"].get("threads"):
+    if cpus and not threads:
         import torch
 
         torch.set_num_threads(int(cpus))

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 from harness.report.pareto import at_budget, frontier, parse_budget, versus_baselines
 from harness.report.stats import paired_comparison, paired_ratio, unpaired_ratio, wilson_interval
+from harness.suite.regime import DEFAULT as DEFAULT_REGIME, Regime
 
 Record = tp.Dict[str, tp.Any]
 Group = tp.Dict[str, tp.Any]
@@ -141,18 +142,16 @@ def _canon(value: tp.Any) -> str:
 
 
 REGIME_FIELDS = ("precision", "compile", "sdpa_backend")
-_REGIME_DEFAULT = ("fp32", "off", "auto")
 
 
 def regime_of(rec: Record) -> tuple[str, str, str]:
     """(precision, compile mode, SDPA backend) a record was measured in: rows of different regimes are never
     in one table (their speedups and even their accuracies are not comparable)."""
-    ev, me = _config(rec, "eval"), _config(rec, "measure")
-    return (str(ev.get("precision") or "fp32"), str(me.get("compile") or "off"), str(me.get("sdpa_backend") or "auto"))
+    return Regime.from_config({"eval": _config(rec, "eval"), "measure": _config(rec, "measure")}).as_tuple()
 
 
 def _regime_title(regime: tuple[str, str, str]) -> str:
-    if regime == _REGIME_DEFAULT:
+    if regime == DEFAULT_REGIME.as_tuple():
         return ""
     return " [" + ", ".join([regime[0]] + ([f"compile {regime[1]}"] if regime[1] != "off" else []) +
                             ([f"sdpa {regime[2]}"] if regime[2] != "auto" else [])) + "]"

@@ -13,18 +13,24 @@ import os
 import time
 import typing as tp
 
+from harness.suite import CellSpec, Regime
 
 
 @dataclasses.dataclass
 class CellJob:
-    """Everything a worker needs to run one cell (picklable for submitit)."""
+    """Everything a worker needs to run one cell (picklable for submitit: the spec pickles as JSON)."""
 
-    key: str
-    config: dict  # Cell.config(): backbone, dataset, method, eval, measure
-    label: str  # e.g. "tome r=8"
-    suite: dict  # {"name": ..., "file": ...}
+    spec: CellSpec
     store_root: str
     progress_file: tp.Optional[str] = None  # where the worker reports progress for the parent
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
 
 
 class Progress:
@@ -46,102 +52,78 @@ class Progress:
         os.replace(tmp, self.path)
 
 
-def run_cell(job: CellJob, callback: tp.Optional[tp.Callable] = None) -> dict:
-    """Run ``job`` alone and write its record to the store; returns the record."""
-    from harness.run.group import run_group
-
-    return run_group([job], callback)[0]
-
-
 @dataclasses.dataclass
 class CellSetup:
     """A cell's built model and dataset (what evaluation and measurement share)."""
 
+    spec: CellSpec
     model: tp.Any  # the VideoViT (or method network) on ``device``, weights loaded
     dataset: tp.Any  # the registered dataset config object (protocol + items())
     device: tp.Any  # torch.device
+    regime: Regime  # checked against ``device`` once, when the cell was built
     checkpoint: tp.Optional[str]  # the weights file that was loaded
     finetune: tp.Optional[dict]  # summary of the fine-tuning run whose weights are evaluated
 
+    def context(self) -> tp.ContextManager:
+        """The context every forward of the cell runs under (its regime on its device)."""
+        return self.regime.context(self.device)
 
-def prepare_cell(config: dict, progress: Progress, store_root: str = "results") -> CellSetup:
-    """Threads, seed and device; the fine-tune's checkpoint if any; the model and the dataset."""
+    def clip_shape(self, batch: int = 1) -> tp.Tuple[int, int, int, int, int]:
+        """``(batch, channels, frames, height, width)`` of the built model's input."""
+        cfg = self.model.cfg
+        return batch, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size
+
+
+def prepare_cell(spec: CellSpec, progress: Progress, store_root: str = "results") -> CellSetup:
+    """Threads, seed and device; the regime checked against the device (before any work); the fine-tune's
+    checkpoint if any; the model and the dataset."""
     import torch
 
     from harness.build import build_from_config
     from harness.data.registry import build_dataset
     from harness.measure.device import resolve_device
     from harness.models.compatibility import protocol_problems
-
-    ev, me = config["eval"], config["measure"]
-    if me.get("threads"):
-        torch.set_num_threads(int(me["threads"]))
-    torch.manual_seed(me.get("seed", 0))
-    device = resolve_device(ev.get("device", "auto"))
-    precision(config, device)  # a regime the device cannot run fails here, before any work
     from harness.training import resolve_checkpoint
 
-    checkpoint = resolve_checkpoint(config, store_root)
-    method = config["method"]
+    if spec.measure.threads:
+        torch.set_num_threads(int(spec.measure.threads))
+    torch.manual_seed(spec.measure.seed)
+    device = resolve_device(spec.eval.device)
+    regime = spec.regime.validate(device)  # a regime the device cannot run fails here, before any work
+    checkpoint = resolve_checkpoint(spec.config(), store_root)
     finetune = None
-    if method.get("finetune"):
+    if spec.method.finetune:
+        from harness.files import MAX_RECORD_BYTES, read_json
         from harness.training import META, run_dir
 
-        from harness.files import MAX_RECORD_BYTES, read_json
-
-        meta = read_json(os.path.join(run_dir(store_root, method["finetune"]["key"]), META), MAX_RECORD_BYTES,
+        meta = read_json(os.path.join(run_dir(store_root, spec.method.finetune["key"]), META), MAX_RECORD_BYTES,
                          what="fine-tune meta.json")
-        finetune = {"name": method["finetune"]["name"], "key": meta["key"], "train_wall_s": meta["train_wall_s"],
+        finetune = {"name": spec.method.finetune["name"], "key": meta["key"], "train_wall_s": meta["train_wall_s"],
                     "epochs": len(meta["history"]), "steps": meta["steps"], "device": meta["device"],
                     "last_epoch": meta["history"][-1] if meta["history"] else None}
     progress("build model", 0, 1, force=True)
-    model = build_from_config(config["backbone"], method, checkpoint=checkpoint).to(device)
-    dataset = build_dataset(config["dataset"])
+    model = build_from_config(spec.backbone, spec.method.as_dict(), checkpoint=checkpoint).to(device)
+    dataset = build_dataset(spec.dataset)
     problems = protocol_problems(dataset, model.cfg)
     if problems:
         raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
-    return CellSetup(model, dataset, device, checkpoint, finetune)
+    return CellSetup(spec, model, dataset, device, regime, checkpoint, finetune)
 
 
-def precision(config: dict, device) -> str:
-    """The cell's precision (``eval.precision``; ``measure.precision`` must agree: accuracy is evaluated
-    in the precision it is timed in), checked against the device."""
-    from harness.measure.regime import validate_precision, validate_sdpa_backend
-
-    ev, me = config["eval"], config["measure"]
-    chosen = ev.get("precision", "fp32")
-    if me.get("precision") not in (None, chosen):
-        raise ValueError(f"measure.precision {me['precision']!r} differs from eval.precision {chosen!r}: "
-                         "accuracy is evaluated in the precision it is timed in; set one of them")
-    validate_sdpa_backend(me.get("sdpa_backend", "auto"))
-    return validate_precision(chosen, device)
-
-
-def regime(config: dict, device) -> tp.Callable[[], tp.ContextManager]:
-    """The context every forward of the cell runs under: autocast to its precision, its SDPA backend."""
-    from harness.measure.regime import regime_context
-
-    chosen, sdpa = precision(config, device), config["measure"].get("sdpa_backend", "auto")
-    return lambda: regime_context(device, chosen, sdpa)
-
-
-def regime_fields(config: dict, setup: CellSetup) -> dict:
-    """Precision, SDPA backend (asked for, and the kernel each block ran: one profiled forward), versions
-    and device: what makes two figures comparable."""
+def regime_fields(setup: CellSetup) -> dict:
+    """Precision, SDPA backend (asked for, and the kernel each block ran: one profiled forward), compile
+    mode, versions and device: what makes two figures comparable."""
     import torch
 
     from harness.measure.kernels import probe_attention_kernels
-    from harness.measure.regime import regime_record
 
-    me, cfg = config["measure"], setup.model.cfg
-    out = regime_record(setup.device, precision(config, setup.device), me.get("sdpa_backend", "auto"))
-    x = torch.randn(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, device=setup.device)
+    out = setup.regime.record(setup.device)
+    x = torch.randn(*setup.clip_shape(), device=setup.device)
     try:
-        out["sdpa_backend_per_block"] = probe_attention_kernels(setup.model, x, regime(config, setup.device))
+        out["sdpa_backend_per_block"] = probe_attention_kernels(setup.model, x, setup.context)
     except Exception as err:  # noqa: BLE001 -- a model the profiler cannot follow: say so, keep the cell
         out["sdpa_backend_per_block"] = None
         out["sdpa_backend_probe_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-    out["compile_mode"] = me.get("compile", "off")
     return out
 
 
@@ -151,9 +133,9 @@ def check_flops(setup: CellSetup, progress: Progress) -> dict:
 
     from harness.measure.flops import fvcore_macs, model_macs
 
-    model, device, cfg = setup.model, setup.device, setup.model.cfg
+    model, device = setup.model, setup.device
     progress("count FLOPs (fvcore)", 0, 1, force=True)
-    clip = torch.randn(1, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size, device=device)
+    clip = torch.randn(*setup.clip_shape(), device=device)
     with torch.inference_mode():
         model(clip)  # a plain forward: during fvcore's jit trace shapes are tensors
     analytic = model_macs(model).total
@@ -168,28 +150,25 @@ def check_flops(setup: CellSetup, progress: Progress) -> dict:
     return check
 
 
-def throughput_subject(setup: CellSetup, config: dict) -> dict:
+def throughput_subject(setup: CellSetup) -> dict:
     """What ``interleaved_throughput`` times for a cell: static methods on random input of the true clip
     shape, adaptive ones (whose work depends on the data) on real clips of the evaluated dataset."""
     import torch
 
     from harness.data.video_dataset import real_clips
-
-    me, cfg = config["measure"], setup.model.cfg
-    adaptive = _capabilities(config["method"]["name"])["adaptive_token_count"]
-    shape = (me["batch_size"], cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
-    x = real_clips(setup.dataset, me["batch_size"]) if adaptive else torch.randn(*shape)
     from harness.measure.compiled import compile_for_timing, count_after, public
 
-    context = regime(config, setup.device)
+    me = setup.spec.measure
+    adaptive = setup.spec.method.capabilities()["adaptive_token_count"]
+    x = real_clips(setup.dataset, me.batch_size) if adaptive else torch.randn(*setup.clip_shape(me.batch_size))
     x = x.to(setup.device)
-    model, info = compile_for_timing(setup.model, x, mode=me.get("compile", "off"), dynamic=True if adaptive else None,
-                                     context=context)
+    model, info = compile_for_timing(setup.model, x, mode=setup.regime.compile, dynamic=True if adaptive else None,
+                                     context=setup.context)
     if model is None:  # a method that does not compile: timed eager, the failure recorded in its row
         model = setup.model
-    subject = {"model": model, "x": x, "warmup_iters": me["warmup_iters"], "context": context,
-               "warmup_s": me["warmup_s"], "timed_iters": me["timed_iters"], "min_timed_s": me["min_timed_s"],
-               "repeats": me["repeats"], "compile": info,
+    subject = {"model": model, "x": x, "warmup_iters": me.warmup_iters, "context": setup.context,
+               "warmup_s": me.warmup_s, "timed_iters": me.timed_iters, "min_timed_s": me.min_timed_s,
+               "repeats": me.repeats, "compile": info,
                "timing_input": "real clips from the evaluated dataset" if adaptive else "random normal"}
     if info["compile_mode"] != "off":
         subject["after_warmup"] = lambda: count_after(info, "recompiles")
@@ -197,7 +176,7 @@ def throughput_subject(setup: CellSetup, config: dict) -> dict:
     return subject
 
 
-def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kernel: tp.List[str]) -> dict:
+def cell_runtime(setup: CellSetup, manifest: dict, attention_kernel: tp.List[str]) -> dict:
     """The provenance fields only a worker knows (device, threads, hashes, kernels, numerics, the
     decoder's distribution and version)."""
     import torch
@@ -207,21 +186,15 @@ def cell_runtime(setup: CellSetup, config: dict, manifest: dict, attention_kerne
     from harness.models import hf
     from harness.provenance import numerics_code
 
-    me, method = config["measure"], config["method"]
+    spec = setup.spec
     return {"device": device_name(setup.device), "torch_threads": torch.get_num_threads(),
-            "seed": me.get("seed", 0), "dataset_manifest": manifest,
+            "seed": spec.measure.seed, "dataset_manifest": manifest,
             "checkpoint_sha256": hf.content_key(setup.checkpoint) if setup.checkpoint else None,
             "checkpoint_layout": setup.model.checkpoint_layout,
             "class_names": getattr(setup.model, "class_names", None),
             "attention_kernel_per_block": list(attention_kernel),
-            "numerics": numerics_state(setup.device, precision(config, setup.device)),
+            "numerics": numerics_state(setup.device, setup.regime.precision),
             "reducer": setup.model.describe(),
-            "method_capabilities": _capabilities(method["name"]),
-            "numerics_code": numerics_code(method["name"], method.get("params")),
-            **decoder_provenance(config["dataset"])}
-
-
-def _capabilities(name: str) -> dict:
-    import methods
-
-    return methods.get_method(name).capabilities()
+            "method_capabilities": spec.method.capabilities(),
+            "numerics_code": numerics_code(spec.method.name, spec.method.params),
+            **decoder_provenance(spec.dataset)}

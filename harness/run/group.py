@@ -1,6 +1,6 @@
 """Run cells that share a test protocol in one worker: decode once, forward every model, time them interleaved.
 
-``share_key`` says which cells may share: the same dataset dict (videos, sampler, views, transforms)
+``CellSpec.share_key`` says which cells may share: the same dataset dict (videos, sampler, views, transforms)
 and the same ``eval`` settings that decide batching and the device. ``plan_groups`` packs the cells
 of each share key into groups whose models fit in memory together (``MEMORY_FRACTION`` of RAM, by
 ``memory_estimate``: weights + one batch of activations); a cell too big to share runs alone.
@@ -15,33 +15,24 @@ else a fresh probe process); writes one record per cell. A failure in one cell f
 """
 from __future__ import annotations
 
-import json
 import os
 import typing as tp
 
 from harness.run import record as rec
-from harness.run.cell import CellJob, Progress
+from harness.run.cell import CellJob, Progress, cell_runtime, check_flops, regime_fields, throughput_subject
+from harness.suite import CellSpec
 
 MEMORY_FRACTION = 0.5  # of physical RAM (or GPU memory) that the models of one group may take together
 
 
-def share_key(config: dict) -> str:
-    """Cells with the same key can be evaluated on one decoding pass."""
-    ev = {k: v for k, v in config["eval"].items() if k not in ("num_workers", "share_decode")}
-    return json.dumps({"dataset": config["dataset"], "eval": ev}, sort_keys=True, default=str)
-
-
-def memory_estimate(config: dict) -> int:
+def memory_estimate(spec: CellSpec) -> int:
     """Bytes a cell's model needs resident during evaluation: fp32 weights plus the activations of one
     evaluation batch (tokens x width x the MLP's 4x, a few buffers deep). An upper-end estimate from the
     config alone (no model is built)."""
-    from harness.models.presets import backbone_config
-
-    cfg = backbone_config(config["backbone"])
+    cfg = spec.backbone_config()
     width, depth, tokens = cfg.embed_dim, cfg.depth, cfg.num_tokens
     weights = depth * 12 * width * width + cfg.num_classes * width
-    views = config["eval"]["batch_size"] * max(1, int(config["dataset"].get("num_clips", 1)) *
-                                               int(config["dataset"].get("num_crops", 1)))
+    views = spec.eval.batch_size * max(1, int(spec.dataset.get("num_clips", 1)) * int(spec.dataset.get("num_crops", 1)))
     span = getattr(cfg, "attention_span", tokens)  # keys each query sees (Video Swin: a window)
     activations = views * tokens * (width * 8 + span * cfg.num_heads)  # x, qkv, MLP hidden, one attn map
     return 4 * (weights + activations)
@@ -66,12 +57,11 @@ def plan_groups(cells: tp.Sequence[tp.Any], share: bool = True, budget: tp.Optio
     used: tp.Dict[int, int] = {}
     order: tp.List[tp.List[tp.Any]] = []
     for cell in cells:
-        config = cell.config()
-        if not config["eval"].get("share_decode", True):
+        if not cell.eval.share_decode:
             order.append([cell])
             continue
-        need = memory_estimate(config)
-        groups = by_key.setdefault(share_key(config), [])
+        need = memory_estimate(cell)
+        groups = by_key.setdefault(cell.share_key, [])
         if groups and used[id(groups[-1])] + need <= budget:
             groups[-1].append(cell)
             used[id(groups[-1])] += need
@@ -90,7 +80,7 @@ def prepare_cells(jobs: tp.Sequence[CellJob], progress: Progress) -> tp.Tuple[di
     setups, failed = {}, {}
     for job in jobs:
         try:
-            setups[job.key] = prepare_cell(job.config, progress, job.store_root)
+            setups[job.key] = prepare_cell(job.spec, progress, job.store_root)
         except Exception as err:  # noqa: BLE001 -- a failed cell is a result, not a crash
             failed[job.key] = rec.error_of(err)
     return setups, failed
@@ -104,22 +94,18 @@ def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = N
 
     progress = Progress(jobs[0].progress_file, callback)
     store = ResultStore(jobs[0].store_root)
-    records = {j.key: rec.new_record(j.key, j.config, j.label, j.suite, started_at=rec.now()) for j in jobs}
+    records = {j.key: rec.new_record(j.spec, started_at=rec.now()) for j in jobs}
     runtimes: tp.Dict[str, dict] = {}
     setups, failed = prepare_cells(jobs, progress)
     accuracy: tp.Dict[str, tp.Any] = {}
     if setups:
         first = next(iter(setups.values()))
-        ev = jobs[[j.key for j in jobs].index(next(iter(setups)))].config["eval"]
+        ev = first.spec.eval
         for setup in setups.values():
             reset_peak_memory(setup.device)
-        from harness.run.cell import regime
-
-        configs = {j.key: j.config for j in jobs}
         accuracy = evaluate_models({k: s.model for k, s in setups.items()}, first.dataset, device=first.device,
-                                   batch_size=ev["batch_size"], num_workers=ev.get("num_workers", 0),
-                                   limit=ev.get("limit"), progress=progress,
-                                   contexts={k: regime(configs[k], s.device) for k, s in setups.items()})
+                                   batch_size=ev.batch_size, num_workers=ev.num_workers, limit=ev.limit,
+                                   progress=progress, contexts={k: s.context for k, s in setups.items()})
         for key, result in accuracy.items():
             if isinstance(result, BaseException):
                 failed[key] = rec.error_of(result)
@@ -132,20 +118,17 @@ def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = N
         elif isinstance(costs.get(job.key), BaseException):
             rec.set_failed(record, rec.error_of(costs[job.key]))
         else:
-            from harness.run.cell import cell_runtime
-
             setup, result = setups[job.key], accuracy[job.key]
             metrics, flops_check = costs[job.key]
             metrics = {**result["metrics"], **metrics}
-            runtimes[job.key] = cell_runtime(setup, job.config, result["manifest"],
-                                             result["last_stats"]["attention_kernel"])
+            runtimes[job.key] = cell_runtime(setup, result["manifest"], result["last_stats"]["attention_kernel"])
             record["execution"] = {"shared_decode": {"cells": len(jobs), "group": [j.label for j in jobs]}}
             rec.set_ok(record, {"metrics": metrics, "coverage": result["coverage"], "flops_check": flops_check,
                                 "finetune": setup.finetune},
                        store.write_samples(job.key, result["samples"]).name)
         from harness.data.decode import decoder_provenance
 
-        runtime = runtimes.get(job.key) or decoder_provenance(job.config["dataset"])  # a failed cell: the decoder
+        runtime = runtimes.get(job.key) or decoder_provenance(job.spec.dataset)  # a failed cell: the decoder
         rec.finish(record, rec.this_process_provenance(runtime))
         store.write(record)
     return [records[j.key] for j in jobs]
@@ -157,27 +140,26 @@ def measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress) 
     built model of the group, so that memory alone can move the others off the device). The Slurm shard 0
     of a group measures with it too."""
     from harness.measure.interleaved import interleaved_throughput
-    from harness.run.cell import check_flops, regime_fields, throughput_subject
 
     out: tp.Dict[str, tp.Any] = {}
     metrics: tp.Dict[str, dict] = {j.key: {} for j in jobs}
     checks: tp.Dict[str, dict] = {j.key: {} for j in jobs}
     for job in jobs:
         try:
-            if job.config["measure"].get("flops", True):
+            if job.spec.measure.flops:
                 checks[job.key] = check_flops(setups[job.key], progress)
         except Exception as err:  # noqa: BLE001
             out[job.key] = err
-    timed_jobs = [j for j in jobs if j.key not in out and j.config["measure"].get("throughput", True)]
+    timed_jobs = [j for j in jobs if j.key not in out and j.spec.measure.throughput]
     if timed_jobs:
         subjects = {}
         for job in timed_jobs:
             try:
-                subjects[job.key] = throughput_subject(setups[job.key], job.config)
+                subjects[job.key] = throughput_subject(setups[job.key])
             except Exception as err:  # noqa: BLE001
                 out[job.key] = err
         device = setups[timed_jobs[0].key].device
-        total = max(j.config["measure"]["repeats"] for j in timed_jobs)
+        total = max(j.spec.measure.repeats for j in timed_jobs)
         progress("throughput (interleaved)", 0, total, force=True)
         timed = interleaved_throughput(subjects, device=device,
                                        progress=lambda d, t: progress("throughput (interleaved)", d, t, force=True))
@@ -187,7 +169,7 @@ def measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress) 
             else:
                 metrics[key].update(result, compile=subjects[key]["compile_public"]())
     for job in jobs:
-        if job.key in out or not job.config["measure"].get("memory", True):
+        if job.key in out or not job.spec.measure.memory:
             continue
         try:
             metrics[job.key].update(_memory_alone(job, setups))
@@ -195,7 +177,7 @@ def measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress) 
             out[job.key] = err
     for job in jobs:
         if job.key not in out:
-            metrics[job.key]["regime"] = regime_fields(job.config, setups[job.key])
+            metrics[job.key]["regime"] = regime_fields(setups[job.key])
         out.setdefault(job.key, (metrics[job.key], checks[job.key]))
     return out
 
@@ -207,9 +189,8 @@ def _memory_alone(job: CellJob, setups: dict) -> dict:
     from harness.measure.speed import peak_memory, reset_peak_memory
 
     setup = setups[job.key]
-    device, cfg = setup.device, setup.model.cfg
-    views = job.config["eval"]["batch_size"] * setup.dataset.views
-    shape = (views, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size)
+    device = setup.device
+    shape = setup.clip_shape(job.spec.eval.batch_size * setup.dataset.views)
     if device.type == "cuda":
         others = [s for k, s in setups.items() if k != job.key]
         for s in others:
@@ -256,15 +237,13 @@ def _cpu_forward_peak(model, shape) -> tp.Optional[dict]:
 def _cpu_memory_probe(job: CellJob) -> dict:
     """Peak RSS increase of building and running the cell's model in a fresh process (``harness bench``'s
     worker, one short timing), at the evaluation batch."""
-    import methods
     from harness.bench.sweep import run_worker
 
-    config = job.config
-    adaptive = methods.get_method(config["method"]["name"]).adaptive_token_count
-    request = {"backbone": config["backbone"], "method": config["method"], "dataset": config["dataset"],
-               "batch_size": config["eval"]["batch_size"], "threads": config["measure"].get("threads"),
-               "device": "cpu", "fused_attention": None, "real_inputs": adaptive, "load_checkpoint": True,
-               "store_root": job.store_root, "overhead": False, "seed": config["measure"].get("seed", 0),
+    spec = job.spec
+    request = {"backbone": spec.backbone, "method": spec.method.as_dict(), "dataset": spec.dataset,
+               "batch_size": spec.eval.batch_size, "threads": spec.measure.threads,
+               "device": "cpu", "fused_attention": None, "real_inputs": spec.method.capabilities()["adaptive_token_count"],
+               "load_checkpoint": True, "store_root": job.store_root, "overhead": False, "seed": spec.measure.seed,
                "timing": {"warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 1, "min_timed_s": 0.0}}
     result = run_worker(request, timeout_s=600)
     if result.get("oom"):

@@ -19,9 +19,10 @@ import threading
 import time
 import typing as tp
 from pathlib import Path
+from harness.layout import Layout, writes_for
 
 EXECUTORS = ("local", "debug")
-RUN_FOLDERS = ("cells", "logs", "finetunes", "locks")  # what `run` writes under its results directory
+RUN_FOLDERS = writes_for("run")  # what `run` writes under its results directory
 PROGRESS_EVERY_S = 0.5  # a fine-tuning worker's progress file is rewritten at most this often
 
 
@@ -38,7 +39,7 @@ def check_writable(store_root: str, folders: tp.Sequence[str] = RUN_FOLDERS) -> 
     import tempfile
 
     for sub in folders:
-        folder = os.path.join(store_root, sub)
+        folder = str(Layout(store_root).folder(sub))
         try:
             os.makedirs(folder, exist_ok=True)
             if not os.access(folder, os.W_OK | os.X_OK):
@@ -108,7 +109,7 @@ class CellLocks:
     the holding process dies, however it dies) and ``<key>.owner`` (pid, host, start) to say who holds it."""
 
     def __init__(self, store_root: str):
-        self.dir = os.path.join(store_root, "locks")
+        self.dir = str(Layout(store_root).locks)
         self.held: tp.Dict[str, tp.Any] = {}
 
     def acquire(self, key: str) -> tp.Optional[dict]:
@@ -207,7 +208,7 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
               f"repository (checkpoints/finetunes; --force retrains), {len(pending)} to train", file=out)
     if not pending:
         return results
-    ex = make_executor(executor, Path(store_root) / "logs" / "%j")
+    ex = make_executor(executor, Layout(store_root).job_logs())
     locks = CellLocks(store_root)
     try:
         for cfg in pending:
@@ -239,7 +240,7 @@ def _finetune_one(ex, cfg, store_root: str, out: tp.TextIO) -> dict:
     from harness.training import run_dir as finetune_dir
 
     run_dir = os.path.abspath(finetune_dir(store_root, cfg.key()))
-    progress_file = os.path.join(store_root, "logs", f"progress-finetune-{cfg.key()[:16]}.json")
+    progress_file = str(Layout(store_root).progress(f"finetune-{cfg.key()[:16]}"))
     os.makedirs(os.path.dirname(progress_file), exist_ok=True)
     if os.path.exists(progress_file):
         os.remove(progress_file)
@@ -320,9 +321,8 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
     warn_other_code(done, store_root, out)
     if not todo:
         return []
-    ex = make_executor(executor, Path(store_root) / "logs" / "%j")
+    ex = make_executor(executor, Layout(store_root).job_logs())
     records: tp.List[dict] = []
-    suite_info = {"name": suite.config.name, "file": str(suite.path), "version": suite.config.version}
     started = rec.now()
     store, locks, busy = ResultStore(store_root), CellLocks(store_root), []
     # smoothing=0: the ETA from the mean time per cell; a group's cells all finish together, and the default
@@ -347,7 +347,7 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
                     mine.append(cell)
             try:
                 if mine:
-                    for record in _run_group(ex, executor, mine, suite_info, store_root, out):
+                    for record in _run_group(ex, executor, mine, store_root, out):
                         records.append(record)
                         suite_bar.write(f"  {_plain(record['label'])}: {_outcome(record)}")
                         suite_bar.update(1)
@@ -389,7 +389,7 @@ def _finished_meanwhile(store, key: str, started: str, force: bool) -> bool:
     return not force or record.get("finished_at", "") >= started
 
 
-def _run_group(ex, executor: str, group: list, suite_info: dict, store_root: str, out: tp.TextIO) -> tp.List[dict]:
+def _run_group(ex, executor: str, group: list, store_root: str, out: tp.TextIO) -> tp.List[dict]:
     from tqdm import tqdm
 
     from harness.run import record as rec
@@ -398,10 +398,9 @@ def _run_group(ex, executor: str, group: list, suite_info: dict, store_root: str
 
     title = _plain(group[0].label) if len(group) == 1 else f"{len(group)} cells"
     bar = tqdm(total=1, desc=f"{title}: starting", position=1, leave=False, file=out)
-    progress_file = os.path.join(store_root, "logs", f"progress-{group[0].key[:16]}.json")
+    progress_file = str(Layout(store_root).progress(group[0].key[:16]))
     os.makedirs(os.path.dirname(progress_file), exist_ok=True)
-    jobs = [CellJob(key=c.key, config=c.config(), label=c.label, suite=suite_info,
-                    store_root=os.path.abspath(store_root), progress_file=progress_file) for c in group]
+    jobs = [CellJob(c, os.path.abspath(store_root), progress_file) for c in group]
     try:
         if executor == "debug":
             def show(stage, n, total, bar=bar, label=title):
@@ -447,7 +446,7 @@ def _wait(job, bar, label: str, progress_file: str, specs: list, started: str) -
                 else _write_lost_job(s, job, err) for s in specs]
 
 
-def _write_lost_job(spec, job, err: Exception) -> dict:
+def _write_lost_job(cell, job, err: Exception) -> dict:
     from harness.run import record as rec
     from harness.store import ResultStore
 
@@ -457,11 +456,11 @@ def _write_lost_job(spec, job, err: Exception) -> dict:
     last = last_error_line(job.paths.stderr)
     if last and last not in message:  # whatever ended the worker, its record says what it last complained of
         message += f"; last error: {last}"
-    record = rec.new_record(spec.key, spec.config, spec.label, spec.suite)
+    record = rec.new_record(cell.spec)
     rec.set_failed(record, {"type": type(err).__name__, "message": message[-2000:], "log": str(job.paths.stderr)})
     rec.finish(record, {})
     try:
-        ResultStore(spec.store_root).write(record)
+        ResultStore(cell.store_root).write(record)
     except OSError as write_err:  # e.g. the disk is full: what killed the worker kills this write too
         record["error"]["message"] += f" (this record could not be stored: {write_err.strerror or write_err})"
     return record

@@ -28,7 +28,7 @@ def other_code(done: list, store_root: str) -> tp.Dict[str, str]:
 
     store, current, out = ResultStore(store_root), {}, {}
     for cell in done:
-        state = code_state(store.read(cell.key) or {}, cell.method["name"], cell.method["params"], current)
+        state = code_state(store.read(cell.key) or {}, cell.method.name, cell.method.params, current)
         if state in ("other code", "code unrecorded"):
             out[cell.key] = state
     return out
@@ -56,12 +56,18 @@ def distinct_finetunes(cells: list) -> list:
     return out
 
 
-def meta_gmacs(backbone: dict, method: dict) -> tp.Optional[float]:
-    """GMACs per view of ``backbone`` x ``method`` (cell dicts), or None for adaptive methods."""
+def _method_dict(method: tp.Any) -> dict:
+    return method.as_dict() if hasattr(method, "as_dict") else method  # a MethodSpec or its dict
+
+
+def meta_gmacs(backbone: dict, method: tp.Any) -> tp.Optional[float]:
+    """GMACs per view of ``backbone`` x ``method`` (a ``MethodSpec`` or its dict), or None for adaptive methods."""
     import torch
 
     import methods
     from harness.build import build_from_config
+
+    method = _method_dict(method)
 
     if methods.get_method(method["name"]).adaptive_token_count:
         return None  # token counts depend on the data: only a real evaluation can count them
@@ -73,7 +79,7 @@ def meta_gmacs(backbone: dict, method: dict) -> tp.Optional[float]:
     return model.view_macs().total / 1e9
 
 
-def meta_gmacs_upper_bound(backbone: dict, method: dict) -> tp.Optional[float]:
+def meta_gmacs_upper_bound(backbone: dict, method: tp.Any) -> tp.Optional[float]:
     """GMACs per view of an adaptive method when nothing is saved adaptively (HaltingVT: every token
     through every halting block, what masked mode executes), or None when the method cannot say.
 
@@ -84,7 +90,7 @@ def meta_gmacs_upper_bound(backbone: dict, method: dict) -> tp.Optional[float]:
     from harness.build import build_from_config
 
     with torch.device("meta"):
-        model = build_from_config(backbone, method)
+        model = build_from_config(backbone, _method_dict(method))
     try:
         return model.view_macs().total / 1e9
     except Exception:  # noqa: BLE001 -- a method whose count needs a forward: no bound to show

@@ -20,9 +20,9 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def new_record(key: str, config: dict, label: str, suite: dict, started_at: tp.Optional[str] = None) -> dict:
-    """A record of cell ``key`` before its outcome is known."""
-    return {"schema": SCHEMA, "key": key, "suite": suite, "config": config, "label": label,
+def new_record(spec: tp.Any, started_at: tp.Optional[str] = None) -> dict:
+    """A record of cell ``spec`` (a ``CellSpec``) before its outcome is known."""
+    return {"schema": SCHEMA, "key": spec.key, "suite": dict(spec.suite), "config": spec.config(), "label": spec.label,
             "started_at": started_at}
 
 

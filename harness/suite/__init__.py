@@ -35,7 +35,10 @@ from harness.suite._types import check_value as check_value
 from harness.suite._types import describe as describe
 from harness.suite._types import field_types as field_types
 from harness.suite._types import type_name as type_name
+from harness.suite.regime import Regime as Regime
+from harness.suite.spec import CellSpec as CellSpec
+from harness.suite.spec import MethodSpec as MethodSpec
 
-__all__ = ["Cell", "EvalConfig", "dataset_from_overrides", "MeasureConfig", "Problem", "Suite", "SuiteConfig", "SuiteError",
+__all__ = ["Cell", "CellSpec", "MethodSpec", "Regime", "EvalConfig", "dataset_from_overrides", "MeasureConfig", "Problem", "Suite", "SuiteConfig", "SuiteError",
            "apply_overrides", "check_value", "describe", "field_types", "format_problems", "load_suite",
            "type_name", "unknown_key_message", "validate_suite"]

@@ -6,97 +6,28 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
 import json
 import os
 import typing as tp
 
-from harness.models import hf
 from harness.models.bounds import DIM_BOUNDS, number_problems
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
 from harness.suite._overrides import apply_to
-from harness.data.decode import decoder_provenance
 from harness.data.registry import strip_unkeyed_fields
 from harness.suite._paths import path_problem
+from harness.suite.spec import CellSpec, MethodSpec
 from harness.suite._schema import (ENTRY_SECTIONS, OVERRIDE_FILE, EvalConfig, MeasureConfig, Problem, SuiteConfig,
                                    SuiteError, unknown_key_message)
 from harness.suite._types import (check_value, describe, field_default, field_types, is_list_type,
                                   list_item_type, type_name)
 
-KEY_SCHEMA = 1  # bump when the key payload changes meaning
-REGIME_DEFAULTS = (("eval", "precision", "fp32"), ("measure", "precision", None), ("measure", "compile", "off"),
-                   ("measure", "sdpa_backend", "auto"))
 MAX_VARIANTS = 4096  # per entry; a larger sweep is almost certainly a typo (split the entry)
 MAX_CELLS = 50_000  # per suite, counted before expanding (many entries under MAX_VARIANTS still multiply)
 
 
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One benchmark run: a backbone x dataset x method combination under one eval/measure protocol."""
-
-    suite_name: str
-    suite_file: str
-    backbone: dict  # name, checkpoint and the explicitly given dims (sorted, no None)
-    dataset: dict  # name + every field of the resolved dataset dataclass (defaults filled in)
-    method: dict  # {"name", "params": every field of the params dataclass, "finetune"?, "weights"?}
-    eval: dict  # EvalConfig as a dict
-    measure: dict  # MeasureConfig as a dict
-    finetune: tp.Optional[dict] = None  # FineTuneConfig fields of the run whose weights the cell evaluates
-    _label: str = dataclasses.field(default="", repr=False, compare=False)
-    _dataset_obj: tp.Any = dataclasses.field(default=None, repr=False, compare=False)
-
-    def finetune_config(self) -> tp.Any:
-        """The ``FineTuneConfig`` this cell needs trained first, or None."""
-        from harness.training import FineTuneConfig
-
-        return FineTuneConfig(**self.finetune) if self.finetune else None
-
-    def config(self) -> dict:
-        """The five config parts (a deep copy): what the cell runs and how."""
-        return copy.deepcopy({"backbone": self.backbone, "dataset": self.dataset, "method": self.method,
-                              "eval": self.eval, "measure": self.measure})
-
-    @property
-    def dataset_object(self) -> tp.Any:
-        """The resolved dataset object (protocol + ``items()``) the cell evaluates on."""
-        return self._dataset_obj
-
-    @property
-    def label(self) -> str:
-        """Method name plus the params that differ from its defaults: ``"dense"``, ``"tome r=8"``."""
-        return self._label or self.method["name"]
-
-    @property
-    def key(self) -> str:
-        """sha256 of the canonical JSON of everything that determines this cell's results.
-
-        The payload is the config (without ``eval.num_workers`` and ``eval.share_decode``, which cannot
-        change results), the
-        checkpoint file's sha256 (``"missing:<path>"`` if absent, None without a checkpoint), the
-        dataset's ``key_material()`` and the decoder's distribution and version (``decoder_identity``:
-        another decord build may decode other pixels; fine-tune keys leave it out, so that shipped
-        fine-tunes stay found). It deliberately excludes the git commit (a refactor must not
-        invalidate stored results) and the suite name/file (the same cell in two suites is shared).
-        """
-        config = self.config()
-        config["eval"].pop("num_workers", None)
-        config["eval"].pop("share_decode", None)
-        # regime fields at their defaults stay out, so cells keyed before they existed keep their keys
-        for part, field, default in REGIME_DEFAULTS:
-            if config[part].get(field, default) == default:
-                config[part].pop(field, None)
-        strip_unkeyed_fields(config["dataset"])
-        checkpoint = self.method.get("weights") or self.backbone.get("checkpoint")
-        material = self._dataset_obj.key_material() if hasattr(self._dataset_obj, "key_material") else {}
-        weights = hf.content_key(checkpoint) if checkpoint else None  # a file's sha256; HF: config + weights
-        if self.finetune:  # the evaluated weights are the fine-tune's, identified by its content key
-            weights = "finetune:" + self.method["finetune"]["key"]
-        payload = {"schema": KEY_SCHEMA, "config": config, "checkpoint": weights, "dataset": material,
-                   **decoder_provenance(self.dataset)}
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+Cell = CellSpec  # the name suites and tests have long used
 
 
 @dataclasses.dataclass
@@ -107,22 +38,24 @@ class Suite:
     path: str  # absolute path of the suite file
     _variants: dict = dataclasses.field(default_factory=dict, repr=False)  # section -> expanded entries
 
-    def cells(self) -> list[Cell]:
-        """Every backbone x dataset x method variant, in that nesting order (each cell owns its dicts)."""
-        eval_, measure = dataclasses.asdict(self.config.eval), dataclasses.asdict(self.config.measure)
+    def cells(self) -> list[CellSpec]:
+        """Every backbone x dataset x method variant, in that nesting order (each cell owns its parts)."""
+        suite = {"name": self.config.name, "file": str(self.path), "version": self.config.version}
         cells = []
         for b, d, m in itertools.product(*(self._variants.get(s, []) for s in ENTRY_SECTIONS)):
             backbone, dataset, method = copy.deepcopy((b["config"], d["config"], m["config"]))
-            finetune = None
-            if m.get("checkpoint"):  # released weights of this method entry (e.g. one per HaltingVT config);
-                method["weights"] = m["checkpoint"]  # the backbone keeps the suite's, so reports group them together
+            finetune, finetune_ref = None, None
             if m.get("finetune") is not None:
                 finetune = finetune_fields(backbone, m["finetune"])
                 from harness.training import FineTuneConfig
 
-                method["finetune"] = {"name": m["finetune"]["name"], "key": FineTuneConfig(**finetune).key()}
-            cells.append(Cell(self.config.name, self.path, backbone, dataset, method, copy.deepcopy(eval_),
-                              copy.deepcopy(measure), finetune, _label=m["label"], _dataset_obj=d["obj"]))
+                finetune_ref = {"name": m["finetune"]["name"], "key": FineTuneConfig(**finetune).key()}
+            # a method entry's released weights (e.g. one per HaltingVT config) are the method's: the backbone
+            # keeps the suite's, so reports group them together
+            spec = MethodSpec(method["name"], method["params"], finetune_ref, m.get("checkpoint") or None)
+            cells.append(CellSpec(backbone, dataset, spec, copy.deepcopy(self.config.eval),
+                                  copy.deepcopy(self.config.measure), finetune, m["label"], dict(suite),
+                                  dataset_object=d["obj"]))
         return cells
 
     def finetunes(self) -> list:

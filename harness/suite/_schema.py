@@ -9,6 +9,8 @@ import dataclasses
 import difflib
 import typing as tp
 
+from harness.suite.regime import DEFAULT as REGIME, CompileMode, Precision, SdpaBackend
+
 
 @dataclasses.dataclass
 class EvalConfig:
@@ -19,7 +21,7 @@ class EvalConfig:
     limit: tp.Optional[int] = None  # evaluate the first N videos only; None = all
     device: tp.Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     share_decode: bool = True  # cells with the same data and protocol share one decoding pass (same results)
-    precision: tp.Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast of every forward, timed ones too (fp16: CUDA only)
+    precision: Precision = REGIME.precision  # autocast of every forward, timed ones too (fp16: CUDA only)
 
     def check(self) -> list[str]:
         problems = _positive(self, "batch_size")
@@ -45,9 +47,9 @@ class MeasureConfig:
     flops: bool = True  # cross-check the analytic GMACs with fvcore (one traced forward); GMACs are always recorded
     memory: bool = True  # record peak memory, GiB
     seed: int = 0  # RNG seed of the synthetic timing input
-    precision: tp.Optional[tp.Literal["fp32", "bf16", "fp16"]] = None  # None: eval.precision (they must agree)
-    compile: tp.Literal["off", "default", "max-autotune"] = "off"  # torch.compile the timed model (after its warm-up)
-    sdpa_backend: tp.Literal["auto", "flash", "efficient", "cudnn", "math"] = "auto"  # force one SDPA kernel
+    precision: tp.Optional[Precision] = None  # None: eval.precision (they must agree)
+    compile: CompileMode = REGIME.compile  # torch.compile the timed model (after its warm-up)
+    sdpa_backend: SdpaBackend = REGIME.sdpa_backend  # force one SDPA kernel
 
     def check(self) -> list[str]:
         problems = _positive(self, "batch_size", "timed_iters", "repeats")

@@ -20,7 +20,9 @@ __all__ = ["FineTuneConfig", "LAST", "LOG", "META", "MODEL", "epochs_done", "fin
 
 def run_dir(store_root: str, key: str) -> str:
     """Where fine-tuning run ``key`` keeps its checkpoints and log: ``<store>/finetunes/<key>``."""
-    return os.path.join(store_root, "finetunes", key)
+    from harness.layout import Layout
+
+    return str(Layout(store_root).finetune(key))
 
 
 def is_complete(out_dir: str) -> bool:
