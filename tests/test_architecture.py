@@ -17,7 +17,7 @@ LOWER = ("harness.measure", "harness.models", "harness.data")  # the numerics la
 HIGHER = ("harness.run", "harness.report", "harness.cli", "harness.cluster")
 # everything under harness/ that is not numerics code (NUMERICS_PATHS): orchestration and presentation
 NOT_NUMERICS = ("harness/__init__.py", "harness/__main__.py", "harness/cli", "harness/files.py", "harness/provenance.py",
-                "harness/registry.py", "harness/store.py", "harness/bench", "harness/cluster", "harness/report",
+                "harness/layout.py", "harness/registry.py", "harness/store.py", "harness/bench", "harness/cluster", "harness/report",
                 "harness/run", "harness/suite", "harness/training", "harness/viz")
 
 

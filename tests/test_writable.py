@@ -79,3 +79,23 @@ def test_html_report_without_out_goes_under_results(tmp_path, monkeypatch, capsy
     assert main(["report", "--results", str(results), "--format", "html"]) == 0
     assert (results / "report.html").is_file() and not (tmp_path / "results").exists()
     assert str(results / "report.html") in capsys.readouterr().err
+
+
+def test_slurm_submission_checks_every_folder_it_writes_shards_and_code_too(tmp_path, suite, capsys, monkeypatch):
+    """``run --executor slurm`` writes cells, logs, fine-tunes, shard folders, the code snapshot and the
+    submission folder: a read-only one of any of them is refused before anything is submitted."""
+    from harness.cluster import profiles
+    from harness.layout import writes_for
+
+    assert {"cells", "shards", "code", "slurm", "finetunes", "logs"} <= set(writes_for("run-slurm"))
+    monkeypatch.setattr(profiles, "load_profile", lambda name: profiles.SlurmProfile(name="test"))
+    monkeypatch.setattr(profiles, "check_on_cluster", lambda profile: None)
+    real_access = os.access
+    for sub in ("shards", "code"):
+        results = tmp_path / f"results-{sub}"
+        blocked = os.path.join(str(results), sub)
+        monkeypatch.setattr(os, "access", lambda p, mode, blocked=blocked, **kw:
+                            False if os.fspath(p) == blocked else real_access(p, mode))
+        assert main(["run", suite, "--executor", "slurm", "--results", str(results)]) == 2
+        _one_line_error(capsys, blocked)
+        assert not (results / "slurm").exists() or not any((results / "slurm").iterdir())  # nothing submitted

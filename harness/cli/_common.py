@@ -35,10 +35,11 @@ def check_output_dir(path: str, what: str) -> None:
 
 def check_writable(results: str, folders: tp.Optional[tp.Sequence[str]] = None) -> None:
     """Before any compute: every folder the command will write under ``results`` must take a file."""
-    from harness.run.local import RUN_FOLDERS, NotWritable, check_writable as check
+    from harness.layout import writes_for
+    from harness.run.local import NotWritable, check_writable as check
 
     try:
-        check(results, RUN_FOLDERS if folders is None else folders)
+        check(results, writes_for("run") if folders is None else folders)
     except NotWritable as err:
         raise UserError(str(err)) from None
 

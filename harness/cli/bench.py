@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from harness.cli._common import check_writable
+from harness.layout import writes_for
 
 HELP = "throughput sweep, bs=1 latency, memory and overhead per method"
 
@@ -18,5 +19,5 @@ def run(args) -> int:
     from harness.bench.command import run as run_bench
 
     if not getattr(args, "table_only", False):
-        check_writable(args.results, ("bench",))
+        check_writable(args.results, writes_for("bench"))
     return run_bench(args)

@@ -5,6 +5,7 @@ import argparse
 import os
 
 from harness.cli._common import check_writable, load, plain
+from harness.layout import writes_for
 
 HELP = "train a suite's fine-tuning runs (run does this first anyway)"
 
@@ -26,7 +27,7 @@ def run(args) -> int:
     if args.dry_run:
         print_finetunes(suite, args.results)
         return 0
-    check_writable(args.results, ("logs", "finetunes"))
+    check_writable(args.results, writes_for("finetune"))
     results = run_finetunes(suite, executor=args.executor, store_root=args.results, force=args.force)
     return 1 if any("error" in r for r in results.values()) else 0
 

@@ -6,6 +6,7 @@ import os
 import sys
 
 from harness.cli._common import UserError, check_output_dir, check_output_file, plain
+from harness.layout import Layout
 
 HELP = "leaderboards from the results store"
 
@@ -41,7 +42,7 @@ def run(args) -> int:
 
         for action in sync_store(args.results):
             print(f"synced: {action}", file=sys.stderr)
-    elif os.path.isdir(os.path.join(args.results, "slurm")):
+    elif Layout(args.results).submissions.is_dir():
         print(f"note: {args.results}/ holds Slurm submissions; `harness status` (or `report --sync`) records "
               "lost tasks and merges finished shards; a plain report only reads", file=sys.stderr)
     out = args.out or (os.path.join(args.results, "report.html") if args.format == "html" else None)

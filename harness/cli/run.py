@@ -62,11 +62,12 @@ def _submit_slurm(suite, args) -> int:
 
     from harness.cluster.profiles import ProfileError, check_on_cluster, load_profile
     from harness.cluster.slurm_executor import submit_suite
+    from harness.layout import writes_for
 
     try:
         profile = load_profile(args.profile)
         check_on_cluster(profile)
-        check_writable(args.results, ("cells", "logs", "finetunes", "slurm"))
+        check_writable(args.results, writes_for("run-slurm"))
         submit_suite(suite, profile=profile, store_root=args.results, force=args.force, num_shards=args.shards)
     except (ProfileError, ValueError) as err:
         raise UserError(str(err)) from None
@@ -91,9 +92,9 @@ def _print_cells(suite, todo, done, results: str) -> None:
     state = {c.key: f"finished (skip; {flagged[c.key]})" if c.key in flagged else "finished (skip)" for c in done}
     rows = []
     for i, c in enumerate(suite.cells()):
-        gmacs = meta_gmacs(c.backbone, c.method)
+        gmacs = meta_gmacs(c.backbone, c.method.as_dict())
         if gmacs is None:
-            bound = meta_gmacs_upper_bound(c.backbone, c.method)
+            bound = meta_gmacs_upper_bound(c.backbone, c.method.as_dict())
             shown = "adaptive" if bound is None else f"<={bound:.4g} (adaptive)"
         else:
             shown = f"{gmacs:.4g}"

@@ -22,7 +22,7 @@ from pathlib import Path
 from harness.layout import Layout, writes_for
 
 EXECUTORS = ("local", "debug")
-RUN_FOLDERS = writes_for("run")  # what `run` writes under its results directory
+RUN_FOLDERS = writes_for("run")  # what the local `run` writes under its results directory (harness.layout)
 PROGRESS_EVERY_S = 0.5  # a fine-tuning worker's progress file is rewritten at most this often
 
 

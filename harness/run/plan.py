@@ -56,18 +56,13 @@ def distinct_finetunes(cells: list) -> list:
     return out
 
 
-def _method_dict(method: tp.Any) -> dict:
-    return method.as_dict() if hasattr(method, "as_dict") else method  # a MethodSpec or its dict
-
-
-def meta_gmacs(backbone: dict, method: tp.Any) -> tp.Optional[float]:
-    """GMACs per view of ``backbone`` x ``method`` (a ``MethodSpec`` or its dict), or None for adaptive methods."""
+def meta_gmacs(backbone: dict, method: dict) -> tp.Optional[float]:
+    """GMACs per view of ``backbone`` x ``method`` (``CellSpec.backbone``, ``MethodSpec.as_dict()``), or None
+    for adaptive methods."""
     import torch
 
     import methods
     from harness.build import build_from_config
-
-    method = _method_dict(method)
 
     if methods.get_method(method["name"]).adaptive_token_count:
         return None  # token counts depend on the data: only a real evaluation can count them
@@ -79,7 +74,7 @@ def meta_gmacs(backbone: dict, method: tp.Any) -> tp.Optional[float]:
     return model.view_macs().total / 1e9
 
 
-def meta_gmacs_upper_bound(backbone: dict, method: tp.Any) -> tp.Optional[float]:
+def meta_gmacs_upper_bound(backbone: dict, method: dict) -> tp.Optional[float]:
     """GMACs per view of an adaptive method when nothing is saved adaptively (HaltingVT: every token
     through every halting block, what masked mode executes), or None when the method cannot say.
 
@@ -90,7 +85,7 @@ def meta_gmacs_upper_bound(backbone: dict, method: tp.Any) -> tp.Optional[float]
     from harness.build import build_from_config
 
     with torch.device("meta"):
-        model = build_from_config(backbone, _method_dict(method))
+        model = build_from_config(backbone, method)
     try:
         return model.view_macs().total / 1e9
     except Exception:  # noqa: BLE001 -- a method whose count needs a forward: no bound to show
