@@ -17,6 +17,7 @@ import typing as tp
 from pathlib import Path
 
 from harness.bench.table import DEFAULT_REGIME, read_records, regime_of, render
+from harness.suite.regime import Regime
 
 
 def slug(text: str) -> str:
@@ -35,7 +36,7 @@ def peak_batch(records: tp.Sequence[dict], regime: tp.Tuple[str, str, str]) -> t
 
 def headline(records: tp.Sequence[dict]) -> tp.Tuple[str, tp.Optional[tp.Tuple[str, str, str]], tp.Optional[int]]:
     """The regime of the headline (fp16 eager auto, else the first one measured) and its peak batch."""
-    regimes = sorted({regime_of(r) for r in records}, key=lambda g: (g != ("fp16", "off", "auto"), g != DEFAULT_REGIME, g))
+    regimes = sorted({regime_of(r) for r in records}, key=lambda g: (g != Regime("fp16").as_tuple(), g != DEFAULT_REGIME, g))
     if not regimes:
         return "no bench records were written", None, None
     regime = regimes[0]

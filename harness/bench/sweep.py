@@ -11,6 +11,7 @@ import sys
 import typing as tp
 
 from harness.layout import Layout
+from harness.suite.regime import DEFAULT as REGIME
 
 
 @dataclasses.dataclass
@@ -26,9 +27,9 @@ class BenchConfig:
     explicit_dense: bool = True  # also time dense with explicit-softmax attention (what probs-needing methods run)
     device: tp.Optional[str] = None  # None: cuda when available
     timeout_s: float = 1800.0  # per measurement process
-    precisions: tp.List[str] = dataclasses.field(default_factory=lambda: ["fp32"])  # autocast regimes
-    compile_modes: tp.List[str] = dataclasses.field(default_factory=lambda: ["off"])  # torch.compile regimes
-    sdpa_backend: str = "auto"  # SDPA backend every target runs under (auto: torch's choice)
+    precisions: tp.List[str] = dataclasses.field(default_factory=lambda: [REGIME.precision])  # autocast regimes
+    compile_modes: tp.List[str] = dataclasses.field(default_factory=lambda: [REGIME.compile])  # torch.compile regimes
+    sdpa_backend: str = REGIME.sdpa_backend  # SDPA backend every target runs under (auto: torch's choice)
     dense_backends: tp.List[str] = dataclasses.field(default_factory=list)  # dense also forced to these
     energy: bool = True  # NVML joules per clip on CUDA (blank elsewhere)
     in_process: bool = False  # measure in this process (fast; a smoke test, not independent repeats)
@@ -84,18 +85,18 @@ class Target:
 
     cell: tp.Any
     fused_attention: tp.Optional[bool] = None  # None: as the cell's backbone says
-    precision: str = "fp32"
-    compile: str = "off"
-    sdpa_backend: str = "auto"
+    precision: str = REGIME.precision
+    compile: str = REGIME.compile
+    sdpa_backend: str = REGIME.sdpa_backend
     forced_backend: bool = False  # dense timed under a backend a method is bound to (same-kernel baseline)
 
     @property
     def key(self) -> str:
         """The cell key plus what differs from the default regime (fp32, eager, torch's SDPA choice)."""
         parts = [] if self.fused_attention is None else ["fused" if self.fused_attention else "explicit"]
-        parts += [] if self.precision == "fp32" else [self.precision]
-        parts += [] if self.compile == "off" else [f"compile_{self.compile}"]
-        parts += [] if self.sdpa_backend == "auto" else [f"sdpa_{self.sdpa_backend}"]
+        parts += [] if self.precision == REGIME.precision else [self.precision]
+        parts += [] if self.compile == REGIME.compile else [f"compile_{self.compile}"]
+        parts += [] if self.sdpa_backend == REGIME.sdpa_backend else [f"sdpa_{self.sdpa_backend}"]
         return "-".join([self.cell.key] + parts)
 
     @property

@@ -20,7 +20,7 @@ def measure(request: dict) -> dict:
     from harness.measure.compiled import compile_for_timing, count_after, public
     from harness.measure.device import resolve_device
     from harness.measure.kernels import check_sdpa_backend_runs, probe_attention_kernels
-    from harness.measure.regime import (PrecisionError, SdpaBackendError, regime_context, regime_record,
+    from harness.measure.regime import (PrecisionError, SdpaBackendError, regime_record,
                                         validate_precision)
     from harness.measure.speed import measure_throughput, peak_memory, reset_peak_memory
     from harness.suite.regime import DEFAULT, Regime
@@ -53,7 +53,7 @@ def measure(request: dict) -> dict:
         validate_precision(precision, device)
     except PrecisionError as err:  # e.g. bf16 on a GPU without it: that row's error, the others run
         return {"oom": False, "failed": True, "batch_size": int(request["batch_size"]), "error": str(err), **regime}
-    context = lambda: regime_context(device, precision, sdpa)
+    context = chosen.contexts(device)
     rss_before = _rss_gib()
     reset_peak_memory(device)
     t = request["timing"]

@@ -158,7 +158,7 @@ class ShardTask(submitit.helpers.Checkpointable):
             sh.write_json(dirs[cell.key].parent / sh.MEASURE, {
                 "metrics": measured, "flops_check": flops_check, "finetune": setup.finetune,
                 "runtime": cell_runtime(setup, setup.dataset.manifest(), []),
-                "listed_in_annotation": len(listed), **_worker_provenance(), "measured_at": rec.now()})
+                "listed_in_annotation": len(listed), **rec.worker_state(), "measured_at": rec.now()})
         for cell in done:
             if cell.key in failures:
                 continue
@@ -255,7 +255,8 @@ def _cell_record(store_root: str, key: str) -> dict:
                                 "shard": first.get("shard"), "failed_shards": [f.get("shard") for f in failures]})
     elif record.get("status") != "ok":
         rec.set_partial(record)
-    return rec.finish(record, {**_provenance(cell, measure), **runtime})
+    return rec.finish(record, rec.provenance({**((measure or {}).get("runtime") or {}), **runtime},
+                                             code=cell.get("code") or {}, worker=measure))
 
 
 def _merged(spec: CellSpec, dirs, states, measure: dict) -> dict:
@@ -269,16 +270,6 @@ def _merged(spec: CellSpec, dirs, states, measure: dict) -> dict:
     return {"metrics": metrics, "coverage": merged["coverage"], "flops_check": measure["flops_check"],
             "finetune": measure.get("finetune"), "samples": merged["samples"], "runtime": runtime,
             "duplicates_dropped": merged["duplicates"]}
-
-
-def _provenance(cell: dict, measure: tp.Optional[dict]) -> dict:
-    code = cell.get("code") or {}
-    out = {"git_commit": code.get("git_commit"), "git_dirty": code.get("git_dirty"),
-           "git_diff_sha256": code.get("git_diff_sha256"), "code_snapshot": code.get("snapshot")}
-    if measure is not None:
-        out.update({"versions": measure.get("versions"), **measure.get("machine", {}),
-                    "code_path": measure.get("code_path"), **measure.get("runtime", {})})
-    return out
 
 
 def _execution(cell: dict, states: list) -> dict:
@@ -295,14 +286,6 @@ def _execution(cell: dict, states: list) -> dict:
 def _first_start(states: list) -> tp.Optional[str]:
     starts = [r["started_at"] for s in states if s for r in s["runs"]]
     return min(starts) if starts else None
-
-
-def _worker_provenance() -> dict:
-    import harness
-    from harness.provenance import machine, package_versions
-
-    return {"versions": package_versions(), "machine": machine(),
-            "code_path": os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__)))}
 
 
 def _already_done(job: ShardJob, directory, state: tp.Optional[dict]) -> bool:

@@ -153,8 +153,8 @@ def regime_of(rec: Record) -> tuple[str, str, str]:
 def _regime_title(regime: tuple[str, str, str]) -> str:
     if regime == DEFAULT_REGIME.as_tuple():
         return ""
-    return " [" + ", ".join([regime[0]] + ([f"compile {regime[1]}"] if regime[1] != "off" else []) +
-                            ([f"sdpa {regime[2]}"] if regime[2] != "auto" else [])) + "]"
+    return " [" + ", ".join([regime[0]] + ([f"compile {regime[1]}"] if regime[1] != DEFAULT_REGIME.compile else []) +
+                            ([f"sdpa {regime[2]}"] if regime[2] != DEFAULT_REGIME.sdpa_backend else [])) + "]"
 
 
 def _group_id(rec: Record) -> tuple[str, str, tuple]:

@@ -14,6 +14,7 @@ import time
 import typing as tp
 
 from harness.suite import CellSpec, Regime
+from harness.suite.regime import DEFAULT as REGIME
 
 
 @dataclasses.dataclass
@@ -170,7 +171,7 @@ def throughput_subject(setup: CellSetup) -> dict:
                "warmup_s": me.warmup_s, "timed_iters": me.timed_iters, "min_timed_s": me.min_timed_s,
                "repeats": me.repeats, "compile": info,
                "timing_input": "real clips from the evaluated dataset" if adaptive else "random normal"}
-    if info["compile_mode"] != "off":
+    if info["compile_mode"] != REGIME.compile:
         subject["after_warmup"] = lambda: count_after(info, "recompiles")
     subject["compile_public"] = lambda: public(info)
     return subject

@@ -129,7 +129,7 @@ def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = N
         from harness.data.decode import decoder_provenance
 
         runtime = runtimes.get(job.key) or decoder_provenance(job.spec.dataset)  # a failed cell: the decoder
-        rec.finish(record, rec.this_process_provenance(runtime))
+        rec.finish(record, rec.provenance(runtime))
         store.write(record)
     return [records[j.key] for j in jobs]
 

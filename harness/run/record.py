@@ -59,8 +59,35 @@ def finish(record: dict, provenance: tp.Mapping[str, tp.Any]) -> dict:
     return record
 
 
-def this_process_provenance(runtime: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> dict:
-    """Code version, packages and machine of this process, plus what the worker measured (``runtime``)."""
-    from harness.provenance import git_state, machine, package_versions
+def worker_state() -> dict:
+    """What the measuring process knows of itself: packages, machine, and where its code was imported from."""
+    import os
 
-    return {**git_state(), "versions": package_versions(), **machine(), **(runtime or {})}
+    import harness
+    from harness.provenance import machine, package_versions
+
+    return {"versions": package_versions(), "machine": machine(),
+            "code_path": os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__)))}
+
+
+def provenance(runtime: tp.Optional[tp.Mapping[str, tp.Any]] = None, *, code: tp.Optional[tp.Mapping] = None,
+               worker: tp.Optional[tp.Mapping[str, tp.Any]] = None) -> dict:
+    """The one provenance builder: the code, the packages and machine that measured, and what the worker
+    measured (``runtime``: device, threads, hashes, kernels...).
+
+    Without ``code`` the cell ran here, from this checkout: its git state, this process's packages and
+    machine. With ``code`` (a Slurm submission's snapshot record) the git fields are the snapshot's, and
+    packages, machine and code path are ``worker``'s (``worker_state()`` of the shard that measured, kept
+    in its ``measure.json``; None when no shard measured)."""
+    from harness.provenance import git_state
+
+    if code is None:
+        worker = worker or worker_state()
+        out = {**git_state(), "versions": worker["versions"], **worker["machine"]}
+    else:
+        out = {"git_commit": code.get("git_commit"), "git_dirty": code.get("git_dirty"),
+               "git_diff_sha256": code.get("git_diff_sha256"), "code_snapshot": code.get("snapshot")}
+        if worker is not None:
+            out.update({"versions": worker.get("versions"), **worker.get("machine", {}),
+                        "code_path": worker.get("code_path")})
+    return {**out, **(runtime or {})}

@@ -11,6 +11,13 @@ Slurm shard task, ``bench``, plans and reports of a run) reads these fields inst
 
 ``backbone`` and ``dataset`` stay dicts: their fields are open-ended (``DIM_NAMES``, the registered dataset
 dataclass), checked when the suite is loaded.
+
+What cannot change results is stripped by one rule per part: ``UNKEYED_EVAL``, the regime fields at their
+defaults (``REGIME_DEFAULTS``) and the dataset's ``strip_unkeyed_fields`` (also what makes two suite entries
+duplicates). Two other keys stay separate on purpose: ``FineTuneConfig.key`` hashes what changes trained
+weights (no eval protocol, inference-only params left out) with its own JSON form, and the shipped fine-tunes
+in ``checkpoints/finetunes`` are found by it, so unifying it would orphan them; ``bench``'s ``Target.key`` is
+this key plus a readable regime suffix, not a second hash.
 """
 from __future__ import annotations
 
