@@ -755,7 +755,7 @@ def _cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str
     """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
     import methods
     from harness.models.compatibility import class_problems, count_problems, method_problems, protocol_problems
-    from harness.models.presets import backbone_config
+    from harness.models.dims import backbone_config
 
     cfg = backbone_config(backbone)
     params = methods.get_method(method["name"]).params(**method["params"])
