@@ -63,7 +63,7 @@ def build_from_config(backbone: tp.Mapping[str, tp.Any], method: tp.Mapping[str,
                       checkpoint: tp.Optional[str | os.PathLike] = None):
     """``build_model`` from a suite/cell's ``backbone`` dict (name + dims; its ``checkpoint`` is not loaded:
     which weights a cell evaluates is the caller's decision) and ``method`` dict (name + params)."""
-    from harness.models.presets import backbone_dims
+    from harness.models.dims import backbone_dims
 
     return build_model(backbone["name"], method=method["name"], method_args=method.get("params"),
                        checkpoint=checkpoint, **backbone_dims(backbone))

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import typing as tp
 
+from harness.files import cached_file_sha256
+
 PACKAGES = ("torch", "timm", "decord", "fvcore", "numpy", "av", "submitit", "pyyaml")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,41 +51,6 @@ def machine() -> dict:
     return {"hostname": socket.gethostname(), "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
             "load_avg": load, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
-
-
-_SHA_CACHE: dict = {}  # (abspath, size, mtime_ns) -> sha256
-
-
-def cached_file_sha256(path: str) -> str:
-    """``file_sha256`` remembered per (path, size, mtime); ``"missing:<path>"`` when absent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return f"missing:{path}"
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        try:
-            _SHA_CACHE[key] = file_sha256(path)
-        except (OSError, ValueError):  # a FIFO, a device, unreadable: the loader names the problem
-            return f"unreadable:{path}"
-    return _SHA_CACHE[key]
-
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    """sha256 of a regular file's content; ValueError for anything else (a FIFO or ``/dev/zero`` would
-    never end)."""
-    import stat
-
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with open(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"{path} is not a regular file; cannot hash it")
-        os.set_blocking(fd, True)
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # Code whose change can change a cell's numbers (besides the method's own package): building the model, the

@@ -67,7 +67,7 @@ def _datasets_to_check(args) -> list:
             if title not in seen:
                 seen.add(title)
                 out.append((title, cell.dataset_object))
-        from harness.data.registry import build_dataset
+        from harness.data import build_dataset
 
         for ft in suite.finetunes():  # the fine-tunes' training sets too: a broken video stops a training run
             for part in (ft.dataset, ft.val_dataset):

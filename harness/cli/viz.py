@@ -35,17 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import yaml
-
+    from harness.suite import parse_assignment
     from harness.viz import VizError, VizRequest, run_viz
 
     method_args, overrides = {}, list(args.set)
     if not args.suite:  # --set holds the method's knobs; with a suite, suite overrides
         for text in args.set:
-            key, sep, value = text.partition("=")
-            if not sep:
-                raise UserError(f"--set {text!r}: expected KEY=VALUE, e.g. r=16")
-            method_args[key.strip()] = yaml.safe_load(value)
+            try:
+                key, value = parse_assignment(text, example="r=16")
+            except ValueError as err:
+                raise UserError(f"--set {text!r}: {err}") from None
+            method_args[key] = value
         overrides = []
     out = args.out or f"token_map_{args.method or (args.cell or 'map').split(' ')[0]}.png"
     if os.path.splitext(out)[1].lower() not in FORMATS:

@@ -24,6 +24,7 @@ from harness.suite._expand import dataset_from_overrides as dataset_from_overrid
 from harness.suite._expand import load_suite as load_suite
 from harness.suite._expand import validate_suite as validate_suite
 from harness.suite._overrides import apply_overrides as apply_overrides
+from harness.suite._overrides import parse_assignment as parse_assignment
 from harness.suite._schema import EvalConfig as EvalConfig
 from harness.suite._schema import MeasureConfig as MeasureConfig
 from harness.suite._schema import Problem as Problem
@@ -39,6 +40,7 @@ from harness.suite.regime import Regime as Regime
 from harness.suite.spec import CellSpec as CellSpec
 from harness.suite.spec import MethodSpec as MethodSpec
 
-__all__ = ["Cell", "CellSpec", "MethodSpec", "Regime", "EvalConfig", "dataset_from_overrides", "MeasureConfig", "Problem", "Suite", "SuiteConfig", "SuiteError",
-           "apply_overrides", "check_value", "describe", "field_types", "format_problems", "load_suite",
+__all__ = ["Cell", "CellSpec", "MethodSpec", "Regime", "EvalConfig", "dataset_from_overrides", "MeasureConfig",
+           "Problem", "Suite", "SuiteConfig", "SuiteError",
+           "apply_overrides", "check_value", "describe", "field_types", "format_problems", "load_suite", "parse_assignment",
            "type_name", "unknown_key_message", "validate_suite"]

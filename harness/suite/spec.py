@@ -167,7 +167,7 @@ class CellSpec:
 
     def backbone_config(self) -> tp.Any:
         """The resolved backbone config (preset + the suite's dims), built without weights."""
-        from harness.models.presets import backbone_config
+        from harness.models.dims import backbone_config
 
         return backbone_config(self.backbone)
 
