@@ -22,7 +22,7 @@ from harness.cluster.snapshot import take_snapshot
 from harness.cluster.status import cell_rows, expand_job_ids, sync_store, _compact
 from harness.cluster.worker import ShardFailed, ShardJob, ShardTask
 from harness.run.cell import CellJob
-from harness.run.group import run_group
+from harness.run.task import run_group
 from harness.store import ResultStore
 from harness.suite import load_suite
 from conftest import FAST_MEASURE as FAST

@@ -77,7 +77,7 @@ def test_run_trains_first_then_evaluates_the_finetuned_weights(tmp_path, capsys,
 
 def test_cell_fails_clearly_when_its_finetune_is_missing(tmp_path):
     from harness.run.cell import CellJob
-    from harness.run.group import run_group
+    from harness.run.task import run_group
 
     cell = load_suite(write(tmp_path, [{"name": "tome", "finetune": "tome8"}], [FT])).cells()[0]
     record = run_group([CellJob(cell, str(tmp_path / "results"))])[0]

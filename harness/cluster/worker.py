@@ -1,7 +1,8 @@
 """What an array task runs: one shard of a shared-decoding group of cells (or of one cell), resumable;
 and the merge.
 
-``ShardTask()(job)`` evaluates its range of videos for every cell of ``job.cells`` on one decoding pass
+``ShardTask()(job)`` runs the one group task (``run.task.GroupTask``, as a local run does) with the
+``ShardSink``: it evaluates its range of videos for every cell of ``job.cells`` on one decoding pass
 (each batch decoded once, forwarded through each cell that has not saved it yet by an earlier run, and
 saved into that cell's own shard folder), measures the cells once if it is shard 0 (``run.group``'s
 ``measure_costs``: GMACs check and memory per cell alone, throughput interleaved over the group), marks
@@ -119,56 +120,12 @@ class ShardTask(submitit.helpers.Checkpointable):
                                               for c in job.cells}}
 
     def _run(self, job: ShardJob, cells: tp.List[CellJob], dirs: dict, states: dict) -> tp.Dict[str, dict]:
-        """Build the cells, predict the range for all of them on one pass, measure them (shard 0) and mark
-        them complete; updates ``states`` and returns ``{key: error}`` of the cells that failed."""
-        from harness.run.cell import Progress, cell_runtime
-        from harness.run.group import measure_costs, prepare_cells
+        """The group task over the shard's range (``ShardSink``); updates ``states`` and returns ``{key: error}``
+        of the cells that failed."""
+        from harness.run.task import GroupTask
 
         _threads_from_slurm(cells[0].spec.measure.threads)
-        progress = Progress(None)
-        setups, failures = prepare_cells(cells, progress)
-        live = [c for c in cells if c.key in setups]
-        if not live:
-            return failures
-        first = setups[live[0].key]
-        ev = first.spec.eval
-        listed = first.dataset.items()
-        items = listed[:ev.limit] if ev.limit else listed
-        start, end = sh.shard_ranges(len(items), job.num_shards, ev.batch_size)[job.shard]
-        saved = {c.key: self._start(job, dirs[c.key], states, c.key, start, end, c.spec.dataset) for c in live}
-        group = f" (one decoding pass for {len(live)} cells)" if len(live) > 1 else ""
-        for cell in live:
-            print(f"{cell.label} [{cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
-                  f"{states[cell.key]['videos_done']} already saved, run {len(states[cell.key]['runs'])}{group}",
-                  flush=True)
-        errors = sh.predict_range({c.key: setups[c.key].model for c in live}, first.dataset, items, start=start,
-                                  end=end, batch_size=ev.batch_size, num_workers=ev.num_workers,
-                                  device=first.device, writers=self._writers, skip=saved,
-                                  after_batch=job.after_batch, contexts={c.key: setups[c.key].context for c in live})
-        failures.update({key: rec.error_of(err) for key, err in errors.items()})
-        done = [c for c in live if c.key not in failures]
-        unmeasured = [c for c in done if job.shard == 0 and not (dirs[c.key].parent / sh.MEASURE).is_file()]
-        costs = measure_costs(unmeasured, setups, progress) if unmeasured else {}
-        for cell in unmeasured:
-            if isinstance(costs[cell.key], BaseException):
-                failures[cell.key] = rec.error_of(costs[cell.key])
-                continue
-            setup = setups[cell.key]
-            measured, flops_check = costs[cell.key]
-            sh.write_json(dirs[cell.key].parent / sh.MEASURE, {
-                "metrics": measured, "flops_check": flops_check, "finetune": setup.finetune,
-                "runtime": cell_runtime(setup, setup.dataset.manifest(), []),
-                "listed_in_annotation": len(listed), **rec.worker_state(), "measured_at": rec.now()})
-        for cell in done:
-            if cell.key in failures:
-                continue
-            state = states[cell.key]
-            state["complete"] = True
-            state["runs"][-1]["finished_at"] = rec.now()
-            sh.write_json(dirs[cell.key] / sh.STATE, state)
-            print(f"{cell.label} shard {job.shard}/{job.num_shards} complete: {state['runs'][-1]['predicted']} "
-                  f"videos predicted in this run", flush=True)
-        return failures
+        return GroupTask(cells).run(ShardSink(self, job, dirs, states))
 
     def _start(self, job: ShardJob, directory, states: dict, key: str, start: int, end: int,
                dataset: dict) -> tp.Set[int]:
@@ -191,6 +148,64 @@ class ShardTask(submitit.helpers.Checkpointable):
         states[key] = state
         self._writers[key] = sh.PredictionWriter(directory, state, job.save_every_s)
         return set(saved)
+
+
+class ShardSink:
+    """The Slurm sink of ``run.task.GroupTask``: the shard's slice of the videos into each cell's chunk files
+    (resumable: batches a cell's chunks already hold are skipped); shard 0 measures the cells not measured
+    yet (``measure.json``); each cell's shard that predicted and measured without failure is marked complete."""
+
+    def __init__(self, task: ShardTask, job: ShardJob, dirs: dict, states: dict):
+        self.task, self.job, self.dirs, self.states = task, job, dirs, states
+        self.listed: list = []
+        self.predicted: tp.List[CellJob] = []
+
+    def predict(self, jobs, setups, progress) -> tp.Dict[str, dict]:
+        job, states = self.job, self.states
+        first = setups[jobs[0].key]
+        ev = first.spec.eval
+        self.listed = first.dataset.items()
+        items = self.listed[:ev.limit] if ev.limit else self.listed
+        start, end = sh.shard_ranges(len(items), job.num_shards, ev.batch_size)[job.shard]
+        saved = {c.key: self.task._start(job, self.dirs[c.key], states, c.key, start, end, c.spec.dataset)
+                 for c in jobs}
+        group = f" (one decoding pass for {len(jobs)} cells)" if len(jobs) > 1 else ""
+        for cell in jobs:
+            print(f"{cell.label} [{cell.key[:12]}] shard {job.shard}/{job.num_shards}: videos {start}-{end}, "
+                  f"{states[cell.key]['videos_done']} already saved, run {len(states[cell.key]['runs'])}{group}",
+                  flush=True)
+        self.predicted = list(jobs)
+        errors = sh.predict_range({c.key: setups[c.key].model for c in jobs}, first.dataset, items, start=start,
+                                  end=end, batch_size=ev.batch_size, num_workers=ev.num_workers,
+                                  device=first.device, writers=self.task._writers, skip=saved,
+                                  after_batch=job.after_batch, contexts={c.key: setups[c.key].context for c in jobs})
+        return {key: rec.error_of(err) for key, err in errors.items()}
+
+    def to_measure(self, jobs) -> tp.List[CellJob]:
+        return [c for c in jobs if self.job.shard == 0 and not (self.dirs[c.key].parent / sh.MEASURE).is_file()]
+
+    def finish(self, jobs, setups, costs, failures) -> tp.Dict[str, dict]:
+        from harness.run.cell import cell_runtime
+
+        for key, cost in costs.items():
+            if key in failures:
+                continue
+            setup = setups[key]
+            measured, flops_check = cost
+            sh.write_json(self.dirs[key].parent / sh.MEASURE, {
+                "metrics": measured, "flops_check": flops_check, "finetune": setup.finetune,
+                "runtime": cell_runtime(setup, setup.dataset.manifest(), []),
+                "listed_in_annotation": len(self.listed), **rec.worker_state(), "measured_at": rec.now()})
+        for cell in self.predicted:
+            if cell.key in failures:
+                continue
+            state = self.states[cell.key]
+            state["complete"] = True
+            state["runs"][-1]["finished_at"] = rec.now()
+            sh.write_json(self.dirs[cell.key] / sh.STATE, state)
+            print(f"{cell.label} shard {self.job.shard}/{self.job.num_shards} complete: "
+                  f"{state['runs'][-1]['predicted']} videos predicted in this run", flush=True)
+        return failures
 
 
 class FinetuneTask(submitit.helpers.Checkpointable):

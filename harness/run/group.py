@@ -5,13 +5,13 @@ and the same ``eval`` settings that decide batching and the device. ``plan_group
 of each share key into groups whose models fit in memory together (``MEMORY_FRACTION`` of RAM, by
 ``memory_estimate``: weights + one batch of activations); a cell too big to share runs alone.
 
-``run_group`` then, in one process: builds every cell's model; evaluates them all on one pass over
-the data (``measure.accuracy.evaluate_models``: each batch decoded once, each model with its own
-accumulator, so each record equals the cell's own evaluation); checks each cell's GMACs with fvcore
-alone; times throughput interleaved over the group (``measure.interleaved``); measures peak memory
-per cell alone at its evaluation batch (CUDA: the other models moved to the CPU; CPU: the model's
-weights plus the peak RSS increase of one forward, with the peak reset through /proc/self/clear_refs,
-else a fresh probe process); writes one record per cell. A failure in one cell fails that cell only.
+A group runs as one ``run.task.GroupTask``: ``prepare_cells`` builds every cell's model; the task's sink
+evaluates them all on one pass over the data (locally ``measure.accuracy.evaluate_models``: each batch
+decoded once, each model with its own accumulator, so each record equals the cell's own evaluation);
+``measure_costs`` checks each cell's GMACs with fvcore alone, times throughput interleaved over the group
+(``measure.interleaved``) and measures peak memory per cell alone at its evaluation batch (CUDA: the other
+models moved to the CPU; CPU: the model's weights plus the peak RSS increase of one forward, with the peak
+reset through /proc/self/clear_refs, else a fresh probe process). A failure in one cell fails that cell only.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import os
 import typing as tp
 
 from harness.run import record as rec
-from harness.run.cell import CellJob, Progress, cell_runtime, check_flops, regime_fields, throughput_subject
+from harness.run.cell import CellJob, Progress, check_flops, regime_fields, throughput_subject
 from harness.suite import CellSpec
 
 MEMORY_FRACTION = 0.5  # of physical RAM (or GPU memory) that the models of one group may take together
@@ -84,54 +84,6 @@ def prepare_cells(jobs: tp.Sequence[CellJob], progress: Progress) -> tp.Tuple[di
         except Exception as err:  # noqa: BLE001 -- a failed cell is a result, not a crash
             failed[job.key] = rec.error_of(err)
     return setups, failed
-
-
-def run_group(jobs: tp.Sequence[CellJob], callback: tp.Optional[tp.Callable] = None) -> tp.List[dict]:
-    """Run ``jobs`` (cells with one ``share_key``) and write their records; returns them in order."""
-    from harness.measure.accuracy import evaluate_models
-    from harness.measure.speed import reset_peak_memory
-    from harness.store import ResultStore
-
-    progress = Progress(jobs[0].progress_file, callback)
-    store = ResultStore(jobs[0].store_root)
-    records = {j.key: rec.new_record(j.spec, started_at=rec.now()) for j in jobs}
-    runtimes: tp.Dict[str, dict] = {}
-    setups, failed = prepare_cells(jobs, progress)
-    accuracy: tp.Dict[str, tp.Any] = {}
-    if setups:
-        first = next(iter(setups.values()))
-        ev = first.spec.eval
-        for setup in setups.values():
-            reset_peak_memory(setup.device)
-        accuracy = evaluate_models({k: s.model for k, s in setups.items()}, first.dataset, device=first.device,
-                                   batch_size=ev.batch_size, num_workers=ev.num_workers, limit=ev.limit,
-                                   progress=progress, contexts={k: s.context for k, s in setups.items()})
-        for key, result in accuracy.items():
-            if isinstance(result, BaseException):
-                failed[key] = rec.error_of(result)
-    live = [j for j in jobs if j.key in setups and j.key not in failed]
-    costs = measure_costs(live, setups, progress)
-    for job in jobs:
-        record = records[job.key]
-        if job.key in failed:
-            rec.set_failed(record, failed[job.key])
-        elif isinstance(costs.get(job.key), BaseException):
-            rec.set_failed(record, rec.error_of(costs[job.key]))
-        else:
-            setup, result = setups[job.key], accuracy[job.key]
-            metrics, flops_check = costs[job.key]
-            metrics = {**result["metrics"], **metrics}
-            runtimes[job.key] = cell_runtime(setup, result["manifest"], result["last_stats"]["attention_kernel"])
-            record["execution"] = {"shared_decode": {"cells": len(jobs), "group": [j.label for j in jobs]}}
-            rec.set_ok(record, {"metrics": metrics, "coverage": result["coverage"], "flops_check": flops_check,
-                                "finetune": setup.finetune},
-                       store.write_samples(job.key, result["samples"]).name)
-        from harness.data.decode import decoder_provenance
-
-        runtime = runtimes.get(job.key) or decoder_provenance(job.spec.dataset)  # a failed cell: the decoder
-        rec.finish(record, rec.provenance(runtime))
-        store.write(record)
-    return [records[j.key] for j in jobs]
 
 
 def measure_costs(jobs: tp.Sequence[CellJob], setups: dict, progress: Progress) -> tp.Dict[str, tp.Any]:

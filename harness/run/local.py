@@ -394,7 +394,7 @@ def _run_group(ex, executor: str, group: list, store_root: str, out: tp.TextIO) 
 
     from harness.run import record as rec
     from harness.run.cell import CellJob
-    from harness.run.group import run_group
+    from harness.run.task import run_group
 
     title = _plain(group[0].label) if len(group) == 1 else f"{len(group)} cells"
     bar = tqdm(total=1, desc=f"{title}: starting", position=1, leave=False, file=out)

@@ -30,8 +30,17 @@ for path in sorted(glob.glob("suites/*.yaml")):
     rows = [[c.key, c.label, c.config()] for c in cells]
     if os.getcwd() not in json.dumps(rows):
         out[os.path.basename(path)] = rows
-json.dump(out, sys.stdout, sort_keys=True, indent=1)
+json.dump(out, sys.stdout)
 """
+
+
+def one_cell_a_line(golden: dict) -> str:
+    """The golden as JSON with one cell (key, label, config) a line, suites in name order."""
+    parts = []
+    for name in sorted(golden):
+        rows = ",\n".join(json.dumps(row, sort_keys=True) for row in golden[name])
+        parts.append(f"{json.dumps(name)}: [\n{rows}\n]")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def suite_variables(root: str) -> list:
@@ -54,7 +63,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": root, **{v: f"/nonexistent/{v}" for v in suite_variables(root)}}
     out = subprocess.run([sys.executable, "-c", DUMP], cwd=root, env=env, check=True, capture_output=True, text=True)
     with open(args.out, "w") as f:
-        f.write(out.stdout + "\n")
+        f.write(one_cell_a_line(json.loads(out.stdout)))
     print(f"wrote {args.out}: {sum(len(v) for v in json.loads(out.stdout).values())} cells")
 
 
