@@ -65,7 +65,8 @@ def test_scratch_copy_passes_the_registry_wide_tests(methods_path):
 
 
 def test_scratch_copy_reduces_and_its_gmacs_equal_fvcore(methods_path):
-    """Not vacuous: the copy is discovered, removes the tokens its examples ask for, and fvcore counts its matmul."""
+    """Not vacuous: the copy is discovered, removes the tokens its examples ask for, fvcore counts its matmul,
+    and a cell's code hash (``provenance.numerics_code``) covers its folder."""
     code = f"""
 import json, torch, harness, methods
 from harness.measure.flops import fvcore_macs
@@ -83,6 +84,8 @@ for example in spec.examples:
     print(json.dumps({{"tokens": [int(n) for n in model.last_stats.tokens_in] + [int(model.last_stats.tokens_out)],
                       "overhead": int(macs.overhead), "analytic": int(macs.total), "fvcore": counted,
                       "unexpected": unexpected}}))
+from harness.provenance import numerics_code
+print("code", json.dumps(numerics_code("{NAME}")["paths"]))
 """
     done = _run(["-c", code], methods_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -91,6 +94,8 @@ for example in spec.examples:
     assert [r["tokens"] for r in runs] == [[128, 120, 120, 120, 120], [128, 124, 120, 116, 116]]
     assert [r["overhead"] for r in runs] == [128 * 16, (128 + 124 + 120) * 16]
     assert all(r["fvcore"] == r["analytic"] and r["unexpected"] == {} for r in runs), runs
+    code = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("code "))[5:])
+    assert f"methods/{NAME}" in code  # the cell's code hash covers the folder outside the repository
 
 
 def _suite(tmp_path: Path, method: dict) -> Path:

@@ -1,4 +1,5 @@
-"""Registries: strict names, did-you-mean, and every registered method on a tiny random model."""
+"""Registries: strict names, did-you-mean, and every registered method at each of its declared ``examples``
+on the registry's test backbone (``methods.registry.EXAMPLE_BACKBONE``) and on Video Swin."""
 
 import pytest
 import torch
