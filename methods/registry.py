@@ -56,9 +56,10 @@ METHOD_KINDS = ("none", "merge", "prune", "halt", "resample")  # resample: a sma
 # tokens, 4 blocks. Stated once: tests build it (tests/conftest.py TINY), docs/adding_a_method.md quotes it.
 EXAMPLE_BACKBONE: tp.Mapping[str, int] = {"embed_dim": 32, "depth": 4, "num_heads": 2, "patch_size": 16,
                                           "tubelet_size": 2, "num_frames": 16, "img_size": 64, "num_classes": 5}
-_FAMILY_CHANGES = {"videomae": {}, "vivit": {"family": "vivit"},
-                   "timesformer": {"family": "timesformer", "tubelet_size": 1},  # 16 frames of 4 x 4 patches
-                   "vjepa2": {"family": "vjepa2", "probe_layers": 1}}
+# per ViT family, what its test backbone changes in EXAMPLE_BACKBONE (a new family adds its line here)
+EXAMPLE_FAMILY_CHANGES = {"videomae": {}, "vivit": {"family": "vivit"},
+                          "timesformer": {"family": "timesformer", "tubelet_size": 1},  # 16 frames of 4 x 4
+                          "vjepa2": {"family": "vjepa2", "probe_layers": 1}}
 
 
 def example_backbone(family: str) -> tp.Tuple[str, tp.Dict[str, tp.Any]]:
@@ -67,10 +68,10 @@ def example_backbone(family: str) -> tp.Tuple[str, tp.Dict[str, tp.Any]]:
     2-1-2-1 blocks, the same 16 x 64 px input)."""
     if family == "videoswin":
         return "synthetic_videoswin_tiny", {}
-    if family not in _FAMILY_CHANGES:
+    if family not in EXAMPLE_FAMILY_CHANGES:
         raise ValueError(f"no test backbone for family {family!r}; known: "
-                         f"{', '.join([*_FAMILY_CHANGES, 'videoswin'])}")
-    return "video_vit", {**EXAMPLE_BACKBONE, **_FAMILY_CHANGES[family]}
+                         f"{', '.join([*EXAMPLE_FAMILY_CHANGES, 'videoswin'])}")
+    return "video_vit", {**EXAMPLE_BACKBONE, **EXAMPLE_FAMILY_CHANGES[family]}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,8 @@ import harness
 import methods
 from harness.measure.flops import model_macs
 from harness.registry import Registry, UnknownNameError
-from methods.registry import EXAMPLE_BACKBONE
+from harness.models.presets import FAMILIES
+from methods.registry import EXAMPLE_BACKBONE, example_backbone
 
 
 def test_duplicate_names_raise():
@@ -116,3 +117,21 @@ def test_every_method_runs_on_video_swin_at_its_examples_or_is_refused_with_a_re
         assert out.shape == (1, cfg.num_classes) and torch.isfinite(out).all()
         ran += 1
     assert ran or spec.video_swin is None, f"{name} names a video_swin entry but none of its examples runs there"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_method_runs_on_each_family_or_is_refused_with_its_reason(family):
+    """Each family's test backbone (``example_backbone``): a method that does not declare the family's
+    layout features is refused at every example, each problem naming the method and what it lacks."""
+    from harness.models.compatibility import families_supported, method_problems
+    from harness.models.presets import resolve_config
+
+    preset, dims = example_backbone(family)
+    cfg = resolve_config(preset, **dims)
+    for name in methods.list_methods():
+        spec = methods.get_method(name)
+        if family in families_supported(spec):
+            continue
+        for example in spec.examples:
+            problems = method_problems(name, spec.make_params(example), cfg)
+            assert problems and all(p.startswith(f"method {name!r}") for p in problems), (name, problems)
