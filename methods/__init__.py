@@ -22,6 +22,12 @@ for _folder in filter(None, os.environ.get(METHODS_PATH_VARIABLE, "").split(os.p
     elif os.path.abspath(_folder) not in map(os.path.abspath, __path__):
         __path__.append(_folder)
 
+_IN_REPO = {m.name for m in pkgutil.iter_modules(__path__[:1])}
+for _folder in __path__[1:]:
+    for _shadowed in sorted(_IN_REPO & {m.name for m in pkgutil.iter_modules([_folder])}):
+        warnings.warn(f"{METHODS_PATH_VARIABLE}: {os.path.join(_folder, _shadowed)} is ignored: methods/{_shadowed} "
+                      "has the same name", stacklevel=2)
+
 DISCOVERED = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "registry"))
 for _name in DISCOVERED:
     importlib.import_module(f"{__name__}.{_name}")

@@ -36,8 +36,9 @@ class MeanKeyPruneReducer(TokenReducer):
         keep = least_typical(typicality(attn.keys[:, p:]), x.shape[1] - p - drop) + p
         if p:
             keep = torch.cat([torch.arange(p, device=x.device).expand(x.shape[0], p), keep], dim=1)
+        size = None if state.size is None else take_rows(state.size, keep)  # after a merging step, if any
         source = take_rows(initial_source(x, state.source), keep) if self.track_source else None
-        return take_rows(x, keep), TokenState(size=None, source=source, extras=state.extras)
+        return take_rows(x, keep), TokenState(size=size, source=source, extras=state.extras)
 
     def overhead_macs(self, layer: int, tokens_in: int) -> int:
         if self._dropped(layer, tokens_in) == 0:
