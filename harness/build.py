@@ -54,6 +54,7 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
         reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
                                              embed_dim=cfg.embed_dim)
         model = VideoViT(cfg, reducer)
+    model.method_name = method  # which registered method it runs (its fvcore ops: measure.flops.method_ops)
     if checkpoint is not None:
         model.load_checkpoint(checkpoint)  # sets model.checkpoint_layout (and class_names from an HF config)
     return model.eval()

@@ -188,7 +188,8 @@ def test_no_private_name_is_imported_across_packages():
 
 
 def test_every_method_package_is_discovered_and_registers():
-    on_disk = sorted(p.name if p.is_dir() else p.stem for p in (ROOT / "methods").iterdir()
+    folders = [ROOT / "methods", *map(Path, methods.__path__[1:])]  # + HARNESS_METHODS_PATH's folders
+    on_disk = sorted(p.name if p.is_dir() else p.stem for folder in folders for p in folder.iterdir()
                      if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__"))
     on_disk.remove("registry")
     assert list(methods.DISCOVERED) == on_disk
