@@ -17,7 +17,7 @@ NORM_MACS_PER_ELEMENT = 5  # fvcore's estimate for an affine LayerNorm
 # index/sort work of token reduction (its time is measured, its MACs are negligible).
 IGNORED_OPS = frozenset({
     "aten::add", "aten::add_", "aten::mul", "aten::mul_", "aten::div", "aten::div_", "aten::sub",
-    "aten::softmax", "aten::gelu", "aten::mean", "aten::sum", "aten::log", "aten::norm",
+    "aten::softmax", "aten::gelu", "aten::gelu_", "aten::mean", "aten::sum", "aten::log", "aten::norm",
     "aten::linalg_vector_norm", "aten::gather", "aten::scatter_reduce", "aten::scatter", "aten::argsort",
     "aten::sort", "aten::max", "aten::topk", "aten::index", "aten::ones_like", "aten::zeros_like",
     "aten::expand", "aten::unbind", "aten::cat", "aten::flatten", "aten::transpose", "aten::permute",

@@ -118,10 +118,24 @@ def attention_bias_kind(cfg: VideoViTConfig) -> tp.Optional[str]:
     return "qv" if cfg.family == "videomae" else "qkv"
 
 
+class BlockMlp(Mlp):
+    """timm's ``Mlp`` (same parameters, same numbers). Without autograd, an exact or tanh GELU overwrites
+    fc1's output instead of allocating a second buffer of the 4x-wide hidden size (its backward would
+    need that input, so with autograd the activation runs as usual)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(x)
+        if type(self.act) is nn.GELU and not torch.is_grad_enabled():
+            x = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        else:
+            x = self.act(x)
+        return self.drop2(self.fc2(self.norm(self.drop1(x))))
+
+
 def make_mlp(cfg: VideoViTConfig, ratio: tp.Optional[float] = None) -> nn.Module:
     ratio = cfg.mlp_ratio if ratio is None else ratio
-    return Mlp(cfg.embed_dim, int(cfg.embed_dim * ratio),
-               act_layer=FastGELU if cfg.act == "gelu_fast" else nn.GELU)
+    return BlockMlp(cfg.embed_dim, int(cfg.embed_dim * ratio),
+                    act_layer=FastGELU if cfg.act == "gelu_fast" else nn.GELU)
 
 
 class Block(nn.Module):
@@ -147,9 +161,17 @@ class Block(nn.Module):
         with reduction_region(f"block{layer}/after_attention"):
             x, state = reducer.after_attention(layer, x, state, a)
         stats.tokens_mlp.append(x.shape[1])
-        x = x + self.mlp(self.norm2(x))
+        x = _add_residual(self.mlp(self.norm2(x)), x)
         with reduction_region(f"block{layer}/after_block"):
             return reducer.after_block(layer, x, state, a)
+
+
+def _add_residual(branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x + branch``; without autograd written into ``branch`` (a fresh tensor no one else holds) instead
+    of a new buffer, where that gives the same tensor (same dtype -- autocast may differ -- and shape)."""
+    if torch.is_grad_enabled() or branch.dtype != x.dtype or branch.shape != x.shape:
+        return x + branch
+    return branch.add_(x)
 
 
 class DividedBlock(nn.Module):
