@@ -30,7 +30,7 @@ IGNORED_OPS = frozenset({
     "aten::abs", "aten::avg_pool3d",  # RLT: mean |pixel difference| per patch (elementwise, before the model)
     "aten::flip", "aten::cummin",  # RLT: run lengths (index bookkeeping)
     "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
-    "aten::tanh",  # ViViT's gelu_fast (elementwise)
+    "aten::tanh", "aten::tanh_",  # ViViT's gelu_fast (elementwise; in place without autograd)
     "aten::sin", "aten::cos", "aten::pow", "aten::reciprocal", "aten::unflatten", "aten::stack",  # V-JEPA 2 rotary tables
     "aten::expand_as",  # STTM's patch membership (kept on a rope3d backbone: positions of merged tokens)
     "aten::pad", "aten::rsub", "aten::pow", "aten::ne", "aten::roll", "aten::masked_fill",  # Video Swin: window
