@@ -180,8 +180,10 @@ class Block(nn.Module):
 
 def _add_residual(branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``x + branch``; without autograd written into ``branch`` (a fresh tensor no one else holds) instead
-    of a new buffer, where that gives the same tensor (same dtype -- autocast may differ -- and shape)."""
-    if torch.is_grad_enabled() or branch.dtype != x.dtype or branch.shape != x.shape:
+    of a new buffer, where that gives the same tensor (same dtype -- autocast may differ -- and shape; a
+    contiguous branch, so no broadcast view)."""
+    if (torch.is_grad_enabled() or branch.dtype != x.dtype or branch.shape != x.shape
+            or not branch.is_contiguous()):
         return x + branch
     return branch.add_(x)
 
