@@ -54,6 +54,7 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
         reducer = spec.load_implementation()(params, depth=cfg.depth, num_heads=cfg.num_heads,
                                              embed_dim=cfg.embed_dim)
         model = VideoViT(cfg, reducer)
+    model.method_name = method  # which registered method it runs (its fvcore ops: measure.flops.method_ops)
     if checkpoint is not None:
         model.load_checkpoint(checkpoint)  # sets model.checkpoint_layout (and class_names from an HF config)
     return model.eval()
@@ -63,7 +64,7 @@ def build_from_config(backbone: tp.Mapping[str, tp.Any], method: tp.Mapping[str,
                       checkpoint: tp.Optional[str | os.PathLike] = None):
     """``build_model`` from a suite/cell's ``backbone`` dict (name + dims; its ``checkpoint`` is not loaded:
     which weights a cell evaluates is the caller's decision) and ``method`` dict (name + params)."""
-    from harness.models.presets import backbone_dims
+    from harness.models.dims import backbone_dims
 
     return build_model(backbone["name"], method=method["name"], method_args=method.get("params"),
                        checkpoint=checkpoint, **backbone_dims(backbone))

@@ -15,9 +15,12 @@ Every failure is a ``FileProblem``: a ``ValueError`` whose text is one line nami
 Outputs are checked before the work that produces them (``output_file_problem`` /
 ``output_dir_problem``): a directory where a file goes, a device (``/dev/full``), a FIFO, a folder
 that cannot take a file (``/proc``, read-only, permission) are named up front, not after an hour of work.
+
+Files that are part of a result's identity are hashed by ``cached_file_sha256`` (once per path, size and mtime).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -241,3 +244,37 @@ def output_file_problem(path: tp.Union[str, os.PathLike], *, what: str = "output
     folder = os.path.dirname(os.path.abspath(path))
     reason = _dir_reason(folder, True)
     return f"{what} {path}: its folder {folder} {reason}" if reason else None
+
+
+# Content hashes of input files (checkpoints, annotation lists, label maps, the code): part of cell keys.
+_SHA_CACHE: dict = {}  # (abspath, size, mtime_ns) -> sha256
+
+
+def cached_file_sha256(path: str) -> str:
+    """``file_sha256`` remembered per (path, size, mtime); ``"missing:<path>"`` when absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"missing:{path}"
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        try:
+            _SHA_CACHE[key] = file_sha256(path)
+        except (OSError, ValueError):  # a FIFO, a device, unreadable: the loader names the problem
+            return f"unreadable:{path}"
+    return _SHA_CACHE[key]
+
+
+def file_sha256(path: str, chunk: int = 1 << 20) -> str:
+    """sha256 of a regular file's content; ValueError for anything else (a FIFO or ``/dev/zero`` would
+    never end)."""
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError(f"{path} is not a regular file; cannot hash it")
+        os.set_blocking(fd, True)
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

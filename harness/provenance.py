@@ -11,6 +11,8 @@ import subprocess
 import sys
 import typing as tp
 
+from harness.files import cached_file_sha256
+
 PACKAGES = ("torch", "timm", "decord", "fvcore", "numpy", "av", "submitit", "pyyaml")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,41 +53,6 @@ def machine() -> dict:
             "load_avg": load, "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
-_SHA_CACHE: dict = {}  # (abspath, size, mtime_ns) -> sha256
-
-
-def cached_file_sha256(path: str) -> str:
-    """``file_sha256`` remembered per (path, size, mtime); ``"missing:<path>"`` when absent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return f"missing:{path}"
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        try:
-            _SHA_CACHE[key] = file_sha256(path)
-        except (OSError, ValueError):  # a FIFO, a device, unreadable: the loader names the problem
-            return f"unreadable:{path}"
-    return _SHA_CACHE[key]
-
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    """sha256 of a regular file's content; ValueError for anything else (a FIFO or ``/dev/zero`` would
-    never end)."""
-    import stat
-
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with open(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ValueError(f"{path} is not a regular file; cannot hash it")
-        os.set_blocking(fd, True)
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # Code whose change can change a cell's numbers (besides the method's own package): building the model, the
 # models, the data pipeline and measurement (accuracy, GMACs, speed, memory, the device switches). The
 # runners, the cluster code, planning, reports, the CLI and the store only move those numbers around.
@@ -111,21 +78,23 @@ def numerics_code(method: str, params: tp.Optional[tp.Mapping] = None, root: str
         module = (spec.architecture or spec.implementation).split(":")[0]
         if module.startswith("methods."):
             todo.append(module.split(".")[1])
+    files = {p: os.path.join(root, p) for entry in paths for p in _python_files(root, entry)}  # label -> file
     seen: set = set()
     while todo:
         name = todo.pop()
         if name in seen or name == "registry":
             continue
         seen.add(name)
-        folder = os.path.join(root, "methods", name)
-        rel = f"methods/{name}" if os.path.isdir(folder) else f"methods/{name}.py"
-        paths.append(rel)
-        for path in _python_files(root, rel):
-            with open(os.path.join(root, path), encoding="utf-8") as f:
+        base = _method_base(root, name, methods.__path__[1:])
+        rel = name if os.path.isdir(os.path.join(base, name)) else f"{name}.py"
+        paths.append(f"methods/{rel}")
+        for path in _python_files(base, rel):
+            files[f"methods/{path}"] = os.path.join(base, path)
+            with open(os.path.join(base, path), encoding="utf-8") as f:
                 todo.extend(_METHOD_IMPORT.findall(f.read()))
     h = hashlib.sha256()
-    for rel in sorted({p for entry in paths for p in _python_files(root, entry)}):
-        h.update(rel.encode() + b"\0" + cached_file_sha256(os.path.join(root, rel)).encode() + b"\0")
+    for label in sorted(files):
+        h.update(label.encode() + b"\0" + cached_file_sha256(files[label]).encode() + b"\0")
     return {"id": h.hexdigest()[:16], "paths": sorted(set(paths))}
 
 
@@ -146,6 +115,15 @@ def code_state(record: tp.Mapping, method: str, params: tp.Mapping, current: tp.
     if current[key] is None:
         return "unknown method"
     return "current" if current[key] == stored else "other code"
+
+
+def _method_base(root: str, name: str, extra: tp.Sequence[str]) -> str:
+    """The folder holding method package ``name``: ``root/methods``, else the first ``HARNESS_METHODS_PATH``
+    folder that has it (a method kept outside the repository is hashed as if it were in ``methods/``)."""
+    for base in (os.path.join(root, "methods"), *extra):
+        if os.path.isdir(os.path.join(base, name)) or os.path.isfile(os.path.join(base, f"{name}.py")):
+            return base
+    return os.path.join(root, "methods")
 
 
 def _python_files(root: str, rel: str) -> tp.List[str]:

@@ -30,9 +30,17 @@ divided space-time attention, rotary positions, an attentive-probe head) the met
 ``refuses`` may give, per feature it does not support, the reason ``validate`` prints. A backbone whose
 layout has a feature outside ``supports`` is refused for the method before anything runs.
 
-``examples`` are two (or more) parameter settings that exercise the method on a small backbone: the
-registry-wide tests (GMACs analytic = fvcore = an independent count, build on the meta device) run
-every registered method at each of them, so a new method is checked without editing any test.
+``examples`` are two (or more) parameter settings that exercise the method on the test backbone
+(``EXAMPLE_BACKBONE``; per family ``example_backbone``): the registry-wide tests (every method runs and
+never adds tokens, some example reduces, GMACs analytic = fvcore = an independent count, token maps)
+run every registered method at each of them, so a new method is checked without editing any test.
+
+fvcore's cross-check fails a cell on any op it does not count that is not known to be free:
+``harness.measure.flops.IGNORED_OPS`` lists the backbones' and the common token-reduction ops
+(gather, sort, topk, ...); a method adds the free ops only it runs (``uncounted_ops``: elementwise or
+index work, no multiply-adds) and fvcore handles for ops with multiply-adds fvcore has no handle for
+(``fvcore_handles``: op -> "module:fn", ``fn(inputs, outputs) -> MACs``). The contract in full, with
+a template folder: docs/adding_a_method.md.
 """
 from __future__ import annotations
 
@@ -42,6 +50,28 @@ import typing as tp
 from harness.registry import Registry, load_object
 
 METHOD_KINDS = ("none", "merge", "prune", "halt", "resample")  # resample: a smaller input, no token chosen
+
+# The test backbone a method's ``examples`` must run and reduce on (VideoMAE layout: no class token, joint
+# attention, mean pool): 16 frames of 64 px, tubelet 2, patch 16 -> 8 temporal slices of 4 x 4 = 128
+# tokens, 4 blocks. Stated once: tests build it (tests/conftest.py TINY), docs/adding_a_method.md quotes it.
+EXAMPLE_BACKBONE: tp.Mapping[str, int] = {"embed_dim": 32, "depth": 4, "num_heads": 2, "patch_size": 16,
+                                          "tubelet_size": 2, "num_frames": 16, "img_size": 64, "num_classes": 5}
+# per ViT family, what its test backbone changes in EXAMPLE_BACKBONE (a new family adds its line here)
+EXAMPLE_FAMILY_CHANGES = {"videomae": {}, "vivit": {"family": "vivit"},
+                          "timesformer": {"family": "timesformer", "tubelet_size": 1},  # 16 frames of 4 x 4
+                          "vjepa2": {"family": "vjepa2", "probe_layers": 1}}
+
+
+def example_backbone(family: str) -> tp.Tuple[str, tp.Dict[str, tp.Any]]:
+    """``(preset, dims)`` of the test backbone of ``family`` (``build_model(preset, **dims)``): the ViT
+    families are ``EXAMPLE_BACKBONE`` in their layout; Video Swin is ``synthetic_videoswin_tiny`` (32-d,
+    2-1-2-1 blocks, the same 16 x 64 px input)."""
+    if family == "videoswin":
+        return "synthetic_videoswin_tiny", {}
+    if family not in EXAMPLE_FAMILY_CHANGES:
+        raise ValueError(f"no test backbone for family {family!r}; known: "
+                         f"{', '.join([*EXAMPLE_FAMILY_CHANGES, 'videoswin'])}")
+    return "video_vit", {**EXAMPLE_BACKBONE, **EXAMPLE_FAMILY_CHANGES[family]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +96,8 @@ class MethodSpec:
     refuses: tp.Mapping[str, str] = dataclasses.field(default_factory=dict)  # feature -> why it is not supported
     video_swin: tp.Optional[str] = None  # "module:build" of the method on Video Swin (None: not supported)
     vit: bool = True  # runs on the ViT families (False: a Video Swin-only method such as sta_swin)
+    uncounted_ops: tp.FrozenSet[str] = frozenset()  # free ops (no multiply-add) fvcore may skip in its forward
+    fvcore_handles: tp.Mapping[str, str] = dataclasses.field(default_factory=dict)  # op -> "module:fn" (MACs)
 
     def make_params(self, args: tp.Mapping[str, tp.Any] | None = None) -> tp.Any:
         """Build the params dataclass; unknown or missing keys raise one ValueError naming them all."""
@@ -132,6 +164,8 @@ def register_method(
     refuses: tp.Optional[tp.Mapping[str, str]] = None,
     video_swin: tp.Optional[str] = None,
     vit: bool = True,
+    uncounted_ops: tp.Iterable[str] = (),
+    fvcore_handles: tp.Optional[tp.Mapping[str, str]] = None,
 ) -> tp.Callable[[type], type]:
     if kind not in METHOD_KINDS:
         raise ValueError(f"kind must be one of {METHOD_KINDS}, got {kind!r}")
@@ -145,6 +179,14 @@ def register_method(
     if bool(video_swin) != bool({"windowed_attention", "hierarchical"} & set(supports)):
         raise ValueError(f"method {name!r}: a method supports Video Swin's windowed_attention/hierarchical "
                          "features exactly when it names its video_swin entry point")
+    bad_ops = sorted(op for op in [*uncounted_ops, *(fvcore_handles or {})]
+                     if not isinstance(op, str) or not op.startswith(("aten::", "prim::")))
+    if bad_ops:
+        raise ValueError(f"method {name!r}: uncounted_ops / fvcore_handles name ops as fvcore's trace does "
+                         f"('aten::topk'), got {bad_ops}")
+    bad_handles = sorted(op for op, target in (fvcore_handles or {}).items() if ":" not in str(target))
+    if bad_handles:
+        raise ValueError(f"method {name!r}: fvcore_handles maps each op to 'module:fn'; not so for {bad_handles}")
 
     def decorator(params_cls: type) -> type:
         if not dataclasses.is_dataclass(params_cls):
@@ -157,7 +199,8 @@ def register_method(
                           needs_attention_probs, adaptive_token_count, summary, reference,
                           display_name, architecture, train_batch, dict(train_recipe or {}),
                           tuple(inference_only), token_map, tuple(dict(e) for e in examples),
-                          frozenset(supports), dict(refuses or {}), video_swin, vit)
+                          frozenset(supports), dict(refuses or {}), video_swin, vit,
+                          frozenset(uncounted_ops), dict(fvcore_handles or {}))
         method_registry.add(name, spec, **spec.capabilities(), layout_features=sorted(spec.supports))
         return params_cls
 

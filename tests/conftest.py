@@ -8,10 +8,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-# A tiny video ViT every method accepts: 16 frames, tubelet 2 -> 8 temporal slices (STA's groups) of 4 x 4
-# patches = 128 tokens, 32-d, 4 blocks, 5 classes. Tests that need another shape derive it with ``tiny``.
-TINY = dict(embed_dim=32, depth=4, num_heads=2, patch_size=16, tubelet_size=2, num_frames=16, img_size=64,
-            num_classes=5)
+from methods.registry import EXAMPLE_BACKBONE  # noqa: E402 (after the path set-up)
+
+# The registry's test backbone, the one every method's ``examples`` must fit (methods/registry.py states it):
+# 16 frames, tubelet 2 -> 8 temporal slices (STA's groups) of 4 x 4 patches = 128 tokens, 32-d, 4 blocks, 5
+# classes. Tests that need another shape derive it with ``tiny``.
+TINY = dict(EXAMPLE_BACKBONE)
 
 # measurement settings that keep a cell's timing to a fraction of a second (figures are not looked at)
 FAST_MEASURE = {"batch_size": 2, "warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 2, "min_timed_s": 0.0,

@@ -14,6 +14,7 @@ from harness.measure.flops import fvcore_macs
 from harness.models.checkpoint import CheckpointError
 from harness.models.presets import resolve_config
 from harness.models.video_vit import VideoViT  # noqa: F401  (applies the torchvision fix before transformers)
+from tests.hf_models import Logits, hf_logits, randomized, saved
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only extra (pip install .[test])")
 
@@ -29,26 +30,14 @@ FAMILIES = {
 
 
 def tiny(family: str, seed: int = 0):
-    """A random classifier whose every parameter is non-trivial (zero biases would hide key mix-ups)."""
     torch.manual_seed(seed)
-    model = FAMILIES[family]().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return model
-
-
-def hf_logits(model, clip):
-    with torch.no_grad():
-        return model(pixel_values=clip.transpose(1, 2)).logits  # ours [B,C,T,H,W] -> HF [B,T,C,H,W]
+    return randomized(FAMILIES[family]())
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def reference(request, tmp_path_factory):
     model = tiny(request.param)
-    folder = tmp_path_factory.mktemp("hf") / request.param
-    model.save_pretrained(folder)
-    return request.param, model, str(folder)
+    return request.param, model, saved(model, tmp_path_factory, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -88,15 +77,6 @@ def test_analytic_gmacs_equal_fvcore_on_ours_and_on_transformers(reference, clip
     analytic = ours.view_macs().total
     counted, unexpected = fvcore_macs(ours, one)
     assert unexpected == {} and counted == analytic
-
-    class Logits(torch.nn.Module):  # fvcore traces a module returning tensors
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            return self.m(pixel_values=x).logits
-
     theirs, _ = fvcore_macs(Logits(model), one.transpose(1, 2))
     assert theirs == analytic
 

@@ -63,3 +63,45 @@ def test_reduced_schedule_closed_form_equals_fvcore_with_either_attention_kernel
     counted, unexpected = fvcore_macs(model, clip)
     assert unexpected == {} and counted == closed == model_macs(model).total
     assert model.last_stats.attention_kernel == ["sdpa" if fused else "explicit"] * 4
+
+
+def _erf_macs(inputs, outputs) -> int:  # a handle for the test below: 7 MACs per call
+    return 7
+
+
+class _Erf(torch.nn.Module):
+    def forward(self, x):
+        return torch.special.erf(x @ x.transpose(-1, -2))
+
+
+def test_a_method_declares_its_own_free_ops_and_fvcore_handles(monkeypatch):
+    """``register_method(uncounted_ops=..., fvcore_handles=...)`` is what ``fvcore_macs`` accepts beyond the
+    common list, for the method the model was built for (``model.method_name``) and for no other."""
+    import dataclasses
+
+    import methods
+
+    model, x = _Erf(), torch.randn(1, 3, 4)
+    model.method_name = "tome"
+    matmul = 3 * 4 * 3
+    assert fvcore_macs(model, x) == (matmul, {"aten::erf": 1})  # an op no declaration makes free
+    specs = {"free": dataclasses.replace(methods.get_method("tome"), uncounted_ops=frozenset({"aten::erf"})),
+             "counted": dataclasses.replace(methods.get_method("tome"),
+                                            fvcore_handles={"aten::erf": f"{__name__}:_erf_macs"})}
+    monkeypatch.setattr(methods, "get_method", lambda name, get=methods.get_method: specs.get(name) or get(name))
+    assert fvcore_macs(model, x, method="free") == (matmul, {})
+    assert fvcore_macs(model, x, method="counted") == (matmul + 7, {})
+    model.method_name = "free"
+    assert fvcore_macs(model, x) == (matmul, {})
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"uncounted_ops": "aten::abs"}, "name ops as fvcore's trace does"),  # a string, not a sequence of names
+    ({"uncounted_ops": ("abs",)}, "name ops as fvcore's trace does"),
+    ({"fvcore_handles": {"aten::erf": "no_colon"}}, "maps each op to 'module:fn'"),
+])
+def test_bad_op_declarations_are_refused_at_registration(kwargs, message):
+    import methods
+
+    with pytest.raises(ValueError, match=message):
+        methods.register_method("never_registered", implementation="x:y", kind="prune", **kwargs)

@@ -15,6 +15,7 @@ import harness
 from harness.models import hf
 from harness.models.checkpoint import CheckpointError
 from harness.models.video_vit import VideoViT  # noqa: F401  (applies the torchvision fix before transformers)
+from tests.hf_models import hf_logits, saved
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only extra (pip install .[test])")
 
@@ -38,17 +39,10 @@ def tiny_hf(seed=0, **overrides):
     return model
 
 
-def hf_logits(model, clip):
-    with torch.no_grad():
-        return model(pixel_values=clip.transpose(1, 2)).logits  # ours [B,C,T,H,W] -> HF [B,T,C,H,W]
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     model = tiny_hf()
-    folder = tmp_path_factory.mktemp("hf") / "videomae-tiny"
-    model.save_pretrained(folder)
-    return model, str(folder)
+    return model, saved(model, tmp_path_factory, "videomae-tiny")
 
 
 @pytest.fixture(scope="module")

@@ -249,11 +249,12 @@ def test_disk_full_is_one_line_and_says_how_to_resume(monkeypatch, capsys):
     import errno
 
     from harness import cli
+    from harness.cli import validate
 
     def full(args):
         raise OSError(errno.ENOSPC, "No space left on device", "results/cells/x.json")
 
-    monkeypatch.setattr(cli, "cmd_validate", full)  # build_parser binds it when main builds the parser
+    monkeypatch.setattr(validate, "run", full)  # build_parser binds it when main builds the parser
     assert cli.main(["validate", "x.yaml"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0] and "again to resume" in err[0]

@@ -1,6 +1,6 @@
 """One GMACs cross-check for the whole registry: for every registered method at each of its example
-settings (``register_method(examples=...)``), on a tiny backbone of every family whose layout the method
-supports, the analytic count from the token counts equals fvcore's count of the same forward (fused
+settings (``register_method(examples=...)``), on the registry's test backbone of every family whose layout
+the method supports (``methods.registry.example_backbone``), the analytic count from the token counts equals fvcore's count of the same forward (fused
 attention, with the SDPA handle) and an independent count by ``torch.utils.flop_counter.FlopCounterMode``
 of the explicit-attention model (matmuls only, so the LayerNorms are subtracted from the analytic side)."""
 import pytest
@@ -11,23 +11,16 @@ import harness
 import methods
 from harness.measure.flops import NORM_MACS_PER_ELEMENT, fvcore_macs, probe_norm_macs
 from harness.models.compatibility import families_supported, method_problems
-from harness.models.presets import resolve_config
+from harness.models.presets import FAMILIES, resolve_config
+from methods.registry import example_backbone
 
-# a tiny backbone per family at the quickstart's input (16 frames of 64 px)
-TINY = dict(embed_dim=128, depth=4, num_heads=2, img_size=64, num_classes=12)
-FAMILY_BACKBONES = {"videomae": ("synthetic_vit_tiny", {}),
-                    "vivit": ("video_vit", dict(TINY, family="vivit")),
-                    "timesformer": ("video_vit", dict(TINY, family="timesformer", tubelet_size=1)),
-                    "vjepa2": ("video_vit", dict(TINY, family="vjepa2", probe_layers=1)),
-                    "videoswin": ("synthetic_videoswin_tiny", {})}  # its own attention: no fused kernel
+FAMILY_BACKBONES = {f: example_backbone(f) for f in FAMILIES}  # Video Swin: its own attention, no fused kernel
 
 
 def _cases():
     for name in methods.list_methods():
         spec = methods.get_method(name)
         for family in families_supported(spec):
-            if family not in FAMILY_BACKBONES:
-                continue
             backbone, dims = FAMILY_BACKBONES[family]
             for i, example in enumerate(spec.examples):
                 if method_problems(name, spec.make_params(example), resolve_config(backbone, **dims)):

@@ -1,5 +1,5 @@
-"""Registries: strict names, did-you-mean, and every registered method on a tiny random model."""
-import dataclasses
+"""Registries: strict names, did-you-mean, and every registered method at each of its declared ``examples``
+on the registry's test backbone (``methods.registry.EXAMPLE_BACKBONE``) and on Video Swin."""
 
 import pytest
 import torch
@@ -8,9 +8,8 @@ import harness
 import methods
 from harness.measure.flops import model_macs
 from harness.registry import Registry, UnknownNameError
-from conftest import tiny
-
-TINY = tiny(depth=3, img_size=32)  # 8 temporal slices of 2x2 tokens: every method accepts it
+from harness.models.presets import FAMILIES
+from methods.registry import EXAMPLE_BACKBONE, example_backbone
 
 
 def test_duplicate_names_raise():
@@ -40,41 +39,99 @@ def test_generic_backbone_needs_its_dims():
         harness.build_model("video_vit", embed_dim=30, depth=1, num_heads=4)
 
 
-# settings that make each method reduce on TINY (default: r=2 where a method has r); downsample and
-# rlt act on the input, before block 0 (rlt: random noise moves everywhere, so a threshold above it)
-REDUCING_ARGS = {"downsample": {"frames": 8}, "rlt": {"threshold": 2.0}}
-INPUT_LEVEL = {"downsample", "rlt"}
+def _never_adds_tokens(model, n0: int) -> list:
+    """The token counts of ``model``'s last forward (per block, then the output; the largest over the
+    batch for adaptive methods), checked to start at most at ``n0`` and never grow."""
+    stats = model.last_stats
+    counts = list(stats.tokens_in) + [stats.tokens_out]
+    if stats.tokens_per_sample is not None:
+        counts = [max(c) for c in zip(*stats.tokens_per_sample)]
+    assert counts[0] <= n0 and all(a >= b for a, b in zip(counts, counts[1:])), counts
+    return counts
 
 
-VIDEO_SWIN_ONLY = {"sta_swin"}  # runs on Video Swin only: tests/test_sta_swin.py does the same checks there
+VIT_METHODS = [n for n in methods.list_methods() if methods.get_method(n).vit]
 
 
-@pytest.mark.parametrize("name", [n for n in methods.list_methods() if n not in VIDEO_SWIN_ONLY])
-def test_every_method_runs_and_never_adds_tokens(name):
+@pytest.mark.parametrize("name", VIT_METHODS)
+def test_every_method_runs_at_its_examples_never_adds_tokens_and_reduces(name):
+    """On the registry's test backbone (``EXAMPLE_BACKBONE``), at each of the method's ``examples``, with
+    the dense model's weights where the method keeps the backbone; at least one example removes tokens."""
+    from harness.models.compatibility import method_problems
+    from harness.models.presets import resolve_config
     from harness.models.video_vit import VideoViT
 
-    spec = methods.get_method(name)
-    args = {"r": 2} if any(f.name == "r" for f in dataclasses.fields(spec.params)) else None
-    args = REDUCING_ARGS.get(name, args)
+    spec, cfg = methods.get_method(name), resolve_config("video_vit", **EXAMPLE_BACKBONE)
+    assert spec.examples, f"{name}: register_method(examples=...) is empty"
     torch.manual_seed(0)
-    dense = harness.build_model("video_vit", **TINY)
-    model = harness.build_model("video_vit", method=name, method_args=args, **TINY)
-    if isinstance(model, VideoViT):  # the backbone's layers (HaltingVT: its own, CLS token included)
-        model.load_state_dict(dense.state_dict())
-    cls = int(getattr(model, "cls_token", None) is not None)
-    clip = torch.randn(2, 3, 16, 32, 32)
+    dense = harness.build_model("video_vit", **EXAMPLE_BACKBONE)
+    clip = torch.randn(2, 3, EXAMPLE_BACKBONE["num_frames"], EXAMPLE_BACKBONE["img_size"],
+                       EXAMPLE_BACKBONE["img_size"], generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        out = model(clip)
         dense(clip)
-    assert out.shape == (2, 5) and torch.isfinite(out).all()
-    counts = model.last_stats.tokens_in + [model.last_stats.tokens_out]
-    if model.last_stats.tokens_per_sample is not None:
-        counts = [max(c) for c in zip(*model.last_stats.tokens_per_sample)]
-    if name in INPUT_LEVEL:
-        assert counts[0] < 32
+    n0 = dense.last_stats.tokens_in[0]
+    smallest, ran = n0, 0
+    for example in spec.examples:
+        if method_problems(name, spec.make_params(example), cfg):
+            continue  # e.g. random_drop at sta_swin's counts: an example for Video Swin
+        ran += 1
+        torch.manual_seed(0)
+        model = harness.build_model("video_vit", method=name, method_args=example, **EXAMPLE_BACKBONE)
+        if isinstance(model, VideoViT):  # the backbone's layers (HaltingVT: its own, CLS token included)
+            model.load_state_dict(dense.state_dict(), strict=False)
+        cls = int(getattr(model, "cls_token", None) is not None)
+        with torch.inference_mode():
+            out = model(clip)
+        assert out.shape == (2, EXAMPLE_BACKBONE["num_classes"]) and torch.isfinite(out).all(), example
+        counts = _never_adds_tokens(model, n0 + cls)
+        smallest = min(smallest, counts[-1] - cls)
+        assert model_macs(model).total <= model_macs(dense).total + model_macs(model).overhead, example
+    assert ran, f"{name}: none of its examples {spec.examples} runs on the test backbone {EXAMPLE_BACKBONE}"
+    if spec.kind == "none":
+        assert smallest == n0
     else:
-        assert counts[0] == 32 + cls
-    assert all(a >= b for a, b in zip(counts, counts[1:]))
-    if name != "dense":
-        assert counts[-1] < 32 + cls, f"{name} removed no token"
-    assert model_macs(model).total <= model_macs(dense).total + model_macs(model).overhead
+        assert smallest < n0, f"{name}: none of its examples {spec.examples} removed a token on the test backbone"
+
+
+SWIN = "synthetic_videoswin_tiny"
+
+
+@pytest.mark.parametrize("name", methods.list_methods())
+def test_every_method_runs_on_video_swin_at_its_examples_or_is_refused_with_a_reason(name):
+    from harness.models.compatibility import method_problems
+    from harness.models.presets import resolve_config
+
+    spec, cfg = methods.get_method(name), resolve_config(SWIN)
+    ran = 0
+    for example in spec.examples:
+        problems = method_problems(name, spec.make_params(example), cfg)
+        if spec.video_swin is None:
+            assert problems and any("window" in p or "hierarchical" in p for p in problems), problems
+            continue
+        if problems:  # e.g. random_drop at ToMe's counts: ToMe does not run on Video Swin
+            continue
+        torch.manual_seed(0)
+        model = harness.build_model(SWIN, method=name, method_args=example)
+        with torch.inference_mode():
+            out = model(torch.randn(1, 3, cfg.num_frames, cfg.img_size, cfg.img_size))
+        assert out.shape == (1, cfg.num_classes) and torch.isfinite(out).all()
+        ran += 1
+    assert ran or spec.video_swin is None, f"{name} names a video_swin entry but none of its examples runs there"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_method_runs_on_each_family_or_is_refused_with_its_reason(family):
+    """Each family's test backbone (``example_backbone``): a method that does not declare the family's
+    layout features is refused at every example, each problem naming the method and what it lacks."""
+    from harness.models.compatibility import families_supported, method_problems
+    from harness.models.presets import resolve_config
+
+    preset, dims = example_backbone(family)
+    cfg = resolve_config(preset, **dims)
+    for name in methods.list_methods():
+        spec = methods.get_method(name)
+        if family in families_supported(spec):
+            continue
+        for example in spec.examples:
+            problems = method_problems(name, spec.make_params(example), cfg)
+            assert problems and all(p.startswith(f"method {name!r}") for p in problems), (name, problems)

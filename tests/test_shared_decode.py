@@ -90,15 +90,37 @@ def test_interleaved_throughput_records_load_and_flags_unreliable_timing(monkeyp
     order = []
     monkeypatch.setattr(interleaved, "_step", lambda model, x, device, context=None: order.append(model) or 0.01)
     monkeypatch.setattr(interleaved.os, "getloadavg", lambda: (99.0, 0.0, 0.0))
+    monkeypatch.setattr(interleaved.CpuShare, "stop", lambda self: 0.5)  # others took half the CPUs
     out = interleaved.interleaved_throughput(subjects, device=torch.device("cpu"))
     a, b = models["a"], models["b"]
-    assert order == [a, b] + [a, a, b, b] * 3  # warm-up, then A B per repeat
+    assert order[:2] == [a, b]  # warm-up
+    cycles = [order[i:i + 2] for i in range(2, len(order), 2)]
+    assert len(cycles) == 2 * 3 and all(set(map(id, c)) == {id(a), id(b)} for c in cycles)  # one slice each per cycle
+    assert len({tuple(map(id, c)) for c in cycles}) == 2  # in a shuffled order, not always A first
     for result in out.values():
         assert result["clips_per_s"] == pytest.approx(200.0) and len(result["iteration_times_s"]) == 3
         assert result["timing"]["load_avg_per_repeat"] == [99.0] * 3
-        assert not result["timing"]["reliable"] and "load average" in result["timing"]["warnings"][0]
+        assert result["timing"]["others_cpu_share_per_repeat"] == [0.5] * 3
+        warnings = result["timing"]["warnings"]
+        assert not result["timing"]["reliable"] and "load average" in warnings[0] and "other processes" in warnings[1]
         assert result["timing"]["cores"] >= 1
     assert out["a"]["timing"]["session"] == out["b"]["timing"]["session"]  # the repeats pair up in a report
+
+
+def test_cpu_share_counts_other_processes_only(monkeypatch):
+    from harness.measure.interleaved import CpuShare
+
+    samples = iter([(10.0, 20.0, 1.0), (16.0, 30.0, 4.0)])  # (machine busy s, machine total s, own CPU s)
+    monkeypatch.setattr(CpuShare, "_sample", staticmethod(lambda: next(samples)))
+    share = CpuShare()
+    share.start()
+    assert share.stop() == pytest.approx((6.0 - 3.0) / 10.0)
+    monkeypatch.undo()
+    real = CpuShare()
+    real.start()
+    sum(i * i for i in range(200000))  # this process's own work is not "others"
+    value = real.stop()
+    assert value is None or 0.0 <= value <= 1.0
 
 
 def test_a_bf16_compiled_cell_records_its_regime(tmp_path):

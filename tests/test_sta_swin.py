@@ -131,15 +131,6 @@ def test_random_drop_follows_sta_counts_and_downsample_runs():
     assert down.last_stats.tokens_per_stage[0][0] == 4 * 12 * 12
 
 
-@pytest.mark.parametrize("name", sorted(set(methods.list_methods()) - {"dense", "sta_swin", "random_drop",
-                                                                        "downsample"}))
-def test_every_other_method_is_refused_on_video_swin_with_its_reason(name):
-    spec = methods.get_method(name)
-    example = spec.examples[0] if spec.examples else {}
-    problems = method_problems(name, spec.make_params(example), resolve_config("videoswin_t"))
-    assert problems and any("window" in p or "hierarchical" in p for p in problems), problems
-
-
 def test_sta_swin_refused_on_vits_and_random_drop_needs_a_swin_match():
     problems = method_problems("sta_swin", STASwinParams(r=8), resolve_config("synthetic_vit_tiny"))
     assert problems and "Video Swin only" in problems[0]

@@ -267,6 +267,38 @@ def test_bad_overrides_are_all_reported_naming_the_override():
     assert "did you mean 'r'" in problems[8].message
 
 
+def test_one_key_value_rule_for_every_set(tmp_path, monkeypatch):
+    """``parse_assignment`` is the one KEY=VALUE reading: suite overrides, ``data check NAME --set`` and
+    ``viz --method --set`` all use it, so an empty value is the empty string everywhere and only null is None."""
+    from harness.suite import dataset_from_overrides, parse_assignment
+
+    cases = {"a=1": ("a", 1), " a.b = [4,8] ": ("a.b", [4, 8]), "a=": ("a", ""), "a=   ": ("a", ""),
+             "a=null": ("a", None), "a=~": ("a", None), "a='007'": ("a", "007"), "a=x=y": ("a", "x=y"),
+             "a={b: 1}": ("a", {"b": 1})}
+    for text, expected in cases.items():
+        assert parse_assignment(text) == expected, text
+    for text, reason in (("a", "expected KEY=VALUE"), ("=1", "nothing before '='"), (" =1", "nothing before '='"),
+                         ("a=[1,", "not valid YAML"), ("a={x: 1, x: 2}", "duplicate key 'x'"), (5, "KEY=VALUE")):
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            parse_assignment(text)
+    # the three readers
+    assert apply_overrides({"eval": {"limit": 5}}, ["eval.device=", "eval.limit=null"])["eval"] == \
+        {"limit": None, "device": ""}
+    _, problems = dataset_from_overrides("synthetic_motion", ["num_val={a: 1, a: 2}"])
+    assert [(p.field, "duplicate key 'a'" in p.message) for p in problems] == [("num_val", True)]
+    _, problems = dataset_from_overrides("synthetic_motion", ["=3"])
+    assert len(problems) == 1 and "nothing before '='" in problems[0].message
+    import harness.viz
+    from harness.cli import main
+
+    seen = []
+    monkeypatch.setattr(harness.viz, "run_viz", lambda req: seen.append(req.method_args) or [])
+    monkeypatch.chdir(tmp_path)
+    assert main(["viz", "--method", "tome", "--set", "r=", "--set", "trace_source=null", "--set", "x = [1]"]) == 0
+    assert seen == [{"r": "", "trace_source": None, "x": [1]}]
+    assert main(["viz", "--method", "tome", "--set", "r=[1,"]) == 2  # one line, no traceback
+
+
 def test_override_precedence_over_suite_and_includes(tmp_path, monkeypatch):
     write(tmp_path, "s/base/base.yaml", MINIMAL + "eval: {limit: 10}\nmeasure: {repeats: 3}\n")
     top = write(tmp_path, "s/top.yaml", "include: [base/base.yaml]\nmeasure: {repeats: 4}\n")

@@ -34,9 +34,9 @@ def test_method_checkpoint_replaces_the_backbones_for_its_cells_only(tmp_path):
     assert "checkpoint" not in cells[1].method["params"]
     key = cells[1].key
     (tmp_path / "b5.pth").write_bytes(b"other weights")  # the file's content is part of the key
-    from harness import provenance
+    from harness import files
 
-    provenance._SHA_CACHE.clear()
+    files._SHA_CACHE.clear()
     assert load_suite(path).cells()[1].key != key
 
 

@@ -9,13 +9,14 @@ import re
 
 import pytest
 import torch
+import yaml
 
 import harness
 from harness.cli import main
 from harness.models.k710 import K710_TO_K400
 from harness.models.presets import resolve_config
 from harness.store import ResultStore
-from harness.suite import load_suite, validate_suite
+from harness.suite import validate_suite
 from tests import real_layouts as rl
 from tests.reference.videomae_official import to_mmaction2
 
@@ -123,14 +124,40 @@ def test_dry_run_shows_the_published_gmacs_and_every_method(name, k400, tmp_path
             if m:
                 shown[label] = float(m.group(1))
     assert shown == pytest.approx(PUBLISHED_GMACS[name], abs=0.05), out
+
+
+@pytest.mark.parametrize("name", sorted(SUITES))
+def test_suite_lists_every_method_that_reduces_the_videomae_checkpoint(name):
+    problem = unlisted_methods(suite_path(name), compared_methods())
+    assert problem is None, problem
+
+
+def compared_methods() -> set:
+    """What these suites compare: every registered method that reduces the VideoMAE checkpoint itself (not
+    those that bring their own network or resample the input)."""
     import methods
     from harness.models.compatibility import families_supported
 
-    listed = {c.method["name"] for c in load_suite(suite_path(name)).cells()}
-    trained_architectures = {m for m in methods.method_registry.names()
-                             if methods.get_method(m).architecture is not None}
-    on_videomae = {m for m in methods.method_registry.names() if "videomae" in families_supported(methods.get_method(m))}
-    assert listed == on_videomae - trained_architectures  # every other method that runs on VideoMAE
+    return {m for m in methods.list_methods() if "videomae" in families_supported(methods.get_method(m))
+            and methods.get_method(m).architecture is None}
+
+
+def unlisted_methods(path: str, expected: set):
+    """The problem naming the methods of ``expected`` the suite lists no entry for, and how to add one; or None."""
+    with open(path, encoding="utf-8") as f:
+        listed = {entry["name"] for entry in yaml.safe_load(f)["methods"]}
+    missing = sorted(expected - listed)
+    if not missing:
+        return None
+    return (f"{os.path.relpath(path, ROOT)} compares every method that runs on VideoMAE's checkpoint, but lists no "
+            f"entry for {', '.join(missing)}: add one under `methods:` with settings at this backbone's scale "
+            f"(1568 tokens, 12 blocks), e.g. `- {{name: {missing[0]}, r: [16, 32]}}` (a list is a sweep: one "
+            "cell per value); docs/adding_a_method.md, section Suites")
+
+
+def test_the_every_method_check_names_a_missing_method_and_how_to_add_it():
+    problem = unlisted_methods(suite_path("k400_videomaev2_s"), compared_methods() | {"zz_new"})
+    assert "lists no entry for zz_new: add one under `methods:`" in problem and "{name: zz_new" in problem
 
 
 @pytest.fixture

@@ -1,13 +1,17 @@
-"""Token maps: source tracking leaves every output unchanged and is exact (merge methods partition
-the input patches, prune methods keep each survivor's own patch), the per-patch states of
-``token_map`` (STA's r per group, HaltingVT's Glimpser and halting), and ``harness viz``."""
+"""Token maps: every registered method draws one at each of its examples (registry-wide), source tracking
+leaves every output unchanged and is exact (merge methods partition the input patches, prune methods keep
+each survivor's own patch), the per-patch states of ``token_map`` (STA's r per group, HaltingVT's Glimpser
+and halting), and ``harness viz``."""
 import numpy as np
 import pytest
 import torch
 
 import harness
+import methods
 from harness.cli import main
-from harness.viz import DROPPED, HALTED, KEPT, MERGED, membership, token_map, tracking_sources
+from harness.models.compatibility import families_supported, method_problems
+from harness.models.presets import resolve_config
+from harness.viz import DROPPED, HALTED, KEPT, MERGED, VizError, membership, token_map, tracking_sources
 from conftest import TINY
 
 # 16 frames x 64 px, tubelet 2, patch 16: 8 slices of 4 x 4 = 128 tokens (STA needs 8 slices)
@@ -22,7 +26,7 @@ SALIENCY = [("vid_tldr", {"r": [20, 0.2, 10]})]
 def _model(method, args, seed=0):
     torch.manual_seed(seed)
     model = harness.build_model("video_vit", method=method, method_args=args, **TINY)
-    motion = getattr(model.reducer, "motion_proj", None)
+    motion = getattr(getattr(model, "reducer", None), "motion_proj", None)
     if motion is not None:  # a "trained" motion embedding, so that it matters
         torch.nn.init.normal_(motion.weight, std=0.5)
     return model
@@ -30,6 +34,41 @@ def _model(method, args, seed=0):
 
 def _clip(batch=2, seed=1):
     return torch.randn(batch, 3, 16, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+ON_VIDEOMAE = [n for n in methods.list_methods() if "videomae" in families_supported(methods.get_method(n))]
+
+
+@pytest.mark.parametrize("method", ON_VIDEOMAE)
+def test_every_method_draws_its_token_map_at_its_examples(method):
+    """On the registry's test backbone (``TINY`` = ``methods.registry.EXAMPLE_BACKBONE``), at each example:
+    the map's steps never add tokens (HaltingVT: all may halt), every patch is in at most one token (``membership``
+    raises otherwise), a pruning method merges nothing, drawing leaves the logits unchanged; some example
+    draws a reducing step."""
+    spec, cfg = methods.get_method(method), resolve_config("video_vit", **TINY)
+    drawn = []
+    for args in spec.examples:
+        if method_problems(method, spec.make_params(args), cfg):
+            continue  # an example for another family (random_drop at sta_swin's counts)
+        model, clip = _model(method, args), _clip(batch=1)
+        with torch.inference_mode():
+            plain = model(clip)[0]
+        if spec.kind == "resample":  # a smaller clip: no input patch is kept, merged or dropped
+            with pytest.raises(VizError, match="no token map"):
+                token_map(model, clip, method)
+            continue
+        tmap = token_map(model, clip, method)
+        assert tmap.method == method and torch.equal(tmap.logits, plain.float()), args
+        counts = [s.tokens for s in tmap.steps]
+        assert all(0 <= n <= tmap.tokens_in for n in counts) and counts == sorted(counts, reverse=True), counts
+        if spec.kind == "prune":
+            assert all(s.counts()["merged"] == 0 for s in tmap.steps), args
+        if spec.token_map is None and tmap.steps:  # a reducer's map: its last step is what the blocks kept
+            cls = int(getattr(model, "cls_token", None) is not None)
+            assert counts[-1] == int(model.last_stats.tokens_out) - cls, args
+        drawn.append(bool(tmap.steps))
+    assert drawn or spec.kind == "resample", f"{method}: none of its examples runs on the test backbone"
+    assert any(drawn) == (spec.kind not in ("none", "resample")), f"{method}: steps drawn per example {drawn}"
 
 
 @pytest.mark.parametrize("method,args", MERGE + PRUNE + SALIENCY, ids=lambda v: str(v))

@@ -16,6 +16,7 @@ from harness.measure.flops import fvcore_macs
 from harness.models.checkpoint import CheckpointError
 from harness.models.presets import resolve_config
 from harness.models.video_vit import VideoViT  # noqa: F401  (applies the torchvision fix before transformers)
+from tests import hf_models
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only extra (pip install .[test])")
 
@@ -27,18 +28,13 @@ TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, mlp_rati
 
 
 def tiny(seed: int = 0, **overrides):
-    """A random classifier whose every parameter is non-trivial (zero biases would hide key mix-ups)."""
     torch.manual_seed(seed)
-    model = transformers.VJEPA2ForVideoClassification(transformers.VJEPA2Config(**{**TINY, **overrides})).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.2)
-    return model
+    model = transformers.VJEPA2ForVideoClassification(transformers.VJEPA2Config(**{**TINY, **overrides}))
+    return hf_models.randomized(model)
 
 
 def hf_logits(model, clip):
-    with torch.no_grad():
-        return model(pixel_values_videos=clip.transpose(1, 2)).logits  # ours [B,C,T,H,W] -> HF [B,T,C,H,W]
+    return hf_models.hf_logits(model, clip, key="pixel_values_videos")
 
 
 def reduced(folder: str, method: str, args: dict) -> VideoViT:
@@ -56,21 +52,14 @@ def reduced(folder: str, method: str, args: dict) -> VideoViT:
     return model.eval()
 
 
-class Logits(torch.nn.Module):  # fvcore traces a module returning tensors
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(pixel_values_videos=x).logits
+def Logits(model):  # noqa: N802 -- stands for the class
+    return hf_models.Logits(model, key="pixel_values_videos")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     model = tiny()
-    folder = tmp_path_factory.mktemp("hf") / "vjepa2"
-    model.save_pretrained(folder)
-    return model, str(folder)
+    return model, hf_models.saved(model, tmp_path_factory, "vjepa2")
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +292,7 @@ def test_downsample_gives_the_smaller_grid_its_rotary_positions(reference, clip,
     one = clip[:1]
     with torch.no_grad():
         ours(one)
-    counted, unexpected = fvcore_macs(ours, one)
+    counted, unexpected = fvcore_macs(ours, one, method="downsample")  # built without build_model
     assert unexpected == {} and counted == ours.view_macs().total
 
 

@@ -133,7 +133,7 @@ def _inputs(request: dict, bs: int, device):
     """Real clips for adaptive methods (their work depends on the data), else None (random input)."""
     if not request.get("real_inputs"):
         return None
-    from harness.data.registry import build_dataset
+    from harness.data import build_dataset
     from harness.data.video_dataset import real_clips
 
     return real_clips(build_dataset(request["dataset"]), bs).to(device)

@@ -9,4 +9,9 @@ from harness.data import real as _real  # noqa: F401  (registers kinetics400, ss
 from harness.data import minik as _minik  # noqa: F401  (registers minik)
 from harness.data.registry import VideoProtocol, data_home, dataset_registry, register_dataset
 
-__all__ = ["VideoProtocol", "data_home", "dataset_registry", "register_dataset"]
+__all__ = ["VideoProtocol", "build_dataset", "data_home", "dataset_registry", "register_dataset"]
+
+
+def build_dataset(config):
+    """The registered dataset object for a suite/cell dataset dict (``{"name": ..., **fields}``)."""
+    return dataset_registry.get(config["name"])(**{k: v for k, v in config.items() if k != "name"})

@@ -13,7 +13,7 @@ import typing as tp
 
 from harness.data.annotations import ANN_FORMATS, VideoItem, read_label_map, read_video_list
 from harness.data.registry import VideoProtocol, data_home, register_dataset
-from harness.provenance import cached_file_sha256
+from harness.files import cached_file_sha256
 
 if tp.TYPE_CHECKING:
     from harness.data.video_dataset import VideoDataset

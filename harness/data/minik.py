@@ -17,8 +17,8 @@ import typing as tp
 
 from harness.data.annotations import FrameFolderItem, content_lines, read_label_map
 from harness.data.real import Entry, RealDataset
-from harness.provenance import cached_file_sha256
 from harness.data.registry import VideoProtocol, register_dataset
+from harness.files import cached_file_sha256
 
 
 def _is_int(text: str) -> bool:

@@ -31,7 +31,7 @@ from harness.data.annotations import (ANN_FORMATS, VideoItem, content_lines, det
                                       read_list_text, read_video_list)
 from harness.data.datasets import items_sha256
 from harness.data.registry import VideoProtocol, register_dataset
-from harness.provenance import cached_file_sha256
+from harness.files import cached_file_sha256
 
 if tp.TYPE_CHECKING:
     from harness.data.video_dataset import VideoDataset

@@ -130,10 +130,3 @@ def strip_unkeyed_fields(dataset: dict) -> dict:
     if dataset.get("spatial") == LEGACY_SPATIAL:
         dataset.pop("spatial")
     return dataset
-
-
-def build_dataset(config: tp.Mapping[str, tp.Any]):
-    """The registered dataset object for a suite/cell dataset dict (``{"name": ..., **fields}``)."""
-    import harness.data  # noqa: F401  (registers the datasets)
-
-    return dataset_registry.get(config["name"])(**{k: v for k, v in config.items() if k != "name"})

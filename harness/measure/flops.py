@@ -13,30 +13,37 @@ import typing as tp
 
 NORM_MACS_PER_ELEMENT = 5  # fvcore's estimate for an affine LayerNorm
 
-# Ops fvcore does not count that are allowed in a forward: elementwise, data movement, and the
-# index/sort work of token reduction (its time is measured, its MACs are negligible).
+# Ops fvcore does not count that any forward may run: elementwise, data movement, the backbones' own
+# (divided attention, rotary tables, Video Swin windows) and the index/sort work common to token reduction
+# (its time is measured, its MACs are negligible). An op only one method runs is declared by that method:
+# ``register_method(uncounted_ops=..., fvcore_handles=...)`` (``method_ops``).
 IGNORED_OPS = frozenset({
     "aten::add", "aten::add_", "aten::mul", "aten::mul_", "aten::div", "aten::div_", "aten::sub",
     "aten::softmax", "aten::gelu", "aten::gelu_", "aten::mean", "aten::sum", "aten::log", "aten::norm",
     "aten::linalg_vector_norm", "aten::gather", "aten::scatter_reduce", "aten::scatter", "aten::argsort",
-    "aten::sort", "aten::max", "aten::topk", "aten::index", "aten::ones_like", "aten::zeros_like",
+    "aten::sort", "aten::max", "aten::topk", "aten::index", "aten::index_select", "aten::ones_like", "aten::zeros_like",
     "aten::expand", "aten::unbind", "aten::cat", "aten::flatten", "aten::transpose", "aten::permute",
     "aten::reshape", "aten::view", "aten::slice", "aten::select", "aten::unsqueeze", "aten::eye",
     "aten::clone", "aten::contiguous", "aten::copy_", "aten::fill_", "aten::to", "aten::type_as",
     "aten::detach", "aten::repeat", "aten::where", "aten::dropout", "aten::exp", "aten::neg",
-    "aten::sqrt", "aten::min", "aten::argmax",  # STTM's DPC-kNN distances and meta assignment
-    "aten::sigmoid", "aten::lt", "aten::index_copy", "aten::index_select",  # HaltingVT: halting scores, ACT, packing
-    "aten::_upsample_bilinear2d_aa",  # downsample: resizing the input clip (input preparation, like decoding)
-    "aten::abs", "aten::avg_pool3d",  # RLT: mean |pixel difference| per patch (elementwise, before the model)
-    "aten::flip", "aten::cummin",  # RLT: run lengths (index bookkeeping)
     "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
     "aten::tanh", "aten::tanh_",  # ViViT's gelu_fast (elementwise; in place without autograd)
     "aten::sin", "aten::cos", "aten::pow", "aten::reciprocal", "aten::unflatten", "aten::stack",  # V-JEPA 2 rotary tables
-    "aten::expand_as",  # STTM's patch membership (kept on a rope3d backbone: positions of merged tokens)
-    "aten::pad", "aten::rsub", "aten::pow", "aten::ne", "aten::roll", "aten::masked_fill",  # Video Swin: window
-    "aten::full", "aten::scatter_", "aten::sort", "aten::unfold",  # padding, shift masks, removed-key masks,
-    # the 2x2 children a merged token keeps (no multiply-adds)
+    "aten::rsub", "aten::ne", "aten::roll", "aten::masked_fill",  # Video Swin: window padding, shift masks,
+    "aten::full", "aten::scatter_", "aten::unfold",  # removed-key masks, the 2x2 children a merged token keeps
 })
+
+
+def method_ops(method: tp.Optional[str]) -> tp.Tuple[tp.FrozenSet[str], tp.Dict[str, tp.Callable]]:
+    """The free ops ``method`` declared (``uncounted_ops``) and its fvcore handles, loaded (``fvcore_handles``);
+    none for ``None`` (a model not built by ``build_model``)."""
+    if method is None:
+        return frozenset(), {}
+    import methods
+    from harness.registry import load_object
+
+    spec = methods.get_method(method)
+    return spec.uncounted_ops, {op: load_object(target) for op, target in spec.fvcore_handles.items()}
 
 
 @dataclasses.dataclass
@@ -136,20 +143,25 @@ def model_macs(model) -> MacsCount:
     return model.view_macs()
 
 
-def fvcore_macs(model, clip) -> tp.Tuple[int, tp.Dict[str, int]]:
-    """Count ``model(clip)`` with fvcore (jit trace) plus a handle for fused attention.
+def fvcore_macs(model, clip, method: tp.Optional[str] = None) -> tp.Tuple[int, tp.Dict[str, int]]:
+    """Count ``model(clip)`` with fvcore (jit trace) plus a handle for fused attention and the method's
+    own handles (``method``, default the ``method_name`` that ``build_model`` gave the model).
 
-    Returns the total MACs and the ops fvcore skipped that are not in ``IGNORED_OPS``.
+    Returns the total MACs and the ops fvcore skipped that are neither in ``IGNORED_OPS`` nor declared
+    free by the method.
     """
     import torch
     from fvcore.nn import FlopCountAnalysis
 
+    free, handles = method_ops(method if method is not None else getattr(model, "method_name", None))
     analysis = FlopCountAnalysis(model, clip)
     analysis.set_op_handle("aten::scaled_dot_product_attention", _sdpa_macs)
+    for op, handle in handles.items():
+        analysis.set_op_handle(op, handle)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     with torch.inference_mode():
         total = int(analysis.total())
-    unexpected = {op: n for op, n in analysis.unsupported_ops().items() if op not in IGNORED_OPS}
+    unexpected = {op: n for op, n in analysis.unsupported_ops().items() if op not in IGNORED_OPS | free}
     return total, unexpected
 
 

@@ -22,7 +22,7 @@ import json
 import os
 import typing as tp
 
-from harness.files import MAX_INDEX_BYTES, read_json
+from harness.files import MAX_INDEX_BYTES, cached_file_sha256, read_json
 from harness.models.bounds import config_number_problems, number_problems
 
 HF_PREFIX = "hf:"
@@ -348,13 +348,11 @@ def reconcile_dims(backbone: str, dims: tp.Mapping[str, tp.Any], checkpoint: tp.
 def content_key(checkpoint: tp.Union[str, os.PathLike]) -> str:
     """sha256 identifying an HF reference's content: ``config.json`` plus every weight file, by content.
 
-    For a file it is the file's sha256 (``provenance.cached_file_sha256``); ``"missing:<ref>"`` when the
+    For a file it is the file's sha256 (``harness.files.cached_file_sha256``); ``"missing:<ref>"`` when the
     reference cannot be resolved. ``hf:`` names are resolved (downloaded when online) first, so the
     key of ``hf:ORG/NAME`` and of the same files in a local directory are equal.
     """
     import hashlib
-
-    from harness.provenance import cached_file_sha256
 
     if not is_hf_reference(checkpoint):
         try:

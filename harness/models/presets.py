@@ -226,20 +226,6 @@ def resolve_config(name: str, **overrides: tp.Any) -> tp.Any:
     return cfg
 
 
-def backbone_dims(backbone: tp.Mapping[str, tp.Any]) -> dict:
-    """The architecture overrides of a suite/cell backbone dict (everything but ``name`` and ``checkpoint``);
-    a Hugging Face checkpoint's config.json supplies (and checks) them (``harness.models.hf.reconcile_dims``)."""
-    from harness.models.hf import reconcile_dims
-
-    dims = {k: v for k, v in backbone.items() if k not in ("name", "checkpoint")}
-    return reconcile_dims(backbone["name"], dims, backbone.get("checkpoint"))
-
-
-def backbone_config(backbone: tp.Mapping[str, tp.Any]) -> tp.Any:
-    """The resolved config of a suite/cell backbone dict."""
-    return resolve_config(backbone["name"], **backbone_dims(backbone))
-
-
 @register_backbone("video_vit", summary="generic joint space-time ViT; give every dim")
 def video_vit() -> VideoViTConfig:
     return VideoViTConfig()

@@ -10,8 +10,8 @@ A speedup is the median over repeats of (row clips/s / dense clips/s) in the sam
 repeat's clips/s from its median forward time), with a seeded bootstrap 95% interval (``speedup_ci_low``/
 ``high``); repeats of two different runs (no shared ``metrics.timing.session``) are compared unpaired
 (``speedup_paired`` false). It is flagged
-(``speedup_unreliable``) when its interval reaches beyond ``SPEEDUP_TOLERANCE`` of it on either side or the
-load average exceeded the cores while either was timed. Agreement with dense gets a 95% Wilson interval and
+(``speedup_unreliable``) when its interval reaches beyond ``SPEEDUP_TOLERANCE`` of it on either side, or while either was timed
+other processes took more of the CPUs than the recorded limit or the load average exceeded the cores. Agreement with dense gets a 95% Wilson interval and
 the flip counts: videos dense got right and the row wrong (``flips_right_to_wrong``) and the reverse.
 """
 from __future__ import annotations
@@ -390,8 +390,12 @@ def _repeat_rates(metrics: dict) -> list | None:
 
 
 def _overloaded(row: dict) -> bool:
-    """Whether the 1-minute load average exceeded the cores while the row was timed (``metrics.timing``)."""
+    """Whether the machine was busy while the row was timed (``metrics.timing``): other processes took more
+    than the recorded limit of the CPUs in a repeat, or the 1-minute load average exceeded the cores."""
     timing = row["_timing"]
+    shares, limit = timing.get("others_cpu_share_per_repeat"), _number(timing.get("others_cpu_share_limit"))
+    if isinstance(shares, list) and limit is not None and any((_number(x) or 0.0) > limit for x in shares):
+        return True
     loads = timing.get("load_avg_per_repeat")
     loads = [x for x in loads if _number(x) is not None] if isinstance(loads, list) else []
     cores = _number(timing.get("cores"))

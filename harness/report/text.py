@@ -99,8 +99,9 @@ def notes(df: pd.DataFrame) -> list[str]:
     if (df["speedup_paired"] == False).any():  # noqa: E712 -- an object column with None
         out.append("speedup ~: timed in another run than dense, compared unpaired (ratio of medians)")
     if (df["speedup_unreliable"] == True).any():  # noqa: E712 -- an object column with None
-        out.append("speedup ?: unreliable, its interval reaches beyond ±10% or the load average exceeded the "
-                   "cores while it or dense was timed (records without repeats: either timing's warnings, "
+        out.append("speedup ?: unreliable, its interval reaches beyond ±10%, or while it or dense was timed other "
+                   "processes took over 10% of the CPUs or the load average exceeded the cores (records without "
+                   "repeats: either timing's warnings, "
                    "metrics.timing.warnings)")
     if df["gmacs_theoretical_mean"].notna().any():
         out.append("GMACs/view: what the forwards executed; adaptive GMACs: per-video cost from each "

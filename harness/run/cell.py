@@ -69,7 +69,7 @@ def prepare_cell(config: dict, progress: Progress, store_root: str = "results") 
     import torch
 
     from harness.build import build_from_config
-    from harness.data.registry import build_dataset
+    from harness.data import build_dataset
     from harness.measure.device import resolve_device
     from harness.models.compatibility import protocol_problems
 

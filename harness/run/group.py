@@ -35,7 +35,7 @@ def memory_estimate(config: dict) -> int:
     """Bytes a cell's model needs resident during evaluation: fp32 weights plus the activations of one
     evaluation batch (tokens x width x the MLP's 4x, a few buffers deep). An upper-end estimate from the
     config alone (no model is built)."""
-    from harness.models.presets import backbone_config
+    from harness.models.dims import backbone_config
 
     cfg = backbone_config(config["backbone"])
     width, depth, tokens = cfg.embed_dim, cfg.depth, cfg.num_tokens

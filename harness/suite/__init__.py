@@ -24,6 +24,7 @@ from harness.suite._expand import dataset_from_overrides as dataset_from_overrid
 from harness.suite._expand import load_suite as load_suite
 from harness.suite._expand import validate_suite as validate_suite
 from harness.suite._overrides import apply_overrides as apply_overrides
+from harness.suite._overrides import parse_assignment as parse_assignment
 from harness.suite._schema import EvalConfig as EvalConfig
 from harness.suite._schema import MeasureConfig as MeasureConfig
 from harness.suite._schema import Problem as Problem
@@ -37,5 +38,5 @@ from harness.suite._types import field_types as field_types
 from harness.suite._types import type_name as type_name
 
 __all__ = ["Cell", "EvalConfig", "dataset_from_overrides", "MeasureConfig", "Problem", "Suite", "SuiteConfig", "SuiteError",
-           "apply_overrides", "check_value", "describe", "field_types", "format_problems", "load_suite",
+           "apply_overrides", "check_value", "describe", "field_types", "format_problems", "load_suite", "parse_assignment",
            "type_name", "unknown_key_message", "validate_suite"]

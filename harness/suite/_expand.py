@@ -16,7 +16,7 @@ from harness.models import hf
 from harness.models.bounds import DIM_BOUNDS, number_problems
 from harness.suite import _registries
 from harness.suite._load import Tree, format_path, load_tree, resolve_entry_paths
-from harness.suite._overrides import apply_to
+from harness.suite._overrides import apply_to, parse_assignment
 from harness.data.decode import decoder_provenance
 from harness.data.registry import strip_unkeyed_fields
 from harness.suite._paths import path_problem
@@ -181,23 +181,16 @@ def _load(path: tp.Any, overrides: tp.Sequence[str], missing_ok: bool) -> tuple[
 def dataset_from_overrides(name: str, overrides: tp.Sequence[str]) -> tuple[tp.Any, list[Problem]]:
     """One registered dataset built from ``KEY=VALUE`` strings (``harness data check NAME --set ...``),
     checked exactly as a suite's ``datasets:`` entry; ``(dataset, [])`` or ``(None, problems)``."""
-    import yaml
-
     from harness.suite._load import _clean
 
     _registries._ensure_registered()
     problems: list[Problem] = []
     entry: dict = {"name": name}
     for text in overrides:
-        key, sep, raw = text.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            problems.append(Problem(OVERRIDE_FILE, key, f"bad value {text!r}: expected KEY=VALUE, e.g. num_val=50"))
-            continue
         try:
-            value = "" if not raw.strip() else yaml.safe_load(raw)
-        except (yaml.YAMLError, ValueError, RecursionError) as err:
-            problems.append(Problem(OVERRIDE_FILE, key, f"value is not valid YAML ({str(err).splitlines()[0]})"))
+            key, value = parse_assignment(text, example="num_val=50")
+        except ValueError as err:
+            problems.append(Problem(OVERRIDE_FILE, text.partition("=")[0].strip(), f"bad value {text!r}: {err}"))
             continue
         value = _clean(value, (key,), OVERRIDE_FILE, problems, set())
         try:
@@ -755,7 +748,7 @@ def _cell_problems(backbone: dict, dataset: tp.Any, method: dict) -> tp.List[str
     """Problems of one cell from its backbone dict, dataset object and ``{"name", "params"}`` method dict."""
     import methods
     from harness.models.compatibility import class_problems, count_problems, method_problems, protocol_problems
-    from harness.models.presets import backbone_config
+    from harness.models.dims import backbone_config
 
     cfg = backbone_config(backbone)
     params = methods.get_method(method["name"]).params(**method["params"])

@@ -2,6 +2,7 @@
 
 Precedence: CLI --set > suite file > included files > dataclass defaults. Only an explicit ``null``
 unsets a value (the default applies again); an empty value (``eval.device=``) is the empty string.
+``parse_assignment`` is the one reading of a ``KEY=VALUE`` string, here, in ``data check`` and in ``viz``.
 """
 from __future__ import annotations
 
@@ -18,6 +19,35 @@ from harness.suite._types import describe
 
 class _BadOverride(Exception):
     pass
+
+
+def parse_assignment(text: tp.Any, example: str = "eval.limit=50") -> tuple[str, tp.Any]:
+    """``"KEY=VALUE"`` -> ``(KEY, value)``: the one reading of every ``--set`` (suite overrides, a dataset's
+    fields in ``data check NAME``, a method's parameters in ``viz --method``).
+
+    KEY is the text before the first ``=``, stripped, and must not be empty. VALUE is YAML: ``16`` is an int,
+    ``[4,8]`` a list, ``'007'`` a string, and a mapping that repeats a key is refused. An empty or blank VALUE
+    is the empty string ``""``, never None: only an explicit ``null`` (or ``~``) gives None (the default).
+    Raises ``ValueError`` with a one-line reason (``example`` shows the form expected).
+
+    >>> parse_assignment("eval.limit = 50"), parse_assignment("eval.device="), parse_assignment("r=null")
+    (('eval.limit', 50), ('eval.device', ''), ('r', None))
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueError(f"expected KEY=VALUE, e.g. {example}")
+    key, _, raw = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise ValueError(f"nothing before '=': expected KEY=VALUE, e.g. {example}")
+    if raw.strip() == "":
+        return key, ""
+    try:
+        value, duplicates = safe_load_strict(raw)
+    except (yaml.YAMLError, ValueError, RecursionError) as err:
+        raise ValueError(f"value is not valid YAML ({str(err).splitlines()[0]})") from None
+    if duplicates:
+        raise ValueError(f"duplicate key {str(duplicates[0][0])[:60]!r} in the value")
+    return key, value
 
 
 def apply_overrides(mapping: dict, overrides: tp.Sequence[str]) -> dict:
@@ -49,24 +79,15 @@ def apply_to(data: dict, origins: dict, overrides: tp.Sequence[str], problems: l
 
 
 def _apply_one(data: dict, origins: dict, text: tp.Any, problems: list) -> None:
-    if not isinstance(text, str) or "=" not in text:
-        raise _BadOverride("expected PATH=VALUE, e.g. eval.limit=50")
-    dotted, _, raw = text.partition("=")
-    dotted = dotted.strip()
+    try:
+        dotted, value = parse_assignment(text)
+    except ValueError as err:
+        raise _BadOverride(str(err)) from None
     parts = dotted.split(".")
-    if not dotted or "" in parts:
+    if "" in parts:
         raise _BadOverride(f"empty part in path {dotted!r}")
     if parts[0] == "include":
         raise _BadOverride("include cannot be overridden; pass a different suite file")
-    if raw.strip() == "":
-        value: tp.Any = ""
-    else:
-        try:
-            value, duplicates = safe_load_strict(raw)
-        except (yaml.YAMLError, ValueError, RecursionError) as err:
-            raise _BadOverride(f"value is not valid YAML ({str(err).splitlines()[0]})") from None
-        if duplicates:
-            raise _BadOverride(f"duplicate key {str(duplicates[0][0])[:60]!r} in the value")
     value = _clean(value, (dotted,), OVERRIDE_FILE, problems, set())
     _set(data, data, origins, parts, (), value)
 

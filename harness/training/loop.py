@@ -22,8 +22,8 @@ import torch
 
 from harness.data.decode import DEFAULT_DECODER, decoder_identity
 from harness.measure.device import resolve_device
-from harness.training import LAST, LOG, META, MODEL, is_complete
 from harness.training.config import FineTuneConfig
+from harness.training.folders import LAST, LOG, META, MODEL, is_complete
 
 
 def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
@@ -144,7 +144,7 @@ def finetune(cfg: FineTuneConfig, out_dir: str, *, progress: bool = True,
 def _setup(cfg: FineTuneConfig, recipe: dict):
     import methods
     from harness.build import build_from_config
-    from harness.data.registry import build_dataset
+    from harness.data import build_dataset
     from harness.registry import load_object
     from harness.training.data import TrainClips, collate_clips
 
@@ -174,7 +174,7 @@ def _normalise(clips_uint8, mean, std):
 
 
 def _validate(model, cfg: FineTuneConfig, device) -> float:
-    from harness.data.registry import build_dataset
+    from harness.data import build_dataset
     from harness.measure.accuracy import evaluate_model
 
     dataset = build_dataset(cfg.val_dataset)

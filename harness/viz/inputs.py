@@ -139,7 +139,7 @@ def target_from_suite(suite_path: str, cell_label: str, overrides: tp.Sequence[s
                 "the model before fine-tuning") from None
         weights = f"fine-tune {ft['name']} ({ft['key']})" if ft else (_rel(checkpoint) if checkpoint else
                                                                      "random init (no checkpoint)")
-    from harness.models.presets import backbone_dims
+    from harness.models.dims import backbone_dims
 
     dims = backbone_dims(config["backbone"])
     model = _build(config["backbone"]["name"], config["method"]["name"], config["method"]["params"], dims,

@@ -25,6 +25,7 @@ POS_EMBED_MODES = ("interpolate", "regenerate")
     token_map="methods.downsample.viz:token_map",
     video_swin="methods.downsample.swin:build",
     examples=({"frames": 8}, {"frames": 12, "size": 48}),
+    uncounted_ops=("aten::_upsample_bilinear2d_aa",),  # resizing the input clip (input preparation, like decoding)
     supports=("cls_token", "divided_attention", "rope3d", "attentive_pool", "windowed_attention", "hierarchical"),
     #          Video Swin: the same weights on a resampled clip (no positional table)
 )

@@ -47,6 +47,7 @@ OFFICIAL_RECIPE = {
     token_map="methods.haltingvt.viz:token_map",
     examples=({"halt_center": -1.0}, {"halt_center": -1.0, "mode": "packed"},
               {"keep_rate": 0.25, "halt_center": -1.0, "mode": "varlen"}),
+    uncounted_ops=("aten::sigmoid", "aten::lt", "aten::index_copy"),  # halting scores, ACT, packing
     supports=(),
     refuses={f: "HaltingVT brings its own network (Glimpser + joint halting blocks on a DeiT-S ViT), not a "
                 "reduction of this family's model" for f in ("cls_token", "divided_attention", "rope3d")},

@@ -55,7 +55,8 @@ class RandomParams:
     "random_drop", implementation="methods.random_baselines.reducer:RandomDropReducer", kind="prune",
     video_swin="methods.random_baselines.swin:build_drop",
     summary="drop random tokens where the matched method removes tokens (same counts per block)",
-    reference="chance baseline of this harness", examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}),
+    reference="chance baseline of this harness",
+    examples=({"match": "sta", "r": 4}, {"match": "tome", "r": 8}, {"match": "sta_swin", "r": 16}),
     supports=("cls_token", "divided_attention", "rope3d", "attentive_pool", "windowed_attention", "hierarchical"))
 @dataclasses.dataclass
 class RandomDropParams(RandomParams):

@@ -27,6 +27,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)  # the official code compares ImageNet-norm
               "Tokenization, NeurIPS 2024; rccchoudhury/rlt",
     token_map="methods.rlt.viz:token_map",
     examples=({"threshold": 0.1}, {"threshold": 1.13, "mode": "padded"}),  # 1.13: ~half of a noise clip's patches
+    # mean |pixel difference| per patch (elementwise, before the model); run lengths (index bookkeeping)
+    uncounted_ops=("aten::abs", "aten::avg_pool3d", "aten::flip", "aten::cummin"),
     supports=(),
     refuses={"cls_token": "methods/rlt/model.py builds VideoMAE's embedding (no class token or learned positions)",
              "divided_attention": "it removes a different set of repeated patches in every frame",

@@ -78,6 +78,8 @@ def budget(params: "STTMParams", cfg: tp.Any) -> Budget:
     train_recipe={"optimizer": "adamw", "lr": 1e-4, "weight_decay": 0.05, "epochs": 5,
                   "warmup_epochs": 1.0, "schedule": "cosine", "label_smoothing": 0.1},
     examples=({}, {"num_meta": 0.25, "temporal_r": 0.5, "motion": "learned", "layer": 0}),
+    # DPC-kNN distances and meta assignment; the patch membership of merged tokens (rope3d positions)
+    uncounted_ops=("aten::sqrt", "aten::min", "aten::argmax", "aten::expand_as"),
     supports=("rope3d", "attentive_pool"),  # V-JEPA 2: merged tokens rotate at their patches' mean position
     refuses={"cls_token": "the reconstruction (docs/sttm.md) defines its meta tokens over patch tokens only",
              "divided_attention": "its merging between consecutive frames changes the per-frame counts"},

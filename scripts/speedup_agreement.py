@@ -1,0 +1,55 @@
+"""Do two runs of a suite give the same speedups? For every non-dense cell in both stores: each run's speedup
+over dense with its bootstrap 95% interval, and whether each run's speedup lies inside the other's interval.
+
+    python -m harness run suites/quickstart.yaml --results /tmp/run1
+    python -m harness run suites/quickstart.yaml --results /tmp/run2
+    python scripts/speedup_agreement.py /tmp/run1 /tmp/run2
+
+Prints one line per cell and the share of cells that agree (issue 27's reproducibility figure); flagged
+speedups (``?``: a wide interval or a busy machine) are counted apart.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.report import prepare
+from harness.store import ResultStore
+
+
+def speedups(root: str) -> dict:
+    """``{cell key: row}`` of every non-dense row with a speedup interval."""
+    out = {}
+    for _, df in prepare(ResultStore(root).records()):
+        for row in df[df["speedup_ci_low"].notna() & (df["method"] != "dense")].to_dict("records"):
+            out[row["key"]] = row
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("first")
+    parser.add_argument("second")
+    args = parser.parse_args(argv)
+    a, b = speedups(args.first), speedups(args.second)
+    common = [k for k in a if k in b]
+    if not common:
+        print("no cell has a speedup interval in both stores", file=sys.stderr)
+        return 1
+    agree = flagged = 0
+    for key in common:
+        x, y = a[key], b[key]
+        inside = (x["speedup_ci_low"] <= y["speedup"] <= x["speedup_ci_high"]
+                  and y["speedup_ci_low"] <= x["speedup"] <= y["speedup_ci_high"])
+        agree += inside
+        flagged += bool(x["speedup_unreliable"] or y["speedup_unreliable"])
+        print(f"{str(x['label'])[:60]:60s} {x['speedup']:.2f}x [{x['speedup_ci_low']:.2f}-{x['speedup_ci_high']:.2f}]"
+              f"{'?' if x['speedup_unreliable'] else ' '}  {y['speedup']:.2f}x [{y['speedup_ci_low']:.2f}-"
+              f"{y['speedup_ci_high']:.2f}]{'?' if y['speedup_unreliable'] else ' '}  {'agree' if inside else '-'}")
+    print(f"{agree} of {len(common)} speedups ({100 * agree / len(common):.0f}%) lie inside each other's intervals; "
+          f"{flagged} flagged in either run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
