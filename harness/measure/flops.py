@@ -19,7 +19,7 @@ NORM_MACS_PER_ELEMENT = 5  # fvcore's estimate for an affine LayerNorm
 # ``register_method(uncounted_ops=..., fvcore_handles=...)`` (``method_ops``).
 IGNORED_OPS = frozenset({
     "aten::add", "aten::add_", "aten::mul", "aten::mul_", "aten::div", "aten::div_", "aten::sub",
-    "aten::softmax", "aten::gelu", "aten::mean", "aten::sum", "aten::log", "aten::norm",
+    "aten::softmax", "aten::gelu", "aten::gelu_", "aten::mean", "aten::sum", "aten::log", "aten::norm",
     "aten::linalg_vector_norm", "aten::gather", "aten::scatter_reduce", "aten::scatter", "aten::argsort",
     "aten::sort", "aten::max", "aten::topk", "aten::index", "aten::index_select", "aten::ones_like", "aten::zeros_like",
     "aten::expand", "aten::unbind", "aten::cat", "aten::flatten", "aten::transpose", "aten::permute",
@@ -27,7 +27,7 @@ IGNORED_OPS = frozenset({
     "aten::clone", "aten::contiguous", "aten::copy_", "aten::fill_", "aten::to", "aten::type_as",
     "aten::detach", "aten::repeat", "aten::where", "aten::dropout", "aten::exp", "aten::neg",
     "aten::repeat_interleave", "aten::pad",  # divided attention: the class token copied into every frame, its bias padded
-    "aten::tanh",  # ViViT's gelu_fast (elementwise)
+    "aten::tanh", "aten::tanh_",  # ViViT's gelu_fast (elementwise; in place without autograd)
     "aten::sin", "aten::cos", "aten::pow", "aten::reciprocal", "aten::unflatten", "aten::stack",  # V-JEPA 2 rotary tables
     "aten::rsub", "aten::ne", "aten::roll", "aten::masked_fill",  # Video Swin: window padding, shift masks,
     "aten::full", "aten::scatter_", "aten::unfold",  # removed-key masks, the 2x2 children a merged token keeps

@@ -111,6 +111,14 @@ class FastGELU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 0.5 * x * (1.0 + torch.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
 
+    @staticmethod
+    def inplace(x: torch.Tensor) -> torch.Tensor:
+        """``forward``'s operations in its order (the same numbers) into two buffers and ``x`` itself,
+        which it overwrites (no autograd)."""
+        inner = (x * 0.044715).mul_(x).add_(1.0)
+        outer = (x * 0.7978845608).mul_(inner).tanh_().add_(1.0)
+        return x.mul_(0.5).mul_(outer)
+
 
 def attention_bias_kind(cfg: VideoViTConfig) -> tp.Optional[str]:
     if not cfg.qkv_bias:
@@ -118,10 +126,28 @@ def attention_bias_kind(cfg: VideoViTConfig) -> tp.Optional[str]:
     return "qv" if cfg.family == "videomae" else "qkv"
 
 
+class BlockMlp(Mlp):
+    """timm's ``Mlp`` (same parameters, same numbers). Without autograd the activation (GELU, or ViViT's
+    ``FastGELU``) overwrites fc1's output instead of allocating buffers of the 4x-wide hidden size (its
+    backward would need that input, so with autograd it runs as usual)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.fc1(x)
+        if torch.is_grad_enabled():
+            x = self.act(x)
+        elif type(self.act) is nn.GELU:
+            x = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        elif type(self.act) is FastGELU:
+            x = FastGELU.inplace(x)
+        else:
+            x = self.act(x)
+        return self.drop2(self.fc2(self.norm(self.drop1(x))))
+
+
 def make_mlp(cfg: VideoViTConfig, ratio: tp.Optional[float] = None) -> nn.Module:
     ratio = cfg.mlp_ratio if ratio is None else ratio
-    return Mlp(cfg.embed_dim, int(cfg.embed_dim * ratio),
-               act_layer=FastGELU if cfg.act == "gelu_fast" else nn.GELU)
+    return BlockMlp(cfg.embed_dim, int(cfg.embed_dim * ratio),
+                    act_layer=FastGELU if cfg.act == "gelu_fast" else nn.GELU)
 
 
 class Block(nn.Module):
@@ -147,9 +173,19 @@ class Block(nn.Module):
         with reduction_region(f"block{layer}/after_attention"):
             x, state = reducer.after_attention(layer, x, state, a)
         stats.tokens_mlp.append(x.shape[1])
-        x = x + self.mlp(self.norm2(x))
+        x = _add_residual(self.mlp(self.norm2(x)), x)
         with reduction_region(f"block{layer}/after_block"):
             return reducer.after_block(layer, x, state, a)
+
+
+def _add_residual(branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x + branch``; without autograd written into ``branch`` (a fresh tensor no one else holds) instead
+    of a new buffer, where that gives the same tensor (same dtype -- autocast may differ -- and shape; a
+    contiguous branch, so no broadcast view)."""
+    if (torch.is_grad_enabled() or branch.dtype != x.dtype or branch.shape != x.shape
+            or not branch.is_contiguous()):
+        return x + branch
+    return branch.add_(x)
 
 
 class DividedBlock(nn.Module):
@@ -207,7 +243,7 @@ class DividedBlock(nn.Module):
             frames, state = reducer.after_attention(layer, frames, state, spatial)
         x = torch.cat((cls, _frames_to_tokens(frames, B, T)), dim=1)
         stats.tokens_mlp.append(x.shape[1])
-        x = x + self.mlp(self.norm2(x))
+        x = _add_residual(self.mlp(self.norm2(x)), x)
         if type(reducer).after_block is TokenReducer.after_block:
             return x, state
         frames = x[:, 1:].reshape(B, -1, T, C).transpose(1, 2).reshape(B * T, -1, C)
@@ -293,8 +329,8 @@ class ProbeBlock(nn.Module):
         self.mlp = make_mlp(cfg, PROBE_MLP_RATIO)
 
     def forward(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), bias=bias).out
-        return x + self.mlp(self.norm2(x))
+        x = _add_residual(self.attn(self.norm1(x), bias=bias).out, x)
+        return _add_residual(self.mlp(self.norm2(x)), x)
 
 
 class ProbeCrossAttention(nn.Module):
@@ -357,7 +393,7 @@ class AttentiveProbe(nn.Module):
             x = block(x, bias)
         query = self.query_token  # [1, 1, C]: projected once, shared by the batch
         out = query + self.cross(self.cross.project_query(query), self.norm1(x), bias)
-        out = out + self.mlp(self.norm2(out))
+        out = _add_residual(self.mlp(self.norm2(out)), out)
         return out[:, 0]
 
 
