@@ -64,7 +64,7 @@ def main():
                 return model(x)
 
             def run_b(x):
-                with regime_context("cpu", "bf16"):
+                with regime_context("cpu", "bf16", "auto"):
                     return model(x)
         else:
             run_a = model

@@ -26,7 +26,8 @@ class Counting(torch.nn.Module):
 def test_warmup_is_excluded_and_every_timed_iteration_is_kept():
     model = Counting()
     out = measure_throughput(model, (3, 2, 4, 4), device=torch.device("cpu"), batch_size=2, warmup_iters=7,
-                             warmup_s=0.0, timed_iters=5, min_timed_s=0.0, repeats=3)
+                             warmup_s=0.0, timed_iters=5, min_timed_s=0.0, repeats=3,
+                             precision="fp32", sdpa_backend="auto")
     assert out["warmup_iters"] == 7
     assert [len(t) for t in out["iteration_times_s"]] == [5, 5, 5]
     assert model.calls == 7 + 15

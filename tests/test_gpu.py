@@ -28,7 +28,7 @@ def test_cuda_events_timer_and_memory_counters():
     model = _model()
     reset_peak_memory(CUDA)
     out = measure_throughput(model, _clip(model).shape[1:], device=CUDA, batch_size=4, warmup_iters=2, warmup_s=0,
-                             timed_iters=3, min_timed_s=0, repeats=2, precision="fp16")
+                             timed_iters=3, min_timed_s=0, repeats=2, precision="fp16", sdpa_backend="auto")
     assert out["timer"] == "cuda_events" and out["clips_per_s"] > 0
     assert all(t > 0 for run in out["iteration_times_s"] for t in run)
     mem = peak_memory(CUDA)
@@ -39,16 +39,16 @@ def test_cuda_events_timer_and_memory_counters():
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_dense_runs_flash_in_half_precision_and_efficient_under_an_additive_bias(precision):
     dense = _model()
-    fused = probe_attention_kernels(dense, _clip(dense), lambda: regime_context(CUDA, precision))
+    fused = probe_attention_kernels(dense, _clip(dense), lambda: regime_context(CUDA, precision, "auto"))
     assert len(set(fused)) == 1 and fused[0] in ("flash", "cudnn"), fused  # torch prefers cuDNN on some GPUs
     tome = _model("tome", {"r": 16, "prop_attn": True})  # log(size) bias after the first merge: no flash
-    kernels = probe_attention_kernels(tome, _clip(tome), lambda: regime_context(CUDA, precision))
+    kernels = probe_attention_kernels(tome, _clip(tome), lambda: regime_context(CUDA, precision, "auto"))
     assert kernels[0] == fused[0] and set(kernels[1:]) <= {"efficient", "cudnn"}, kernels
 
 
 def test_blocks_needing_probabilities_run_explicit_and_forcing_math_is_recorded():
     tldr = _model("vid_tldr", {"r": [[100, 50, 25]]})
-    kernels = probe_attention_kernels(tldr, _clip(tldr), lambda: regime_context(CUDA, "fp16"))
+    kernels = probe_attention_kernels(tldr, _clip(tldr), lambda: regime_context(CUDA, "fp16", "auto"))
     assert "explicit" in kernels[0] and kernels[-1] in ("flash", "cudnn")
     dense = _model()
     forced = probe_attention_kernels(dense, _clip(dense), lambda: regime_context(CUDA, "fp16", "math"))
@@ -62,7 +62,7 @@ def test_half_precision_logits_agree_with_fp32(precision, tolerance):
     x = _clip(model, 4)
     with torch.inference_mode():
         ref = model(x).float()
-        with regime_context(CUDA, precision):
+        with regime_context(CUDA, precision, "auto"):
             low = model(x).float()
     assert ((low - ref).abs().max() / ref.std()).item() < tolerance
 
@@ -79,7 +79,7 @@ def test_haltingvt_varlen_single_call_matches_packed_on_cuda():
         varlen = model(x)
     assert torch.allclose(packed, varlen, atol=1e-4)
     assert model.last_stats.tokens_in[-1] < model.last_stats.tokens_in[2]  # something halted: varlen ran
-    kernels = probe_attention_kernels(model, x, lambda: regime_context(CUDA, "fp16"))
+    kernels = probe_attention_kernels(model, x, lambda: regime_context(CUDA, "fp16", "auto"))
     assert "flash" in kernels[-1], kernels
 
 
@@ -88,9 +88,9 @@ def test_compile_on_cuda_counts_no_recompiles_for_a_static_method():
 
     model = _model()
     x = _clip(model)
-    compiled, info = compile_for_timing(model, x, mode="default", context=lambda: regime_context(CUDA, "fp16"))
+    compiled, info = compile_for_timing(model, x, mode="default", context=lambda: regime_context(CUDA, "fp16", "auto"))
     assert info["compile_error"] is None and info["compile_time_s"] > 0
-    with torch.inference_mode(), regime_context(CUDA, "fp16"):
+    with torch.inference_mode(), regime_context(CUDA, "fp16", "auto"):
         compiled(x)
     assert count_after(info)["recompiles"] == 0
 
@@ -99,5 +99,5 @@ def test_energy_per_clip_when_nvml_is_present():
     pytest.importorskip("pynvml", reason="nvidia-ml-py (extra 'gpu') not installed")
     model = _model()
     out = measure_throughput(model, _clip(model).shape[1:], device=CUDA, batch_size=8, warmup_iters=2, warmup_s=0,
-                             timed_iters=5, min_timed_s=0.5, repeats=1, precision="fp16", energy=True)
+                             timed_iters=5, min_timed_s=0.5, repeats=1, precision="fp16", sdpa_backend="auto", energy=True)
     assert out["energy_j_per_clip"] is not None and out["energy_j_per_clip"] > 0, out["energy_how"]

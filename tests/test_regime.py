@@ -44,18 +44,18 @@ def test_precision_is_validated_with_a_clear_error():
         validate_precision("float16", "cpu")
     with pytest.raises(PrecisionError, match="CUDA only"):
         measure_throughput(DtypeSpy(), (4,), device=CPU, batch_size=1, warmup_iters=0, warmup_s=0,
-                           timed_iters=1, min_timed_s=0, repeats=1, precision="fp16")
+                           timed_iters=1, min_timed_s=0, repeats=1, precision="fp16", sdpa_backend="auto")
 
 
 def test_bf16_autocast_wraps_every_timed_forward_and_is_recorded():
     spy = DtypeSpy()
     out = measure_throughput(spy, (4,), device=CPU, batch_size=2, warmup_iters=2, warmup_s=0, timed_iters=3,
-                             min_timed_s=0, repeats=1, precision="bf16", energy=True)
+                             min_timed_s=0, repeats=1, precision="bf16", sdpa_backend="auto", energy=True)
     assert spy.seen == [torch.bfloat16] * 5 and out["precision"] == "bf16"
     assert out["energy_j_per_clip"] is None and out["energy_how"] == "not a CUDA device"  # absent, not zero
     spy.seen.clear()
     measure_throughput(spy, (4,), device=CPU, batch_size=2, warmup_iters=1, warmup_s=0, timed_iters=1,
-                       min_timed_s=0, repeats=1)
+                       min_timed_s=0, repeats=1, precision="fp32", sdpa_backend="auto")
     assert spy.seen == [torch.float32] * 2
 
 
@@ -80,7 +80,7 @@ def test_kernels_per_block_are_recorded_and_forcing_works():
         check_sdpa_backend_runs(dense, x, "efficient", lambda: regime_context(CPU, "fp32", "efficient"))
     with pytest.raises(SdpaBackendError, match="must be one of"):
         regime_context(CPU, "fp32", "flashy").__enter__()
-    rec = regime_record(CPU, "bf16")
+    rec = regime_record(CPU, "bf16", "auto")
     assert rec["precision"] == "bf16" and rec["torch_version"] == torch.__version__ and rec["device_name"]
 
 

@@ -24,7 +24,7 @@ def device_name(device) -> str:
     return f"cpu ({machine()['processor']})"
 
 
-def numerics_state(device, precision: str = "fp32") -> dict:
+def numerics_state(device, precision: str) -> dict:
     """Precision (the autocast dtype of the forwards) and the kernel switches that change speed or results."""
     import torch
 

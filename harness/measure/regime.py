@@ -75,14 +75,13 @@ def sdpa_backend_context(name: str) -> tp.ContextManager:
 
 
 @contextlib.contextmanager
-def regime_context(device: tp.Union[str, torch.device], precision: str = "fp32",
-                   sdpa_backend: str = "auto") -> tp.Iterator[None]:
+def regime_context(device: tp.Union[str, torch.device], precision: str, sdpa_backend: str) -> tp.Iterator[None]:
     """Autocast and the SDPA backend restriction together (what every timed forward runs under)."""
     with autocast_context(device, precision), sdpa_backend_context(sdpa_backend):
         yield
 
 
-def regime_record(device: tp.Union[str, torch.device], precision: str = "fp32", sdpa_backend: str = "auto") -> dict:
+def regime_record(device: tp.Union[str, torch.device], precision: str, sdpa_backend: str) -> dict:
     """What a record needs to say about the regime (the versions and the TF32 switches included, P13)."""
     device = torch.device(device)
     out = {"precision": precision, "sdpa_backend": sdpa_backend, "torch_version": torch.__version__,

@@ -23,8 +23,8 @@ import torch
 def measure_throughput(model, clip_shape: tp.Sequence[int], *, device: torch.device, batch_size: int,
                        warmup_iters: int, warmup_s: float, timed_iters: int, min_timed_s: float,
                        repeats: int, progress: tp.Callable[[int, int], None] = lambda done, total: None,
-                       inputs: tp.Optional[torch.Tensor] = None, precision: str = "fp32",
-                       sdpa_backend: str = "auto", energy: bool = False,
+                       precision: str, sdpa_backend: str, inputs: tp.Optional[torch.Tensor] = None,
+                       energy: bool = False,
                        on_warmup_done: tp.Callable[[], None] = lambda: None) -> dict:
     """``inputs`` (real clips, ``[batch_size, *clip_shape]``) replaces the random input: adaptive
     methods (HaltingVT) do data-dependent work, so their speed must be timed on real clips."""
