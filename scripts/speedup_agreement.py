@@ -36,18 +36,26 @@ def main(argv=None) -> int:
     if not common:
         print("no cell has a speedup interval in both stores", file=sys.stderr)
         return 1
-    agree = flagged = 0
+    agree = second_in_first = overlap = flagged = 0
+    gaps = []
     for key in common:
         x, y = a[key], b[key]
-        inside = (x["speedup_ci_low"] <= y["speedup"] <= x["speedup_ci_high"]
-                  and y["speedup_ci_low"] <= x["speedup"] <= y["speedup_ci_high"])
-        agree += inside
+        in_x = x["speedup_ci_low"] <= y["speedup"] <= x["speedup_ci_high"]
+        in_y = y["speedup_ci_low"] <= x["speedup"] <= y["speedup_ci_high"]
+        agree += in_x and in_y
+        second_in_first += in_x
+        overlap += x["speedup_ci_low"] <= y["speedup_ci_high"] and y["speedup_ci_low"] <= x["speedup_ci_high"]
         flagged += bool(x["speedup_unreliable"] or y["speedup_unreliable"])
+        gaps.append(abs(x["speedup"] - y["speedup"]) / ((x["speedup"] + y["speedup"]) / 2))
         print(f"{str(x['label'])[:60]:60s} {x['speedup']:.2f}x [{x['speedup_ci_low']:.2f}-{x['speedup_ci_high']:.2f}]"
               f"{'?' if x['speedup_unreliable'] else ' '}  {y['speedup']:.2f}x [{y['speedup_ci_low']:.2f}-"
-              f"{y['speedup_ci_high']:.2f}]{'?' if y['speedup_unreliable'] else ' '}  {'agree' if inside else '-'}")
-    print(f"{agree} of {len(common)} speedups ({100 * agree / len(common):.0f}%) lie inside each other's intervals; "
-          f"{flagged} flagged in either run")
+              f"{y['speedup_ci_high']:.2f}]{'?' if y['speedup_unreliable'] else ' '}  {'agree' if in_x and in_y else '-'}")
+    n = len(common)
+    gaps.sort()
+    print(f"{agree} of {n} speedups ({100 * agree / n:.0f}%) lie inside each other's intervals; the second run's "
+          f"inside the first's interval: {second_in_first} ({100 * second_in_first / n:.0f}%); intervals overlap: "
+          f"{overlap} ({100 * overlap / n:.0f}%); |difference| median {100 * gaps[n // 2]:.1f}%, max "
+          f"{100 * gaps[-1]:.1f}%; {flagged} flagged in either run")
     return 0
 
 
