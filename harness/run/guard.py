@@ -3,7 +3,7 @@ ended is written down.
 
 submitit's ``LocalExecutor`` starts a controller process that starts the worker; neither stops when the
 process that submitted them goes (a killed ``run`` would leave its worker computing under PID 1, and a
-prompt rerun would compute the same cell concurrently). ``make_executor`` therefore runs every worker
+prompt rerun would compute the same cell concurrently). ``harness.run.launch.Launcher`` therefore runs every worker
 as ``python -m harness.run.guard <submitit's worker command>``. The guard
 
 * starts the worker with ``PR_SET_PDEATHSIG`` (Linux), so the worker dies if the guard dies, and asks
@@ -11,7 +11,7 @@ as ``python -m harness.run.guard <submitit's worker command>``. The guard
 * watches the ``run`` process named by ``$HARNESS_RUN_PARENT`` (pid and start time, so a reused pid is
   not taken for it) and kills the worker within ``POLL_S`` once it is gone: ``kill -9`` of ``run``
   included, where no signal reaches anything;
-* stops the worker on SIGTERM (what ``stop_job`` sends through the controller; submitit's worker
+* stops the worker on SIGTERM (what ``Launcher.stop`` sends through the controller; submitit's worker
   itself ignores SIGTERM) and forwards SIGUSR1/SIGUSR2/SIGCONT (submitit's time-out signal);
 * writes ``<job folder>/<job id>_exit.json`` (return code, signal, why), which ``worker_died`` turns
   into a ``WorkerDied`` error naming what happened instead of submitit's ``UncompletedJobError``.

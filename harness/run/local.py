@@ -1,4 +1,5 @@
-"""Run a suite's cells through a submitit executor, one cell at a time, skipping finished ones.
+"""Run a suite's cells through a launcher (``harness.run.launch``: inline or a local worker process), one
+shared-decoding group at a time, skipping finished ones; train the fine-tunes they need first.
 
 Cells run sequentially so that throughput and memory are never measured while another cell
 competes for the same cores. ``local`` runs each cell in a fresh process (clean peak-memory
@@ -13,15 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
 import typing as tp
-from pathlib import Path
 from harness.layout import Layout, writes_for
+from harness.run.launch import EXECUTORS as EXECUTORS, Launcher, launcher
 
-EXECUTORS = ("local", "debug")
 RUN_FOLDERS = writes_for("run")  # what the local `run` writes under its results directory (harness.layout)
 PROGRESS_EVERY_S = 0.5  # a fine-tuning worker's progress file is rewritten at most this often
 
@@ -51,57 +49,6 @@ def check_writable(store_root: str, folders: tp.Sequence[str] = RUN_FOLDERS) -> 
             reason = err.strerror or str(err)
             raise NotWritable(f"results folder {folder} is not writable ({reason}); records, logs and fine-tunes "
                               "are written there: fix its permissions or pass --results DIR") from None
-
-
-def make_executor(kind: str, folder: Path):
-    import shlex
-
-    import submitit
-
-    from harness.run.guard import PARENT_ENV, parent_token
-
-    if kind == "local":
-        os.environ[PARENT_ENV] = parent_token()  # inherited by the controller and the guard
-        executor = submitit.LocalExecutor(folder=str(folder),
-                                          python=f"{shlex.quote(sys.executable)} -m harness.run.guard")
-        executor.update_parameters(timeout_min=24 * 60)
-        return executor
-    if kind == "debug":
-        return submitit.DebugExecutor(folder=str(folder))
-    raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
-
-
-def submit(ex, fn: tp.Callable, *args: tp.Any):
-    """``ex.submit(fn, *args)``; a local controller starts with SIGINT ignored, so that a Ctrl-C reaches
-    only ``run``, which then stops the job itself (``stop_job``) instead of submitit's controller dying
-    with a traceback on the terminal."""
-    import submitit
-
-    if not isinstance(ex, submitit.LocalExecutor) or threading.current_thread() is not threading.main_thread():
-        return ex.submit(fn, *args)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        return ex.submit(fn, *args)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def stop_job(job, wait_s: float = 10.0) -> None:
-    """Stop a local job now: SIGTERM to its controller, which forwards it to the guard, which kills the
-    worker; the controller then exits. SIGKILL to the controller if it is still there after ``wait_s``."""
-    try:
-        pid = int(job.job_id)
-    except (TypeError, ValueError):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + wait_s
-        while not job.done() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not job.done():
-            os.kill(pid, signal.SIGKILL)  # the guard dies with it (parent-death signal), and the worker with that
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class CellLocks:
@@ -208,7 +155,7 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
               f"repository (checkpoints/finetunes; --force retrains), {len(pending)} to train", file=out)
     if not pending:
         return results
-    ex = make_executor(executor, Layout(store_root).job_logs())
+    launch = launcher(executor, Layout(store_root).job_logs())
     locks = CellLocks(store_root)
     try:
         for cfg in pending:
@@ -218,7 +165,7 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
                       file=out)
                 continue
             try:
-                results[cfg.key()] = _finetune_one(ex, cfg, store_root, out)
+                results[cfg.key()] = _finetune_one(launch, cfg, store_root, out)
             finally:
                 locks.release(f"finetune-{cfg.key()}")
     finally:
@@ -229,7 +176,7 @@ def run_finetunes(suite, *, executor: str = "local", store_root: str = "results"
 FINETUNE_BAR = "{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]"
 
 
-def _finetune_one(ex, cfg, store_root: str, out: tp.TextIO) -> dict:
+def _finetune_one(launch: Launcher, cfg, store_root: str, out: tp.TextIO) -> dict:
     """Train one fine-tune in a worker, with a bar of optimiser steps (done / total, ETA from the worker's
     own training rate); returns its meta or ``{"error": ...}``."""
     import dataclasses
@@ -247,27 +194,22 @@ def _finetune_one(ex, cfg, store_root: str, out: tp.TextIO) -> dict:
     desc = f"fine-tune {cfg.method['name']} {cfg.key()[:12]}"
     bar = tqdm(total=None, desc=f"{desc} (starting)", file=out, bar_format=FINETUNE_BAR)
     started = time.monotonic()
-    job = submit(ex, run_finetune_job, dataclasses.asdict(cfg), run_dir, os.path.abspath(progress_file))
+    job = launch.start(run_finetune_job, dataclasses.asdict(cfg), run_dir, os.path.abspath(progress_file))
     try:
-        while not job.done():
-            _show_finetune(bar, desc, progress_file)
-            time.sleep(0.5)
-        _show_finetune(bar, desc, progress_file)
+        meta = launch.watch(job, lambda: _show_finetune(bar, desc, progress_file))
     except KeyboardInterrupt:
-        stop_job(job)
         raise
-    finally:
-        bar.close()
-    wall = time.monotonic() - started
-    try:
-        meta = job.result()
     except Exception as err:  # noqa: BLE001 -- the cells that need it fail with a clear message
+        bar.close()
         from harness.run.guard import worker_died
 
         err = worker_died(job) or err
         print(f"  {cfg.key()}: FAILED ({type(err).__name__}: {plain(str(err))[-300:]}); log: {job.paths.stderr}",
               file=out)
         return {"error": f"{type(err).__name__}: {str(err)[-500:]}"}
+    finally:
+        bar.close()
+    wall = time.monotonic() - started
     train = meta["train_wall_s"]
     resumed = " over every session (resumed)" if train > wall else ""
     print(f"  {cfg.key()}: done in {train:.0f} s of training and validation{resumed} "
@@ -321,7 +263,7 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
     warn_other_code(done, store_root, out)
     if not todo:
         return []
-    ex = make_executor(executor, Layout(store_root).job_logs())
+    launch = launcher(executor, Layout(store_root).job_logs())
     records: tp.List[dict] = []
     started = rec.now()
     store, locks, busy = ResultStore(store_root), CellLocks(store_root), []
@@ -347,7 +289,7 @@ def run_suite(suite, *, executor: str = "local", store_root: str = "results", fo
                     mine.append(cell)
             try:
                 if mine:
-                    for record in _run_group(ex, executor, mine, store_root, out):
+                    for record in _run_group(launch, mine, store_root, out):
                         records.append(record)
                         suite_bar.write(f"  {_plain(record['label'])}: {_outcome(record)}")
                         suite_bar.update(1)
@@ -389,7 +331,9 @@ def _finished_meanwhile(store, key: str, started: str, force: bool) -> bool:
     return not force or record.get("finished_at", "") >= started
 
 
-def _run_group(ex, executor: str, group: list, store_root: str, out: tp.TextIO) -> tp.List[dict]:
+def _run_group(launch: Launcher, group: list, store_root: str, out: tp.TextIO) -> tp.List[dict]:
+    """One group's task through ``launch``, with a progress bar; a worker that dies leaves failed records
+    for the cells it did not finish (``launch`` inline: its error propagates)."""
     from tqdm import tqdm
 
     from harness.run import record as rec
@@ -401,13 +345,29 @@ def _run_group(ex, executor: str, group: list, store_root: str, out: tp.TextIO) 
     progress_file = str(Layout(store_root).progress(group[0].key[:16]))
     os.makedirs(os.path.dirname(progress_file), exist_ok=True)
     jobs = [CellJob(c, os.path.abspath(store_root), progress_file) for c in group]
+
+    def show(stage, n, total):
+        _update_bar(bar, title, stage, n, total)
+
+    def poll():
+        try:
+            with open(progress_file) as f:
+                p = json.load(f)
+            show(p["stage"], p["done"], p["total"])
+        except (OSError, ValueError, KeyError):
+            pass
+
+    started = rec.now()
     try:
-        if executor == "debug":
-            def show(stage, n, total, bar=bar, label=title):
-                _update_bar(bar, label, stage, n, total)
-            return ex.submit(run_group, jobs, show).result()
-        started = rec.now()
-        return _wait(submit(ex, run_group, jobs), bar, title, progress_file, jobs, started)
+        job = launch.start(run_group, jobs, launch.callback(show))
+        try:
+            return launch.watch(job, poll)
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # the worker died without writing (killed, out of memory, ...)
+            if launch.inline:
+                raise
+            return _lost(job, err, jobs, started)
     finally:
         bar.close()
 
@@ -420,30 +380,16 @@ def _update_bar(bar, label: str, stage: str, n: int, total: int) -> None:
     bar.refresh()
 
 
-def _wait(job, bar, label: str, progress_file: str, specs: list, started: str) -> tp.List[dict]:
-    try:
-        while not job.done():
-            try:
-                with open(progress_file) as f:
-                    p = json.load(f)
-                _update_bar(bar, label, p["stage"], p["done"], p["total"])
-            except (OSError, ValueError, KeyError):
-                pass
-            time.sleep(0.5)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM of `run` (cli.main): the worker goes too
-        stop_job(job)
-        raise
-    try:
-        return job.result()
-    except Exception as err:  # the worker died without writing (killed, out of memory, ...)
-        from harness.run.guard import worker_died
-        from harness.store import ResultStore
+def _lost(job, err: Exception, specs: list, started: str) -> tp.List[dict]:
+    """The records of a group whose worker died: those it finished before dying, a failed one for the rest."""
+    from harness.run.guard import worker_died
+    from harness.store import ResultStore
 
-        err = worker_died(job) or err
-        store = ResultStore(specs[0].store_root)  # cells it finished before dying keep their records
-        kept = {s.key: store.read(s.key) for s in specs}
-        return [kept[s.key] if (kept[s.key] or {}).get("finished_at", "") >= started
-                else _write_lost_job(s, job, err) for s in specs]
+    err = worker_died(job) or err
+    store = ResultStore(specs[0].store_root)
+    kept = {s.key: store.read(s.key) for s in specs}
+    return [kept[s.key] if (kept[s.key] or {}).get("finished_at", "") >= started
+            else _write_lost_job(s, job, err) for s in specs]
 
 
 def _write_lost_job(cell, job, err: Exception) -> dict:
