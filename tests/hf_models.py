@@ -38,3 +38,21 @@ def saved(model, tmp_path_factory, name: str) -> str:
     folder = tmp_path_factory.mktemp("hf") / name
     model.save_pretrained(folder)
     return str(folder)
+
+
+def assert_same_logits(folder: str, model, clip: torch.Tensor, key: str = "pixel_values", fp32: float = 1e-5,
+                       fp64: float = 1e-10, **build) -> None:
+    """Our model of the saved ``folder`` gives transformers' logits: within ``fp32``, and within ``fp64`` in double
+    precision (``model`` is left in float32)."""
+    import harness
+
+    ours = harness.build_model("video_vit", checkpoint=folder, **build)
+    with torch.no_grad():
+        assert (ours(clip) - hf_logits(model, clip, key)).abs().max().item() <= fp32
+    if fp64 is None:
+        return
+    ours64 = ours.double()
+    with torch.no_grad():
+        diff = (ours64(clip.double()) - hf_logits(model.double(), clip.double(), key)).abs().max().item()
+    model.float()
+    assert diff <= fp64

@@ -14,7 +14,7 @@ from harness.measure.flops import fvcore_macs
 from harness.models.checkpoint import CheckpointError
 from harness.models.presets import resolve_config
 from harness.models.video_vit import VideoViT  # noqa: F401  (applies the torchvision fix before transformers)
-from tests.hf_models import Logits, hf_logits, randomized, saved
+from tests.hf_models import Logits, assert_same_logits, randomized, saved
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only extra (pip install .[test])")
 
@@ -52,20 +52,12 @@ def test_directory_gives_dims_labels_and_transformers_logits(reference, clip):
     assert ours.cfg.family == family and ours.layout.cls_tokens == 1
     assert (ours.cfg.embed_dim, ours.cfg.depth, ours.cfg.num_frames, ours.cfg.img_size) == (32, 2, 4, 32)
     assert ours.class_names == NAMES
-    with torch.no_grad():
-        assert (ours(clip) - hf_logits(model, clip)).abs().max().item() <= 1e-5
-    ours64 = harness.build_model("video_vit", checkpoint=folder).double()
-    with torch.no_grad():
-        diff = (ours64(clip.double()) - hf_logits(model.double(), clip.double())).abs().max().item()
-    model.float()
-    assert diff <= 1e-10
+    assert_same_logits(folder, model, clip)
 
 
 def test_explicit_attention_gives_the_same_logits(reference, clip):
     family, model, folder = reference
-    ours = harness.build_model("video_vit", checkpoint=folder, fused_attention=False)
-    with torch.no_grad():
-        assert (ours(clip) - hf_logits(model, clip)).abs().max().item() <= 1e-5
+    assert_same_logits(folder, model, clip, fp64=None, fused_attention=False)
 
 
 def test_analytic_gmacs_equal_fvcore_on_ours_and_on_transformers(reference, clip):

@@ -75,20 +75,12 @@ def test_directory_gives_dims_labels_and_transformers_logits(reference, clip):
     assert cfg.family == "vjepa2" and ours.layout.features == {"rope3d", "attentive_pool"}
     assert (cfg.embed_dim, cfg.depth, cfg.num_frames, cfg.img_size, cfg.probe_layers) == (64, 2, 4, 32, 2)
     assert ours.class_names == NAMES
-    with torch.no_grad():
-        assert (ours(clip) - hf_logits(model, clip)).abs().max().item() <= 1e-5
-    ours64 = harness.build_model("video_vit", checkpoint=folder).double()
-    with torch.no_grad():
-        diff = (ours64(clip.double()) - hf_logits(model.double(), clip.double())).abs().max().item()
-    model.float()
-    assert diff <= 1e-10
+    hf_models.assert_same_logits(folder, model, clip, key="pixel_values_videos")
 
 
 def test_explicit_attention_gives_the_same_logits(reference, clip):
     model, folder = reference
-    ours = harness.build_model("video_vit", checkpoint=folder, fused_attention=False)
-    with torch.no_grad():
-        assert (ours(clip) - hf_logits(model, clip)).abs().max().item() <= 1e-5
+    hf_models.assert_same_logits(folder, model, clip, key="pixel_values_videos", fp64=None, fused_attention=False)
 
 
 def test_safetensors_file_loads_and_the_predictor_is_the_only_tensor_left_out(reference, clip):
@@ -138,11 +130,9 @@ def test_analytic_gmacs_equal_fvcore_with_reduction(reference, clip, method, arg
     assert positions > 0 and macs.overhead >= positions
 
 
-def test_a_pruned_token_keeps_its_own_rotation(reference, clip):
-    """random_drop: the second block's attention over the kept tokens equals transformers' attention of
-    that layer given each kept token's original index (``position_mask``), i.e. its own (t, h, w)."""
-    model, folder = reference
-    ours = reduced(folder, "random_drop", {"match": "tome", "r": 6}).double()
+def second_block(ours: VideoViT, clip: torch.Tensor) -> dict:
+    """One forward of ``ours``; the second block's attention input ``x`` and output ``out``, and the patch
+    membership ``source`` of the tokens it attends over."""
     seen = {}
     ours.blocks[1].attn.register_forward_hook(lambda mod, args, out: seen.update(x=args[0], out=out.out))
     bias = ours.reducer.attention_bias
@@ -154,7 +144,16 @@ def test_a_pruned_token_keeps_its_own_rotation(reference, clip):
 
     ours.reducer.attention_bias = spy
     with torch.no_grad():
-        ours(clip.double())
+        ours(clip)
+    return seen
+
+
+def test_a_pruned_token_keeps_its_own_rotation(reference, clip):
+    """random_drop: the second block's attention over the kept tokens equals transformers' attention of
+    that layer given each kept token's original index (``position_mask``), i.e. its own (t, h, w)."""
+    model, folder = reference
+    ours = reduced(folder, "random_drop", {"match": "tome", "r": 6}).double()
+    seen = second_block(ours, clip.double())
     source = seen["source"]
     assert source.shape[1] < source.shape[2] and bool((source.sum(-1) == 1).all())
     kept = source.argmax(-1)  # [B, N]: each kept token's index in the input grid
@@ -170,18 +169,7 @@ def test_a_merged_token_rotates_at_the_centroid_of_its_patches(reference, clip):
     with each token's (t, h, w) set to the mean position of the patches it stands for (fractional)."""
     model, folder = reference
     ours = reduced(folder, "tome", {"r": 6}).double()
-    seen = {}
-    ours.blocks[1].attn.register_forward_hook(lambda mod, args, out: seen.update(x=args[0], out=out.out))
-    bias = ours.reducer.attention_bias
-
-    def spy(layer, state):
-        if layer == 1:
-            seen["source"] = state.source
-        return bias(layer, state)
-
-    ours.reducer.attention_bias = spy
-    with torch.no_grad():
-        ours(clip.double())
+    seen = second_block(ours, clip.double())
     source = seen["source"]
     assert bool((source.sum(-1) > 1).any())  # some tokens are merges
     t, h, w = ours.cfg.grid
