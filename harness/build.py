@@ -4,8 +4,6 @@ from __future__ import annotations
 import os
 import typing as tp
 
-from harness.models.presets import resolve_config
-
 
 def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optional[dict] = None,
                 checkpoint: tp.Optional[str | os.PathLike] = None, **dims: tp.Any):
@@ -34,9 +32,9 @@ def build_model(backbone: str, *, method: str = "dense", method_args: tp.Optiona
     from harness.models.compatibility import method_problems
     from harness.models.video_vit import VideoViT
 
-    from harness.models import hf
+    from harness.models.dims import resolve_backbone
 
-    cfg = resolve_config(backbone, **hf.reconcile_dims(backbone, dims, checkpoint))
+    cfg = resolve_backbone(backbone, dims, checkpoint)
     spec = methods.get_method(method)
     params = spec.make_params(method_args)
     problems = method_problems(method, params, cfg)

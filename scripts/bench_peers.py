@@ -31,6 +31,7 @@ import time
 import torch
 
 import harness
+from harness.measure.choices import PRECISIONS
 from harness.measure.regime import regime_context
 from harness.measure.speed import timed_step_cpu, timed_step_cuda
 from harness.models.timm_import import import_timm
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--iters", type=int, default=1, help="forwards per model per repeat (their mean is timed)")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     ap.add_argument("--profile", metavar="SHAPE", help="print torch.profiler tables of both models at SHAPE")

@@ -491,3 +491,4 @@ def test_type_rules_bool_is_not_int_ints_are_floats_literals_are_strict(tmp_path
     assert find(problems, "measure.flops").message == "expected bool, got int 1"
     assert find(problems, "measure.batch_size").message == "expected int, got float 2.0"
     assert find(problems, "measure.threads").message == "expected int or null, got bool True"
+

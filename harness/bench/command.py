@@ -8,6 +8,7 @@ import argparse
 import sys
 import typing as tp
 
+from harness.measure.choices import COMPILE_MODES, PRECISIONS, SDPA_BACKENDS
 from harness.suite.regime import DEFAULT as REGIME
 
 
@@ -28,9 +29,9 @@ def add_arguments(bench: argparse.ArgumentParser) -> None:
     bench.add_argument("--device", choices=("cpu", "cuda"))
     bench.add_argument("--no-explicit-dense", action="store_true", help="skip timing dense with explicit attention")
     bench.add_argument("--precision", default=REGIME.precision,
-                       help="comma-separated autocast regimes: fp32,bf16,fp16 (fp16: CUDA only)")
-    bench.add_argument("--compile", default=REGIME.compile, help="comma-separated torch.compile modes: off,default,max-autotune")
-    bench.add_argument("--sdpa-backend", default=REGIME.sdpa_backend, help="SDPA backend for every target: auto|flash|efficient|cudnn|math")
+                       help=f"comma-separated autocast regimes: {','.join(PRECISIONS)} (fp16: CUDA only)")
+    bench.add_argument("--compile", default=REGIME.compile, help=f"comma-separated torch.compile modes: {','.join(COMPILE_MODES)}")
+    bench.add_argument("--sdpa-backend", default=REGIME.sdpa_backend, help=f"SDPA backend for every target: {'|'.join(SDPA_BACKENDS)}")
     bench.add_argument("--dense-backends", default="",
                        help="also time dense forced to these SDPA backends (same-kernel baselines), e.g. efficient,math")
     bench.add_argument("--no-energy", action="store_true", help="skip the NVML energy counter")

@@ -41,8 +41,7 @@ class BenchConfig:
 
     def check(self, device: tp.Optional[str] = None) -> None:
         """Refuse a regime that cannot run before anything is measured (one clear error)."""
-        from harness.measure.compiled import COMPILE_MODES
-        from harness.measure.regime import PRECISIONS, SDPA_BACKENDS
+        from harness.measure.choices import COMPILE_MODES, PRECISIONS, SDPA_BACKENDS
 
         for field, values, allowed in (("precisions", self.precisions, PRECISIONS),
                                        ("compile_modes", self.compile_modes, COMPILE_MODES),

@@ -7,6 +7,7 @@ import sys
 
 from harness.cli._common import UserError, check_output_dir, check_output_file, plain
 from harness.layout import Layout
+from harness.measure.choices import COMPILE_MODES, PRECISIONS, SDPA_BACKENDS
 
 HELP = "leaderboards from the results store"
 
@@ -22,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("suite", "backbone", "dataset", "method"):
         parser.add_argument(f"--{name}", action="append", metavar="NAME",
                             help=f"only this {name} (exact name; repeat for several)")
-    for name, example in (("precision", "fp32, bf16, fp16"), ("compile", "off, default, max-autotune"),
-                          ("sdpa_backend", "auto, flash, efficient, math...")):
+    for name, values in (("precision", PRECISIONS), ("compile", COMPILE_MODES), ("sdpa_backend", SDPA_BACKENDS)):
+        example = ", ".join(values)
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, action="append", metavar="VALUE",
                             help=f"only records measured with this {name.replace('_', ' ')} ({example}; repeat for "
                                  "several)")

@@ -20,7 +20,7 @@ import typing as tp
 
 import torch
 
-COMPILE_MODES = ("off", "default", "max-autotune")
+from harness.measure.choices import COMPILE_MODES
 
 
 def validate_compile_mode(mode: str) -> str:

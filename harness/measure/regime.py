@@ -17,8 +17,8 @@ import typing as tp
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-SDPA_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
+from harness.measure.choices import PRECISIONS, SDPA_BACKENDS
+
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -19,6 +19,14 @@ def backbone_dims(backbone: tp.Mapping[str, tp.Any]) -> dict:
     return reconcile_dims(backbone["name"], dims, backbone.get("checkpoint"))
 
 
+def resolve_backbone(name: str, dims: tp.Mapping[str, tp.Any], checkpoint: tp.Any = None) -> tp.Any:
+    """The config of preset ``name`` with ``dims``; a Hugging Face ``checkpoint``'s config.json gives (and
+    checks) the dims."""
+    from harness.models.hf import reconcile_dims
+
+    return resolve_config(name, **reconcile_dims(name, dims, checkpoint))
+
+
 def backbone_config(backbone: tp.Mapping[str, tp.Any]) -> tp.Any:
     """The resolved config of a suite/cell backbone dict."""
     return resolve_config(backbone["name"], **backbone_dims(backbone))

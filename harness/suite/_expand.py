@@ -410,8 +410,10 @@ class _Checker:
             self.problem(path + (k,), f"{where} {message}".strip())
         if bad:
             return None
+        from harness.models.dims import resolve_backbone
+
         try:
-            _registries.resolve_backbone(name, dims, kwargs.get("checkpoint"))
+            resolve_backbone(name, dims, kwargs.get("checkpoint"))
         except Exception as err:  # resolve_config raises ValueError; anything else is reported too
             self.problem(path, f"{where} {_err(err)}".strip())
             return None

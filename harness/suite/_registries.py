@@ -67,13 +67,6 @@ def entry_class(section: str, name: str) -> type:
     return obj.params if section == "methods" else obj
 
 
-def resolve_backbone(name: str, dims: dict, checkpoint: tp.Optional[str] = None) -> tp.Any:
-    """The backbone's config; a Hugging Face checkpoint's ``config.json`` gives (and checks) the dims."""
-    from harness.models.hf import reconcile_dims
-
-    return _presets.resolve_config(name, **reconcile_dims(name, dims, checkpoint))
-
-
 def keys_at(data: dict, path: tuple) -> tp.Optional[dict[str, tp.Any]]:
     """Valid keys (with annotations) of the mapping at ``path`` in a suite tree, None if unknowable."""
     if path in _SECTIONS:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import dataclasses
 import typing as tp
 
-Precision = tp.Literal["fp32", "bf16", "fp16"]
-SdpaBackend = tp.Literal["auto", "flash", "efficient", "cudnn", "math"]
-CompileMode = tp.Literal["off", "default", "max-autotune"]
+from harness.measure.choices import COMPILE_MODES, PRECISIONS, SDPA_BACKENDS
+
+Precision = tp.Literal[PRECISIONS]
+SdpaBackend = tp.Literal[SDPA_BACKENDS]
+CompileMode = tp.Literal[COMPILE_MODES]
 
 
 @dataclasses.dataclass(frozen=True)
