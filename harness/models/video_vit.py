@@ -173,12 +173,12 @@ class Block(nn.Module):
         with reduction_region(f"block{layer}/after_attention"):
             x, state = reducer.after_attention(layer, x, state, a)
         stats.tokens_mlp.append(x.shape[1])
-        x = _add_residual(self.mlp(self.norm2(x)), x)
+        x = add_residual(self.mlp(self.norm2(x)), x)
         with reduction_region(f"block{layer}/after_block"):
             return reducer.after_block(layer, x, state, a)
 
 
-def _add_residual(branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def add_residual(branch: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``x + branch``; without autograd written into ``branch`` (a fresh tensor no one else holds) instead
     of a new buffer, where that gives the same tensor (same dtype -- autocast may differ -- and shape; a
     contiguous branch, so no broadcast view)."""
@@ -243,7 +243,7 @@ class DividedBlock(nn.Module):
             frames, state = reducer.after_attention(layer, frames, state, spatial)
         x = torch.cat((cls, _frames_to_tokens(frames, B, T)), dim=1)
         stats.tokens_mlp.append(x.shape[1])
-        x = _add_residual(self.mlp(self.norm2(x)), x)
+        x = add_residual(self.mlp(self.norm2(x)), x)
         if type(reducer).after_block is TokenReducer.after_block:
             return x, state
         frames = x[:, 1:].reshape(B, -1, T, C).transpose(1, 2).reshape(B * T, -1, C)
@@ -329,8 +329,8 @@ class ProbeBlock(nn.Module):
         self.mlp = make_mlp(cfg, PROBE_MLP_RATIO)
 
     def forward(self, x: torch.Tensor, bias: tp.Optional[torch.Tensor]) -> torch.Tensor:
-        x = _add_residual(self.attn(self.norm1(x), bias=bias).out, x)
-        return _add_residual(self.mlp(self.norm2(x)), x)
+        x = add_residual(self.attn(self.norm1(x), bias=bias).out, x)
+        return add_residual(self.mlp(self.norm2(x)), x)
 
 
 class ProbeCrossAttention(nn.Module):
@@ -393,7 +393,7 @@ class AttentiveProbe(nn.Module):
             x = block(x, bias)
         query = self.query_token  # [1, 1, C]: projected once, shared by the batch
         out = query + self.cross(self.cross.project_query(query), self.norm1(x), bias)
-        out = _add_residual(self.mlp(self.norm2(out)), out)
+        out = add_residual(self.mlp(self.norm2(out)), out)
         return out[:, 0]
 
 

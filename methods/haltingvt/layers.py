@@ -18,7 +18,9 @@ from harness.models.varlen import varlen_attention
 from harness.measure.regions import reduction_region
 
 import_timm()
-from timm.layers import DropPath, Mlp  # noqa: E402  (after the torchvision fix)
+from timm.layers import DropPath  # noqa: E402  (after the torchvision fix)
+
+from harness.models.video_vit import BlockMlp, add_residual  # noqa: E402
 
 
 class PatchEmbed(nn.Module):
@@ -148,7 +150,7 @@ class GlimpserBlock(nn.Module):
         self.temporal_fc = nn.Linear(dim, dim)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.mlp = BlockMlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
     def prunes(self, tokens_per_frame: int) -> bool:
         return self.keep < tokens_per_frame
@@ -180,7 +182,7 @@ class GlimpserBlock(nn.Module):
                 kept = kept.reshape(B, T, self.keep, C).transpose(1, 2).reshape(B, self.keep * T, C)
                 x = torch.cat((cls_res, kept), dim=1)  # the official CLS-residual quirk
                 idx = idx.reshape(B, T, self.keep)
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_residual(self.drop_path(self.mlp(self.norm2(x))), x)
         return x, idx
 
 
@@ -198,7 +200,7 @@ class JointHaltBlock(nn.Module):
         self.attn = Attention(dim, num_heads, fused)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.mlp = BlockMlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU)
 
     def forward(self, x: torch.Tensor, attn_mask: tp.Optional[torch.Tensor] = None,
                 lengths: tp.Optional[tp.Sequence[int]] = None, halted_counts: tp.Optional[torch.Tensor] = None
@@ -215,5 +217,5 @@ class JointHaltBlock(nn.Module):
             x = x + self.drop_path(self.attn.forward_varlen(self.norm1(x), lengths, halted))
         else:
             x = x + self.drop_path(self.attn(self.norm1(x), attn_mask=attn_mask, halted=halted)[0])
-        x = x + self.drop_path(self.mlp(self.norm2(x)))
+        x = add_residual(self.drop_path(self.mlp(self.norm2(x))), x)
         return x, torch.sigmoid(x[..., 0] * self.halt_scale - self.halt_center)
