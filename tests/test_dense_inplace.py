@@ -89,3 +89,21 @@ def test_bf16_autocast_forward_keeps_the_residual_dtype_of_the_ordinary_forward(
         with torch.inference_mode():
             fast = model(clip)
     assert fast.dtype == reference.dtype and torch.equal(reference.detach(), fast)
+
+
+@pytest.mark.parametrize("method,args", [("dense", None), ("sta_swin", {"r": 16})])
+def test_video_swin_runs_the_same_in_place_path_with_the_same_numbers(method, args):
+    """Video Swin (dense and STA on it): inference == the autograd forward bit for bit, GELU and the MLP
+    residual in place only without autograd."""
+    torch.manual_seed(0)
+    model = harness.build_model("synthetic_videoswin_tiny", method=method, method_args=args).eval()
+    cfg = model.cfg
+    clip = torch.randn(1, 3, cfg.num_frames, cfg.img_size, cfg.img_size)
+    with _Ops() as ordinary, torch.enable_grad():
+        reference = model(clip).detach()
+    with _Ops() as fast, torch.inference_mode():
+        logits = model(clip)
+    assert torch.equal(reference, logits)
+    blocks = sum(cfg.depths)
+    assert fast.names.count("gelu_") == blocks and ordinary.names.count("gelu") == blocks
+    assert fast.names.count("add_") - ordinary.names.count("add_") == blocks

@@ -27,6 +27,7 @@ from torch import nn
 
 from harness.measure.flops import MacsCount
 from harness.models.presets import TokenLayout, VideoSwinConfig
+from harness.models.video_vit import add_residual
 
 NORM_MACS_PER_ELEMENT = 5  # as harness.measure.flops
 
@@ -226,7 +227,8 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        x = self.fc1(x)  # without autograd GELU overwrites it (as the ViT blocks' ``BlockMlp``)
+        return self.fc2(self.act(x) if torch.is_grad_enabled() else torch.ops.aten.gelu_(x))
 
 
 class SwinBlock(nn.Module):
@@ -279,7 +281,7 @@ class SwinBlock(nn.Module):
                                               win.shape[0] // B, self.mask, None))
         out = self._unwindows(out, B)[:, :T, :H, :W]
         x = x + out
-        x = x + self.mlp(self.norm2(x))
+        x = add_residual(self.mlp(self.norm2(x)), x)
         keys = None
         if need_keys:
             k = self._unwindows(qkv[..., C:2 * C], B)[:, :T, :H, :W].reshape(B, T * H * W, self.heads, -1)
@@ -308,7 +310,7 @@ class SwinBlock(nn.Module):
         out = self._unwindows(out, B).reshape(B, Tp * Hp * Wp, C)
         out = out.gather(1, pos.unsqueeze(-1).expand(-1, -1, C))  # rows of the kept tokens
         xk = xk + self.attn.proj(out)
-        xk = xk + self.mlp(self.norm2(xk))
+        xk = add_residual(self.mlp(self.norm2(xk)), xk)
         x = flat.scatter(1, index.expand(-1, -1, C), xk).view(B, T, H, W, C)
         keys = qkv_k[..., C:2 * C].reshape(B, -1, self.heads, C // self.heads).mean(dim=2) if need_keys else None
         return x, keys
