@@ -8,7 +8,7 @@ from harness.bench.sweep import BenchConfig, run_bench, targets_of
 from harness.bench.table import efficiency_rows, read_records, render
 from harness.measure.regions import RegionTimer, reduction_region
 from harness.measure.speed import measure_throughput
-from harness.suite import load_suite
+from harness.suite import CellSpec, load_suite
 
 CKPT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "checkpoints", "synthetic_vit_tiny.pth"))
 
@@ -60,13 +60,15 @@ def test_interleaved_fresh_measurements_with_oom_back_off(tmp_path):
     calls = []
 
     def fake(req):
-        calls.append((req["method"]["params"].get("r"), req["fused_attention"], req["batch_size"]))
-        if req["method"]["params"].get("r") == 16 and req["batch_size"] >= 4:
+        spec = CellSpec.from_json(req["cell"])
+        r, fused = spec.method.params.get("r"), spec.backbone.get("fused_attention")
+        calls.append((r, fused, req["batch_size"]))
+        if r == 16 and req["batch_size"] >= 4:
             return {"oom": True, "batch_size": req["batch_size"]}
-        gm = {None: 0.14, 8: 0.12, 16: 0.10}[req["method"]["params"].get("r")]
-        if req["method"]["params"].get("r") == 8 and req["batch_size"] == 1:
+        gm = {None: 0.14, 8: 0.12, 16: 0.10}[r]
+        if r == 8 and req["batch_size"] == 1:
             gm = 0.5  # an adaptive method's executed GMACs depend on the batch: the table reads its own size
-        rate = 100.0 / gm * (0.5 if req["fused_attention"] is False else 1.0)
+        rate = 100.0 / gm * (0.5 if fused is False else 1.0)
         return {"oom": False, "batch_size": req["batch_size"], "clips_per_s": rate, "iteration_times_s": [0.01, 0.02],
                 "peak_mem_gib": 0.1, "peak_mem_kind": "cpu_process_peak_rss", "loadavg": [0, 0, 0],
                 "gmacs_per_view": gm, "attention_kernel_per_block": ["sdpa"] * 4, "device": "cpu",
@@ -94,13 +96,19 @@ def test_interleaved_fresh_measurements_with_oom_back_off(tmp_path):
     assert "efficiency" in render(stored, 4) and "bs=1 p50/p90/p99 ms" in render(stored, 4)
 
 
-def test_worker_measures_a_real_model_in_this_process():
+def _request(target, cfg, **extra):
+    """What ``run_bench`` sends a worker for ``target``: its cell as JSON plus bench's own fields."""
+    return {"cell": target.spec(cfg).to_json(), "batch_size": 2, "overhead": False, "energy": False,
+            "compile_backend": cfg.compile_backend, **extra}
+
+
+def test_worker_measures_a_real_model_in_this_process(tmp_path):
+    from harness.bench.sweep import Target
     from harness.bench.worker import measure
 
-    req = {"backbone": {"name": "synthetic_vit_tiny", "checkpoint": CKPT}, "method": {"name": "tome", "params": {"r": 8}},
-           "dataset": {}, "batch_size": 2, "threads": 1, "fused_attention": None, "overhead": True,
-           "timing": {"warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 3, "min_timed_s": 0.0}}
-    out = measure(req)
+    (tome,) = [c for c in _suite(tmp_path).cells() if c.method.params.get("r") == 8]
+    cfg = BenchConfig(threads=1, warmup_iters=1, warmup_s=0.0, timed_iters=3, min_timed_s=0.0)
+    out = measure(_request(Target(tome), cfg, overhead=True))
     assert not out["oom"] and len(out["iteration_times_s"]) == 3 and out["clips_per_s"] > 0
     assert out["attention_kernel_per_block"] == ["sdpa"] * 4
     assert 0 < out["overhead"]["share"] < 1
@@ -108,12 +116,42 @@ def test_worker_measures_a_real_model_in_this_process():
     assert out["gmacs_per_view"] == pytest.approx(0.1275, abs=1e-3)
 
 
+def test_worker_builds_and_times_through_the_task(tmp_path, monkeypatch):
+    """The worker's model is the one ``run.cell.prepare_cell`` builds from the target's cell (random weights,
+    no dataset for a static method) and what it times is ``run.cell.throughput_subject``'s."""
+    import harness.run.cell as cell
+    from harness.bench.sweep import Target
+    from harness.bench.worker import measure
+
+    (tome,) = [c for c in _suite(tmp_path).cells() if c.method.params.get("r") == 8]
+    target = Target(tome, fused_attention=False, precision="bf16", sdpa_backend="math")
+    cfg = BenchConfig(threads=1, warmup_iters=0, warmup_s=0.0, timed_iters=1, min_timed_s=0.0, device="cpu")
+    spec = target.spec(cfg)
+    assert CellSpec.from_json(spec.to_json()) == spec and spec.key == CellSpec.from_json(spec.to_json()).key
+    assert spec.regime.as_tuple() == ("bf16", "off", "math") and spec.backbone["fused_attention"] is False
+    assert spec.key != tome.key and target.key.startswith(tome.key + "-")  # the target's key: the cell's + a suffix
+    built, timed = [], []
+    prepare, subject = cell.prepare_cell, cell.throughput_subject
+    monkeypatch.setattr(cell, "prepare_cell", lambda *a, **k: built.append((a, k, prepare(*a, **k))) or built[-1][2])
+    monkeypatch.setattr(cell, "throughput_subject", lambda *a, **k: timed.append(subject(*a, **k)) or timed[-1])
+    out = measure(_request(target, cfg))
+    (((got, _, _), options, setup),) = built
+    assert got == spec and options == {"weights": False, "data": False}
+    assert setup.checkpoint is None and setup.dataset is None and not out.get("failed")
+    assert timed[0]["model"] is setup.model and out["precision"] == "bf16" and out["sdpa_backend"] == "math"
+    torch.manual_seed(spec.measure.seed)
+    again = prepare(spec, cell.Progress(None), weights=False, data=False).model
+    assert all(torch.equal(a, b) for a, b in zip(setup.model.state_dict().values(), again.state_dict().values()))
+    assert torch.get_num_threads() == 1
+
+
 def _fake_result(req, rate, **extra):
+    spec = CellSpec.from_json(req["cell"])
     return {"oom": False, "batch_size": req["batch_size"], "clips_per_s": rate, "iteration_times_s": [0.01],
             "peak_mem_gib": 0.1, "peak_mem_kind": "cpu_process_peak_rss", "loadavg": [0, 0, 0],
-            "gmacs_per_view": 0.14 if req["method"]["name"] == "dense" else 0.07,
+            "gmacs_per_view": 0.14 if spec.method.name == "dense" else 0.07,
             "attention_kernel_per_block": ["sdpa"] * 4, "device": "cpu", "torch_threads": 1,
-            "timer": "perf_counter", "timing_input": "random normal", "precision": req["precision"],
+            "timer": "perf_counter", "timing_input": "random normal", "precision": spec.regime.precision,
             "torch_version": "x", "device_name": "cpu", **extra}
 
 
@@ -127,16 +165,17 @@ methods: [{name: dense}, {name: tome, r: 8}]
     suite = load_suite(str(tmp_path / "s.yaml"))
 
     def fake(req):
-        if req["compile"] == "default" and req["method"]["name"] == "tome":
+        spec = CellSpec.from_json(req["cell"])
+        name, regime = spec.method.name, spec.regime
+        if regime.compile == "default" and name == "tome":
             return {"oom": False, "failed": True, "batch_size": req["batch_size"],
                     "error": "Unsupported: data-dependent shape"}
-        rate = (100.0 if req["method"]["name"] == "dense" else 180.0) * (1.5 if req["precision"] == "bf16" else 1.0)
-        if req["sdpa_backend"] == "math":
+        rate = (100.0 if name == "dense" else 180.0) * (1.5 if regime.precision == "bf16" else 1.0)
+        if regime.sdpa_backend == "math":
             rate /= 2
-        per_block = ["efficient"] * 4 if req["method"]["name"] == "tome" else [
-            "math" if req["sdpa_backend"] == "math" else "flash"] * 4
+        per_block = ["efficient"] * 4 if name == "tome" else ["math" if regime.sdpa_backend == "math" else "flash"] * 4
         return _fake_result(req, rate, sdpa_backend_per_block=per_block,
-                            compile_time_s=3.0 if req["compile"] != "off" else None)
+                            compile_time_s=3.0 if regime.compile != "off" else None)
 
     cfg = BenchConfig(batch_sizes=[2], repeats=1, reference_batch_size=2, precisions=["fp32", "bf16"],
                       compile_modes=["off", "default"], explicit_dense=False, dense_backends=["efficient"])

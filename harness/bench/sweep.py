@@ -6,12 +6,12 @@ import datetime as dt
 import json
 import os
 import statistics
-import subprocess
 import sys
 import typing as tp
 
 from harness.layout import Layout
-from harness.suite.regime import DEFAULT as REGIME
+from harness.suite import CellSpec
+from harness.suite.regime import DEFAULT as REGIME, Regime
 
 
 @dataclasses.dataclass
@@ -98,6 +98,16 @@ class Target:
         parts += [] if self.sdpa_backend == REGIME.sdpa_backend else [f"sdpa_{self.sdpa_backend}"]
         return "-".join([self.cell.key] + parts)
 
+    def spec(self, cfg: BenchConfig) -> CellSpec:
+        """The cell as this target's worker builds and times it: the target's regime and attention, the bench's
+        device, CPU threads (None: torch's default) and timing, one repeat per process."""
+        cell = self.cell.with_regime(Regime(self.precision, self.sdpa_backend, self.compile))
+        backbone = dict(cell.backbone)
+        if self.fused_attention is not None:
+            backbone["fused_attention"] = self.fused_attention
+        return dataclasses.replace(cell, backbone=backbone, eval=dataclasses.replace(cell.eval, device=cfg.device or "auto"),
+                                   measure=dataclasses.replace(cell.measure, threads=cfg.threads, repeats=1, **cfg.timing()))
+
     @property
     def label(self) -> str:
         """The method and the attention forced on it (the regime is shown per table, not per row)."""
@@ -145,13 +155,13 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
     """Measure every target; returns (and writes) one bench record per target."""
     import time
 
-    import methods
     from harness.report.safe import term
 
     cfg.check()
     if runner is None:
         runner = run_in_process if cfg.in_process else (lambda req: run_worker(req, cfg.timeout_s))
     targets = targets_of(suite, cfg)
+    cells = {t.key: t.spec(cfg).to_json() for t in targets}
     sizes = sorted(set(cfg.batch_sizes) | {cfg.reference_batch_size})
     results: tp.Dict[str, tp.Dict[int, list]] = {t.key: {} for t in targets}
     too_big: tp.Dict[str, int] = {}  # target key -> smallest batch size that ran out of memory
@@ -168,15 +178,9 @@ def run_bench(suite, cfg: BenchConfig, *, store_root: str = "results", out: tp.T
                 if cfg.deadline_s is not None and time.monotonic() - started > cfg.deadline_s:
                     skipped.setdefault(t.key, []).append(bs)
                     continue
-                adaptive = methods.get_method(t.cell.method.name).adaptive_token_count
-                request = {"backbone": t.cell.backbone, "method": t.cell.method.as_dict(), "dataset": t.cell.dataset,
-                           "batch_size": bs, "threads": cfg.threads, "device": cfg.device,
-                           "fused_attention": t.fused_attention, "timing": cfg.timing(),
-                           "real_inputs": adaptive, "load_checkpoint": adaptive, "store_root": store_root,
+                request = {"cell": cells[t.key], "batch_size": bs, "store_root": store_root,
                            "overhead": rep == 0 and bs == cfg.reference_batch_size,
-                           "precision": t.precision, "compile": t.compile, "sdpa_backend": t.sdpa_backend,
-                           "energy": cfg.energy, "compile_backend": cfg.compile_backend,
-                           "seed": 0}  # same weights in every repeat: an adaptive model's work depends on them
+                           "energy": cfg.energy, "compile_backend": cfg.compile_backend}
                 res = runner(request)
                 if res.get("oom"):
                     too_big[t.key] = min(bs, too_big.get(t.key, bs))
@@ -227,18 +231,10 @@ def run_in_process(request: dict) -> dict:
 
 
 def run_worker(request: dict, timeout_s: float) -> dict:
-    """``python -m harness.bench.worker`` in a fresh process; its last ``RESULT`` line."""
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    proc = subprocess.run([sys.executable, "-m", "harness.bench.worker", json.dumps(request)],
-                          capture_output=True, text=True, timeout=timeout_s, env=env)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        if any("out of memory" in l.lower() for l in tail) or proc.returncode in (-9, 137):
-            return {"oom": True, "batch_size": request["batch_size"], "error": " | ".join(tail)}
-        raise RuntimeError(f"bench worker failed (exit {proc.returncode}): " + " | ".join(tail))
-    return json.loads(lines[-1][len("RESULT "):])
+    """``python -m harness.bench.worker`` in a fresh process (``harness.run.fresh``)."""
+    from harness.run.fresh import run_fresh
+
+    return {"batch_size": request["batch_size"], **run_fresh("harness.bench.worker", request, timeout_s)}
 
 
 def _record(target: Target, by_bs: tp.Dict[int, list], oom_at: tp.Optional[int], cfg: BenchConfig, suite,

@@ -58,11 +58,11 @@ class CellSetup:
     """A cell's built model and dataset (what evaluation and measurement share)."""
 
     spec: CellSpec
-    model: tp.Any  # the VideoViT (or method network) on ``device``, weights loaded
-    dataset: tp.Any  # the registered dataset config object (protocol + items())
+    model: tp.Any  # the VideoViT (or method network) on ``device``, weights loaded (unless built without)
+    dataset: tp.Any  # the registered dataset config object (protocol + items()); None when built without data
     device: tp.Any  # torch.device
     regime: Regime  # checked against ``device`` once, when the cell was built
-    checkpoint: tp.Optional[str]  # the weights file that was loaded
+    checkpoint: tp.Optional[str]  # the weights file that was loaded (None: random weights)
     finetune: tp.Optional[dict]  # summary of the fine-tuning run whose weights are evaluated
 
     def context(self) -> tp.ContextManager:
@@ -75,9 +75,13 @@ class CellSetup:
         return batch, cfg.in_chans, cfg.num_frames, cfg.img_size, cfg.img_size
 
 
-def prepare_cell(spec: CellSpec, progress: Progress, store_root: str = "results") -> CellSetup:
+def prepare_cell(spec: CellSpec, progress: Progress, store_root: str = "results", *, weights: bool = True,
+                 data: bool = True) -> CellSetup:
     """Threads, seed and device; the regime checked against the device (before any work); the fine-tune's
-    checkpoint if any; the model and the dataset."""
+    checkpoint if any; the model and the dataset.
+
+    ``weights=False`` builds the model with random weights and ``data=False`` without its dataset (no file of
+    either is read): what ``harness bench`` times a static method with, whose cost depends on neither."""
     import torch
 
     from harness.build import build_from_config
@@ -91,9 +95,9 @@ def prepare_cell(spec: CellSpec, progress: Progress, store_root: str = "results"
     torch.manual_seed(spec.measure.seed)
     device = resolve_device(spec.eval.device)
     regime = spec.regime.validate(device)  # a regime the device cannot run fails here, before any work
-    checkpoint = resolve_checkpoint(spec.config(), store_root)
+    checkpoint = resolve_checkpoint(spec.config(), store_root) if weights else None
     finetune = None
-    if spec.method.finetune:
+    if spec.method.finetune and weights:
         from harness.files import MAX_RECORD_BYTES, read_json
         from harness.training import META, run_dir
 
@@ -104,8 +108,8 @@ def prepare_cell(spec: CellSpec, progress: Progress, store_root: str = "results"
                     "last_epoch": meta["history"][-1] if meta["history"] else None}
     progress("build model", 0, 1, force=True)
     model = build_from_config(spec.backbone, spec.method.as_dict(), checkpoint=checkpoint).to(device)
-    dataset = build_dataset(spec.dataset)
-    problems = protocol_problems(dataset, model.cfg)
+    dataset = build_dataset(spec.dataset) if data else None
+    problems = protocol_problems(dataset, model.cfg) if data else []
     if problems:
         raise ValueError("the test protocol does not fit the model: " + "; ".join(problems))
     return CellSetup(spec, model, dataset, device, regime, checkpoint, finetune)
@@ -151,20 +155,32 @@ def check_flops(setup: CellSetup, progress: Progress) -> dict:
     return check
 
 
-def throughput_subject(setup: CellSetup) -> dict:
-    """What ``interleaved_throughput`` times for a cell: static methods on random input of the true clip
-    shape, adaptive ones (whose work depends on the data) on real clips of the evaluated dataset."""
+def timing_input(setup: CellSetup, batch_size: tp.Optional[int] = None) -> tp.Any:
+    """The batch a cell is timed on (``measure.batch_size`` clips unless given), on its device: static methods
+    random normal clips of the true clip shape, adaptive ones (whose work depends on the data) real clips of the
+    evaluated dataset."""
     import torch
 
     from harness.data.video_dataset import real_clips
+
+    batch = batch_size or setup.spec.measure.batch_size
+    adaptive = setup.spec.method.capabilities()["adaptive_token_count"]
+    x = real_clips(setup.dataset, batch) if adaptive else torch.randn(*setup.clip_shape(batch))
+    return x.to(setup.device)
+
+
+def throughput_subject(setup: CellSetup, batch_size: tp.Optional[int] = None, *, inputs: tp.Any = None,
+                       compile_backend: str = "inductor") -> dict:
+    """What ``interleaved_throughput`` times for a cell: its model (compiled in the cell's compile mode; a
+    method that does not compile is timed eager, ``compile.compile_error`` says why) on ``inputs`` (default
+    ``timing_input(setup, batch_size)``), with the cell's timing settings."""
     from harness.measure.compiled import compile_for_timing, count_after, public
 
     me = setup.spec.measure
     adaptive = setup.spec.method.capabilities()["adaptive_token_count"]
-    x = real_clips(setup.dataset, me.batch_size) if adaptive else torch.randn(*setup.clip_shape(me.batch_size))
-    x = x.to(setup.device)
+    x = timing_input(setup, batch_size) if inputs is None else inputs
     model, info = compile_for_timing(setup.model, x, mode=setup.regime.compile, dynamic=True if adaptive else None,
-                                     context=setup.context)
+                                     context=setup.context, backend=compile_backend)
     if model is None:  # a method that does not compile: timed eager, the failure recorded in its row
         model = setup.model
     subject = {"model": model, "x": x, "warmup_iters": me.warmup_iters, "context": setup.context,

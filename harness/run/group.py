@@ -11,7 +11,8 @@ decoded once, each model with its own accumulator, so each record equals the cel
 ``measure_costs`` checks each cell's GMACs with fvcore alone, times throughput interleaved over the group
 (``measure.interleaved``) and measures peak memory per cell alone at its evaluation batch (CUDA: the other
 models moved to the CPU; CPU: the model's weights plus the peak RSS increase of one forward, with the peak
-reset through /proc/self/clear_refs, else a fresh probe process). A failure in one cell fails that cell only.
+reset through /proc/self/clear_refs, else in a fresh process: ``run.memory_probe``). A failure in one cell
+fails that cell only.
 """
 from __future__ import annotations
 
@@ -156,48 +157,6 @@ def _memory_alone(job: CellJob, setups: dict) -> dict:
         finally:
             for s in others:
                 s.model.to(device)
-    peak = _cpu_forward_peak(setup.model, shape)
-    if peak is None:  # no resettable peak RSS (not Linux): a fresh process per cell
-        return _cpu_memory_probe(job)
-    return peak
+    from harness.run.memory_probe import cpu_peak_memory
 
-
-def _cpu_forward_peak(model, shape) -> tp.Optional[dict]:
-    """The model's weights plus the peak RSS increase of one forward at ``shape`` (Linux: the peak RSS is
-    reset through /proc/self/clear_refs), so other resident models do not count."""
-    import torch
-
-    def rss_kib(field: str) -> int:
-        with open("/proc/self/status") as f:
-            return int(next(line for line in f if line.startswith(field)).split()[1])
-
-    try:
-        x = torch.randn(*shape)
-        before = rss_kib("VmRSS:")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM to the current RSS
-        with torch.inference_mode():
-            model(x)
-        peak = rss_kib("VmHWM:")
-    except (OSError, StopIteration, ValueError):
-        return None
-    weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
-    return {"peak_mem_gib": (weights + max(0, peak - before) * 1024) / 2 ** 30,
-            "peak_mem_kind": "cpu_weights_plus_forward_peak_rss"}
-
-
-def _cpu_memory_probe(job: CellJob) -> dict:
-    """Peak RSS increase of building and running the cell's model in a fresh process (``harness bench``'s
-    worker, one short timing), at the evaluation batch."""
-    from harness.bench.sweep import run_worker
-
-    spec = job.spec
-    request = {"backbone": spec.backbone, "method": spec.method.as_dict(), "dataset": spec.dataset,
-               "batch_size": spec.eval.batch_size, "threads": spec.measure.threads,
-               "device": "cpu", "fused_attention": None, "real_inputs": spec.method.capabilities()["adaptive_token_count"],
-               "load_checkpoint": True, "store_root": job.store_root, "overhead": False, "seed": spec.measure.seed,
-               "timing": {"warmup_iters": 1, "warmup_s": 0.0, "timed_iters": 1, "min_timed_s": 0.0}}
-    result = run_worker(request, timeout_s=600)
-    if result.get("oom"):
-        raise MemoryError(f"out of memory in the memory probe: {result.get('error')}")
-    return {"peak_mem_gib": result["peak_rss_increase_gib"], "peak_mem_kind": "cpu_peak_rss_increase_fresh_process"}
+    return cpu_peak_memory(job.spec, setup.model, shape, job.store_root)

@@ -111,6 +111,12 @@ class CellSpec:
         """Raises ValueError when ``measure.precision`` disagrees with ``eval.precision``."""
         return Regime.of(self.eval, self.measure)
 
+    def with_regime(self, regime: Regime) -> "CellSpec":
+        """This cell under ``regime`` (a new spec: its key is that cell's own)."""
+        return dataclasses.replace(self, eval=dataclasses.replace(self.eval, precision=regime.precision),
+                                   measure=dataclasses.replace(self.measure, precision=None, compile=regime.compile,
+                                                               sdpa_backend=regime.sdpa_backend))
+
     def finetune_config(self) -> tp.Any:
         """The ``FineTuneConfig`` this cell needs trained first, or None."""
         from harness.training import FineTuneConfig
