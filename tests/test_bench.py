@@ -145,6 +145,17 @@ def test_worker_builds_and_times_through_the_task(tmp_path, monkeypatch):
     assert torch.get_num_threads() == 1
 
 
+@pytest.mark.parametrize("regime, error", [(dict(precision="fp16"), "precision fp16 runs on CUDA only"),
+                                           (dict(sdpa_backend="efficient"), "sdpa_backend 'efficient' cannot run")])
+def test_a_regime_the_device_cannot_run_is_that_rows_error(tmp_path, regime, error):
+    from harness.bench.sweep import Target
+    from harness.bench.worker import measure
+
+    (dense,) = [c for c in _suite(tmp_path).cells() if c.method.name == "dense"]
+    out = measure(_request(Target(dense, **regime), BenchConfig(threads=1, device="cpu")))
+    assert out["failed"] and not out["oom"] and error in out["error"] and out["device_type"] == "cpu"
+
+
 def _fake_result(req, rate, **extra):
     spec = CellSpec.from_json(req["cell"])
     return {"oom": False, "batch_size": req["batch_size"], "clips_per_s": rate, "iteration_times_s": [0.01],

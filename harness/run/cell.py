@@ -165,8 +165,9 @@ def timing_input(setup: CellSetup, batch_size: tp.Optional[int] = None) -> tp.An
 
     batch = batch_size or setup.spec.measure.batch_size
     adaptive = setup.spec.method.capabilities()["adaptive_token_count"]
-    x = real_clips(setup.dataset, batch) if adaptive else torch.randn(*setup.clip_shape(batch))
-    return x.to(setup.device)
+    if adaptive:
+        return real_clips(setup.dataset, batch).to(setup.device)
+    return torch.randn(*setup.clip_shape(batch), device=setup.device)
 
 
 def throughput_subject(setup: CellSetup, batch_size: tp.Optional[int] = None, *, inputs: tp.Any = None,
