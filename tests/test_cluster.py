@@ -611,3 +611,172 @@ def test_cluster_script_usage_and_status_of_a_stopped_cluster(tmp_path):
     assert down.returncode == 0, down.stderr
     shown = subprocess.run(["bash", script, "env"], capture_output=True, text=True, env=env).stdout
     assert shown.strip() == f"export SLURM_CONF={tmp_path / 'c'}/etc/slurm.conf"
+
+
+# --- the launcher: start (submit), watch, stop (scancel) -----------------------------------------
+
+class _RunningExecutor(_RecordingExecutor):
+    """A ``_RecordingExecutor`` whose tasks run at once, in this process (a task that raises is only noted:
+    its failure is on record, as a FAILED array task's is)."""
+
+    def submit(self, fn, *args):
+        job = super().submit(fn, *args)
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 -- ShardFailed after the failed cell's record
+            pass
+        return job
+
+
+def _slurm_cli(world, tmp_path, monkeypatch, executor, methods=None):
+    """``run SUITE --executor slurm --profile P --results R`` arguments, with ``executor`` standing in for
+    submitit's SlurmExecutor; the suite is the world's (or its data with ``methods``)."""
+    from harness.cluster import slurm_executor
+
+    _RecordingExecutor.arrays = []
+    monkeypatch.setattr(slurm_executor, "make_slurm_executor", executor)
+    suite = str(world["root"] / "suite.yaml")
+    if methods is not None:
+        data = yaml.safe_load(Path(suite).read_text())
+        suite = str(tmp_path / "suite.yaml")
+        Path(suite).write_text(yaml.safe_dump({**data, "name": "cl2", "methods": methods}))
+    profile = tmp_path / "p.yaml"
+    profile.write_text(yaml.safe_dump({"partition": "debug", "save_every_s": 0}))
+    return ["run", suite, "--executor", "slurm", "--profile", str(profile), "--results", str(tmp_path / "store")]
+
+
+def test_launcher_starts_the_submission_and_watches_it_to_the_end(world, tmp_path, fake_slurm):
+    from harness.cluster.launch import SlurmLauncher, cells_of
+
+    store = str(tmp_path / "store")
+    _RecordingExecutor.arrays = []
+    launch = SlurmLauncher(store, parse_profile({"save_every_s": 0}, name="t"), executor_factory=_RunningExecutor,
+                           out=io.StringIO(), poll_s=0.01)
+    sub = launch.start(world["suite"])
+    saved = json.loads((Path(sub.folder) / "submission.json").read_text())
+    assert saved == json.loads(json.dumps(sub.as_record())) and [t["job_id"] for t in saved["tasks"]] == ["100_0"]
+    assert cells_of(saved) == cells_of(sub) == [(c.key, c.label) for c in world["cells"].values()]
+    seen = []
+    rows, note = launch.watch(sub, seen.append)
+    assert note is None and [(r["label"], r["state"]) for r in rows] == [("dense", "ok"), ("tome r=8", "ok")]
+    assert seen == [rows]
+    for cell in world["cells"].values():
+        _assert_same_as_local(world, cell, store)
+    assert launch.watch(launch.start(world["suite"]), seen.append) == ([], None)  # nothing submitted: nothing to watch
+
+
+def test_run_slurm_wait_follows_to_the_end_and_exits_like_a_local_run(world, tmp_path, monkeypatch, capsys,
+                                                                      fake_slurm):
+    from harness.cli import main
+
+    args = _slurm_cli(world, tmp_path, monkeypatch, _RunningExecutor,
+                      methods=[{"name": "dense"}, {"name": "haltingvt"}])  # haltingvt: not a HaltingVT checkpoint
+    assert main(args + ["--wait"]) == 1
+    out, err = capsys.readouterr()
+    assert "submitted 1 task(s)" in out and "waiting for the suite's cells" in err
+    assert "1 failed, 1 ok" in err  # the progress line
+    table, leaderboard = out.split("2 cells: 1 failed, 1 ok")
+    assert "failed: CheckpointError" in table and "top-1" in table
+    assert "dense" in leaderboard and "failed: CheckpointError" in leaderboard  # and its HaltingVT row
+    assert main(args + ["--wait"]) == 1  # the failed cell is submitted again, fails again
+    capsys.readouterr()
+    args = _slurm_cli(world, tmp_path, monkeypatch, _RunningExecutor, methods=[{"name": "dense"}])
+    assert main(args + ["--wait"]) == 0  # every cell ok (finished before: nothing submitted)
+    assert "0 to submit" in capsys.readouterr().out
+
+
+def test_ctrl_c_while_waiting_detaches_and_says_how_to_follow_and_cancel(world, tmp_path, monkeypatch, capsys,
+                                                                         fake_slurm):
+    from harness.cli import main
+    from harness.cluster import status
+
+    args = _slurm_cli(world, tmp_path, monkeypatch, _RecordingExecutor)
+    fake_slurm("squeue", "100_0|PENDING|Priority\n")
+
+    real_wait = status.wait
+
+    def ctrl_c_after_the_first_poll(*args, on_poll, **kw):
+        def poll(rows):
+            on_poll(rows)
+            raise KeyboardInterrupt
+        return real_wait(*args, on_poll=poll, **kw)
+
+    monkeypatch.setattr(status, "wait", ctrl_c_after_the_first_poll)
+    assert main(args + ["--wait"]) == 130
+    out, err = capsys.readouterr()
+    (sub,) = (tmp_path / "store" / "slurm").glob("*/submission.json")
+    sid = json.loads(sub.read_text())["id"]
+    assert "2 pending" in err and f"stopped waiting (Ctrl-C); the 1 task(s) of submission {sid} keep running" in err
+    assert f"follow: python -m harness status {world['root'] / 'suite.yaml'} --results {tmp_path / 'store'} --wait" \
+        in err
+    assert f"cancel: python -m harness status --results {tmp_path / 'store'} --cancel --submission {sid}" in err
+    assert not (fake_slurm.dir / "scancel.calls").exists()  # nothing cancelled
+
+
+def test_run_without_wait_returns_after_submitting(world, tmp_path, monkeypatch, capsys, fake_slurm):
+    from harness.cli import main
+
+    args = _slurm_cli(world, tmp_path, monkeypatch, _RecordingExecutor)
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("suite cl: 2 cells") and "(add --wait to block)" in out and err == ""
+    assert not (fake_slurm.dir / "squeue.calls").exists()  # not followed
+    assert main(["run", args[1], "--wait"]) == 2
+    assert "--wait applies to --executor slurm only" in capsys.readouterr().err
+
+
+def _fake_scancel(fake_slurm, squeue: str, sacct: str) -> None:
+    """``scancel``: notes its arguments; then squeue and sacct answer ``squeue`` and ``sacct``."""
+    bin_dir = fake_slurm.dir
+    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$@" >> "{bin_dir}/scancel.calls"\n'
+                                     f'printf "{squeue}" > "{bin_dir}/squeue.out"\n'
+                                     f'printf "{sacct}" > "{bin_dir}/sacct.out"\n')
+    (bin_dir / "scancel").chmod(0o755)
+
+
+def test_stop_cancels_exactly_the_submissions_queued_and_running_tasks(world, tmp_path, capsys, fake_slurm):
+    from harness.cli import main
+
+    cell, other = world["cells"]["dense"], world["cells"]["tome r=8"]
+    store = str(tmp_path / "store")
+    _fake_submission(store, cell, num_shards=3)  # sub1: tasks 12_0 12_1 12_2
+    sh.write_json(Path(store) / "slurm" / "sub2" / "submission.json",  # a later one, still running
+                  {"id": "sub2", "submitted_at": "2026-01-02T00:00:00+00:00", "profile": {},
+                   "tasks": [{"kind": "cell", "keys": [other.key], "labels": [other.label], "shard": 0,
+                              "num_shards": 1, "job_id": "99_0", "stderr": None}]})
+    fake_slurm("squeue", "12_0|RUNNING|None\n12_1|PENDING|Priority\n99_0|RUNNING|None\n")
+    fake_slurm("sacct", "12_2|COMPLETED|0:0|x|x|x|None\n")
+    end = "2026-01-01T00:00:09"
+    _fake_scancel(fake_slurm, "99_0|RUNNING|None\\n", f"12_0|CANCELLED by 0|0:15|x|x|{end}|None\\n12_1|CANCELLED by 0|0:0|x|None|{end}|None"
+                              f"\\n12_2|COMPLETED|0:0|x|x|{end}|None\\n")
+    assert main(["status", "--results", store, "--cancel", "--submission", "sub1"]) == 0
+    assert (fake_slurm.dir / "scancel.calls").read_text() == "12_0 12_1\n"  # not 12_2 (ended), not 99_0 (sub2's)
+    out = capsys.readouterr().out
+    assert "cancelled 2 queued or running task(s) of submission sub1 (job array(s) 12)" in out
+    assert "failed: CANCELLED" in out and "tome" not in out  # sub1's cell only
+    record = ResultStore(store).read(cell.key)
+    assert record["status"] == "failed" and record["error"]["type"] == "CANCELLED"
+    assert main(["status", "--results", store, "--cancel", "--submission", "sub1"]) == 0  # again: nothing left
+    assert "no task queued or running, nothing to cancel" in capsys.readouterr().out
+    assert (fake_slurm.dir / "scancel.calls").read_text() == "12_0 12_1\n"
+
+
+def test_cancel_picks_the_latest_submission_and_refuses_what_it_cannot_see(world, tmp_path, capsys, fake_slurm):
+    from harness.cli import main
+    from harness.cluster.launch import CancelFailed, SlurmLauncher, find_submission
+
+    store = str(tmp_path / "store")
+    assert main(["status", "--results", store, "--cancel"]) == 2
+    assert "no submission under" in capsys.readouterr().err
+    sub = _fake_submission(store, world["cells"]["dense"])
+    assert find_submission(store)["id"] == "sub1" and find_submission(store, keys=["nope"]) is None
+    assert find_submission(store, "sub9") is None
+    fake_slurm("squeue", "", rc=1, stderr="slurm_load_jobs error: Unable to contact slurm controller")
+    with pytest.raises(CancelFailed, match="cannot see the queue"):
+        SlurmLauncher(store).stop(sub)
+    assert main(["status", "--results", store, "--cancel"]) == 1
+    assert "nothing cancelled" in capsys.readouterr().err
+    fake_slurm("squeue", "12_0|RUNNING|None\n")
+    fake_slurm("scancel", "", rc=1, stderr="scancel: error: Invalid job id 12_0")
+    with pytest.raises(CancelFailed, match="Invalid job id"):
+        SlurmLauncher(store).stop(sub)

@@ -14,7 +14,7 @@ import sys
 import typing as tp
 
 from harness.cli import bench, data, finetune, ls, report, run, status, train, validate, viz
-from harness.cli._common import UserError, plain
+from harness.cli._common import Interrupted, UserError, plain
 
 EPILOG = """examples:
   python -m harness run suites/quickstart.yaml          # run every unfinished cell
@@ -45,10 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_arguments(parser_)
         parser_.set_defaults(func=command.run)  # looked up now, so a test may replace a command's ``run``
     return parser
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``), handled like Ctrl-C."""
 
 
 def _on_sigterm(signum, frame):

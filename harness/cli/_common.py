@@ -8,6 +8,10 @@ class UserError(Exception):
     """A mistake in the user's input: printed as one message, exit code 2."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``), handled like Ctrl-C."""
+
+
 def plain(value, one_line: bool = True) -> str:
     """Text for the terminal (the one sanitising layer, ``harness.report.safe``): no escape sequences, control
     characters or bidirectional overrides; one line unless ``one_line`` is False."""

@@ -53,6 +53,10 @@ class Submission:
     def job_ids(self) -> tp.List[str]:
         return [t["job_id"] for t in self.tasks]
 
+    def as_record(self) -> dict:
+        """What ``submission.json`` holds (every field but the submitit jobs)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "jobs"}
+
 
 def make_slurm_executor(folder: Path, profile: SlurmProfile, snap: CodeSnapshot, name: str,
                         dependency: tp.Optional[str] = None):
@@ -256,7 +260,7 @@ def _safe(name: str) -> str:
 
 def write_submission(sub: Submission) -> Path:
     path = Path(sub.folder) / SUBMISSION_FILE
-    sh.write_json(path, {f.name: getattr(sub, f.name) for f in dataclasses.fields(sub) if f.name != "jobs"})
+    sh.write_json(path, sub.as_record())
     return path
 
 

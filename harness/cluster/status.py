@@ -147,7 +147,7 @@ def sync_store(store_root: str, view: tp.Optional[SchedulerView] = None,
     tasks = latest_tasks(submissions)
     if view is None:  # ask the scheduler only about tasks whose shard is neither complete nor failed
         open_ids = [t["job_id"] for (kind, _), ts in tasks.items() if kind == "cell" for t in ts if _open(store_root, t)]
-        view = SchedulerView(open_ids, _env(submissions))
+        view = SchedulerView(open_ids, scheduler_env(submissions))
     store, actions = ResultStore(store_root), []
     for (kind, key), ts in tasks.items():
         if kind != "cell":
@@ -215,8 +215,9 @@ def _log_tail(path: tp.Optional[str], limit: int = 300) -> str:
     return last_error_line(path, limit)
 
 
-def _env(submissions: tp.Sequence[dict]) -> tp.Optional[dict]:
-    """The latest submission's SLURM_CONF (its profile's), unless the shell sets one."""
+def scheduler_env(submissions: tp.Sequence[dict]) -> tp.Optional[dict]:
+    """The environment of squeue/sacct/scancel: the latest submission's SLURM_CONF (its profile's), unless the
+    shell sets one (None: this process's)."""
     conf = (submissions[-1].get("profile") or {}).get("slurm_conf") if submissions else None
     if conf and not os.environ.get("SLURM_CONF"):
         return {**os.environ, "SLURM_CONF": conf}
@@ -233,7 +234,7 @@ def cell_rows(store_root: str, keys: tp.Optional[tp.Sequence[tp.Tuple[str, str]]
 
     submissions = load_submissions(store_root)
     tasks = latest_tasks(submissions)
-    view = SchedulerView([t["job_id"] for ts in tasks.values() for t in ts], _env(submissions))
+    view = SchedulerView([t["job_id"] for ts in tasks.values() for t in ts], scheduler_env(submissions))
     if sync:
         sync_store(store_root, view, submissions)
     store = ResultStore(store_root)
@@ -351,11 +352,28 @@ def format_rows(rows: tp.Sequence[dict], note: tp.Optional[str] = None) -> str:
                                                                    r["videos"], r["jobs"], r["detail"]))
                       for r in rows], headers=["cell", "key", "state", "shards", "videos", "jobs", "detail"],
                      disable_numparse=True)
+    summary = f"{len(rows)} cells: {state_counts(rows)}"
+    return "\n".join([table, summary] + ([f"note: {term(note)}"] if note else []))
+
+
+def state_counts(rows: tp.Sequence[dict]) -> str:
+    """``"1 failed, 2 ok, 3 running"``: how many cells are in each state (the part before a colon)."""
     counts: tp.Dict[str, int] = {}
     for r in rows:
         counts[r["state"].split(":")[0]] = counts.get(r["state"].split(":")[0], 0) + 1
-    summary = f"{len(rows)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    return "\n".join([table, summary] + ([f"note: {term(note)}"] if note else []))
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+
+
+def progress_line(rows: tp.Sequence[dict]) -> str:
+    """One line of progress while waiting: the state counts and, once tasks report them, the videos done."""
+    from harness.report.safe import plain
+
+    done = total = 0
+    for r in rows:
+        d, sep, t = str(r.get("videos", "")).partition("/")
+        if sep and d.isdigit() and t.isdigit():
+            done, total = done + int(d), total + int(t)
+    return plain(state_counts(rows) + (f"; videos {done}/{total}" if total else ""))
 
 
 def wait(store_root: str, keys=None, *, poll_s: float = 2.0, timeout_s: tp.Optional[float] = None,
