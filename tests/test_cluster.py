@@ -780,3 +780,6 @@ def test_cancel_picks_the_latest_submission_and_refuses_what_it_cannot_see(world
     fake_slurm("scancel", "", rc=1, stderr="scancel: error: Invalid job id 12_0")
     with pytest.raises(CancelFailed, match="Invalid job id"):
         SlurmLauncher(store).stop(sub)
+    fake_slurm("scancel", "", rc=1, stderr="scancel: error: Kill job error on job id 12_0: Job/step already "
+                                           "completing or completed\n")  # it ended between squeue and scancel
+    assert SlurmLauncher(store).stop(sub, wait_s=0) == ["12_0"]

@@ -310,3 +310,69 @@ def _print_latency(acct: list, tasks: list, t_local: float, submit_s: float, tot
     with open(os.environ.get("HARNESS_SLURM_LATENCY_FILE", os.devnull), "a") as f:
         for sink in (sys.stdout, f):
             print("\n" + line, file=sink)
+
+
+def _pause_every_task(monkeypatch, seconds: float) -> None:
+    """Every task submitted pauses ``seconds`` after each saved batch (see ``_pause_the_first_task``)."""
+    import dataclasses
+
+    from harness.cluster import slurm_executor
+
+    real = slurm_executor.make_slurm_executor
+
+    def pause(batch, seconds=seconds):
+        import time
+        time.sleep(seconds)
+
+    def factory(*args):
+        executor = real(*args)
+        submit = executor.submit
+        executor.submit = lambda fn, job: submit(fn, dataclasses.replace(job, after_batch=pause))
+        return executor
+
+    monkeypatch.setattr(slurm_executor, "make_slurm_executor", factory)
+
+
+def test_run_wait_follows_to_the_end_and_status_cancel_cancels(cluster, tmp_path, monkeypatch, capsys):
+    """``run --executor slurm --wait`` blocks until the cells have settled and exits like a local run; then a
+    second submission, cancelled mid-run with ``status --cancel``, ends with its cells failed: CANCELLED and
+    exactly its tasks cancelled in Slurm."""
+    suite = _suite(tmp_path)
+    profile = _profile(tmp_path, cluster["conf"])
+    monkeypatch.setenv("SLURM_CONF", cluster["conf"])
+    slurm_env = cluster["env"] | {"SLURM_CONF": cluster["conf"]}
+    waited = str(tmp_path / "waited")
+    assert main(["run", suite, "--executor", "slurm", "--profile", profile, "--results", waited, "--wait"]) == 1
+    out, err = capsys.readouterr()
+    assert "waiting for the suite's cells" in err and "3 cells: 1 failed, 2 ok" in out, (out, err)
+    assert "failed: CheckpointError" in out
+    assert {r["label"]: r["status"] for r in ResultStore(waited).records()} == {
+        "dense": "ok", "tome r=8": "ok", "haltingvt": "failed"}
+
+    cancelled = str(tmp_path / "cancelled")
+    _pause_every_task(monkeypatch, 2.0)
+    assert main(["run", suite, "--executor", "slurm", "--profile", profile, "--shards", "2",
+                 "--results", cancelled]) == 0
+    capsys.readouterr()
+    (sub_file,) = (Path(cancelled) / "slurm").glob("*/submission.json")
+    submission = json.loads(sub_file.read_text())
+    ids = sorted(t["job_id"] for t in submission["tasks"])
+    key = dict(zip(submission["tasks"][0]["labels"], submission["tasks"][0]["keys"]))["dense"]
+    t0 = time.monotonic()
+    while not any(json.loads(p.read_text()).get("videos_done", 0) >= 4
+                  for p in (Path(cancelled) / "shards" / key).glob("shard-*/state.json")):
+        assert time.monotonic() - t0 < 120, "no task saved a batch within 120 s"
+        time.sleep(0.2)
+    assert main(["status", suite, "--results", cancelled, "--cancel"]) == 0
+    out = capsys.readouterr().out
+    assert f"cancelled 2 queued or running task(s) of submission {submission['id']}" in out, out
+    records = {r["label"]: r for r in ResultStore(cancelled).records()}
+    assert {k: r["status"] for k, r in records.items()} == {"dense": "failed", "tome r=8": "failed", "haltingvt": "failed"}
+    for label in ("dense", "tome r=8"):  # (haltingvt's build failure is recorded at the end of the task, if it gets there)
+        assert records[label]["error"]["type"] == "CANCELLED", records[label]["error"]
+        assert f"{label} " in out and "failed: CANCELLED" in out.split(f"\n{label} ")[1].splitlines()[0], out
+    final = {row[0]: row[1] for row in _sacct_settled(ids, slurm_env) if row[1] != "REQUEUED"}
+    assert {final[j].split()[0] for j in ids} == {"CANCELLED"}, final
+    waited_ids = [t["job_id"] for t in json.loads(next((Path(waited) / "slurm").glob("*/submission.json"))
+                                                  .read_text())["tasks"]]
+    assert {row[1] for row in _sacct_settled(waited_ids, slurm_env)} == {"FAILED"}  # the first one's task: untouched

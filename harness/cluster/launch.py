@@ -75,8 +75,10 @@ class SlurmLauncher:
             proc = subprocess.run(["scancel", *active], capture_output=True, text=True, timeout=60, env=env)
         except (OSError, subprocess.SubprocessError) as err:
             raise CancelFailed(f"scancel: {err}") from None
-        if proc.returncode != 0:
-            raise CancelFailed(f"scancel: {proc.stderr.strip() or 'exit ' + str(proc.returncode)}")
+        # a task may end between squeue and scancel: "already completing or completed" is no failure
+        problems = [line for line in proc.stderr.splitlines() if line.strip() and "already completing" not in line]
+        if proc.returncode != 0 and (problems or not proc.stderr.strip()):
+            raise CancelFailed(f"scancel: {'; '.join(problems) or 'exit ' + str(proc.returncode)}")
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             view = st.SchedulerView(active, env)

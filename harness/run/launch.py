@@ -9,8 +9,10 @@ cells: ``harness.run.task.run_group``; a fine-tune: ``harness.run.local.run_fine
 * ``local`` (``LocalLauncher``): a fresh worker process per task under ``harness.run.guard`` (it dies with
   ``run``, however ``run`` ends), its progress file polled twice a second; Ctrl-C or SIGTERM of ``run`` stops
   the worker, and a worker that dies is reported as such (``harness.run.guard.worker_died``).
-* Slurm: ``harness.cluster.slurm_executor.submit_suite`` submits the tasks as job arrays and returns;
-  ``harness status`` watches them. (Its task, ``cluster.worker.ShardTask``, runs the same ``GroupTask``.)
+* ``slurm`` (``harness.cluster.launch.SlurmLauncher``, in ``cluster/`` since ``run/`` does not import it): start
+  submits a suite as job arrays (``cluster.slurm_executor.submit_suite``), watch follows its cells through the
+  store and squeue/sacct until they settle (``run --wait``; ``harness status`` otherwise), stop scancels its
+  tasks (``harness status --cancel``). Its task, ``cluster.worker.ShardTask``, runs the same ``GroupTask``.
 """
 from __future__ import annotations
 
