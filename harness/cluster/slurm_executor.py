@@ -8,8 +8,8 @@ share one decoding pass (``run.group.plan_groups``, packed under half the task's
 submitted first as their own array; the cells that wait for one are split off into groups of their
 own and submitted as a separate array per fine-tune, waiting with ``--dependency=afterok:<its
 fine-tune task>`` (and cancelled, hence recorded as failed, if it fails), so that one failed
-fine-tune holds back only its own cells. Nothing waits for results: each task writes its cells'
-records, ``harness status`` follows them.
+fine-tune holds back only its own cells. Nothing here waits for results: each task writes its cells'
+records, ``harness status`` follows them (and ``cluster.launch.SlurmLauncher.watch``, for ``run --wait``).
 
 Everything about one submission lives in ``<results>/slurm/<submission id>/``: ``submission.json``
 (cells, shards, job ids, log paths, profile, code snapshot) and submitit's folders, one per task
