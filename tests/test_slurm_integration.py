@@ -12,6 +12,7 @@ equal a local (debug executor) run of the same suite, the failure must be a reco
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -312,31 +313,37 @@ def _print_latency(acct: list, tasks: list, t_local: float, submit_s: float, tot
             print("\n" + line, file=sink)
 
 
-def _pause_every_task(monkeypatch, seconds: float) -> None:
-    """Every task submitted pauses ``seconds`` after each saved batch (see ``_pause_the_first_task``)."""
-    import dataclasses
+PAUSED_RUN = """
+import dataclasses, sys
 
-    from harness.cluster import slurm_executor
+from harness.cli import main
+from harness.cluster import slurm_executor
 
-    real = slurm_executor.make_slurm_executor
+real = slurm_executor.make_slurm_executor
 
-    def pause(batch, seconds=seconds):
-        import time
-        time.sleep(seconds)
 
-    def factory(*args):
-        executor = real(*args)
-        submit = executor.submit
-        executor.submit = lambda fn, job: submit(fn, dataclasses.replace(job, after_batch=pause))
-        return executor
+def pause(batch):  # defined in __main__: cloudpickle sends it by value to the job
+    import time
+    time.sleep(3.0)
 
-    monkeypatch.setattr(slurm_executor, "make_slurm_executor", factory)
+
+def factory(*args):
+    executor = real(*args)
+    submit = executor.submit
+    executor.submit = lambda fn, job: submit(fn, dataclasses.replace(job, after_batch=pause))
+    return executor
+
+
+slurm_executor.make_slurm_executor = factory
+sys.exit(main(sys.argv[1:]))
+"""  # ``python -m harness`` whose tasks pause 3 s after each saved batch (as ``_pause_the_first_task``)
 
 
 def test_run_wait_follows_to_the_end_and_status_cancel_cancels(cluster, tmp_path, monkeypatch, capsys):
-    """``run --executor slurm --wait`` blocks until the cells have settled and exits like a local run; then a
-    second submission, cancelled mid-run with ``status --cancel``, ends with its cells failed: CANCELLED and
-    exactly its tasks cancelled in Slurm."""
+    """``run --executor slurm --wait`` blocks until the cells have settled and exits like a local run. A second
+    ``run --wait``, interrupted with SIGINT (Ctrl-C) mid-run, detaches and leaves its tasks running; cancelled
+    with the ``status --cancel`` it printed, its cells become failed: CANCELLED and exactly its tasks are
+    cancelled in Slurm."""
     suite = _suite(tmp_path)
     profile = _profile(tmp_path, cluster["conf"])
     monkeypatch.setenv("SLURM_CONF", cluster["conf"])
@@ -349,21 +356,36 @@ def test_run_wait_follows_to_the_end_and_status_cancel_cancels(cluster, tmp_path
     assert {r["label"]: r["status"] for r in ResultStore(waited).records()} == {
         "dense": "ok", "tome r=8": "ok", "haltingvt": "failed"}
 
+    # Ctrl-C while `run --wait` watches: it detaches, the tasks keep running
     cancelled = str(tmp_path / "cancelled")
-    _pause_every_task(monkeypatch, 2.0)
-    assert main(["run", suite, "--executor", "slurm", "--profile", profile, "--shards", "2",
-                 "--results", cancelled]) == 0
-    capsys.readouterr()
+    with open(tmp_path / "run.out", "w") as out_file, open(tmp_path / "run.err", "w") as err_file:
+        run = subprocess.Popen([sys.executable, "-c", PAUSED_RUN, "run", suite, "--executor", "slurm", "--profile",
+                                profile, "--shards", "2", "--results", cancelled, "--wait"],
+                               stdout=out_file, stderr=err_file, cwd=str(REPO))
+    try:
+        t0 = time.monotonic()
+        while not list((Path(cancelled) / "shards").glob("*/shard-*/state.json")) or not any(
+                json.loads(p.read_text()).get("videos_done", 0) >= 4
+                for p in (Path(cancelled) / "shards").glob("*/shard-*/state.json")):
+            assert run.poll() is None, (tmp_path / "run.err").read_text()
+            assert time.monotonic() - t0 < 120, "no task saved a batch within 120 s"
+            time.sleep(0.2)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == 130
+    finally:
+        run.kill()
+    err = (tmp_path / "run.err").read_text()
     (sub_file,) = (Path(cancelled) / "slurm").glob("*/submission.json")
     submission = json.loads(sub_file.read_text())
     ids = sorted(t["job_id"] for t in submission["tasks"])
-    key = dict(zip(submission["tasks"][0]["labels"], submission["tasks"][0]["keys"]))["dense"]
-    t0 = time.monotonic()
-    while not any(json.loads(p.read_text()).get("videos_done", 0) >= 4
-                  for p in (Path(cancelled) / "shards" / key).glob("shard-*/state.json")):
-        assert time.monotonic() - t0 < 120, "no task saved a batch within 120 s"
-        time.sleep(0.2)
-    assert main(["status", suite, "--results", cancelled, "--cancel"]) == 0
+    assert f"stopped waiting (Ctrl-C); the 2 task(s) of submission {submission['id']} keep running" in err, err
+    assert f"--cancel --submission {submission['id']}" in err and "Traceback" not in err, err
+    queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(ids)], env=slurm_env,
+                           capture_output=True, text=True).stdout.split()
+    assert sorted(queue) == ids, queue  # still queued or running
+
+    # `status --cancel --submission ID`, as printed: exactly its tasks are cancelled
+    assert main(["status", "--results", cancelled, "--cancel", "--submission", submission["id"]]) == 0
     out = capsys.readouterr().out
     assert f"cancelled 2 queued or running task(s) of submission {submission['id']}" in out, out
     records = {r["label"]: r for r in ResultStore(cancelled).records()}
