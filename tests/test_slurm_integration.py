@@ -314,7 +314,11 @@ def _print_latency(acct: list, tasks: list, t_local: float, submit_s: float, tot
 
 
 PAUSED_RUN = """
-import dataclasses, sys
+import dataclasses, signal, sys
+
+# as at a terminal: a shell that started the tests in the background (CI, `cmd &`) leaves SIGINT ignored, and a
+# child inherits that, so Ctrl-C would never reach it
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from harness.cli import main
 from harness.cluster import slurm_executor
