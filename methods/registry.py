@@ -56,22 +56,21 @@ METHOD_KINDS = ("none", "merge", "prune", "halt", "resample")  # resample: a sma
 # tokens, 4 blocks. Stated once: tests build it (tests/conftest.py TINY), docs/adding_a_method.md quotes it.
 EXAMPLE_BACKBONE: tp.Mapping[str, int] = {"embed_dim": 32, "depth": 4, "num_heads": 2, "patch_size": 16,
                                           "tubelet_size": 2, "num_frames": 16, "img_size": 64, "num_classes": 5}
-# per ViT family, what its test backbone changes in EXAMPLE_BACKBONE (a new family adds its line here)
-EXAMPLE_FAMILY_CHANGES = {"videomae": {}, "vivit": {"family": "vivit"},
-                          "timesformer": {"family": "timesformer", "tubelet_size": 1},  # 16 frames of 4 x 4
-                          "vjepa2": {"family": "vjepa2", "probe_layers": 1}}
 
 
 def example_backbone(family: str) -> tp.Tuple[str, tp.Dict[str, tp.Any]]:
     """``(preset, dims)`` of the test backbone of ``family`` (``build_model(preset, **dims)``): the ViT
-    families are ``EXAMPLE_BACKBONE`` in their layout; Video Swin is ``synthetic_videoswin_tiny`` (32-d,
-    2-1-2-1 blocks, the same 16 x 64 px input)."""
+    families are ``EXAMPLE_BACKBONE`` in their layout, with the changes their declaration states
+    (``register_family(example_changes=...)``: TimeSformer tubelet 1, V-JEPA 2 one probe layer); Video Swin
+    is ``synthetic_videoswin_tiny`` (32-d, 2-1-2-1 blocks, the same 16 x 64 px input)."""
+    from harness.models import families
+
     if family == "videoswin":
         return "synthetic_videoswin_tiny", {}
-    if family not in EXAMPLE_FAMILY_CHANGES:
-        raise ValueError(f"no test backbone for family {family!r}; known: "
-                         f"{', '.join([*EXAMPLE_FAMILY_CHANGES, 'videoswin'])}")
-    return "video_vit", {**EXAMPLE_BACKBONE, **EXAMPLE_FAMILY_CHANGES[family]}
+    if family not in families.family_registry:
+        raise ValueError(f"no test backbone: {families.unknown_family_message(family)}")
+    changes = families.get_family(family).example_changes
+    return "video_vit", {**EXAMPLE_BACKBONE, "family": family, **changes}
 
 
 @dataclasses.dataclass(frozen=True)

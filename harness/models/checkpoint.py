@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 
-from harness.models import hf
+from harness.models import families, hf
 from harness.models.hf import CheckpointError
 
-__all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint"]
+__all__ = ["CheckpointError", "convert_hf_blocks", "load_checkpoint", "read_checkpoint"]
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike,
@@ -75,12 +75,12 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
     """The state dict of ``path`` converted to our key names, and the layout it came in."""
     if hf.is_hf_reference(path):
         folder = hf.model_dir(path)
-        hf.read_config(folder)  # refuses other model types and pre-training models by their config
+        config = hf.read_config(folder)  # refuses other model types and pre-training models by their config
         state = {}
         for file in hf.weight_files(folder):
             state.update(unwrap_state_dict(read_weights_file(file), file))
         refuse_non_finite(state, path)
-        return _convert_hf(state, path), "hf"
+        return _convert_hf(state, path, families.family_of_model_type(config["model_type"]).name), "hf"
     if hf.is_hf_name(path):  # one file of a hub repository
         path = hf.resolve(path)
     if not os.path.isfile(path):
@@ -89,9 +89,8 @@ def read_checkpoint(path: str | os.PathLike) -> tp.Tuple[tp.Dict[str, torch.Tens
         raise CheckpointError(f"checkpoint not found: {path}")
     state = unwrap_state_dict(read_weights_file(path), path)
     refuse_non_finite(state, path)
-    if any(k.startswith(tuple(f"{family}." for family in _HF_FAMILY_CONVERTERS)) for k in state):
-        return _convert_hf(state, path), "hf"
-    if any(k.startswith(("videomae.", "classifier.")) for k in state):
+    prefixes = tuple(f"{families.get_family(f).hf_prefix}." for f in families.family_registry.names())
+    if any(k.startswith((*prefixes, "classifier.")) for k in state):
         return _convert_hf(state, path), "hf"
     if any(k.startswith("embeddings.patch_embeddings.") for k in state):
         raise CheckpointError(f"{path} is a Hugging Face VideoMAEModel (backbone only, no fc_norm/classifier); "
@@ -163,68 +162,15 @@ def _convert_mmaction2(state: tp.Dict[str, torch.Tensor]) -> tp.Dict[str, torch.
     return out
 
 
-_HF_LAYER = re.compile(r"^videomae\.encoder\.layer\.(\d+)\.(.+)$")
-_HF_IN_LAYER = {  # HF name inside a layer -> ours inside blocks.{i}
-    "attention.attention.q_bias": "attn.q_bias", "attention.attention.query.bias": "attn.q_bias",
-    "attention.attention.v_bias": "attn.v_bias", "attention.attention.value.bias": "attn.v_bias",
-    "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
-    "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
-    "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
-    "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
-    "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
-}
-_HF_TOP = {"videomae.embeddings.patch_embeddings.projection.": "patch_embed.proj.",
-           "fc_norm.": "fc_norm.", "classifier.": "head."}
-_QKV = ("query", "key", "value")
-
-
-def _convert_hf(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
-    """Hugging Face classifier keys -> ours, by the family prefix of the keys."""
-    for family, convert in _HF_FAMILY_CONVERTERS.items():
-        if any(k.startswith(f"{family}.") for k in state):
-            return convert(state, where)
-    return _convert_hf_videomae(state, where)
-
-
-def _convert_hf_videomae(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
-    """Hugging Face VideoMAEForVideoClassification keys -> ours; q/k/v weights stacked into qkv."""
-    if any(k.startswith(("decoder.", "encoder_to_decoder.")) for k in state) or "mask_token" in state:
-        raise CheckpointError(
-            f"{where} is a Hugging Face VideoMAEForPreTraining checkpoint (keys 'decoder.*', "
-            "'encoder_to_decoder.*'); token-reduction benchmarks need a fine-tuned "
-            "VideoMAEForVideoClassification, e.g. hf:MCG-NJU/videomae-base-finetuned-kinetics")
-    if any(k.startswith("videomae.layernorm.") for k in state):
-        raise CheckpointError(f"{where}: has 'videomae.layernorm.*' (use_mean_pooling=false: first-token "
-                              "pooling), which is not the mean-pooled VideoMAE classifier the harness builds")
-    out, qkv = {}, {}
-    for key, value in state.items():
-        m = _HF_LAYER.match(key)
-        if m:
-            layer, rest = int(m.group(1)), m.group(2)
-            part = rest.removeprefix("attention.attention.").removesuffix(".weight")
-            if rest.startswith("attention.attention.") and rest.endswith(".weight") and part in _QKV:
-                qkv.setdefault(layer, {})[part] = value
-                continue
-            if rest == "attention.attention.key.bias":
-                if value.any():
-                    raise CheckpointError(f"{where}: {key} is non-zero; VideoMAE attention has no key bias")
-                continue
-            ours = f"blocks.{layer}." + _HF_IN_LAYER.get(rest, rest)
-            if ours in out:
-                raise CheckpointError(f"{where}: layer {layer} holds both the q_bias/v_bias and the "
-                                      "query.bias/value.bias spelling; keep one")
-            out[ours] = value
-            continue
-        if key == "videomae.embeddings.position_embeddings":
-            continue  # the fixed sinusoid table, regenerated at construction
-        prefix = next((p for p in _HF_TOP if key.startswith(p)), None)
-        out[_HF_TOP[prefix] + key[len(prefix):] if prefix else key] = value
-    for layer, parts in sorted(qkv.items()):
-        if set(parts) != set(_QKV):
-            raise CheckpointError(f"{where}: layer {layer} lacks attention weight(s) "
-                                  f"{sorted(set(_QKV) - set(parts))}")
-        out[f"blocks.{layer}.attn.qkv.weight"] = torch.cat([parts[p] for p in _QKV], dim=0)
-    return out
+def _convert_hf(state: tp.Dict[str, torch.Tensor], where,
+                family: tp.Optional[str] = None) -> tp.Dict[str, torch.Tensor]:
+    """Hugging Face classifier keys -> ours, by the converter of ``family`` (a model folder's
+    ``config.json`` model_type), else of the family whose key prefix the state has (a bare weights file)."""
+    if family is None:
+        found = next((f for f in map(families.get_family, families.family_registry.names())
+                      if any(k.startswith(f"{f.hf_prefix}.") for k in state)), None)
+        family = found.name if found else "videomae"  # classifier.* alone: the harness's first family
+    return families.get_family(family).convert(state, where)
 
 
 # inside a layer's attention: transformers 5 module names and the hub files' (4.x) names -> q/k/v/out
@@ -248,7 +194,7 @@ def _attention_parts(prefix: str, rest: str) -> tp.Optional[tp.Tuple[str, str]]:
     return (part, kind) if part else None
 
 
-def _convert_hf_blocks(state: tp.Dict[str, torch.Tensor], where, root: str,
+def convert_hf_blocks(state: tp.Dict[str, torch.Tensor], where, root: str,
                        attentions: tp.Mapping[str, str], extra: tp.Mapping[str, str],
                        top: tp.Mapping[str, str]) -> tp.Dict[str, torch.Tensor]:
     """Shared by the ViT families: ``{root}.encoder.layer.{i}.*`` -> ``blocks.{i}.*``, separate q/k/v
@@ -286,88 +232,6 @@ def _convert_hf_blocks(state: tp.Dict[str, torch.Tensor], where, root: str,
                                   f"{sorted({'q', 'k', 'v'} - set(parts))}")
         out[f"blocks.{layer}.{ours}.qkv.{kind}"] = torch.cat([parts[p] for p in "qkv"], dim=0)
     return out
-
-
-def _convert_hf_vivit(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
-    """transformers ``VivitForVideoClassification`` keys -> ours."""
-    if not any(k.startswith("classifier.") for k in state):
-        raise CheckpointError(f"{where}: a VivitModel without its classifier head; token-reduction "
-                              "benchmarks need VivitForVideoClassification weights")
-    return _convert_hf_blocks(
-        state, where, "vivit", attentions={"attention.": "attn"}, extra={},
-        top={"vivit.embeddings.patch_embeddings.projection.": "patch_embed.proj.",
-             "vivit.embeddings.cls_token": "cls_token", "vivit.embeddings.position_embeddings": "pos_embed",
-             "vivit.layernorm.": "norm.", "classifier.": "head."})
-
-
-def _convert_hf_timesformer(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
-    """transformers ``TimesformerForVideoClassification`` keys -> ours (its per-frame Conv2d patch
-    embedding becomes our Conv3d with a temporal kernel of 1)."""
-    if not any(k.startswith("classifier.") for k in state):
-        raise CheckpointError(f"{where}: a TimesformerModel without its classifier head; token-reduction "
-                              "benchmarks need TimesformerForVideoClassification weights")
-    out = _convert_hf_blocks(
-        state, where, "timesformer",
-        attentions={"temporal_attention.": "attn_t", "attention.": "attn"},
-        extra={"temporal_layernorm.": "norm_t.", "temporal_dense.": "temporal_fc."},
-        top={"timesformer.embeddings.patch_embeddings.projection.": "patch_embed.proj.",
-             "timesformer.embeddings.cls_token": "cls_token",
-             "timesformer.embeddings.position_embeddings": "pos_embed",
-             "timesformer.embeddings.time_embeddings": "time_embed",
-             "timesformer.layernorm.": "norm.", "classifier.": "head."})
-    weight = out.get("patch_embed.proj.weight")
-    if weight is not None and weight.dim() == 4:
-        out["patch_embed.proj.weight"] = weight.unsqueeze(2)
-    return out
-
-
-_HF_PROBE_SELF = re.compile(r"^pooler\.self_attention_layers\.(\d+)\.(.+)$")
-_HF_PROBE_LAYER = {"layer_norm1.": "norm1.", "layer_norm2.": "norm2.", "mlp.fc1.": "mlp.fc1.", "mlp.fc2.": "mlp.fc2.",
-                   "self_attn.out_proj.": "attn.proj.", "cross_attn.q_proj.": "cross.q.",
-                   "cross_attn.k_proj.": "cross.k.", "cross_attn.v_proj.": "cross.v."}
-
-
-def _convert_hf_vjepa2(state: tp.Dict[str, torch.Tensor], where) -> tp.Dict[str, torch.Tensor]:
-    """transformers ``VJEPA2ForVideoClassification`` keys -> ours: the encoder's layers as the other
-    families' (separate query/key/value stacked into ``qkv``), the attentive probe under ``probe.`` (its
-    self-attention q/k/v_proj stacked likewise). The file also holds ``VJEPA2Model``'s predictor
-    (``vjepa2.predictor.*``), which the classifier never runs: those tensors are dropped, nothing else."""
-    if not any(k.startswith("pooler.") for k in state) or not any(k.startswith("classifier.") for k in state):
-        raise CheckpointError(f"{where}: a VJEPA2Model without its attentive probe and classifier; "
-                              "token-reduction benchmarks need VJEPA2ForVideoClassification weights "
-                              "(e.g. hf:facebook/vjepa2-vitl-fpc16-256-ssv2)")
-    encoder = {k: v for k, v in state.items() if not k.startswith(("pooler.", "vjepa2.predictor."))}
-    out = _convert_hf_blocks(
-        encoder, where, "vjepa2", attentions={"": "attn"}, extra={"attention.proj.": "attn.proj."},
-        top={"vjepa2.encoder.embeddings.patch_embeddings.proj.": "patch_embed.proj.",
-             "vjepa2.encoder.layernorm.": "norm.", "classifier.": "head."})
-    qkv: tp.Dict[tp.Tuple[int, str], tp.Dict[str, torch.Tensor]] = {}
-    for key, value in state.items():
-        if not key.startswith("pooler."):
-            continue
-        m = _HF_PROBE_SELF.match(key)
-        rest = m.group(2) if m else key.removeprefix("pooler.cross_attention_layer.")
-        ours = f"probe.blocks.{m.group(1)}." if m else "probe."
-        if key == "pooler.query_tokens":
-            out["probe.query_token"] = value
-            continue
-        if m and rest.startswith("self_attn.") and rest[len("self_attn."):len("self_attn.") + 7] in (
-                "q_proj.", "k_proj.", "v_proj."):
-            kind = rest.rpartition(".")[2]
-            qkv.setdefault((int(m.group(1)), kind), {})[rest[len("self_attn.")]] = value
-            continue
-        name = next((p for p in _HF_PROBE_LAYER if rest.startswith(p)), None)
-        out[ours + _HF_PROBE_LAYER[name] + rest[len(name):] if name else key] = value  # unknown: left to fail
-    for (layer, kind), parts in sorted(qkv.items()):
-        if set(parts) != {"q", "k", "v"}:
-            raise CheckpointError(f"{where}: probe layer {layer} lacks attention {kind}(s) "
-                                  f"{sorted({'q', 'k', 'v'} - set(parts))}")
-        out[f"probe.blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts[p] for p in "qkv"], dim=0)
-    return out
-
-
-_HF_FAMILY_CONVERTERS = {"vivit": _convert_hf_vivit, "timesformer": _convert_hf_timesformer,
-                         "vjepa2": _convert_hf_vjepa2}
 
 
 def _check_qv_biases(path, state: tp.Dict[str, torch.Tensor], expected: tp.Dict[str, torch.Tensor]) -> None:

@@ -23,6 +23,7 @@ import os
 import typing as tp
 
 from harness.files import MAX_INDEX_BYTES, cached_file_sha256, read_json
+from harness.models import families
 from harness.models.bounds import config_number_problems, number_problems
 
 HF_PREFIX = "hf:"
@@ -30,10 +31,12 @@ CONFIG = "config.json"
 # weight files of a model directory, in the order they are preferred
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-_CLASSIFIER = "VideoMAEForVideoClassification"
-# config.json model_type -> the classifier class the harness reproduces (harness.models.presets.FAMILIES)
-CLASSIFIERS = {"videomae": _CLASSIFIER, "vivit": "VivitForVideoClassification",
-               "timesformer": "TimesformerForVideoClassification", "vjepa2": "VJEPA2ForVideoClassification"}
+
+
+def classifiers() -> tp.Dict[str, str]:
+    """config.json model_type -> the classifier class the harness reproduces, one per registered family
+    (``harness.models.families``)."""
+    return {f.model_type: f.classifier for f in map(families.get_family, families.family_registry.names())}
 
 
 class CheckpointError(ValueError):
@@ -137,11 +140,12 @@ def read_config(checkpoint: tp.Union[str, os.PathLike]) -> dict:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     model_type = config.get("model_type")
-    if model_type not in CLASSIFIERS:
+    family = families.family_of_model_type(model_type)
+    if family is None:
         raise CheckpointError(f"{path}: model_type {model_type!r} is not a model the harness builds "
                               f"(architectures: {config.get('architectures')}); it reads "
-                              + ", ".join(f"{c} (model_type {t!r})" for t, c in CLASSIFIERS.items()))
-    classifier = CLASSIFIERS[model_type]
+                              + ", ".join(f"{c} (model_type {t!r})" for t, c in classifiers().items()))
+    classifier = family.classifier
     architectures = config.get("architectures") or [classifier]
     if "VideoMAEForPreTraining" in architectures:
         raise CheckpointError(f"{path}: a VideoMAEForPreTraining checkpoint (encoder + pixel decoder, no "
@@ -154,39 +158,18 @@ def read_config(checkpoint: tp.Union[str, os.PathLike]) -> dict:
 
 
 def config_dims(config: dict, where: str = CONFIG) -> dict:
-    """``VideoViTConfig`` fields from a ``config.json`` of one of ``CLASSIFIERS``; unsupported variants are refused."""
+    """``VideoViTConfig`` fields from a ``config.json`` of a registered family (its ``model_type``, read by the
+    family's ``config_dims``); the variants a family does not reproduce are refused, all in one error."""
     model_type = config.get("model_type", "videomae")
     numbers = config_number_problems(config, _CONFIG_NUMBERS)  # every family: before any number is used
     if numbers:
         raise CheckpointError(f"{where}: " + "; ".join(numbers))
+    family = families.family_of_model_type(model_type)
+    if family is None:
+        raise CheckpointError(f"{where}: model_type {model_type!r} is not a model the harness builds; it reads "
+                              + ", ".join(f"model_type {t!r}" for t in classifiers()))
     problems: tp.List[str] = []
-    if model_type == "vjepa2":
-        dims = _vjepa2_dims(config, problems)
-        if problems:
-            raise CheckpointError(f"{where}: unsupported {model_type} config: " + "; ".join(problems))
-        return dims
-    common = _common_dims(config, problems)
-    if model_type == "vivit":
-        tubelet = config.get("tubelet_size", [2, 16, 16])
-        if not (isinstance(tubelet, (list, tuple)) and len(tubelet) == 3 and tubelet[1] == tubelet[2]):
-            problems.append(f"tubelet_size {tubelet!r} is not [t, p, p]")
-            tubelet = [2, 16, 16]
-        act = config.get("hidden_act", "gelu_fast")
-        if act not in ("gelu", "gelu_fast"):
-            problems.append(f"hidden_act {act!r} (only 'gelu' or 'gelu_fast')")
-        dims = {**common, "family": "vivit", "act": act, "tubelet_size": tubelet[0], "patch_size": tubelet[1],
-                "num_frames": config.get("num_frames", 32), "qkv_bias": bool(config.get("qkv_bias", True)),
-                "norm_eps": float(config.get("layer_norm_eps", 1e-6))}
-    elif model_type == "timesformer":
-        if config.get("attention_type", "divided_space_time") != "divided_space_time":
-            problems.append(f"attention_type {config.get('attention_type')!r} (only 'divided_space_time')")
-        if config.get("hidden_act", "gelu") != "gelu":
-            problems.append(f"hidden_act {config.get('hidden_act')!r} (only 'gelu')")
-        dims = {**common, "family": "timesformer", "tubelet_size": 1, "patch_size": config.get("patch_size", 16),
-                "num_frames": config.get("num_frames", 8), "qkv_bias": bool(config.get("qkv_bias", True)),
-                "norm_eps": float(config.get("layer_norm_eps", 1e-6))}
-    else:
-        dims = _videomae_dims(config, common, problems)
+    dims = family.config_dims(config, problems)
     if problems:
         raise CheckpointError(f"{where}: unsupported {model_type} config: " + "; ".join(problems))
     derived = number_problems(dims, _HF_NAMES)  # e.g. intermediate_size/hidden_size, len(id2label)
@@ -195,91 +178,11 @@ def config_dims(config: dict, where: str = CONFIG) -> dict:
     return dims
 
 
-def _common_dims(config: dict, problems: tp.List[str]) -> dict:
-    """The dims every family's config.json spells alike (hidden sizes, image size, classes)."""
-    def square(key):
-        value = config.get(key)
-        if isinstance(value, (list, tuple)):
-            if len(set(value)) != 1:
-                problems.append(f"{key} {value} is not square")
-            value = value[0]
-        return value
-
-    hidden, inter = config.get("hidden_size"), config.get("intermediate_size")
-    missing = [k for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-               if config.get(k) is None]
-    if missing:
-        problems.append("missing " + ", ".join(missing))
-        return {}
-    if int(hidden * (inter / hidden)) != inter:
-        problems.append(f"intermediate_size {inter} is not mlp_ratio x hidden_size {hidden} for any float ratio")
-    labels = config.get("id2label")
-    num_classes = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels", 2)
-    return {"embed_dim": hidden, "depth": config["num_hidden_layers"], "num_heads": config["num_attention_heads"],
-            "mlp_ratio": inter / hidden, "img_size": _given(square("image_size"), 224), "num_classes": num_classes,
-            "in_chans": config.get("num_channels", 3)}
-
-
-# transformers' VJEPA2Config defaults, for keys a config.json leaves out
-_VJEPA2_DEFAULTS = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "mlp_ratio": 4.0,
-                    "patch_size": 16, "crop_size": 256, "frames_per_clip": 64, "tubelet_size": 2, "in_chans": 3,
-                    "layer_norm_eps": 1e-6, "qkv_bias": True, "hidden_act": "gelu", "num_pooler_layers": 3}
-
-
-def _vjepa2_dims(config: dict, problems: tp.List[str]) -> dict:
-    """``VJEPA2Config`` -> dims: the encoder (``crop_size`` is the input side, ``frames_per_clip`` the
-    frames: transformers' rotary grid follows ``crop_size``) and the probe's ``num_pooler_layers``."""
-    get = {k: config.get(k, v) for k, v in _VJEPA2_DEFAULTS.items()}
-    patch = get["patch_size"]
-    if isinstance(patch, (list, tuple)):
-        if len(set(patch)) != 1:
-            problems.append(f"patch_size {patch} is not square")
-        patch = patch[0]
-    if get["hidden_act"] != "gelu":
-        problems.append(f"hidden_act {get['hidden_act']!r} (only 'gelu')")
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "crop_size", "frames_per_clip",
-                "tubelet_size", "num_pooler_layers"):
-        if not isinstance(get[key], int) or isinstance(get[key], bool):
-            problems.append(f"{key} {get[key]!r} is not an integer")
-    labels = config.get("id2label")
-    num_classes = len(labels) if isinstance(labels, dict) and labels else config.get("num_labels", 2)
-    return {"family": "vjepa2", "embed_dim": get["hidden_size"], "depth": get["num_hidden_layers"],
-            "num_heads": get["num_attention_heads"], "mlp_ratio": float(get["mlp_ratio"]), "patch_size": patch,
-            "tubelet_size": get["tubelet_size"], "num_frames": get["frames_per_clip"], "img_size": get["crop_size"],
-            "num_classes": num_classes, "in_chans": get["in_chans"], "qkv_bias": bool(get["qkv_bias"]),
-            "norm_eps": float(get["layer_norm_eps"]), "probe_layers": get["num_pooler_layers"]}
-
-
-def _videomae_dims(config: dict, common: dict, problems: tp.List[str]) -> dict:
-    if config.get("use_mean_pooling", True) is not True:
-        problems.append("use_mean_pooling=false (first-token pooling with a final layernorm) is not "
-                        "the VideoMAE classifier the harness builds")
-    if config.get("hidden_act", "gelu") != "gelu":
-        problems.append(f"hidden_act {config.get('hidden_act')!r} (only 'gelu')")
-    patch = config.get("patch_size")
-    if isinstance(patch, (list, tuple)):
-        if len(set(patch)) != 1:
-            problems.append(f"patch_size {patch} is not square")
-        patch = patch[0]
-    qkv_bias = config.get("qv_bias", config.get("qkv_bias", True))  # transformers 5 / 4 spelling
-    return {**common, "patch_size": _given(patch, 16), "tubelet_size": config.get("tubelet_size", 2),
-            "num_frames": config.get("num_frames", 16),
-            "norm_eps": float(config.get("layer_norm_eps", 1e-12)), "qkv_bias": bool(qkv_bias),
-            # transformers builds fc_norm as nn.LayerNorm(hidden_size): torch's default 1e-5, whatever
-            # layer_norm_eps says (the official VideoMAE code: 1e-6 everywhere)
-            "fc_norm_eps": 1e-5}
-
-
 # config.json numbers -> their DIM_BOUNDS field (harness.models.bounds)
 _CONFIG_NUMBERS = {"hidden_size": "embed_dim", "num_hidden_layers": "depth", "num_attention_heads": "num_heads",
                    "intermediate_size": "mlp_dim", "patch_size": "patch_size", "tubelet_size": "tubelet_size",
                    "num_frames": "num_frames", "image_size": "img_size", "num_labels": "num_classes",
                    "num_channels": "in_chans", "layer_norm_eps": "norm_eps"}
-
-
-def _given(value: tp.Any, default: tp.Any) -> tp.Any:
-    """``value`` unless config.json leaves it out (0 is a value, refused by the bounds, not a default)."""
-    return default if value is None else value
 
 
 def class_names(config: dict) -> tp.Optional[tp.List[str]]:

@@ -77,28 +77,36 @@ LAYOUT_FEATURES = {
 }
 
 
-# family -> (cls tokens, position, attention, order, pooling); the library each one reproduces is in FAMILIES
-_LAYOUTS = {
-    "videomae": (0, "sinusoid", "joint", "thw", "mean"),
-    "vivit": (1, "learned", "joint", "thw", "cls"),
-    "timesformer": (1, "learned_space_time", "divided", "hwt", "cls"),
-    "vjepa2": (0, "rope3d", "joint", "thw", "attentive"),
-}
-FAMILIES = {
-    "videomae": "VideoMAE (MCG-NJU/VideoMAE, transformers VideoMAEForVideoClassification)",
-    "vivit": "ViViT model 1 (transformers VivitForVideoClassification)",
-    "timesformer": "TimeSformer divided space-time (transformers TimesformerForVideoClassification)",
-    "vjepa2": "V-JEPA 2 with its attentive probe (transformers VJEPA2ForVideoClassification)",
-    "videoswin": "Video Swin (torchvision swin3d; its own config class, VideoSwinConfig)",
-}
+class _FamilyTitles(tp.Mapping[str, str]):
+    """family -> the library model it reproduces: every registered ViT family (``harness.models.families``,
+    read when asked, so a family registered later is listed too), then Video Swin."""
+
+    def _titles(self) -> tp.Dict[str, str]:
+        return {**{n: families.get_family(n).reproduces for n in families.family_registry.names()},
+                "videoswin": "Video Swin (torchvision swin3d; its own config class, VideoSwinConfig)"}
+
+    def __getitem__(self, family: str) -> str:
+        return self._titles()[family]
+
+    def __iter__(self) -> tp.Iterator[str]:
+        return iter(self._titles())
+
+    def __len__(self) -> int:
+        return len(self._titles())
+
+
+FAMILIES: tp.Mapping[str, str] = _FamilyTitles()
+
+
+def _layout_fields(family: str) -> tp.Tuple[int, str, str, str, str]:
+    return families.get_family(family).layout
 
 
 def family_features(family: str) -> tp.FrozenSet[str]:
     """The layout features of ``family`` (what a method must support to run on it)."""
     if family == "videoswin":
         return VideoSwinConfig().layout.features
-    cls_tokens, position, attention, order, pooling = _LAYOUTS[family]
-    return TokenLayout(family, cls_tokens, position, attention, order, pooling, (1, 1, 1)).features
+    return TokenLayout(family, *_layout_fields(family), (1, 1, 1)).features
 
 
 # V-JEPA 2's attentive probe: transformers builds its MLPs with VJEPA2MLP's default ratio, not config.mlp_ratio
@@ -148,15 +156,12 @@ class VideoViTConfig:
 
     @property
     def layout(self) -> TokenLayout:
-        cls_tokens, position, attention, order, pooling = _LAYOUTS[self.family]
-        return TokenLayout(self.family, cls_tokens, position, attention, order, pooling, self.grid)
+        return TokenLayout(self.family, *_layout_fields(self.family), self.grid)
 
     def check(self) -> list[str]:
         problems = []
-        if self.family not in _LAYOUTS:  # videoswin has its own config class
-            from harness.registry import unknown_name_message
-
-            return [unknown_name_message("family", self.family, list(_LAYOUTS))]
+        if self.family not in families.family_registry:  # videoswin has its own config class
+            return [families.unknown_family_message(self.family)]
         if self.act not in ACTIVATIONS:
             problems.append(f"act {self.act!r} is not one of {', '.join(ACTIVATIONS)}")
         if self.probe_layers < 0 or (self.probe_layers and self.family != "vjepa2"):
@@ -501,3 +506,8 @@ def videoswin_b_ssv2() -> VideoSwinConfig:
 def synthetic_videoswin_tiny() -> VideoSwinConfig:
     return VideoSwinConfig(embed_dim=32, depths=(2, 1, 2, 1), heads=(1, 2, 2, 4), window_size=(4, 2, 2),
                            num_frames=16, img_size=64, num_classes=12)
+
+
+# Last, once register_backbone exists: registers every family, including those on HARNESS_FAMILIES_PATH, whose
+# module may register its presets here too.
+from harness.models import families  # noqa: E402

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.models import families
 from harness.models.timm_import import import_timm
 from harness.measure.regions import reduction_region
 from harness.models.presets import PROBE_MLP_RATIO, TokenLayout, VideoViTConfig
@@ -123,7 +124,7 @@ class FastGELU(nn.Module):
 def attention_bias_kind(cfg: VideoViTConfig) -> tp.Optional[str]:
     if not cfg.qkv_bias:
         return None
-    return "qv" if cfg.family == "videomae" else "qkv"
+    return families.get_family(cfg.family).biases
 
 
 class BlockMlp(Mlp):
