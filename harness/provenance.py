@@ -79,6 +79,9 @@ def numerics_code(method: str, params: tp.Optional[tp.Mapping] = None, root: str
         if module.startswith("methods."):
             todo.append(module.split(".")[1])
     files = {p: os.path.join(root, p) for entry in paths for p in _python_files(root, entry)}  # label -> file
+    for label, path in _outside_families():  # hashed as if they were in harness/models/families/
+        paths.append(label)
+        files[label] = path
     seen: set = set()
     while todo:
         name = todo.pop()
@@ -124,6 +127,27 @@ def _method_base(root: str, name: str, extra: tp.Sequence[str]) -> str:
         if os.path.isdir(os.path.join(base, name)) or os.path.isfile(os.path.join(base, f"{name}.py")):
             return base
     return os.path.join(root, "methods")
+
+
+def _outside_families() -> tp.List[tp.Tuple[str, str]]:
+    """``(label, file)`` of each family module found on ``HARNESS_FAMILIES_PATH`` (a module or a package)."""
+    from harness.models import families
+
+    out, found = [], set()
+    for folder in families.__path__:
+        for name in families.DISCOVERED:
+            base = os.path.join(folder, name)
+            if name in found or not (os.path.isfile(base + ".py") or os.path.isdir(base)):
+                continue
+            found.add(name)  # the first folder holding it is the one Python imports
+            if folder == families.__path__[0]:
+                continue  # in the repository: harness/models is hashed already
+            if os.path.isfile(base + ".py"):
+                out.append((f"harness/models/families/{name}.py", base + ".py"))
+            elif os.path.isdir(base):
+                out += [(f"harness/models/families/{rel}", os.path.join(folder, rel))
+                        for rel in _python_files(folder, name)]
+    return out
 
 
 def _python_files(root: str, rel: str) -> tp.List[str]:

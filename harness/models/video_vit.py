@@ -1,4 +1,4 @@
-"""Video ViTs of the families in ``harness.models.presets.FAMILIES``, one pre-norm block stack each.
+"""Video ViTs of the registered families (``harness.models.families``), one pre-norm block stack each.
 
 - ``videomae`` (Tong et al., NeurIPS'22; MCG-NJU/VideoMAE modeling_finetune): tubelet Conv3d embedding,
   fixed 1-D sinusoid positions over the time-major token index, no CLS token, q/v biases, mean pool +
