@@ -278,3 +278,12 @@ def file_sha256(path: str, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# folders of backbone-family modules kept outside the repository (harness.models.families), os.pathsep-separated
+FAMILIES_PATH_VARIABLE = "HARNESS_FAMILIES_PATH"
+
+
+def path_variable_folders(variable: str) -> tp.List[str]:
+    """The folders the environment variable ``variable`` names (``os.pathsep``-separated), in order."""
+    return [folder for folder in os.environ.get(variable, "").split(os.pathsep) if folder]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import typing as tp
 
-from harness.files import cached_file_sha256
+from harness.files import FAMILIES_PATH_VARIABLE, cached_file_sha256, path_variable_folders
 
 PACKAGES = ("torch", "timm", "decord", "fvcore", "numpy", "av", "submitit", "pyyaml")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,7 +79,7 @@ def numerics_code(method: str, params: tp.Optional[tp.Mapping] = None, root: str
         if module.startswith("methods."):
             todo.append(module.split(".")[1])
     files = {p: os.path.join(root, p) for entry in paths for p in _python_files(root, entry)}  # label -> file
-    for label, path in _outside_families():  # hashed as if they were in harness/models/families/
+    for label, path in _outside_families(root):  # hashed as if they were in harness/models/families/
         paths.append(label)
         files[label] = path
     seen: set = set()
@@ -129,24 +129,19 @@ def _method_base(root: str, name: str, extra: tp.Sequence[str]) -> str:
     return os.path.join(root, "methods")
 
 
-def _outside_families() -> tp.List[tp.Tuple[str, str]]:
-    """``(label, file)`` of each family module found on ``HARNESS_FAMILIES_PATH`` (a module or a package)."""
-    from harness.models import families
+def _outside_families(root: str) -> tp.List[tp.Tuple[str, str]]:
+    """``(label, file)`` of each family module (or package) on ``HARNESS_FAMILIES_PATH`` that is imported (the
+    first folder holding a name wins, and a name in the repository's families folder shadows them all)."""
+    import pkgutil
 
-    out, found = [], set()
-    for folder in families.__path__:
-        for name in families.DISCOVERED:
-            base = os.path.join(folder, name)
-            if name in found or not (os.path.isfile(base + ".py") or os.path.isdir(base)):
+    out, seen = [], {m.name for m in pkgutil.iter_modules([os.path.join(root, "harness", "models", "families")])}
+    for folder in path_variable_folders(FAMILIES_PATH_VARIABLE):
+        for module in pkgutil.iter_modules([folder]):
+            if module.name in seen:
                 continue
-            found.add(name)  # the first folder holding it is the one Python imports
-            if folder == families.__path__[0]:
-                continue  # in the repository: harness/models is hashed already
-            if os.path.isfile(base + ".py"):
-                out.append((f"harness/models/families/{name}.py", base + ".py"))
-            elif os.path.isdir(base):
-                out += [(f"harness/models/families/{rel}", os.path.join(folder, rel))
-                        for rel in _python_files(folder, name)]
+            seen.add(module.name)
+            out += [(f"harness/models/families/{rel}", os.path.join(folder, rel))
+                    for rel in _python_files(folder, module.name if module.ispkg else f"{module.name}.py")]
     return out
 
 

@@ -144,3 +144,23 @@ def test_the_registry_wide_method_tests_cover_the_new_family(families_path):
     assert f"{tests[0]}[{NAME}]" in passed, sorted(passed)
     gmacs = {p for p in passed if p.startswith(tests[1]) and p.endswith(f"-{NAME}]")}
     assert any("[tome-" in p for p in gmacs) and not any("[sta-" in p for p in gmacs), sorted(gmacs)
+
+
+def test_a_declaration_the_layers_do_not_implement_is_refused_at_registration():
+    from harness.models import families
+
+    vivit = families.get_family("vivit")
+    args = dict(reproduces="x", cls_tokens=1, position="learned", attention="joint", order="thw", pooling="cls",
+                model_type=NAME, classifier="X", config_dims=vivit.config_dims, convert=vivit.convert,
+                example_changes={})
+    for change, message in ((dict(position="alibi"), "position 'alibi' is not one of sinusoid, learned"),
+                            (dict(attention="windowed"), "attention 'windowed' is not one of joint, divided"),
+                            (dict(pooling="max"), "pooling 'max' is not one of mean, cls, attentive"),
+                            (dict(cls_tokens=-1), "cls_tokens -1 is not a count"),
+                            (dict(model_type="vivit"), "model_type 'vivit' is already family 'vivit'"),
+                            (dict(example_changes={"family": "vivit"}), "example_changes names family 'vivit'")):
+        with pytest.raises(ValueError, match=re.escape(f"backbone family {NAME!r}: {message}")):
+            families.register_family(NAME, **{**args, **change})
+    assert NAME not in families.family_registry
+    with pytest.raises(ValueError, match="already registered"):
+        families.register_family("vivit", **{**args, "model_type": "other"})

@@ -11,12 +11,12 @@ import os
 import pkgutil
 import warnings
 
+from harness.files import FAMILIES_PATH_VARIABLE, path_variable_folders
 from harness.models.families.registry import (BackboneFamily, family_of_model_type, family_registry, get_family,
                                               register_family, unknown_family_message)
 
-FAMILIES_PATH_VARIABLE = "HARNESS_FAMILIES_PATH"
-_NOT_FAMILIES = {"registry", "common"}
-for _folder in filter(None, os.environ.get(FAMILIES_PATH_VARIABLE, "").split(os.pathsep)):
+NOT_FAMILIES = ("registry", "common")  # the modules here that declare no family
+for _folder in path_variable_folders(FAMILIES_PATH_VARIABLE):
     if not os.path.isdir(_folder):
         warnings.warn(f"{FAMILIES_PATH_VARIABLE}: {_folder} is not a folder; no family is searched there",
                       stacklevel=2)
@@ -29,9 +29,9 @@ for _folder in __path__[1:]:
         warnings.warn(f"{FAMILIES_PATH_VARIABLE}: {os.path.join(_folder, _shadowed)} is ignored: "
                       f"harness/models/families/{_shadowed} has the same name", stacklevel=2)
 
-DISCOVERED = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_FAMILIES))
+DISCOVERED = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in NOT_FAMILIES))
 for _name in DISCOVERED:
     importlib.import_module(f"{__name__}.{_name}")
 
-__all__ = ["DISCOVERED", "FAMILIES_PATH_VARIABLE", "BackboneFamily", "family_of_model_type", "family_registry",
+__all__ = ["DISCOVERED", "FAMILIES_PATH_VARIABLE", "NOT_FAMILIES", "BackboneFamily", "family_of_model_type", "family_registry",
            "get_family", "register_family", "unknown_family_message"]
