@@ -1,6 +1,8 @@
-"""Load fine-tuned VideoMAE classifiers into ``VideoViT``.
+"""Load fine-tuned video ViT classifiers into ``VideoViT``.
 
-Three layouts are recognised from signature keys (one ``_convert_*`` function each):
+A Hugging Face classifier (a model folder, or a bare weights file with the library's key prefix) is converted
+by its family's ``convert`` (``harness.models.families``), the ViT families sharing ``convert_hf_blocks``.
+The official layouts are recognised from signature keys (one ``_convert_*`` function each):
 - official VideoMAE (MCG-NJU/VideoMAE, DeepSpeed): ``{'module': {...}}`` (or ``'model'``) with
   ``patch_embed.proj.*``, ``blocks.{i}.attn.{qkv.weight,q_bias,v_bias,proj.*}``, ``mlp.fc1/fc2``,
   ``fc_norm.*``, ``head.*`` -- the same names as ours;

@@ -1,4 +1,4 @@
-"""Hugging Face VideoMAE checkpoints: where the files are, what ``config.json`` says (torch-free).
+"""Hugging Face checkpoints of the registered families: where the files are, what ``config.json`` says (torch-free).
 
 A backbone ``checkpoint`` is a Hugging Face reference when it is
 
