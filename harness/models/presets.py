@@ -164,8 +164,8 @@ class VideoViTConfig:
             return [families.unknown_family_message(self.family)]
         if self.act not in ACTIVATIONS:
             problems.append(f"act {self.act!r} is not one of {', '.join(ACTIVATIONS)}")
-        if self.probe_layers < 0 or (self.probe_layers and self.family != "vjepa2"):
-            problems.append(f"probe_layers {self.probe_layers}: only a vjepa2 attentive probe has them (>= 0)")
+        if self.probe_layers < 0 or (self.probe_layers and self.layout.pooling != "attentive"):
+            problems.append(f"probe_layers {self.probe_layers}: only an attentive probe (vjepa2) has them (>= 0)")
         for name in ("embed_dim", "depth", "num_heads", "patch_size", "tubelet_size", "num_frames",
                      "img_size", "in_chans"):
             if getattr(self, name) <= 0:
