@@ -85,3 +85,18 @@ measure: {{throughput: false, flops: false}}
     assert metrics["peak_mem_kind"] == probe.FRESH_KIND and weights <= metrics["peak_mem_gib"] < weights + 2
     if reset is not None:  # Linux: the in-process figure is of the same kind of quantity
         assert reset["peak_mem_kind"] == "cpu_weights_plus_forward_peak_rss" and reset["peak_mem_gib"] >= weights
+
+
+@pytest.mark.parametrize("platform,reported,expected", [("linux", 2048, 2048 * 1024), ("darwin", 2048, 2048)])
+def test_peak_rss_is_in_bytes_whatever_the_platform_reports(monkeypatch, platform, reported, expected):
+    """``ru_maxrss`` is KiB on Linux and bytes on macOS; every peak-RSS figure goes through ``max_rss_bytes``."""
+    import resource
+    import sys
+    import types
+
+    from harness.measure import speed
+
+    monkeypatch.setattr(sys, "platform", platform)
+    monkeypatch.setattr(resource, "getrusage", lambda who: types.SimpleNamespace(ru_maxrss=reported))
+    assert speed.max_rss_bytes() == expected
+    assert speed.peak_memory(__import__("torch").device("cpu"))["peak_mem_gib"] == expected / 2 ** 30

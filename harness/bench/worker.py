@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import sys
 import time
 import typing as tp
@@ -117,7 +116,9 @@ def overhead(model, x, device, iters: int = 5, context: tp.Callable[[], tp.Conte
 
 
 def _rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    from harness.measure.speed import max_rss_bytes
+
+    return max_rss_bytes() / 2 ** 30
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ GPU consumed over the timed iterations are recorded per clip (None elsewhere).
 from __future__ import annotations
 
 import resource
+import sys
 import statistics
 import time
 import typing as tp
@@ -95,5 +96,10 @@ def peak_memory(device: torch.device) -> dict:
         return {"peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30,
                 "peak_mem_reserved_gib": torch.cuda.max_memory_reserved(device) / 2 ** 30,
                 "peak_mem_kind": "cuda_max_allocated"}
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"peak_mem_gib": rss_kib / 2 ** 20, "peak_mem_kind": "cpu_process_peak_rss"}
+    return {"peak_mem_gib": max_rss_bytes() / 2 ** 30, "peak_mem_kind": "cpu_process_peak_rss"}
+
+
+def max_rss_bytes() -> int:
+    """This process's peak resident set size so far, in bytes (``ru_maxrss``: bytes on macOS, KiB elsewhere)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024

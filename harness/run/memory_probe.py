@@ -12,7 +12,6 @@ In the fresh process the increase is over the process's peak so far, which holds
 """
 from __future__ import annotations
 
-import resource
 import sys
 import typing as tp
 
@@ -69,22 +68,18 @@ def probe(request: dict) -> dict:
     clips, random normal)."""
     import torch
 
+    from harness.measure.speed import max_rss_bytes
     from harness.run.cell import Progress, prepare_cell
     from harness.suite import CellSpec
 
     spec = CellSpec.from_json(request["cell"])
     setup = prepare_cell(spec, Progress(None), request.get("store_root", "results"))
     x = torch.randn(*setup.clip_shape(spec.eval.batch_size * setup.dataset.views), device=setup.device)
-    before = _max_rss_bytes()
+    before = max_rss_bytes()
     with torch.inference_mode():
         setup.model(x)
-    increase = max(0, _max_rss_bytes() - before)
+    increase = max(0, max_rss_bytes() - before)
     return {"peak_mem_gib": (weight_bytes(setup.model) + increase) / 2 ** 30, "peak_mem_kind": FRESH_KIND}
-
-
-def _max_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux and the BSDs KiB
 
 
 if __name__ == "__main__":
