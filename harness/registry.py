@@ -90,3 +90,31 @@ class Registry(tp.Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def discover_modules(package: str, path: tp.List[str], variable: str, what: str,
+                     skip: tp.Sequence[str] = ()) -> tp.Tuple[str, ...]:
+    """Import every module and package directly in ``package`` (its ``__path__``, ``path``) but ``skip``, after
+    adding the folders the environment variable ``variable`` names (``os.pathsep``-separated) to ``path``: a
+    plugin kept outside the repository registers as one inside does. A named path that is not a folder, or a
+    module that shadows one of the package's own, is ignored with a warning. Returns the imported names."""
+    import os
+    import pkgutil
+    import warnings
+
+    from harness.files import path_variable_folders
+
+    for folder in path_variable_folders(variable):
+        if not os.path.isdir(folder):
+            warnings.warn(f"{variable}: {folder} is not a folder; no {what} is searched there", stacklevel=3)
+        elif os.path.abspath(folder) not in map(os.path.abspath, path):
+            path.append(folder)
+    own = {m.name for m in pkgutil.iter_modules(path[:1])}
+    for folder in path[1:]:
+        for shadowed in sorted(own & {m.name for m in pkgutil.iter_modules([folder])}):
+            warnings.warn(f"{variable}: {os.path.join(folder, shadowed)} is ignored: {package.replace('.', '/')}/"
+                          f"{shadowed} has the same name", stacklevel=3)
+    names = tuple(sorted(m.name for m in pkgutil.iter_modules(path) if m.name not in skip))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

@@ -136,3 +136,32 @@ def test_viz_draws_the_copy(methods_path, tmp_path):
                 methods_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_discovery_imports_path_folders_and_warns_on_a_bad_path_or_a_shadowing_module(tmp_path, monkeypatch):
+    """``harness.registry.discover_modules`` (methods/ and harness/models/families/ discover their plugins with it)."""
+    import sys
+    import types
+
+    from harness.registry import discover_modules
+
+    own, extra = tmp_path / "own", tmp_path / "extra"
+    own.mkdir()
+    extra.mkdir()
+    (own / "alpha.py").write_text("LOADED = 'own'\n")
+    (own / "registry.py").write_text("")
+    (extra / "alpha.py").write_text("LOADED = 'extra'\n")  # shadows the package's own alpha
+    (extra / "beta.py").write_text("LOADED = 'extra'\n")
+    package = types.ModuleType("scratchplugins")
+    package.__path__ = [str(own)]
+    monkeypatch.setitem(sys.modules, "scratchplugins", package)
+    for name in ("alpha", "beta"):
+        monkeypatch.delitem(sys.modules, f"scratchplugins.{name}", raising=False)
+    monkeypatch.setenv("SCRATCH_PATH", os.pathsep.join([str(extra), str(tmp_path / "missing")]))
+    with pytest.warns(UserWarning) as caught:
+        names = discover_modules("scratchplugins", package.__path__, "SCRATCH_PATH", "plugin", skip=("registry",))
+    assert names == ("alpha", "beta")
+    assert sys.modules["scratchplugins.alpha"].LOADED == "own" and sys.modules["scratchplugins.beta"].LOADED == "extra"
+    messages = [str(w.message) for w in caught]
+    assert any("missing is not a folder; no plugin is searched there" in m for m in messages), messages
+    assert any("extra/alpha is ignored: scratchplugins/alpha has the same name" in m for m in messages), messages
